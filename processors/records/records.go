@@ -1,0 +1,113 @@
+// Package records defines the rows the processors hand to the sinks: one type per
+// ClickHouse table, free of any driver type so that processors and sinks stay apart.
+package records
+
+import (
+	"math"
+	"time"
+)
+
+// Origin says which stored message a raw row came from.
+type Origin struct {
+	// ReceivedAt is the JetStream timestamp of the message: when cxlink accepted it.
+	ReceivedAt time.Time
+	// Partition and Seq locate the message in the stream.
+	Partition uint16
+	Seq       uint64
+	// Version orders the rows written for one event id; ClickHouse keeps the highest.
+	Version uint64
+	// Late is set when the event arrived after the allowed lateness and is therefore
+	// not part of any rolling window.
+	Late bool
+}
+
+// Version of a raw row: the first stored copy of an id (lowest stream sequence) wins
+// over a resend, and within one copy a later revision (e.g. an attribution found after
+// the survey was first written) wins over an earlier one.
+func Version(seq uint64, revision uint8) uint64 {
+	return (math.MaxInt64-seq)<<1 | uint64(revision&1)
+}
+
+// Survey is one row of survey_responses.
+type Survey struct {
+	Origin
+	ID            string
+	Survey        string
+	OccurredAt    time.Time
+	Source        string
+	Score         float64 // as sent
+	ScaleMin      float64
+	ScaleMax      float64
+	StandardScore float64 // on the survey's standard scale; what rollups aggregate
+	TicketID      string
+	CustomerID    string
+	Channel       string
+	Category      string
+	Team          string
+	AgentID       string
+	Comment       string
+	// Attributed is set when some of channel, category, team, agent came from the ticket.
+	Attributed bool
+}
+
+// Ticket is one row of tickets: one ticket event.
+type Ticket struct {
+	Origin
+	ID            string
+	TicketID      string
+	Status        string
+	OccurredAt    time.Time
+	Source        string
+	Channel       string
+	Category      string
+	Team          string
+	AgentID       string
+	HandleSeconds *float64
+	Contacts      *int64
+}
+
+// Pulse is one row of employee_pulses.
+type Pulse struct {
+	Origin
+	ID         string
+	EmployeeID string
+	Team       string
+	Question   string
+	OccurredAt time.Time
+	Source     string
+	Score      float64
+	ScaleMin   float64
+	ScaleMax   float64
+}
+
+// Rollup is one partition's share of one rolling window at one tick: a row of
+// rollup_partials. The view rollups adds the partitions up.
+type Rollup struct {
+	Survey    string
+	Window    string // "1h", "24h", "7d"
+	Dimension string // "overall", "category", "channel", "team", "agent"
+	Key       string // "" for overall
+	WindowEnd time.Time
+	Partition uint16
+	Responses uint64
+	ScoreSum  float64 // sum of standard scores
+	Positive  uint64  // easy, satisfied, promoters
+	Negative  uint64  // difficult, dissatisfied, detractors
+	Version   uint64  // when the row was computed; the latest computation wins
+}
+
+// Batch is what a sink writes at once.
+type Batch struct {
+	Surveys []Survey
+	Tickets []Ticket
+	Pulses  []Pulse
+	Rollups []Rollup
+}
+
+// Len is the number of rows in the batch.
+func (b *Batch) Len() int { return len(b.Surveys) + len(b.Tickets) + len(b.Pulses) + len(b.Rollups) }
+
+// Reset empties the batch, keeping its memory.
+func (b *Batch) Reset() {
+	b.Surveys, b.Tickets, b.Pulses, b.Rollups = b.Surveys[:0], b.Tickets[:0], b.Pulses[:0], b.Rollups[:0]
+}

@@ -1,0 +1,94 @@
+// Package broker runs an embedded, in-process NATS server with JetStream: the default
+// broker of `cxlink run`, so that one process needs no external NATS. Its store lives on
+// disk and survives restarts.
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Config of the embedded server.
+type Config struct {
+	// DataDir holds the JetStream store (under jetstream/).
+	DataDir string `env:"CXLINK_DATA_DIR" envDefault:".cxlink"`
+	// Listen, when set (host:port), also serves NATS clients over TCP, e.g. for the
+	// nats CLI or roles running as separate processes. Empty: in-process only.
+	Listen string `env:"CXLINK_EMBEDDED_NATS_LISTEN"`
+}
+
+// Validate reports every problem of the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("CXLINK_DATA_DIR: must not be empty"))
+	}
+	if c.Listen != "" {
+		if _, port, err := net.SplitHostPort(c.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("CXLINK_EMBEDDED_NATS_LISTEN: %w", err))
+		} else if _, err := strconv.Atoi(port); err != nil {
+			errs = append(errs, fmt.Errorf("CXLINK_EMBEDDED_NATS_LISTEN: port %q is not a number", port))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Server is a running embedded NATS server. It owns its store until Shutdown.
+type Server struct {
+	ns *server.Server
+}
+
+// Start starts the server and waits until it accepts connections.
+func Start(cfg Config, logger *slog.Logger) (*Server, error) {
+	opts := &server.Options{
+		ServerName: "cxlink-embedded",
+		JetStream:  true,
+		StoreDir:   filepath.Join(cfg.DataDir, "jetstream"),
+		DontListen: cfg.Listen == "",
+		NoSigs:     true,
+		NoLog:      true,
+	}
+	if cfg.Listen != "" {
+		host, port, _ := net.SplitHostPort(cfg.Listen)
+		opts.Host = host
+		opts.Port, _ = strconv.Atoi(port)
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("embedded nats: not ready after 30s")
+	}
+	logger.Info("embedded JetStream started", "store", opts.StoreDir, "listen", cfg.Listen)
+	return &Server{ns: ns}, nil
+}
+
+// Connect opens an in-process client connection to the server.
+func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	return nats.Connect("", append(opts, nats.InProcessServer(s.ns))...)
+}
+
+// ClientURL is the server's nats:// address, empty when it has no listener.
+func (s *Server) ClientURL() string {
+	if s.ns.Addr() == nil {
+		return ""
+	}
+	return s.ns.ClientURL()
+}
+
+// Shutdown stops the server and waits until its store is closed.
+func (s *Server) Shutdown() {
+	s.ns.Shutdown()
+	s.ns.WaitForShutdown()
+}

@@ -127,7 +127,7 @@ var pulseScales = map[string]Scale{
 
 // ScoreUnit is the resolution of standardised scores: they are rounded to a millionth of
 // a point, so that sums are exact in integer micro-points.
-const ScoreUnit = 1e-6
+const ScoreUnit = 1e-6 // keep in step with the 1e6 factors below
 
 // StandardScore maps a survey's score linearly from its own scale onto its kind's
 // standard scale and rounds it to ScoreUnit. Call it on validated surveys only.
@@ -138,11 +138,11 @@ func (e *Event) StandardScore() float64 {
 	if from != std {
 		v = std.Min + (v-from.Min)*(std.Max-std.Min)/(from.Max-from.Min)
 	}
-	return math.Round(v/ScoreUnit) * ScoreUnit
+	return math.Round(v*1e6) / 1e6
 }
 
 // MicroPoints is a standardised score in integer units of ScoreUnit.
-func MicroPoints(standardScore float64) int64 { return int64(math.Round(standardScore / ScoreUnit)) }
+func MicroPoints(standardScore float64) int64 { return int64(math.Round(standardScore * 1e6)) }
 
 // Classify says whether a standardised score of survey kind s is positive (easy,
 // satisfied, promoter) or negative (difficult, dissatisfied, detractor).

@@ -1,0 +1,186 @@
+package pipeline
+
+import (
+	"strconv"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/cxlink/cxlink/processors/effort"
+)
+
+type metrics struct {
+	events        *prometheus.CounterVec
+	late          *prometheus.CounterVec
+	attribution   *prometheus.CounterVec
+	redeliveries  prometheus.Counter
+	undecodable   prometheus.Counter
+	replayed      prometheus.Counter
+	pending       *prometheus.GaugeVec
+	ackPending    *prometheus.GaugeVec
+	stateSize     *prometheus.GaugeVec
+	batchRows     prometheus.Histogram
+	flushDuration prometheus.Histogram
+	flushErrors   prometheus.Counter
+	storedLatency prometheus.Histogram
+	rolling       *rollingCollector
+}
+
+func newMetrics(reg prometheus.Registerer, maxKeys int) *metrics {
+	f := promauto.With(reg)
+	m := &metrics{
+		events: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "cxlink_processor_events_total",
+			Help: "Events applied by the processors, by type (replays not counted).",
+		}, []string{"type"}),
+		late: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "cxlink_late_events_total",
+			Help: "Events received later than the allowed lateness: stored raw, kept out of rolling windows.",
+		}, []string{"type"}),
+		attribution: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "cxlink_survey_attribution_total",
+			Help: "Surveys with only a ticket id, by outcome: immediate (ticket known), waiting, late (ticket came later), unattributed (it never came in time).",
+		}, []string{"outcome"}),
+		redeliveries: f.NewCounter(prometheus.CounterOpts{
+			Name: "cxlink_processor_redeliveries_total",
+			Help: "Messages JetStream delivered again (not acked in time, or after a restart); never applied twice.",
+		}),
+		undecodable: f.NewCounter(prometheus.CounterOpts{
+			Name: "cxlink_processor_undecodable_total",
+			Help: "Stream messages that are not a valid event (not published by cxlink ingest); terminated.",
+		}),
+		replayed: f.NewCounter(prometheus.CounterOpts{
+			Name: "cxlink_processor_replayed_messages_total",
+			Help: "Messages replayed at start-up to rebuild partition state.",
+		}),
+		pending: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cxlink_consumer_pending_messages",
+			Help: "Messages in the stream not yet delivered to the partition's consumer.",
+		}, []string{"partition"}),
+		ackPending: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cxlink_consumer_ack_pending_messages",
+			Help: "Messages delivered to the partition's consumer and not yet acked (not yet stored).",
+		}, []string{"partition"}),
+		stateSize: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cxlink_processor_state_entries",
+			Help: "Entries held in a partition's state, by kind (series, tickets, waiting_surveys).",
+		}, []string{"partition", "kind"}),
+		batchRows: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "cxlink_sink_batch_rows",
+			Help:    "Rows per batch written to the sink.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 9),
+		}),
+		flushDuration: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "cxlink_sink_flush_duration_seconds",
+			Help:    "Time to write one batch to the sink (each attempt).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+		}),
+		flushErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "cxlink_sink_flush_errors_total",
+			Help: "Failed batch writes (each is retried).",
+		}),
+		storedLatency: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "cxlink_ingest_to_stored_seconds",
+			Help:    "Time from JetStream accepting an event to its raw row being stored in the sink.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}),
+		rolling: newRollingCollector(maxKeys),
+	}
+	reg.MustRegister(m.rolling)
+	return m
+}
+
+// Rolling-window gauges are additive (counts and sums), so that Prometheus can sum them
+// over the processes sharing the partitions; means and shares are recording rules.
+var (
+	rollingLabels    = []string{"survey", "window", "dimension", "key"}
+	rollingResponses = prometheus.NewDesc("cxlink_rolling_responses", "Survey responses in the rolling window (event time).", rollingLabels, nil)
+	rollingScoreSum  = prometheus.NewDesc("cxlink_rolling_score_sum", "Sum of standard scores in the rolling window; divide by cxlink_rolling_responses for the mean.", rollingLabels, nil)
+	rollingPositive  = prometheus.NewDesc("cxlink_rolling_positive", "Positive responses (CES easy 5–7, CSAT 4–5, NPS promoters 9–10) in the rolling window.", rollingLabels, nil)
+	rollingNegative  = prometheus.NewDesc("cxlink_rolling_negative", "Negative responses (CES difficult 1–3, CSAT 1–2, NPS detractors 0–6) in the rolling window.", rollingLabels, nil)
+)
+
+type rollingKey struct{ survey, window, dimension, key string }
+
+// rollingCollector exports the windows at the last tick, summed over the owned partitions.
+// Agents never become labels, and each dimension exports at most maxKeys keys.
+type rollingCollector struct {
+	maxKeys int
+	mu      sync.Mutex
+	byPart  map[int]map[rollingKey]effort.Aggregate
+	keys    map[string]map[string]bool // dimension → keys admitted as labels
+}
+
+func newRollingCollector(maxKeys int) *rollingCollector {
+	return &rollingCollector{maxKeys: maxKeys, byPart: map[int]map[rollingKey]effort.Aggregate{}, keys: map[string]map[string]bool{}}
+}
+
+// update replaces a partition's windows; read is the partition's State.Current.
+func (c *rollingCollector) update(part int, read func(func(effort.SeriesKey, effort.Window, effort.Aggregate))) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := make(map[rollingKey]effort.Aggregate)
+	read(func(k effort.SeriesKey, w effort.Window, a effort.Aggregate) {
+		if k.Dimension == effort.Agent {
+			return
+		}
+		key := c.admit(k.Dimension, k.Key)
+		rk := rollingKey{k.Survey, w.Name, k.Dimension, key}
+		sum := m[rk]
+		sum.Responses += a.Responses
+		sum.ScoreMicro += a.ScoreMicro
+		sum.Positive += a.Positive
+		sum.Negative += a.Negative
+		m[rk] = sum
+	})
+	c.byPart[part] = m
+}
+
+func (c *rollingCollector) admit(dimension, key string) string {
+	ks := c.keys[dimension]
+	if ks == nil {
+		ks = map[string]bool{}
+		c.keys[dimension] = ks
+	}
+	if ks[key] {
+		return key
+	}
+	if len(ks) < c.maxKeys {
+		ks[key] = true
+		return key
+	}
+	return "_other"
+}
+
+func (c *rollingCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- rollingResponses
+	ch <- rollingScoreSum
+	ch <- rollingPositive
+	ch <- rollingNegative
+}
+
+func (c *rollingCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	total := make(map[rollingKey]effort.Aggregate)
+	for _, m := range c.byPart {
+		for k, a := range m {
+			sum := total[k]
+			sum.Responses += a.Responses
+			sum.ScoreMicro += a.ScoreMicro
+			sum.Positive += a.Positive
+			sum.Negative += a.Negative
+			total[k] = sum
+		}
+	}
+	c.mu.Unlock()
+	for k, a := range total {
+		lv := []string{k.survey, k.window, k.dimension, k.key}
+		ch <- prometheus.MustNewConstMetric(rollingResponses, prometheus.GaugeValue, float64(a.Responses), lv...)
+		ch <- prometheus.MustNewConstMetric(rollingScoreSum, prometheus.GaugeValue, float64(a.ScoreMicro)/1e6, lv...)
+		ch <- prometheus.MustNewConstMetric(rollingPositive, prometheus.GaugeValue, float64(a.Positive), lv...)
+		ch <- prometheus.MustNewConstMetric(rollingNegative, prometheus.GaugeValue, float64(a.Negative), lv...)
+	}
+}
+
+func partLabel(p int) string { return strconv.Itoa(p) }

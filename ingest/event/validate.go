@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -101,6 +102,8 @@ func decodeFields(data []byte) (Event, Errors) {
 			errs.add(name, "must be %s, got %s", kind, describe(raw))
 		}
 	}
+	// Map order is random: sort so that the same event always gets the same answer.
+	slices.SortFunc(errs, func(a, b FieldError) int { return strings.Compare(a.Field, b.Field) })
 	return e, errs
 }
 

@@ -1,0 +1,330 @@
+package main
+
+// End-to-end tests of the whole path with real components: events posted over HTTP to
+// the ingest role, an in-process NATS server with JetStream reached over TCP, the
+// process role as a separate OS process (so that it can be killed -9), and a real
+// ClickHouse server. Rollups are checked against a recomputation from the raw tables.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cxlink/cxlink/cmd/cxlink/app"
+	"github.com/cxlink/cxlink/ingest/broker"
+	"github.com/cxlink/cxlink/ingest/stream"
+	"github.com/cxlink/cxlink/sinks/clickhouse"
+	"github.com/cxlink/cxlink/sinks/clickhouse/chtest"
+)
+
+// The test binary doubles as cxlink: a child started with this variable runs main.
+const childEnv = "CXLINK_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+const (
+	partitions = 4
+	lateness   = 10 * time.Minute
+)
+
+var windows = map[string]time.Duration{"10m": 10 * time.Minute, "1h": time.Hour}
+
+type cluster struct {
+	t         *testing.T
+	env       map[string]string
+	ch        *chtest.Server
+	db        *clickhouse.Client
+	js        jetstream.JetStream
+	ingestURL string
+	proc      *exec.Cmd
+	procDone  chan struct{}
+	procLog   *os.File
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	ctx := t.Context()
+	ns, err := broker.Start(broker.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:-1"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	ch := chtest.Start(t)
+	database := ch.NewDatabase(t)
+	c := &cluster{t: t, ch: ch, env: map[string]string{
+		"NATS_URL":                  ns.ClientURL(),
+		"CLICKHOUSE_ADDR":           ch.Addr(),
+		"CLICKHOUSE_DATABASE":       database,
+		"CXLINK_HTTP_ADDR":          "127.0.0.1:0",
+		"CXLINK_PARTITIONS":         fmt.Sprint(partitions),
+		"CXLINK_WINDOWS":            "10m,1h",
+		"CXLINK_ROLLUP_STEP":        "1s",
+		"CXLINK_ALLOWED_LATENESS":   lateness.String(),
+		"CXLINK_ATTRIBUTION_WAIT":   "1m",
+		"CXLINK_BATCH_MAX_DELAY":    "100ms",
+		"CXLINK_ACK_WAIT":           "5s",
+		"CXLINK_METRICS_MAX_KEYS":   "20",
+		"CLICKHOUSE_DIAL_TIMEOUT":   "1s",
+		"CLICKHOUSE_INSERT_TIMEOUT": "5s",
+	}}
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if c.js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+
+	// The ingest role runs in this process; it creates the stream.
+	ingestCtx, stopIngest := context.WithCancel(context.WithoutCancel(ctx))
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ingestCtx, []string{"ingest"}, app.Options{
+			Environ: c.env, Stderr: testWriter{t, "ingest"}, Listening: func(a string) { addr <- a },
+		})
+	}()
+	select {
+	case a := <-addr:
+		c.ingestURL = "http://" + a + "/v1/events"
+	case err := <-done:
+		t.Fatalf("ingest: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("ingest did not start")
+	}
+	t.Cleanup(func() {
+		stopIngest()
+		if err := <-done; err != nil {
+			t.Errorf("ingest: %v", err)
+		}
+	})
+	if c.db, err = clickhouse.Open(ctx, ch.Config(database), slog.New(slog.DiscardHandler), prometheus.NewRegistry()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.db.Close() })
+	return c
+}
+
+type testWriter struct {
+	t    *testing.T
+	name string
+}
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Logf("%s: %s", w.name, bytes.TrimRight(p, "\n"))
+	return len(p), nil
+}
+
+// startProcessor starts the process role as a child process.
+func (c *cluster) startProcessor() {
+	c.t.Helper()
+	cmd := exec.Command(os.Args[0], "process")
+	cmd.Env = append(os.Environ(), childEnv+"=1")
+	for k, v := range c.env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	if c.procLog == nil {
+		f, err := os.Create(filepath.Join(c.t.TempDir(), "process.log"))
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		c.procLog = f
+		c.t.Cleanup(func() {
+			c.stopProcessor(syscall.SIGKILL)
+			if c.t.Failed() {
+				out, _ := os.ReadFile(f.Name())
+				c.t.Logf("process role log:\n%s", tail(string(out), 60))
+			}
+			f.Close()
+		})
+	}
+	cmd.Stdout, cmd.Stderr = c.procLog, c.procLog
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.proc, c.procDone = cmd, make(chan struct{})
+	go func(done chan struct{}) { cmd.Wait(); close(done) }(c.procDone)
+}
+
+func (c *cluster) stopProcessor(sig syscall.Signal) {
+	if c.proc == nil {
+		return
+	}
+	c.proc.Process.Signal(sig)
+	select {
+	case <-c.procDone:
+	case <-time.After(60 * time.Second):
+		c.proc.Process.Kill()
+		<-c.procDone
+	}
+	c.proc = nil
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+type postAnswer struct {
+	Accepted, Duplicates, Rejected, Failed int
+	Results                                []struct {
+		ID     string `json:"id"`
+		Status string `json:"status"`
+	}
+}
+
+// post sends events as NDJSON and returns the API's answer.
+func (c *cluster) post(events []map[string]any) postAnswer {
+	c.t.Helper()
+	var body bytes.Buffer
+	enc := json.NewEncoder(&body)
+	for _, e := range events {
+		enc.Encode(e)
+	}
+	resp, err := http.Post(c.ingestURL, "application/x-ndjson", &body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var a postAnswer
+	if err := json.Unmarshal(raw, &a); err != nil {
+		c.t.Fatalf("answer %d %s: %v", resp.StatusCode, raw, err)
+	}
+	if a.Failed > 0 {
+		c.t.Fatalf("publish failed: %s", raw)
+	}
+	return a
+}
+
+// postAll posts events in batches and returns the ids the API accepted (or reported as
+// duplicates of stored events) and those it rejected.
+func (c *cluster) postAll(events []map[string]any, batch int) (stored, rejected map[string]bool) {
+	stored, rejected = map[string]bool{}, map[string]bool{}
+	for i := 0; i < len(events); i += batch {
+		part := events[i:min(i+batch, len(events))]
+		a := c.post(part)
+		notAccepted := map[string]string{}
+		for _, r := range a.Results {
+			notAccepted[r.ID] = r.Status
+		}
+		for _, e := range part {
+			id, _ := e["id"].(string)
+			switch notAccepted[id] {
+			case "rejected":
+				rejected[id] = true
+			default:
+				stored[id] = true
+			}
+		}
+	}
+	return stored, rejected
+}
+
+// waitProcessed waits until every partition's consumer has delivered and acked all.
+func (c *cluster) waitProcessed() {
+	c.t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		busy := ""
+		for p := range partitions {
+			info, err := c.js.Consumer(c.t.Context(), stream.Name, fmt.Sprintf("processor-p%d", p))
+			if err != nil {
+				busy = err.Error()
+				break
+			}
+			if i := info.CachedInfo(); i.NumPending > 0 || i.NumAckPending > 0 {
+				busy = fmt.Sprintf("partition %d: %d pending, %d unacked", p, i.NumPending, i.NumAckPending)
+				break
+			}
+		}
+		if busy == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("not processed in time: %s", busy)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (c *cluster) query(q string, args ...any) [][]any {
+	c.t.Helper()
+	rows, err := c.db.Conn().Query(c.t.Context(), q, args...)
+	if err != nil {
+		c.t.Fatalf("%s: %v", q, err)
+	}
+	defer rows.Close()
+	var out [][]any
+	types := rows.ColumnTypes()
+	for rows.Next() {
+		vals := make([]any, len(types))
+		for i, ct := range types {
+			vals[i] = newOf(ct.ScanType())
+		}
+		if err := rows.Scan(vals...); err != nil {
+			c.t.Fatal(err)
+		}
+		out = append(out, vals)
+	}
+	if err := rows.Err(); err != nil {
+		c.t.Fatal(err)
+	}
+	return out
+}
+
+// checkStored checks that each raw table holds exactly the stored ids, once each under
+// FINAL, and none of the rejected ones.
+func (c *cluster) checkStored(stored, rejected map[string]bool) {
+	c.t.Helper()
+	got := map[string]int{}
+	for _, table := range []string{"survey_responses", "tickets", "employee_pulses"} {
+		for _, r := range c.query(fmt.Sprintf("SELECT id FROM %s.%s FINAL", c.env["CLICKHOUSE_DATABASE"], table)) {
+			got[*r[0].(*string)]++
+		}
+	}
+	lost, doubled, leaked := 0, 0, 0
+	for id := range stored {
+		switch got[id] {
+		case 0:
+			lost++
+		case 1:
+		default:
+			doubled++
+		}
+	}
+	for id := range got {
+		if rejected[id] || !stored[id] {
+			leaked++
+		}
+	}
+	c.t.Logf("accepted %d, stored %d distinct, lost %d, doubled %d, not accepted but stored %d", len(stored), len(got), lost, doubled, leaked)
+	if lost+doubled+leaked > 0 {
+		c.t.Fatalf("raw tables do not hold exactly the accepted events")
+	}
+}

@@ -1,0 +1,54 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+)
+
+// Config of the HTTP ingest API.
+type Config struct {
+	// Addr is the listen address (host:port; empty host: every interface).
+	Addr string `env:"CXLINK_HTTP_ADDR" envDefault:":8080"`
+	// MaxBodyBytes bounds one request body, as sent (8 MiB by default).
+	MaxBodyBytes int64 `env:"CXLINK_MAX_BODY_BYTES" envDefault:"8388608"`
+	// MaxBatchEvents bounds the events of one request, valid or not.
+	MaxBatchEvents int `env:"CXLINK_MAX_BATCH_EVENTS" envDefault:"10000"`
+	// MaxFuture is how far ahead of this server's clock an occurred_at may be.
+	MaxFuture time.Duration `env:"CXLINK_MAX_FUTURE" envDefault:"5m"`
+	// PublishTimeout bounds the wait for JetStream's acknowledgements of one request.
+	PublishTimeout time.Duration `env:"CXLINK_PUBLISH_TIMEOUT" envDefault:"10s"`
+}
+
+// Limits that keep a configuration usable.
+const (
+	maxMaxBodyBytes   = 1 << 30
+	maxMaxBatchEvents = 1_000_000
+	maxMaxFuture      = 24 * time.Hour
+)
+
+// Validate reports every problem of the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	if _, port, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("CXLINK_HTTP_ADDR: %w", err))
+	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		errs = append(errs, fmt.Errorf("CXLINK_HTTP_ADDR: port %q is not a number between 0 and 65535", port))
+	}
+	if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > maxMaxBodyBytes {
+		errs = append(errs, fmt.Errorf("CXLINK_MAX_BODY_BYTES: %d is not between 1024 and %d", c.MaxBodyBytes, maxMaxBodyBytes))
+	}
+	if c.MaxBatchEvents < 1 || c.MaxBatchEvents > maxMaxBatchEvents {
+		errs = append(errs, fmt.Errorf("CXLINK_MAX_BATCH_EVENTS: %d is not between 1 and %d", c.MaxBatchEvents, maxMaxBatchEvents))
+	}
+	if c.MaxFuture < 0 || c.MaxFuture > maxMaxFuture {
+		errs = append(errs, fmt.Errorf("CXLINK_MAX_FUTURE: %s is not between 0 and %s", c.MaxFuture, maxMaxFuture))
+	}
+	// The response must still fit in the server's write timeout after publishing.
+	if c.PublishTimeout <= 0 || c.PublishTimeout > WriteTimeout/2 {
+		errs = append(errs, fmt.Errorf("CXLINK_PUBLISH_TIMEOUT: %s must be positive and at most %s", c.PublishTimeout, WriteTimeout/2))
+	}
+	return errors.Join(errs...)
+}

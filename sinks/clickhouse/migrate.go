@@ -1,0 +1,214 @@
+package clickhouse
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+)
+
+// migrationFiles are the schema's versions, NNNN_name.sql. Each is a text/template with
+// {{.Database}} for the database name, and holds statements ended by ';'. Lines starting
+// with -- are dropped before splitting, so only a statement itself may not contain a ';'.
+// Every statement must be idempotent (IF NOT EXISTS): two processes may migrate at once,
+// and a version interrupted half-way is applied again from its start. A released file is
+// never edited; a change is a new version.
+//
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+var migrationName = regexp.MustCompile(`^(\d{4})_([a-z0-9_]+)\.sql$`)
+
+// Migration is one version of the schema.
+type Migration struct {
+	Version uint32
+	Name    string
+	// AppliedAt is when the version was first recorded in the database; zero while it
+	// is pending.
+	AppliedAt time.Time
+	sql       string
+}
+
+// migrations returns the embedded migrations in version order.
+func migrations() ([]Migration, error) {
+	entries, err := fs.ReadDir(migrationFiles, "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("read migrations: %w", err)
+	}
+	var out []Migration
+	for _, e := range entries {
+		m := migrationName.FindStringSubmatch(e.Name())
+		if m == nil {
+			return nil, fmt.Errorf("migration file %s is not named NNNN_name.sql", e.Name())
+		}
+		v, _ := strconv.ParseUint(m[1], 10, 32)
+		b, err := migrationFiles.ReadFile("migrations/" + e.Name())
+		if err != nil {
+			return nil, fmt.Errorf("read migration %s: %w", e.Name(), err)
+		}
+		if len(out) > 0 && out[len(out)-1].Version == uint32(v) {
+			return nil, fmt.Errorf("migration version %d is used twice", v)
+		}
+		out = append(out, Migration{Version: uint32(v), Name: m[2], sql: string(b)})
+	}
+	return out, nil
+}
+
+// statements renders the migration for a database and splits it into statements.
+func (m Migration) statements(database string) ([]string, error) {
+	tmpl, err := template.New(m.Name).Option("missingkey=error").Parse(m.sql)
+	if err != nil {
+		return nil, fmt.Errorf("parse migration %04d_%s: %w", m.Version, m.Name, err)
+	}
+	var buf bytes.Buffer
+	if err := tmpl.Execute(&buf, struct{ Database string }{database}); err != nil {
+		return nil, fmt.Errorf("render migration %04d_%s: %w", m.Version, m.Name, err)
+	}
+	var code strings.Builder
+	for line := range strings.Lines(buf.String()) {
+		if !strings.HasPrefix(strings.TrimSpace(line), "--") {
+			code.WriteString(line)
+		}
+	}
+	var out []string
+	for chunk := range strings.SplitSeq(code.String(), ";") {
+		if s := strings.TrimSpace(chunk); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// Migrate creates the database if missing and applies the migrations it lacks, in
+// version order. Processes may migrate at once: ClickHouse serialises concurrent
+// CREATE … IF NOT EXISTS of one object (TestMigrateConcurrently), and a version recorded
+// twice is read once.
+func (c *Client) Migrate(ctx context.Context) error {
+	all, err := migrations()
+	if err != nil {
+		return err
+	}
+	if err := c.ensureMigrationsTable(ctx); err != nil {
+		return err
+	}
+	applied, err := c.appliedMigrations(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range all {
+		if _, ok := applied[m.Version]; ok {
+			continue
+		}
+		if err := c.apply(ctx, m); err != nil {
+			return err
+		}
+		c.logger.Info("applied migration", "version", m.Version, "name", m.Name)
+	}
+	if len(all) > 0 {
+		for v := range applied {
+			if v > all[len(all)-1].Version {
+				c.logger.Warn("database has a migration this binary does not know; is an older binary running against a newer schema?",
+					"version", v, "latest_known", all[len(all)-1].Version)
+			}
+		}
+	}
+	return nil
+}
+
+// Migrations lists the embedded migrations with the time each was applied, zero for the
+// pending ones. It creates nothing: on a database that does not exist yet every version
+// is pending.
+func (c *Client) Migrations(ctx context.Context) ([]Migration, error) {
+	all, err := migrations()
+	if err != nil {
+		return nil, err
+	}
+	var n uint64
+	if err := c.conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = 'schema_migrations'",
+		c.cfg.Database).Scan(&n); err != nil {
+		return nil, fmt.Errorf("look for table %s.schema_migrations: %w", c.cfg.Database, err)
+	}
+	if n == 0 {
+		return all, nil
+	}
+	applied, err := c.appliedMigrations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range all {
+		all[i].AppliedAt = applied[all[i].Version]
+	}
+	return all, nil
+}
+
+func (c *Client) ensureMigrationsTable(ctx context.Context) error {
+	db := c.cfg.Database
+	for _, q := range []string{
+		"CREATE DATABASE IF NOT EXISTS " + db,
+		// One row per applied version; two processes migrating at once may both record
+		// a version, so read it grouped by version.
+		"CREATE TABLE IF NOT EXISTS " + db + ".schema_migrations " +
+			"(version UInt32, name String, applied_at DateTime('UTC')) " +
+			"ENGINE = MergeTree ORDER BY version",
+	} {
+		if err := c.conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("prepare migrations of database %s: %w", db, err)
+		}
+	}
+	return nil
+}
+
+// appliedMigrations maps each applied version to when it was first applied.
+func (c *Client) appliedMigrations(ctx context.Context) (map[uint32]time.Time, error) {
+	rows, err := c.conn.Query(ctx, "SELECT version, min(applied_at) FROM "+c.cfg.Database+
+		".schema_migrations GROUP BY version")
+	if err != nil {
+		return nil, fmt.Errorf("read applied migrations: %w", err)
+	}
+	defer rows.Close()
+	applied := map[uint32]time.Time{}
+	for rows.Next() {
+		var (
+			v  uint32
+			at time.Time
+		)
+		if err := rows.Scan(&v, &at); err != nil {
+			return nil, fmt.Errorf("read applied migrations: %w", err)
+		}
+		applied[v] = at
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read applied migrations: %w", err)
+	}
+	return applied, nil
+}
+
+func (c *Client) apply(ctx context.Context, m Migration) error {
+	stmts, err := m.statements(c.cfg.Database)
+	if err != nil {
+		return err
+	}
+	for i, q := range stmts {
+		if err := c.conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("apply migration %04d_%s, statement %d: %w", m.Version, m.Name, i+1, err)
+		}
+	}
+	b, err := c.conn.PrepareBatch(ctx, "INSERT INTO "+c.cfg.Database+".schema_migrations (version, name, applied_at)")
+	if err != nil {
+		return fmt.Errorf("record migration %04d_%s: %w", m.Version, m.Name, err)
+	}
+	if err := b.Append(m.Version, m.Name, time.Now().UTC()); err != nil {
+		_ = b.Abort()
+		return fmt.Errorf("record migration %04d_%s: %w", m.Version, m.Name, err)
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("record migration %04d_%s: %w", m.Version, m.Name, err)
+	}
+	return nil
+}

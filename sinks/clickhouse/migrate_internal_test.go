@@ -1,0 +1,57 @@
+package clickhouse
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestEmbeddedMigrations(t *testing.T) {
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range ms {
+		if m.Version != uint32(i+1) {
+			t.Errorf("migration %d has version %d: versions must run 1, 2, 3… without gaps", i, m.Version)
+		}
+		stmts, err := m.statements("db_x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(stmts) == 0 {
+			t.Errorf("migration %04d_%s has no statement", m.Version, m.Name)
+		}
+		for _, s := range stmts {
+			if !strings.Contains(s, "IF NOT EXISTS") {
+				t.Errorf("migration %04d_%s: statement is not idempotent:\n%s", m.Version, m.Name, s)
+			}
+			if strings.Contains(s, "--") || strings.Contains(s, "{{") {
+				t.Errorf("migration %04d_%s: comment or template left in statement:\n%s", m.Version, m.Name, s)
+			}
+			// window is a keyword in current ClickHouse.
+			if strings.Contains(strings.ReplaceAll(s, "`window`", ""), "window ") ||
+				strings.Contains(strings.ReplaceAll(s, "`window`", ""), "window,") {
+				t.Errorf("migration %04d_%s: unquoted window:\n%s", m.Version, m.Name, s)
+			}
+		}
+	}
+}
+
+func TestStatementsSplitAndRender(t *testing.T) {
+	m := Migration{Version: 9, Name: "x", sql: "-- a comment\nCREATE TABLE IF NOT EXISTS {{.Database}}.a (x UInt8) ENGINE = Memory;\n\n" +
+		"  -- another\nCREATE VIEW IF NOT EXISTS {{.Database}}.b AS SELECT x FROM {{.Database}}.a;\n"}
+	got, err := m.statements("d1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"CREATE TABLE IF NOT EXISTS d1.a (x UInt8) ENGINE = Memory",
+		"CREATE VIEW IF NOT EXISTS d1.b AS SELECT x FROM d1.a",
+	}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("statements = %q, want %q", got, want)
+	}
+	if _, err := (Migration{Name: "bad", sql: "{{.Nope}}"}).statements("d1"); err == nil {
+		t.Error("unknown template field rendered without error")
+	}
+}

@@ -1,0 +1,150 @@
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/cxlink/cxlink/processors/records"
+)
+
+// The tables WriteBatch writes.
+const (
+	TableSurveys  = "survey_responses"
+	TableTickets  = "tickets"
+	TablePulses   = "employee_pulses"
+	TableRollups  = "rollup_partials"
+	surveyColumns = "id, survey, occurred_at, received_at, source, score, scale_min, scale_max, " +
+		"standard_score, ticket_id, customer_id, channel, category, team, agent_id, comment, " +
+		"attributed, late, partition, seq, version"
+	ticketColumns = "id, ticket_id, status, occurred_at, received_at, source, channel, category, " +
+		"team, agent_id, handle_seconds, contacts, late, partition, seq, version"
+	pulseColumns = "id, employee_id, team, question, occurred_at, received_at, source, score, " +
+		"scale_min, scale_max, late, partition, seq, version"
+	rollupColumns = "survey, `window`, dimension, key, window_end, partition, responses, score_sum, " +
+		"positive, negative, version"
+)
+
+var tables = []string{TableSurveys, TableTickets, TablePulses, TableRollups}
+
+// RowError is a row ClickHouse cannot store (e.g. a time outside DateTime's 1970–2105).
+// Writing the batch again fails the same way.
+type RowError struct {
+	Table string
+	Row   int
+	Err   error
+}
+
+func (e *RowError) Error() string { return fmt.Sprintf("%s row %d: %v", e.Table, e.Row, e.Err) }
+func (e *RowError) Unwrap() error { return e.Err }
+
+// WriteBatch inserts the batch: one insert per table that has rows, each bounded by the
+// insert timeout. When it fails, some tables may hold their rows and others not; write
+// the whole batch again. That is safe because every table is a ReplacingMergeTree whose
+// rows carry their version, so a row written twice is read once with FINAL. A *RowError
+// means the batch can never be written.
+func (c *Client) WriteBatch(ctx context.Context, b *records.Batch) error {
+	if len(b.Surveys) > 0 {
+		if err := c.insert(ctx, TableSurveys, surveyColumns, len(b.Surveys), func(batch driver.Batch, i int) error {
+			r := &b.Surveys[i]
+			return batch.Append(r.ID, r.Survey, utc(r.OccurredAt), utc(r.ReceivedAt), r.Source,
+				r.Score, r.ScaleMin, r.ScaleMax, r.StandardScore, r.TicketID, r.CustomerID,
+				r.Channel, r.Category, r.Team, r.AgentID, r.Comment, flag(r.Attributed),
+				flag(r.Late), r.Partition, r.Seq, r.Version)
+		}); err != nil {
+			return err
+		}
+	}
+	if len(b.Tickets) > 0 {
+		if err := c.insert(ctx, TableTickets, ticketColumns, len(b.Tickets), func(batch driver.Batch, i int) error {
+			r := &b.Tickets[i]
+			contacts, err := nullableUInt32(r.Contacts)
+			if err != nil {
+				return fmt.Errorf("contacts: %w", err)
+			}
+			return batch.Append(r.ID, r.TicketID, r.Status, utc(r.OccurredAt), utc(r.ReceivedAt),
+				r.Source, r.Channel, r.Category, r.Team, r.AgentID, r.HandleSeconds, contacts,
+				flag(r.Late), r.Partition, r.Seq, r.Version)
+		}); err != nil {
+			return err
+		}
+	}
+	if len(b.Pulses) > 0 {
+		if err := c.insert(ctx, TablePulses, pulseColumns, len(b.Pulses), func(batch driver.Batch, i int) error {
+			r := &b.Pulses[i]
+			return batch.Append(r.ID, r.EmployeeID, r.Team, r.Question, utc(r.OccurredAt),
+				utc(r.ReceivedAt), r.Source, r.Score, r.ScaleMin, r.ScaleMax, flag(r.Late),
+				r.Partition, r.Seq, r.Version)
+		}); err != nil {
+			return err
+		}
+	}
+	if len(b.Rollups) > 0 {
+		if err := c.insert(ctx, TableRollups, rollupColumns, len(b.Rollups), func(batch driver.Batch, i int) error {
+			r := &b.Rollups[i]
+			return batch.Append(r.Survey, r.Window, r.Dimension, r.Key, utc(r.WindowEnd),
+				r.Partition, r.Responses, r.ScoreSum, r.Positive, r.Negative, r.Version)
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// insert sends n rows to table in one batch; appendRow appends row i.
+func (c *Client) insert(ctx context.Context, table, columns string, n int, appendRow func(driver.Batch, int) error) (err error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.InsertTimeout)
+	defer cancel()
+	start := time.Now()
+	defer func() {
+		c.metrics.insertDuration.WithLabelValues(table).Observe(time.Since(start).Seconds())
+		if err != nil {
+			// Not logged: the caller gets the error and decides whether it is news.
+			c.metrics.insertErrors.WithLabelValues(table).Inc()
+			return
+		}
+		c.metrics.rowsWritten.WithLabelValues(table).Add(float64(n))
+	}()
+	batch, err := c.conn.PrepareBatch(ctx, "INSERT INTO "+c.cfg.Database+"."+table+" ("+columns+")")
+	if err != nil {
+		return fmt.Errorf("insert into %s: prepare: %w", table, err)
+	}
+	for i := range n {
+		if err := appendRow(batch, i); err != nil {
+			_ = batch.Abort()
+			return fmt.Errorf("insert into %s: %w", table, &RowError{Table: table, Row: i, Err: err})
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("insert into %s: send %d rows: %w", table, n, err)
+	}
+	return nil
+}
+
+// utc drops the location, so that the driver, which sends t.Unix(), and a reader of
+// the code agree on the instant; DateTime keeps whole seconds.
+func utc(t time.Time) time.Time { return t.UTC() }
+
+func flag(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+var errUInt32Range = errors.New("out of UInt32 range")
+
+func nullableUInt32(v *int64) (*uint32, error) {
+	if v == nil {
+		return nil, nil
+	}
+	if *v < 0 || *v > math.MaxUint32 {
+		return nil, fmt.Errorf("%d: %w", *v, errUInt32Range)
+	}
+	u := uint32(*v)
+	return &u, nil
+}

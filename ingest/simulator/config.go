@@ -32,11 +32,12 @@ type Config struct {
 	// PulseEvery is the employee pulse period: every team answers once per period and
 	// its engagement takes one step of its random walk.
 	PulseEvery time.Duration `env:"PULSE_EVERY"`
-	// History, if set, is simulated first, as fast as the API accepts it, with past
-	// occurred_at: the run starts at now − History and then continues live.
+	// History, if set, is simulated first and sent as fast as the API accepts it, with
+	// past occurred_at: the simulation starts at now − History and then goes on live.
 	History time.Duration `env:"HISTORY"`
-	// Duration is how long the live part runs on the Now clock; 0 runs until the
-	// context is done.
+	// Duration is how long the run lasts on the Now clock from its start, sending the
+	// history included: it simulates from start − History to start + Duration. 0 runs
+	// until the context is done.
 	Duration time.Duration `env:"DURATION"`
 	// BatchSize is the maximum number of events per POST (sent as NDJSON). In the live
 	// part a smaller batch is sent at least once a second.

@@ -16,7 +16,8 @@
 //	cancellation       11%          8 min               1.36              5%         4.4
 //	plan_correction     3%         25 min               3.8              30%         2.3
 //
-// (handle time: median of a phone contact; chat takes 1.25×, email 0.6×, web 0.5×.)
+// Handle time is the median of a phone contact; chat takes 1.25×, email 0.6×, web 0.5×.
+//
 // plan_correction is the few-but-painful category that volume and handle time hide.
 //
 // Every contact is a ticket: `created` (contacts 1), `solved` with the handle time and
@@ -52,10 +53,11 @@
 //
 // # Ids and time
 //
-// Ids are derived from the seed and counters: ticket s<seed>-t<n>, its events
+// Ids are derived from the seed (base 36) and counters: ticket s<seed>-t<n>, its events
 // s<seed>-t<n>-created, -solved-1, -reopened-1, -solved-2, its surveys s<seed>-t<n>-ces,
 // -csat, -nps, and pulses s<seed>-w<period>-<employee>-<question>. A run with the same
-// seed and start therefore resends the same ids, and the API counts them as duplicates.
+// seed resends the same ids (and, with the same start, the same events): the API counts
+// them as duplicates. Runs with different seeds never share an id.
 // occurred_at is the simulated time, in UTC and whole seconds. History is sent first as
 // fast as the API takes it; those older than the pipeline's allowed lateness are stored
 // raw but kept out of its rolling windows (docs/architecture.md).

@@ -189,7 +189,7 @@ func (g *Generator) periodStart(k int) time.Time {
 	return g.base.Add(time.Duration(k) * g.cfg.PulseEvery)
 }
 
-// engagement returns the true engagement level (1–5) of a team in period k.
+// engagementAt returns the true engagement level (1–5) of a team in period k.
 func (t *team) engagementAt(k int) float64 {
 	for len(t.engagement) <= k {
 		var e float64

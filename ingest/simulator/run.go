@@ -52,13 +52,13 @@ type Stats struct {
 // API refuses with 429 or 503 is sent again after Retry-After, and one that fails with
 // another 5xx or a transport error after an exponential back-off: the event ids make the
 // retry idempotent. It returns an error only for a configuration or a response it cannot
-// go on after (e.g. 404: wrong target); ctx being done ends the run normally.
+// go on after (e.g. 404: wrong target); ctx being done ends the run normally. It logs
+// to logger (nil: slog.Default()) as given: the caller names the component.
 func Run(ctx context.Context, cfg Config, logger *slog.Logger) (Stats, error) {
 	cfg = cfg.withDefaults()
 	if logger == nil {
 		logger = slog.Default()
 	}
-	logger = logger.With("component", "simulator")
 	live := cfg.Now()
 	if cfg.Seed == 0 {
 		cfg.Seed = live.UnixNano()

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The all-in-one demo on one machine: a private ClickHouse and Prometheus (installed with
+# apt-get when missing), then `cxlink run` with embedded JetStream and the contact-centre
+# simulator. Ctrl-C stops cxlink; `deploy/local/demo.sh stop` stops the servers too.
+#
+#   deploy/local/demo.sh [cxlink run flags…]
+#   e.g. deploy/local/demo.sh --rate 50 --drift "category=plan_correction,after=5m,ces=-2"
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+export CXLINK_DATA_DIR=${CXLINK_DATA_DIR:-$PWD/.cxlink}
+# Ports clear of the system services a package install may have started (9000, 8123, 9090).
+export CLICKHOUSE_PORT=${CLICKHOUSE_PORT:-19000} CLICKHOUSE_HTTP_PORT=${CLICKHOUSE_HTTP_PORT:-18123}
+export CLICKHOUSE_INTERSERVER_PORT=${CLICKHOUSE_INTERSERVER_PORT:-19009}
+export CLICKHOUSE_ADDR=127.0.0.1:$CLICKHOUSE_PORT
+export CXLINK_HTTP_PORT=${CXLINK_HTTP_PORT:-8080}
+export CXLINK_HTTP_ADDR=127.0.0.1:$CXLINK_HTTP_PORT
+prometheus_port=${PROMETHEUS_PORT:-19090}
+
+if [ "${1:-}" = stop ]; then
+  deploy/local/prometheus.sh stop
+  deploy/local/clickhouse.sh stop
+  exit 0
+fi
+
+deploy/local/packages.sh
+deploy/local/clickhouse.sh start >/dev/null
+deploy/local/prometheus.sh start
+echo "building cxlink…" >&2
+go build -o "$CXLINK_DATA_DIR/bin/cxlink" ./cmd/cxlink
+
+cat >&2 <<BANNER
+
+cxlink demo: a simulated contact centre posts events to http://$CXLINK_HTTP_ADDR/v1/events
+
+  Metrics     curl -s http://$CXLINK_HTTP_ADDR/metrics | grep '^cxlink_rolling_responses'
+  Prometheus  http://127.0.0.1:$prometheus_port  (try: cxlink:rolling_mean{survey="ces",window="1h",dimension="category"})
+  ClickHouse  clickhouse-client --port $CLICKHOUSE_PORT -d cxlink
+
+Example queries (rollups are written every minute):
+  SELECT key AS category, responses, round(mean, 2) AS ces, round(pct_difficult, 1) AS pct_difficult
+  FROM rollups WHERE survey = 'ces' AND \`window\` = '1h' AND dimension = 'category'
+    AND window_end = (SELECT max(window_end) FROM rollups) ORDER BY ces;
+
+  SELECT team, count() AS surveys, round(avg(standard_score), 2) AS ces
+  FROM survey_responses FINAL WHERE survey = 'ces' AND late = 0 GROUP BY team ORDER BY ces;
+
+Ctrl-C stops cxlink (accepted events are kept); 'deploy/local/demo.sh stop' stops the servers.
+
+BANNER
+exec "$CXLINK_DATA_DIR/bin/cxlink" run --simulate --pulse-every 10m "$@"

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian/Ubuntu packages cxlink's demo and tests run for real, when missing:
+#   clickhouse-server/-client  the database (tests start private servers from it)
+#   prometheus                 promtool checks and tests the alerting and recording rules
+#   prometheus-alertmanager    amtool checks the Alertmanager configuration
+#   docker-compose             validates docker-compose.yml offline (no engine needed)
+# Go modules come from the module proxy through `go` itself.
+set -euo pipefail
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+missing=()
+[ -x /usr/sbin/clickhouse-server ] || command -v clickhouse-server >/dev/null || missing+=(clickhouse-server)
+command -v clickhouse-client >/dev/null || missing+=(clickhouse-client)
+command -v promtool >/dev/null || missing+=(prometheus)
+command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
+command -v docker-compose >/dev/null || missing+=(docker-compose)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "packages.sh: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq
+  # policy-rc.d keeps the packages' own services from starting: cxlink runs private ones.
+  as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every check and test of cxlink against real components: an in-process NATS
+# JetStream, private ClickHouse servers started from the local binary, promtool and
+# docker-compose. Installs the packages it needs first (deploy/local/packages.sh).
+#
+#   deploy/local/test.sh [go test flags…]     e.g. deploy/local/test.sh -run TestPipeline
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+deploy/local/packages.sh
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "not gofmt'ed:" $unformatted >&2
+  exit 1
+fi
+echo "== go vet"
+go vet ./...
+echo "== go test -race"
+go test -race -count=1 -timeout 15m "$@" ./...

@@ -48,4 +48,5 @@ Example queries (rollups are written every minute):
 Ctrl-C stops cxlink (accepted events are kept); 'deploy/local/demo.sh stop' stops the servers.
 
 BANNER
-exec "$CXLINK_DATA_DIR/bin/cxlink" run --simulate --pulse-every 10m "$@"
+# Two hours of history first, so that rollups and pulses have data from the start.
+exec "$CXLINK_DATA_DIR/bin/cxlink" run --simulate --history 2h --pulse-every 10m "$@"

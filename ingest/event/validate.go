@@ -67,6 +67,8 @@ func (v Validator) Decode(data []byte) (Event, Errors) {
 		if len(errs) > 0 {
 			return Event{}, errs
 		}
+	} else if errs := checkKeys(data); len(errs) > 0 {
+		return Event{}, errs
 	}
 	if errs := v.Validate(&e); len(errs) > 0 {
 		return Event{}, errs
@@ -105,6 +107,62 @@ func decodeFields(data []byte) (Event, Errors) {
 	// Map order is random: sort so that the same event always gets the same answer.
 	slices.SortFunc(errs, func(a, b FieldError) int { return strings.Compare(a.Field, b.Field) })
 	return e, errs
+}
+
+// checkKeys rejects what encoding/json lets through: a key given twice (the last would
+// silently win, and the id is the idempotency key) and a key that matches a field only
+// without regard to case. data must be one valid JSON object.
+func checkKeys(data []byte) Errors {
+	var errs Errors
+	var seen [24]string // events have at most 20 fields; more are caught as unknown
+	n := 0
+	eachKey(data, func(raw []byte) {
+		key := string(raw)
+		if target, _ := (&Event{}).field(key); target == nil {
+			errs.add(key, "unknown field (field names are lower case)")
+			return
+		}
+		for _, k := range seen[:n] {
+			if k == key {
+				errs.add(key, "appears more than once")
+				return
+			}
+		}
+		if n < len(seen) {
+			seen[n] = key
+			n++
+		}
+	})
+	return errs
+}
+
+// eachKey calls fn with the raw bytes of every key of the top-level object in data,
+// which must be valid JSON.
+func eachKey(data []byte, fn func(key []byte)) {
+	depth, wantKey := 0, false
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; c {
+		case '{', '[':
+			depth++
+			wantKey = c == '{' && depth == 1
+		case '}', ']':
+			depth--
+		case ',':
+			wantKey = depth == 1
+		case '"':
+			j := i + 1
+			for ; j < len(data) && data[j] != '"'; j++ {
+				if data[j] == '\\' {
+					j++
+				}
+			}
+			if wantKey && depth == 1 {
+				fn(data[i+1 : min(j, len(data))])
+				wantKey = false
+			}
+			i = j
+		}
+	}
 }
 
 func asTypeError(err error, target **json.UnmarshalTypeError) bool {

@@ -61,6 +61,16 @@ func NewPublisher(js jetstream.JetStream, partitions int, reg prometheus.Registe
 	}
 }
 
+// stallWait is how long a publish may wait for room among the unacknowledged ones: no
+// longer than ctx allows.
+func stallWait(ctx context.Context) time.Duration {
+	wait := 5 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		wait = min(wait, max(time.Until(d), time.Millisecond))
+	}
+	return wait
+}
+
 // Publish stores events and returns one result per event, in order. It returns once
 // JetStream acknowledged or refused every event, or ctx ended.
 func (p *Publisher) Publish(ctx context.Context, events []event.Event) []Result {
@@ -79,7 +89,11 @@ func (p *Publisher) Publish(ctx context.Context, events []event.Event) []Result 
 			Header:  nats.Header{jetstream.MsgIDHeader: []string{e.ID}},
 			Data:    data,
 		}
-		if futures[i], err = p.js.PublishMsgAsync(msg, jetstream.WithStallWait(5*time.Second)); err != nil {
+		if err := ctx.Err(); err != nil {
+			results[i].Err = fmt.Errorf("publish: %w", err)
+			continue
+		}
+		if futures[i], err = p.js.PublishMsgAsync(msg, jetstream.WithStallWait(stallWait(ctx))); err != nil {
 			results[i].Err = fmt.Errorf("publish: %w", err)
 		}
 	}

@@ -21,9 +21,10 @@ const (
 )
 
 // Config of the stream. The partition count is fixed when the stream is created: it is
-// the most processor instances that can share the work.
+// the most processor instances that can share the work, and every partition writes its
+// own partial rollup rows, so more partitions than processes only costs rows.
 type Config struct {
-	Partitions int           `env:"CXLINK_PARTITIONS" envDefault:"8"`
+	Partitions int           `env:"CXLINK_PARTITIONS" envDefault:"4"`
 	Replicas   int           `env:"CXLINK_STREAM_REPLICAS" envDefault:"1"`
 	MaxAge     time.Duration `env:"CXLINK_STREAM_MAX_AGE" envDefault:"336h"`
 	// MaxBytes bounds the stream's disk use (-1: unbounded). When full, publishing fails

@@ -203,8 +203,11 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
 		w.mu.Unlock()
 		return w.submit(ctx, item{rows: rows, stored: w.storedFunc(msg, seq), receivedAt: meta.Timestamp})
 	}
-	// A redelivery: never applied twice; its rows are written unless already on their way.
-	w.metrics.redeliveries.Inc()
+	// Applied already (by the replay, or a redelivery): its rows are written unless they
+	// are on their way.
+	if meta.NumDelivered > 1 {
+		w.metrics.redeliveries.Inc()
+	}
 	w.mu.Lock()
 	rows, known := w.inFlight[seq]
 	if known && rows != nil {

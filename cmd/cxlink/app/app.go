@@ -143,11 +143,16 @@ func (r *roles) jetStream(ctx context.Context, role string, embed bool) (js jets
 		}
 	}
 	closers = append(closers, func() {
-		if err := nc.Drain(); err != nil {
-			nc.Close()
+		// Acks are fire-and-forget publishes: flush them before the connection goes.
+		if err := nc.FlushTimeout(5 * time.Second); err != nil {
+			r.logger.Warn("flush nats before closing", "err", err)
 		}
+		nc.Close()
 	})
-	js, err = jetstream.New(nc, jetstream.WithPublishAsyncTimeout(r.cfg.HTTP.PublishTimeout))
+	js, err = jetstream.New(nc,
+		jetstream.WithPublishAsyncTimeout(r.cfg.HTTP.PublishTimeout),
+		// A whole request's events may be in flight at once.
+		jetstream.WithPublishAsyncMaxPending(max(4000, r.cfg.HTTP.MaxBatchEvents)))
 	if err != nil {
 		return nil, nil, nil, close, fmt.Errorf("jetstream: %w", err)
 	}
@@ -163,7 +168,7 @@ func (r *roles) jetStream(ctx context.Context, role string, embed bool) (js jets
 func (r *roles) sink(ctx context.Context) (*clickhouse.Client, error) {
 	logger := r.logger.With("component", "clickhouse")
 	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
-		c, err := clickhouse.Open(ctx, r.cfg.ClickHouse, logger, r.reg)
+		c, err := clickhouse.Open(ctx, r.cfg.ClickHouse, r.logger, r.reg)
 		if err == nil {
 			if err = c.Migrate(ctx); err == nil {
 				return c, nil
@@ -332,7 +337,7 @@ func (r *roles) run(ctx context.Context, args []string) error {
 }
 
 func (r *roles) migrate(ctx context.Context) error {
-	c, err := clickhouse.Open(ctx, r.cfg.ClickHouse, r.logger.With("component", "clickhouse"), r.reg)
+	c, err := clickhouse.Open(ctx, r.cfg.ClickHouse, r.logger, r.reg)
 	if err != nil {
 		return err
 	}

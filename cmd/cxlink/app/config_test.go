@@ -1,0 +1,69 @@
+package app
+
+import (
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// envVars lists the env tags of a config struct and its nested structs.
+func envVars(t reflect.Type) []string {
+	var out []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if name, ok := f.Tag.Lookup("env"); ok && name != "-" {
+			out = append(out, strings.Split(name, ",")[0])
+		} else if f.Type.Kind() == reflect.Struct {
+			out = append(out, envVars(f.Type)...)
+		}
+	}
+	return out
+}
+
+func TestReadmeDocumentsEveryVariable(t *testing.T) {
+	readme, err := os.ReadFile("../../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := envVars(reflect.TypeOf(Config{}))
+	if len(vars) < 25 {
+		t.Fatalf("found only %v", vars)
+	}
+	for _, v := range vars {
+		if !strings.Contains(string(readme), "| `"+v+"` |") {
+			t.Errorf("README.md's configuration table lacks %s", v)
+		}
+	}
+}
+
+func TestLoadConfigReportsEveryProblem(t *testing.T) {
+	_, err := LoadConfig(map[string]string{
+		"CXLINK_PARTITIONS":       "0",
+		"CXLINK_WINDOWS":          "1h,90s",
+		"CLICKHOUSE_ADDR":         "nohost",
+		"NATS_URL":                "::",
+		"CXLINK_LOG_LEVEL":        "loud",
+		"CXLINK_MAX_ACK_PENDING":  "10",
+		"CXLINK_ROLLUP_STEP":      "1m",
+		"CXLINK_ALLOWED_LATENESS": "-1m",
+	})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"CXLINK_PARTITIONS", "CXLINK_WINDOWS", "CLICKHOUSE_ADDR", "NATS_URL", "CXLINK_LOG_LEVEL", "CXLINK_MAX_ACK_PENDING", "CXLINK_ALLOWED_LATENESS"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %s:\n%v", want, err)
+		}
+	}
+}
+
+func TestLoadConfigDefaultsAreValid(t *testing.T) {
+	cfg, err := LoadConfig(map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Stream.Partitions != 4 || cfg.ClickHouse.Database != "cxlink" || cfg.NATSURL != "" {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+}

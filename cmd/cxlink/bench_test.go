@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cxlink/cxlink/ingest/broker"
+	"github.com/cxlink/cxlink/ingest/httpapi"
+	"github.com/cxlink/cxlink/ingest/stream"
+	"github.com/cxlink/cxlink/processors/pipeline"
+	"github.com/cxlink/cxlink/processors/records"
+	"github.com/cxlink/cxlink/sinks/clickhouse"
+	"github.com/cxlink/cxlink/sinks/clickhouse/chtest"
+)
+
+// stampingSink records when each raw row became queryable: when the insert holding it
+// returned.
+type stampingSink struct {
+	*clickhouse.Client
+	mu     sync.Mutex
+	stored map[string]time.Time
+	n      atomic.Int64
+}
+
+func (s *stampingSink) WriteBatch(ctx context.Context, b *records.Batch) error {
+	if err := s.Client.WriteBatch(ctx, b); err != nil {
+		return err
+	}
+	now := time.Now()
+	s.mu.Lock()
+	for i := range b.Surveys {
+		if b.Surveys[i].Version&1 == 0 { // first revision: the survey's own message
+			s.stored[b.Surveys[i].ID] = now
+		}
+	}
+	for i := range b.Tickets {
+		s.stored[b.Tickets[i].ID] = now
+	}
+	s.n.Store(int64(len(s.stored)))
+	s.mu.Unlock()
+	return nil
+}
+
+// BenchmarkWholePipeline pushes b.N events through HTTP → JetStream → processors →
+// ClickHouse, with every component real and in this process except ClickHouse, and
+// reports sustained events/s and the latency from sending a request to its rows being
+// queryable. With the nats CLI on PATH (deploy/local/bench.sh installs it) it also runs
+// `nats bench js pub async --dedup` against the same server first, for the ratio.
+// Run: go test -run '^$' -bench WholePipeline -benchtime 200000x ./cmd/cxlink/
+func BenchmarkWholePipeline(b *testing.B) {
+	ctx := b.Context()
+	logger := slog.New(slog.DiscardHandler)
+	ns, err := broker.Start(broker.Config{DataDir: b.TempDir(), Listen: "127.0.0.1:-1"}, logger)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ns.Shutdown()
+	natsRate := natsBench(b, ns.ClientURL(), b.N)
+
+	ch := chtest.Start(b)
+	var cfg struct {
+		HTTP    httpapi.Config
+		Process pipeline.Config
+		Stream  stream.Config
+	}
+	if err := env.ParseWithOptions(&cfg, env.Options{Environment: map[string]string{}}); err != nil {
+		b.Fatal(err)
+	}
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(cfg.HTTP.MaxBatchEvents))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := stream.Ensure(ctx, js, cfg.Stream, cfg.Process.DuplicateWindow(cfg.HTTP.MaxFuture))
+	if err != nil {
+		b.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	h, err := httpapi.New(cfg.HTTP, httpapi.Options{Publisher: stream.NewPublisher(js, cfg.Stream.Partitions, reg), Registerer: reg})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	db, err := clickhouse.Open(ctx, ch.Config(ch.NewDatabase(b)), logger, reg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx); err != nil {
+		b.Fatal(err)
+	}
+	sink := &stampingSink{Client: db, stored: make(map[string]time.Time, b.N)}
+	p, err := pipeline.New(cfg.Process, pipeline.Options{
+		Stream: s, Partitions: cfg.Stream.Partitions, Sink: sink, MaxFuture: cfg.HTTP.MaxFuture,
+		Logger: logger, Registerer: reg,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+	defer func() { stop(); <-done }()
+
+	// Realistic bodies, built before the clock starts: 500 events per request, tickets
+	// with their surveys, about 300 bytes an event.
+	const perRequest = 500
+	now := time.Now().UTC()
+	var bodies [][]byte
+	var ids [][]string
+	var body bytes.Buffer
+	var batchIDs []string
+	enc := json.NewEncoder(&body)
+	for i := 0; i < b.N; i++ {
+		ticket := fmt.Sprintf("T%d", i/2)
+		e := map[string]any{"id": fmt.Sprintf("ev-%d", i), "occurred_at": now.Add(-time.Duration(i%600) * time.Second).Format(time.RFC3339), "ticket_id": ticket, "source": "bench"}
+		if i%2 == 0 {
+			e["type"], e["status"], e["category"], e["channel"] = "ticket", "solved", fmt.Sprintf("category-%d", i%7), "chat"
+			e["team"], e["agent_id"], e["handle_seconds"], e["contacts"] = fmt.Sprintf("team-%d", i%6), fmt.Sprintf("agent-%d", i%48), 300+i%900, 1+i%3
+		} else {
+			e["type"], e["survey"], e["score"] = "survey_response", "ces", 1+i%7
+			e["customer_id"], e["comment"] = fmt.Sprintf("c%d", i), "quick and friendly"
+		}
+		enc.Encode(e)
+		batchIDs = append(batchIDs, e["id"].(string))
+		if len(batchIDs) == perRequest || i == b.N-1 {
+			bodies = append(bodies, slices.Clone(body.Bytes()))
+			ids = append(ids, batchIDs)
+			body.Reset()
+			batchIDs = nil
+		}
+	}
+	if err := p.Ready(); err != nil {
+		for p.Ready() != nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	sent := make([]time.Time, len(bodies))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for range 4 { // concurrent senders, as several helpdesk connectors would be
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(bodies) {
+					return
+				}
+				sent[i] = time.Now()
+				resp, err := http.Post(srv.URL+"/v1/events", "application/x-ndjson", bytes.NewReader(bodies[i]))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusAccepted {
+					b.Errorf("status %d", resp.StatusCode)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	ingested := time.Since(start)
+	for sink.n.Load() < int64(b.N) {
+		if b.Failed() {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+
+	var lat []time.Duration
+	sink.mu.Lock()
+	for i, batch := range ids {
+		for _, id := range batch {
+			lat = append(lat, sink.stored[id].Sub(sent[i]))
+		}
+	}
+	sink.mu.Unlock()
+	slices.Sort(lat)
+	q := func(p float64) float64 { return lat[int(p*float64(len(lat)-1))].Seconds() * 1000 }
+	rate := float64(b.N) / elapsed.Seconds()
+	b.ReportMetric(rate, "events/s")
+	b.ReportMetric(float64(b.N)/ingested.Seconds(), "ingest-events/s")
+	b.ReportMetric(q(0.5), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+	if natsRate > 0 {
+		b.ReportMetric(natsRate, "nats-bench-msgs/s")
+		b.ReportMetric(rate/natsRate, "ratio")
+	}
+}
+
+// natsBench runs `nats bench js pub async --dedup` (300-byte messages, file storage)
+// against url and returns its msgs/s, or 0 without the nats CLI.
+func natsBench(b *testing.B, url string, msgs int) float64 {
+	cli, err := exec.LookPath("nats")
+	if err != nil {
+		b.Log("nats CLI not on PATH (go install github.com/nats-io/natscli/nats@v0.5.0): no JetStream baseline")
+		return 0
+	}
+	csv := filepath.Join(b.TempDir(), "bench.csv")
+	out, err := exec.Command(cli, "-s", url, "bench", "js", "pub", "async", "bench.dedup",
+		"--create", "--dedup", "--storage=file", "--size=300", "--no-progress",
+		"--msgs", strconv.Itoa(max(msgs, 100000)), "--csv", csv).CombinedOutput()
+	if err != nil {
+		b.Fatalf("nats bench: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`([\d,]+) msgs/sec`).FindSubmatch(out)
+	if m == nil {
+		b.Fatalf("nats bench: no rate in its output:\n%s", out)
+	}
+	rate, _ := strconv.ParseFloat(strings.ReplaceAll(string(m[1]), ",", ""), 64)
+	b.Logf("nats bench js pub async --dedup: %.0f msgs/s", rate)
+	return rate
+}
+

@@ -246,4 +246,3 @@ func natsBench(b *testing.B, url string, msgs int) float64 {
 	b.Logf("nats bench js pub async --dedup: %.0f msgs/s", rate)
 	return rate
 }
-

@@ -190,6 +190,7 @@ func (r *roles) ingestHandler(js jetstream.JetStream, nc *nats.Conn) (*httpapi.H
 		Ready:      natsReady(nc),
 		Logger:     r.logger.With("component", "ingest"),
 		Registerer: r.reg,
+		Prepare:    r.pseudonymizer().Event,
 	})
 }
 
@@ -295,6 +296,9 @@ func (r *roles) run(ctx context.Context, args []string) error {
 	simulate := fs.Bool("simulate", false, "also run the contact-centre simulator against this process")
 	sim := simulatorFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := r.demoEmployeeKey(); err != nil {
 		return err
 	}
 	js, s, nc, closeJS, err := r.jetStream(ctx, "run", true)

@@ -13,6 +13,7 @@ import (
 	"github.com/cxlink/cxlink/ingest/httpapi"
 	"github.com/cxlink/cxlink/ingest/pseudonym"
 	"github.com/cxlink/cxlink/ingest/stream"
+	"github.com/cxlink/cxlink/processors/analytics"
 	"github.com/cxlink/cxlink/processors/pipeline"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
 )
@@ -31,6 +32,7 @@ type Config struct {
 	Process    pipeline.Config
 	ClickHouse clickhouse.Config
 	Employees  pseudonym.Config
+	Analytics  analytics.Config
 }
 
 // LoadConfig reads and validates the configuration from environ (KEY=value pairs).
@@ -44,7 +46,8 @@ func LoadConfig(environ map[string]string) (Config, error) {
 
 // Validate reports every problem of the configuration.
 func (c Config) Validate() error {
-	errs := []error{c.Broker.Validate(), c.Stream.Validate(), c.HTTP.Validate(), c.Process.Validate(), c.ClickHouse.Validate(), c.Employees.Validate()}
+	errs := []error{c.Broker.Validate(), c.Stream.Validate(), c.HTTP.Validate(), c.Process.Validate(), c.ClickHouse.Validate(), c.Employees.Validate(),
+		c.Analytics.Validate(), c.validateLinkage()}
 	if c.NATSURL != "" {
 		for _, u := range strings.Split(c.NATSURL, ",") {
 			if p, err := url.Parse(strings.TrimSpace(u)); err != nil || p.Host == "" {

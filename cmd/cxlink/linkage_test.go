@@ -255,10 +255,10 @@ func TestLinkageEndToEndReproducesReference(t *testing.T) {
 	}
 
 	// kilo below the threshold: no pulse row, no team-period, not in any count.
-	if n := c.query("SELECT count() FROM "+db+".employee_pulses WHERE team = 'kilo'")[0][0].(*uint64); *n != 0 {
+	if n := c.query("SELECT count() FROM " + db + ".employee_pulses WHERE team = 'kilo'")[0][0].(*uint64); *n != 0 {
 		t.Errorf("%d kilo pulses stored", *n)
 	}
-	if n := c.query("SELECT count() FROM "+db+".employee_pulses FINAL")[0][0].(*uint64); *n != 45 {
+	if n := c.query("SELECT count() FROM " + db + ".employee_pulses FINAL")[0][0].(*uint64); *n != 45 {
 		t.Errorf("%d pulses stored, want the 45 of the nine teams", *n)
 	}
 	procMetrics := get(t, c.processURL()+"/metrics")
@@ -352,8 +352,8 @@ func TestSimulatedEffortImpactAndReport(t *testing.T) {
 				CustomerMetric string `json:"customer_metric"`
 				Teams, Pairs   int
 				Status         string
-				Pearson        *float64 `json:"pearson_r"`
-				CI             []float64
+				Pearson        *float64  `json:"pearson_r"`
+				CI             []float64 `json:"ci95"`
 			}
 		}
 	}

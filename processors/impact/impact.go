@@ -2,8 +2,9 @@
 // window: volume, handle time, contacts per resolution, CES with its t interval and the
 // share of difficult contacts with its Wilson interval. The ranking score (docs/metrics.md)
 // is the conservative bound of the difficult share weighted by the square root of the
-// category's volume share: rare categories that hurt come up, and a handful of responses
-// cannot carry a category to the top. Pure computation; processors/analytics runs it.
+// category's share of the workload (handle hours): rare categories that hurt come up, and
+// a handful of responses cannot carry a category to the top. Pure computation;
+// processors/analytics runs it.
 package impact
 
 import (
@@ -39,6 +40,7 @@ func Compute(window string, end time.Time, tickets []records.CategoryTickets, ce
 		return r
 	}
 	var totalTickets, totalResponses uint64
+	var totalHandle float64
 	for _, t := range tickets {
 		r := get(t.Category)
 		r.Tickets = t.Tickets
@@ -50,6 +52,7 @@ func Compute(window string, end time.Time, tickets []records.CategoryTickets, ce
 			r.ContactsPerResolution = ptr(float64(t.Contacts) / float64(t.WithContacts))
 		}
 		totalTickets += t.Tickets
+		totalHandle += t.HandleSeconds
 	}
 	byCat := map[string]records.CategoryCES{}
 	for _, c := range ces {
@@ -66,6 +69,13 @@ func Compute(window string, end time.Time, tickets []records.CategoryTickets, ce
 		case totalResponses > 0:
 			r.VolumeShare = float64(r.CESResponses) / float64(totalResponses)
 		}
+		// The weight of the score is the workload: handle hours where they are known,
+		// else volume.
+		weight := r.VolumeShare
+		if totalHandle > 0 {
+			r.HandleShare = ptr(r.HandleHours * 3600 / totalHandle)
+			weight = *r.HandleShare
+		}
 		c, ok := byCat[cat]
 		if !ok || c.Responses == 0 {
 			continue
@@ -81,7 +91,7 @@ func Compute(window string, end time.Time, tickets []records.CategoryTickets, ce
 		r.DifficultLow, r.DifficultHigh = ptr(100*lo), ptr(100*hi)
 		if c.Responses >= uint64(minResponses) {
 			r.Status = StatusOK
-			r.Impact = ptr(Score(lo, r.VolumeShare))
+			r.Impact = ptr(Score(lo, weight))
 		}
 	}
 	out := make([]records.EffortImpact, 0, len(rows))
@@ -106,14 +116,16 @@ func Compute(window string, end time.Time, tickets []records.CategoryTickets, ce
 	return out
 }
 
-// Score is the ranking score of a category: 100 × difficultLow × √volumeShare, where
-// difficultLow is the lower Wilson bound of its difficult share (0–1) and volumeShare
-// its share of the volume (0–1). It is the geometric mean of how often the category's
-// customers struggle (at the least, given the responses) and how much of all contacts
-// are its struggling customers: the first lets a rare painful category rank, the second
-// keeps a tiny one from ranking on pain alone.
-func Score(difficultLow, volumeShare float64) float64 {
-	return 100 * difficultLow * math.Sqrt(volumeShare)
+// Score is the ranking score of a category: 100 × difficultLow × √share, where
+// difficultLow is the lower Wilson bound of its difficult share (0–1) and share its
+// share of the workload (handle hours, else solved tickets; 0–1). It is the geometric
+// mean of how often the category's customers struggle (at the least, given the
+// responses) and how much of all the work goes into its struggling customers: the first
+// lets a rare painful category rank, the second keeps a tiny one from ranking on pain
+// alone. Long contacts count as the effort they are for the contact centre, which is why
+// handle hours, not tickets, weigh.
+func Score(difficultLow, share float64) float64 {
+	return 100 * difficultLow * math.Sqrt(share)
 }
 
 // MeanInterval is the t confidence interval of a mean of n values with sample variance

@@ -82,7 +82,24 @@ func TestRareHardCategoryOutranksCommonEasyOne(t *testing.T) {
 		t.Fatalf("plan_correction: %+v", pc)
 	}
 	lo, _ := Wilson(85, 150, 0.95)
-	if *pc.Impact != Score(lo, 300.0/4404) || round(*pc.DifficultLow, 6) != round(100*lo, 6) {
+	handle := 300.0 * 5000 / (3000*240 + 1100*600 + 300*5000)
+	if *pc.HandleShare != handle || *pc.Impact != Score(lo, handle) || round(*pc.DifficultLow, 6) != round(100*lo, 6) {
 		t.Fatalf("impact %v", *pc.Impact)
+	}
+}
+
+// Without handle times the weight is the share of solved tickets, and without tickets
+// the share of CES responses.
+func TestWeightFallsBackOnVolume(t *testing.T) {
+	end := time.Date(2026, 3, 9, 0, 0, 0, 0, time.UTC)
+	ces := []records.CategoryCES{{Category: "a", Responses: 100, Sum: 300, Variance: 1, Difficult: 50}, {Category: "b", Responses: 300, Sum: 1800, Variance: 1, Difficult: 3}}
+	rows := Compute("7d", end, nil, ces, 30)
+	lo, _ := Wilson(50, 100, 0.95)
+	if rows[0].Category != "a" || rows[0].VolumeShare != 0.25 || rows[0].HandleShare != nil || *rows[0].Impact != Score(lo, 0.25) {
+		t.Fatalf("responses as volume: %+v", rows[0])
+	}
+	rows = Compute("7d", end, []records.CategoryTickets{{Category: "a", Tickets: 10}, {Category: "b", Tickets: 30}}, ces, 30)
+	if rows[0].VolumeShare != 0.25 || rows[0].HandleShare != nil || *rows[0].Impact != Score(lo, 0.25) {
+		t.Fatalf("tickets as volume: %+v", rows[0])
 	}
 }

@@ -90,7 +90,8 @@ type EffortImpact struct {
 	WindowEnd             time.Time
 	Category              string
 	Tickets               uint64
-	VolumeShare           float64
+	VolumeShare           float64  // of the window's solved tickets
+	HandleShare           *float64 // of the window's handle hours; NULL when none are known
 	HandleHours           float64
 	AvgHandleSeconds      *float64
 	ContactsPerResolution *float64

@@ -23,7 +23,7 @@ const (
 		"ces_responses, ces, pct_difficult, csat_responses, csat, computed_at, version"
 	linkageColumns = "period, period_start, scope, span_periods, lag, employee_metric, customer_metric, teams, pairs, " +
 		"periods, pearson_r, spearman_r, ci_low, ci_high, p_value, status, computed_at, version"
-	effortImpactColumns = "`window`, window_end, category, tickets, volume_share, handle_hours, avg_handle_seconds, " +
+	effortImpactColumns = "`window`, window_end, category, tickets, volume_share, handle_share, handle_hours, avg_handle_seconds, " +
 		"contacts_per_resolution, ces_responses, ces, ces_ci_low, ces_ci_high, pct_difficult, pct_difficult_low, " +
 		"pct_difficult_high, impact, impact_rank, status, computed_at, version"
 )
@@ -212,7 +212,7 @@ func (c *Client) WriteAnalytics(ctx context.Context, teams []records.TeamPeriod,
 	if len(impact) > 0 {
 		if err := c.insert(ctx, TableEffortImpact, effortImpactColumns, len(impact), func(b driver.Batch, i int) error {
 			r := &impact[i]
-			return b.Append(r.Window, utc(r.WindowEnd), r.Category, r.Tickets, r.VolumeShare, r.HandleHours,
+			return b.Append(r.Window, utc(r.WindowEnd), r.Category, r.Tickets, r.VolumeShare, r.HandleShare, r.HandleHours,
 				r.AvgHandleSeconds, r.ContactsPerResolution, r.CESResponses, r.CES, r.CESLow, r.CESHigh,
 				r.PctDifficult, r.DifficultLow, r.DifficultHigh, r.Impact, r.Rank, r.Status, at, version)
 		}); err != nil {

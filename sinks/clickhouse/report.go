@@ -11,7 +11,7 @@ import (
 // LatestEffortImpact reads the latest effort_impact rows of every window, ranked first.
 func (c *Client) LatestEffortImpact(ctx context.Context) ([]records.EffortImpact, error) {
 	db := c.cfg.Database
-	q := "SELECT `window`, window_end, category, tickets, volume_share, handle_hours, avg_handle_seconds, " +
+	q := "SELECT `window`, window_end, category, tickets, volume_share, handle_share, handle_hours, avg_handle_seconds, " +
 		"contacts_per_resolution, ces_responses, ces, ces_ci_low, ces_ci_high, pct_difficult, pct_difficult_low, " +
 		"pct_difficult_high, impact, impact_rank, status FROM " + db + ".effort_impact FINAL " +
 		"WHERE (`window`, window_end) IN (SELECT `window`, max(window_end) FROM " + db + ".effort_impact GROUP BY `window`) " +
@@ -24,7 +24,7 @@ func (c *Client) LatestEffortImpact(ctx context.Context) ([]records.EffortImpact
 	var out []records.EffortImpact
 	for rows.Next() {
 		var r records.EffortImpact
-		if err := rows.Scan(&r.Window, &r.WindowEnd, &r.Category, &r.Tickets, &r.VolumeShare, &r.HandleHours,
+		if err := rows.Scan(&r.Window, &r.WindowEnd, &r.Category, &r.Tickets, &r.VolumeShare, &r.HandleShare, &r.HandleHours,
 			&r.AvgHandleSeconds, &r.ContactsPerResolution, &r.CESResponses, &r.CES, &r.CESLow, &r.CESHigh,
 			&r.PctDifficult, &r.DifficultLow, &r.DifficultHigh, &r.Impact, &r.Rank, &r.Status); err != nil {
 			return nil, fmt.Errorf("read effort impact: %w", err)

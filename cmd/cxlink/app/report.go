@@ -80,6 +80,7 @@ type impactJSON struct {
 	Status                string    `json:"status"`
 	Tickets               uint64    `json:"tickets"`
 	VolumeShare           float64   `json:"volume_share"`
+	HandleShare           *float64  `json:"handle_share"`
 	HandleHours           float64   `json:"handle_hours"`
 	AvgHandleSeconds      *float64  `json:"avg_handle_seconds"`
 	ContactsPerResolution *float64  `json:"contacts_per_resolution"`
@@ -127,7 +128,7 @@ func writeReportJSON(w io.Writer, period string, computed time.Time, impact []re
 	for _, r := range impact {
 		out.EffortImpact = append(out.EffortImpact, impactJSON{
 			Window: r.Window, WindowEnd: r.WindowEnd, Category: r.Category, Rank: r.Rank, Impact: r.Impact,
-			Status: r.Status, Tickets: r.Tickets, VolumeShare: r.VolumeShare, HandleHours: r.HandleHours,
+			Status: r.Status, Tickets: r.Tickets, VolumeShare: r.VolumeShare, HandleShare: r.HandleShare, HandleHours: r.HandleHours,
 			AvgHandleSeconds: r.AvgHandleSeconds, ContactsPerResolution: r.ContactsPerResolution,
 			CESResponses: r.CESResponses, CES: r.CES, CESCI: interval(r.CESLow, r.CESHigh),
 			PctDifficult: r.PctDifficult, PctDifficultCI: interval(r.DifficultLow, r.DifficultHigh),
@@ -150,22 +151,20 @@ func writeImpactText(w io.Writer, rows []records.EffortImpact, minResponses int)
 		fmt.Fprintln(w, "Effort impact: nothing computed yet (the process running the analytics stage writes it every CXLINK_ANALYTICS_EVERY).")
 		return
 	}
+	var tw *tabwriter.Writer
 	for i, r := range rows {
 		if i == 0 || r.Window != rows[i-1].Window {
-			if i > 0 {
+			if tw != nil {
+				tw.Flush()
 				fmt.Fprintln(w)
 			}
 			fmt.Fprintf(w, "Effort impact by category, %s window ending %s\n", r.Window, r.WindowEnd.Format("2006-01-02 15:04 MST"))
+			tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "rank\tcategory\ttickets\tof tickets\tof handle time\thandle/ticket\tcontacts/res.\tCES [95% CI]\t% difficult [95% CI]\timpact")
 		}
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		if i == 0 || r.Window != rows[i-1].Window {
-			fmt.Fprintln(tw, "rank\tcategory\ttickets\tshare\thandle/ticket\tcontacts/res.\tCES   95% CI\t% difficult   95% CI\timpact\t")
-		}
-		rank, score := "-", "too few responses"
+		rank, score := "-", fmt.Sprintf("n=%d < %d", r.CESResponses, minResponses)
 		if r.Rank != nil && r.Impact != nil {
 			rank, score = fmt.Sprint(*r.Rank), fmt.Sprintf("%.1f", *r.Impact)
-		} else if r.Status != "ok" {
-			score = fmt.Sprintf("n=%d < %d", r.CESResponses, minResponses)
 		}
 		ces, difficult := "-", "-"
 		if r.CES != nil {
@@ -174,11 +173,15 @@ func writeImpactText(w io.Writer, rows []records.EffortImpact, minResponses int)
 		if r.PctDifficult != nil {
 			difficult = fmt.Sprintf("%.1f", *r.PctDifficult) + ciText(r.DifficultLow, r.DifficultHigh, "%.1f")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f%%\t%s\t%s\t%s\t%s\t%s\t\n", rank, r.Category, r.Tickets, 100*r.VolumeShare,
-			duration(r.AvgHandleSeconds), number(r.ContactsPerResolution, "%.2f"), ces, difficult, score)
-		tw.Flush()
+		handleShare := "-"
+		if r.HandleShare != nil {
+			handleShare = fmt.Sprintf("%.1f%%", 100**r.HandleShare)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f%%\t%s\t%s\t%s\t%s\t%s\t%s\n", rank, r.Category, r.Tickets, 100*r.VolumeShare,
+			handleShare, duration(r.AvgHandleSeconds), number(r.ContactsPerResolution, "%.2f"), ces, difficult, score)
 	}
-	fmt.Fprintln(w, "impact = 100 × lower 95% bound of the difficult share × √(share of solved tickets): rare but painful")
+	tw.Flush()
+	fmt.Fprintln(w, "impact = 100 × lower 95% bound of the difficult share × √(share of handle time): rare but painful")
 	fmt.Fprintln(w, "categories rise, a handful of answers cannot carry one (docs/metrics.md, Effort impact).")
 }
 
@@ -221,8 +224,8 @@ func writeLinkageText(w io.Writer, period string, computed time.Time, links []re
 		fmt.Fprintln(w, "The latest single period of each lag.")
 	}
 	fmt.Fprintln(w, "lag k: employee period t against customer period t+k.")
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "employee → customer\tlag\tperiod\tteams\tpairs\tPearson r\t95% CI\tp\tSpearman\tstatus\t")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "employee → customer\tlag\tperiod\tteams\tpairs\tPearson r\t95% CI\tp\tSpearman\tstatus")
 	for _, l := range shown {
 		r, ci, p, rho := "-", "-", "-", "-"
 		if l.Status == linkage.StatusOK && l.Pearson != nil {
@@ -232,7 +235,7 @@ func writeLinkageText(w io.Writer, period string, computed time.Time, links []re
 				p = "<0.001"
 			}
 		}
-		fmt.Fprintf(tw, "%s → %s\t%d\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t\n", l.EmployeeMetric, l.CustomerMetric, l.Lag,
+		fmt.Fprintf(tw, "%s → %s\t%d\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", l.EmployeeMetric, l.CustomerMetric, l.Lag,
 			l.PeriodStart.Format("01-02 15:04"), l.Teams, l.Pairs, r, ci, p, rho, strings.ReplaceAll(l.Status, "_", " "))
 	}
 	tw.Flush()

@@ -18,6 +18,7 @@ import (
 )
 
 // report prints the current effort-impact ranking and linkage results from ClickHouse.
+// It only reads: a database without the tables is an error (run cxlink migrate).
 func (r *roles) report(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
 	fs.SetOutput(r.opts.Stderr)
@@ -37,9 +38,6 @@ func (r *roles) report(ctx context.Context, args []string) error {
 		return err
 	}
 	defer c.Close()
-	if err := c.Migrate(ctx); err != nil {
-		return err
-	}
 	impact, err := c.LatestEffortImpact(ctx)
 	if err != nil {
 		return err

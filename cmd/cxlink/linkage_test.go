@@ -22,8 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/cxlink/cxlink/cmd/cxlink/app"
 	"github.com/cxlink/cxlink/ingest/simulator"
 	"github.com/cxlink/cxlink/ingest/stream"
@@ -380,5 +378,3 @@ func TestSimulatedEffortImpactAndReport(t *testing.T) {
 		}
 	}
 }
-
-var _ = jetstream.ErrMsgNotFound

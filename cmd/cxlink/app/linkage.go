@@ -39,9 +39,9 @@ func (c Config) validateLinkage() error {
 	if c.Process.Pulses.Validate() != nil || c.Stream.Validate() != nil {
 		return nil // reported by the components
 	}
-	need := c.Process.Pulses.PeriodLength() + c.Process.AllowedLateness + c.HTTP.MaxFuture
+	need := c.Process.Pulses.PeriodLength() + c.Process.AllowedLateness + c.Process.AttributionWait + c.HTTP.MaxFuture + c.Process.Step
 	if c.Stream.MaxAge < need {
-		return fmt.Errorf("CXLINK_STREAM_MAX_AGE: %s is shorter than CXLINK_LINKAGE_PERIOD + CXLINK_ALLOWED_LATENESS + CXLINK_MAX_FUTURE (%s): processors could not rebuild a period's pulses", c.Stream.MaxAge, need.Round(time.Minute))
+		return fmt.Errorf("CXLINK_STREAM_MAX_AGE: %s is shorter than CXLINK_LINKAGE_PERIOD + CXLINK_ALLOWED_LATENESS + CXLINK_ATTRIBUTION_WAIT + CXLINK_MAX_FUTURE + CXLINK_ROLLUP_STEP (%s): processors could not rebuild a period's pulses", c.Stream.MaxAge, need.Round(time.Minute))
 	}
 	return nil
 }

@@ -117,18 +117,20 @@ ORDER BY team, survey, period_start`
 // the ticket's latest event in the window), with each ticket's handle time and contacts
 // as of its last solve (they are cumulative).
 func (c *Client) CategoryTickets(ctx context.Context, from, to time.Time) ([]records.CategoryTickets, error) {
-	q := `SELECT category, count() AS tickets, sum(h) AS handle, count(h) AS with_handle,
+	// Aggregates never take a column's name as alias: ClickHouse would read the alias
+	// inside the aggregate (see the rollups view).
+	q := `SELECT cat AS category, count() AS tickets, sum(h) AS handle, count(h) AS with_handle,
        sum(n) AS contacts, count(n) AS with_contacts
 FROM
 (
-    SELECT ticket_id, argMax(category, occurred_at) AS category, max(handle_seconds) AS h, max(contacts) AS n
+    SELECT ticket_id, argMax(category, occurred_at) AS cat, max(handle_seconds) AS h, max(contacts) AS n
     FROM ` + c.cfg.Database + `.tickets FINAL
     WHERE status = 'solved' AND occurred_at >= toDateTime(?) AND occurred_at < toDateTime(?)
     GROUP BY ticket_id
 )
-WHERE category != ''
-GROUP BY category
-ORDER BY category`
+WHERE cat != ''
+GROUP BY cat
+ORDER BY cat`
 	rows, err := c.conn.Query(ctx, q, from.Unix(), to.Unix())
 	if err != nil {
 		return nil, fmt.Errorf("read tickets per category: %w", err)
@@ -161,7 +163,7 @@ ORDER BY category`
 // CategoryCES reads the CES responses with a category (their own or their ticket's) and
 // occurred_at in [from, to).
 func (c *Client) CategoryCES(ctx context.Context, from, to time.Time) ([]records.CategoryCES, error) {
-	q := `SELECT category, count() AS n, sum(standard_score) AS total, varSamp(standard_score) AS var,
+	q := `SELECT category, count() AS n, sum(standard_score) AS total, varSamp(standard_score) AS variance,
        countIf(standard_score <= 3) AS difficult
 FROM ` + c.cfg.Database + `.survey_responses FINAL
 WHERE survey = 'ces' AND category != '' AND occurred_at >= toDateTime(?) AND occurred_at < toDateTime(?)

@@ -87,6 +87,7 @@ func newCluster(t *testing.T) *cluster {
 		"CXLINK_METRICS_MAX_KEYS":   "20",
 		"CLICKHOUSE_DIAL_TIMEOUT":   "1s",
 		"CLICKHOUSE_INSERT_TIMEOUT": "5s",
+		"CXLINK_EMPLOYEE_ID_KEY":    testEmployeeKey,
 	}}
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {

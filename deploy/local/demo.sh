@@ -5,6 +5,7 @@
 #
 #   deploy/local/demo.sh [cxlink run flags…]
 #   e.g. deploy/local/demo.sh --rate 50 --drift "category=plan_correction,after=5m,ces=-2"
+#   deploy/local/demo.sh report [--format json]   (while or after the demo runs)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -16,6 +17,15 @@ export CLICKHOUSE_ADDR=127.0.0.1:$CLICKHOUSE_PORT
 export CXLINK_HTTP_PORT=${CXLINK_HTTP_PORT:-8080}
 export CXLINK_HTTP_ADDR=127.0.0.1:$CXLINK_HTTP_PORT
 prometheus_port=${PROMETHEUS_PORT:-19090}
+# Employees answer a pulse every 10 minutes in the demo: link per 10-minute period, and
+# compute linkage and effort impact every minute.
+export CXLINK_LINKAGE_PERIOD=${CXLINK_LINKAGE_PERIOD:-10m}
+export CXLINK_ANALYTICS_EVERY=${CXLINK_ANALYTICS_EVERY:-1m}
+
+if [ "${1:-}" = report ]; then
+  shift
+  exec "$CXLINK_DATA_DIR/bin/cxlink" report "$@"
+fi
 
 if [ "${1:-}" = stop ]; then
   deploy/local/prometheus.sh stop
@@ -44,6 +54,9 @@ Example queries (rollups are written every minute):
 
   SELECT team, count() AS surveys, round(avg(standard_score), 2) AS ces
   FROM survey_responses FINAL WHERE survey = 'ces' AND late = 0 GROUP BY team ORDER BY ces;
+
+Effort-impact ranking and EX–CX linkage (computed every minute; the first after ~1 min):
+  deploy/local/demo.sh report
 
 Ctrl-C stops cxlink (accepted events are kept); 'deploy/local/demo.sh stop' stops the servers.
 

@@ -33,6 +33,7 @@ type position struct{ index, line int }
 type batch struct {
 	validator event.Validator
 	maxEvents int
+	prepare   func(*event.Event) *event.FieldError // nil: events are published as decoded
 
 	events   []event.Event
 	pos      []position // of events[i]
@@ -51,6 +52,11 @@ func (b *batch) add(raw []byte, line int) *bodyError {
 	index := b.n
 	b.n++
 	e, errs := b.validator.Decode(raw)
+	if len(errs) == 0 && b.prepare != nil {
+		if fe := b.prepare(&e); fe != nil {
+			errs = event.Errors{*fe}
+		}
+	}
 	if len(errs) == 0 {
 		b.events = append(b.events, e)
 		b.pos = append(b.pos, position{index, line})

@@ -36,6 +36,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Now defaults to time.Now; occurred_at is checked against it.
 	Now func() time.Time
+	// Prepare, when set, is applied to every valid event before it is published (e.g.
+	// pseudonymizing employee ids); an error rejects the event with that field error.
+	Prepare func(*event.Event) *event.FieldError
 }
 
 // Statuses of an event in a response.
@@ -91,6 +94,7 @@ type Handler struct {
 	now       func() time.Time
 	metrics   *metrics
 	mux       *http.ServeMux
+	prepare   func(*event.Event) *event.FieldError
 }
 
 // New returns the handler of cfg, which must be valid.
@@ -109,6 +113,7 @@ func New(cfg Config, opts Options) (*Handler, error) {
 		now:       opts.Now,
 		metrics:   newMetrics(opts.Registerer),
 		mux:       http.NewServeMux(),
+		prepare:   opts.Prepare,
 	}
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
@@ -152,6 +157,7 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 	b := &batch{
 		validator: event.Validator{Now: h.now, MaxFuture: h.cfg.MaxFuture},
 		maxEvents: h.cfg.MaxBatchEvents,
+		prepare:   h.prepare,
 	}
 	if be := h.readBody(w, r, b); be != nil {
 		h.logger.Debug("event request refused", "remote", r.RemoteAddr, "code", be.code, "reason", be.msg)

@@ -55,7 +55,8 @@
 //
 // Ids are derived from the seed (base 36) and counters: ticket s<seed>-t<n>, its events
 // s<seed>-t<n>-created, -solved-1, -reopened-1, -solved-2, its surveys s<seed>-t<n>-ces,
-// -csat, -nps, and pulses s<seed>-w<period>-<employee>-<question>. A run with the same
+// -csat, -nps, and pulses s<seed>-w<period>-r<n>-<question> (n counts pulse responses:
+// ids never carry employee ids, which ingest pseudonymizes in the payload only). A run with the same
 // seed resends the same ids (and, with the same start, the same events): the API counts
 // them as duplicates. Runs with different seeds never share an id.
 // occurred_at is the simulated time, in UTC and whole seconds. History is sent first as

@@ -43,6 +43,7 @@ type Generator struct {
 	nextArrival time.Time
 	nextPeriod  int
 	tickets     int64
+	responses   int64 // pulse responses scheduled: their ids
 
 	// Periods are counted from base, the start of the period before the one holding
 	// start: engagement of period k−1 must exist for every period k ≥ 1.
@@ -226,7 +227,10 @@ func (g *Generator) pulses(k int) {
 			at := lo.Add(time.Duration(g.rng.Float64() * span))
 			eng := clamp(math.Round(level+a.mood+0.5*g.rng.NormFloat64()), 1, 5)
 			enps := clamp(math.Round(2.5*(level-1)+2*a.mood+1.3*g.rng.NormFloat64()), 0, 10)
-			id := fmt.Sprintf("%s-w%d-%s-", g.prefix, k, a.employeeID)
+			// Response ids are opaque, as survey tools make them: an employee id in an id
+			// would be published and stored as it is.
+			g.responses++
+			id := fmt.Sprintf("%s-w%d-r%d-", g.prefix, k, g.responses)
 			for _, q := range []struct {
 				question string
 				score    float64

@@ -10,6 +10,7 @@ import (
 	"github.com/cxlink/cxlink/ingest/event"
 	"github.com/cxlink/cxlink/processors/attribution"
 	"github.com/cxlink/cxlink/processors/effort"
+	"github.com/cxlink/cxlink/processors/pulses"
 	"github.com/cxlink/cxlink/processors/records"
 )
 
@@ -22,10 +23,30 @@ type Config struct {
 	AllowedLateness time.Duration
 	// AttributionWait: how long a survey waits for its ticket's first event.
 	AttributionWait time.Duration
+	// Pulses: employee answers are held back per team, question and period until enough
+	// employees answered (processors/pulses). Zero values: weekly periods, threshold 5.
+	Pulses pulses.Config
 }
 
 // LongestWindow is the length of the longest window.
 func (c Config) LongestWindow() time.Duration { return c.Windows[len(c.Windows)-1].Length }
+
+// Horizon is how long after it occurred (or its pulse period started) a message can
+// still change the state's output: processors replay at least this far back.
+func (c Config) Horizon() time.Duration {
+	return max(c.LongestWindow(), c.pulses().PeriodLength()) + c.AllowedLateness + c.AttributionWait
+}
+
+func (c Config) pulses() pulses.Config {
+	p := c.Pulses
+	if p.Period == "" {
+		p.Period = "7d"
+	}
+	if p.MinRespondents == 0 {
+		p.MinRespondents = 5
+	}
+	return p
+}
 
 // Message is one stored event with its place in the stream.
 type Message struct {
@@ -41,6 +62,9 @@ type Outcome struct {
 	Waiting        bool // the survey waits for its ticket
 	LateAttributed int  // surveys attributed by this ticket event
 	Unattributed   int  // surveys that stopped waiting without their ticket
+	// PulseTooLate: an employee pulse received after its period's horizon; not counted
+	// and not stored.
+	PulseTooLate bool
 }
 
 // State of one partition. Not safe for concurrent use.
@@ -49,6 +73,7 @@ type State struct {
 	cfg     Config
 	windows *effort.State
 	index   *attribution.Index[waitingSurvey]
+	pulses  *pulses.State
 }
 
 type waitingSurvey struct {
@@ -63,6 +88,7 @@ func New(id uint16, cfg Config) *State {
 		cfg:     cfg,
 		windows: effort.NewState(id, cfg.Step, cfg.Windows),
 		index:   attribution.NewIndex[waitingSurvey](cfg.AttributionWait, cfg.LongestWindow()),
+		pulses:  pulses.NewState(cfg.pulses().PeriodLength(), cfg.pulses().MinRespondents, cfg.Horizon()),
 	}
 }
 
@@ -87,7 +113,10 @@ func (s *State) Apply(m Message) (records.Batch, Outcome) {
 		out.Tickets = append(out.Tickets, ticketRow(e, origin))
 		out.Surveys = s.applyTicket(e, m, &oc)
 	case event.TypeEmployeePulse:
-		out.Pulses = append(out.Pulses, pulseRow(e, origin))
+		// Released only once the team's answers in the period are anonymous.
+		rows, poc := s.pulses.Apply(pulseRow(e, origin), m.ReceivedAt)
+		out.Pulses = append(out.Pulses, rows...)
+		oc.PulseTooLate = poc == pulses.TooLate
 	}
 	return out, oc
 }

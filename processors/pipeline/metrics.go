@@ -25,6 +25,7 @@ type metrics struct {
 	flushErrors   prometheus.Counter
 	storedLatency prometheus.Histogram
 	rolling       *rollingCollector
+	pulsesTooLate prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, maxKeys int) *metrics {
@@ -86,6 +87,10 @@ func newMetrics(reg prometheus.Registerer, maxKeys int) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
 		}),
 		rolling: newRollingCollector(maxKeys),
+		pulsesTooLate: f.NewCounter(prometheus.CounterOpts{
+			Name: "cxlink_pulses_too_late_total",
+			Help: "Employee pulses received after their period's horizon (the longest of the windows and the pulse period, plus allowed lateness and attribution wait, from the period's start): not counted, not stored.",
+		}),
 	}
 	reg.MustRegister(m.rolling)
 	return m

@@ -74,8 +74,7 @@ func (w *worker) start(ctx context.Context, s jetstream.Stream) error {
 
 // replayHorizon is how far back a message can still change a window or attribution.
 func (w *worker) replayHorizon() time.Duration {
-	pc := w.cfg.partitionConfig()
-	return pc.LongestWindow() + w.cfg.AllowedLateness + w.cfg.AttributionWait + w.opts.MaxFuture + w.cfg.Step
+	return w.cfg.partitionConfig().Horizon() + w.opts.MaxFuture + w.cfg.Step
 }
 
 // replay applies the partition's messages from min(ackFloor+1, the first inside the
@@ -179,6 +178,9 @@ func (w *worker) apply(msg jetstream.Msg, meta *jetstream.MsgMetadata, live bool
 		}
 		if oc.Unattributed > 0 {
 			w.metrics.attribution.WithLabelValues("unattributed").Add(float64(oc.Unattributed))
+		}
+		if oc.PulseTooLate {
+			w.metrics.pulsesTooLate.Inc()
 		}
 	}
 	return rows, true

@@ -60,10 +60,11 @@ func (w *writer) run(ctx context.Context) {
 	timer.Stop()
 	flush := func() {
 		timer.Stop()
-		if batch.Len() == 0 {
+		if len(done) == 0 {
 			return
 		}
-		if !w.write(ctx, &batch) {
+		// Messages may produce no rows (pulses held back): they are acked all the same.
+		if batch.Len() > 0 && !w.write(ctx, &batch) {
 			return
 		}
 		now := w.now()
@@ -86,7 +87,7 @@ func (w *writer) run(ctx context.Context) {
 				flush()
 				return
 			}
-			if batch.Len() == 0 {
+			if len(done) == 0 {
 				timer.Reset(w.maxDelay)
 			}
 			appendRows(&batch, &it.rows)

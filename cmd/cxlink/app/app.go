@@ -51,6 +51,7 @@ Commands:
   process    the processors and the ClickHouse sink (needs NATS_URL)
   migrate    apply the ClickHouse migrations and list them
   simulate   post a simulated contact centre's events to an ingest API
+  report     print the effort-impact ranking and the EX–CX linkage (--format json)
 
 Configuration comes from the environment; see README.md for every variable.
 `
@@ -93,6 +94,8 @@ func Run(ctx context.Context, args []string, opts Options) error {
 		return r.process(ctx)
 	case "migrate":
 		return r.migrate(ctx)
+	case "report":
+		return r.report(ctx, args)
 	}
 	return fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
 }
@@ -190,6 +193,7 @@ func (r *roles) ingestHandler(js jetstream.JetStream, nc *nats.Conn) (*httpapi.H
 		Ready:      natsReady(nc),
 		Logger:     r.logger.With("component", "ingest"),
 		Registerer: r.reg,
+		Prepare:    r.pseudonymizer().Event,
 	})
 }
 
@@ -274,7 +278,11 @@ func (r *roles) process(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return runAll(ctx, p.Run, func(ctx context.Context) error { return serve() })
+	tasks, err := r.withAnalytics([]func(context.Context) error{p.Run, func(context.Context) error { return serve() }}, ch)
+	if err != nil {
+		return err
+	}
+	return runAll(ctx, tasks...)
 }
 
 func readyz(checks ...func(context.Context) error) http.HandlerFunc {
@@ -295,6 +303,9 @@ func (r *roles) run(ctx context.Context, args []string) error {
 	simulate := fs.Bool("simulate", false, "also run the contact-centre simulator against this process")
 	sim := simulatorFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := r.demoEmployeeKey(); err != nil {
 		return err
 	}
 	js, s, nc, closeJS, err := r.jetStream(ctx, "run", true)
@@ -321,7 +332,10 @@ func (r *roles) run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	tasks := []func(context.Context) error{p.Run, func(context.Context) error { return serve() }}
+	tasks, err := r.withAnalytics([]func(context.Context) error{p.Run, func(context.Context) error { return serve() }}, ch)
+	if err != nil {
+		return err
+	}
 	if *simulate {
 		cfg, err := sim.config()
 		if err != nil {

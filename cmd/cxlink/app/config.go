@@ -11,7 +11,9 @@ import (
 
 	"github.com/cxlink/cxlink/ingest/broker"
 	"github.com/cxlink/cxlink/ingest/httpapi"
+	"github.com/cxlink/cxlink/ingest/pseudonym"
 	"github.com/cxlink/cxlink/ingest/stream"
+	"github.com/cxlink/cxlink/processors/analytics"
 	"github.com/cxlink/cxlink/processors/pipeline"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
 )
@@ -29,6 +31,8 @@ type Config struct {
 	HTTP       httpapi.Config
 	Process    pipeline.Config
 	ClickHouse clickhouse.Config
+	Employees  pseudonym.Config
+	Analytics  analytics.Config
 }
 
 // LoadConfig reads and validates the configuration from environ (KEY=value pairs).
@@ -42,7 +46,8 @@ func LoadConfig(environ map[string]string) (Config, error) {
 
 // Validate reports every problem of the configuration.
 func (c Config) Validate() error {
-	errs := []error{c.Broker.Validate(), c.Stream.Validate(), c.HTTP.Validate(), c.Process.Validate(), c.ClickHouse.Validate()}
+	errs := []error{c.Broker.Validate(), c.Stream.Validate(), c.HTTP.Validate(), c.Process.Validate(), c.ClickHouse.Validate(), c.Employees.Validate(),
+		c.Analytics.Validate(), c.validateLinkage()}
 	if c.NATSURL != "" {
 		for _, u := range strings.Split(c.NATSURL, ",") {
 			if p, err := url.Parse(strings.TrimSpace(u)); err != nil || p.Host == "" {

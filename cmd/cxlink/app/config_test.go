@@ -67,3 +67,13 @@ func TestLoadConfigDefaultsAreValid(t *testing.T) {
 		t.Fatalf("defaults: %+v", cfg)
 	}
 }
+
+func TestLoadConfigChecksTheStreamKeepsAPulsePeriod(t *testing.T) {
+	_, err := LoadConfig(map[string]string{"CXLINK_LINKAGE_PERIOD": "30d"})
+	if err == nil || !strings.Contains(err.Error(), "CXLINK_STREAM_MAX_AGE") {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := LoadConfig(map[string]string{"CXLINK_LINKAGE_PERIOD": "30d", "CXLINK_STREAM_MAX_AGE": "800h"}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,77 @@
+package analytics
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/cxlink/cxlink/processors/effort"
+)
+
+// Config of the cross-team stage.
+type Config struct {
+	// Enabled: "auto" runs the stage in the process that owns partition 0 (with
+	// CXLINK_PROCESS_PARTITIONS=all, every `cxlink run` and single `cxlink process`),
+	// "on" and "off" force it. Exactly one process should run it; two are harmless
+	// (each run rewrites the same rows) but do the work twice.
+	Enabled string `env:"CXLINK_ANALYTICS" envDefault:"auto"`
+	// Every is how often linkage and effort impact are computed.
+	Every time.Duration `env:"CXLINK_ANALYTICS_EVERY" envDefault:"5m"`
+	// Span is the number of pulse periods pooled into one linkage result.
+	Span int `env:"CXLINK_LINKAGE_SPAN" envDefault:"12"`
+	// MaxLag: employee period t is linked with customer periods t … t+MaxLag.
+	MaxLag int `env:"CXLINK_LINKAGE_MAX_LAG" envDefault:"4"`
+	// MinTeams is the fewest teams a correlation is reported for; below, the result
+	// says too_few_teams and has no coefficient. Never below 4 (the interval needs it).
+	MinTeams int `env:"CXLINK_LINKAGE_MIN_TEAMS" envDefault:"6"`
+	// MinResponses is the fewest customer responses a team needs in a period to take
+	// part in a customer metric.
+	MinResponses int `env:"CXLINK_LINKAGE_MIN_RESPONSES" envDefault:"10"`
+	// ImpactWindows are the effort-impact windows.
+	ImpactWindows string `env:"CXLINK_IMPACT_WINDOWS" envDefault:"7d,30d"`
+	// ImpactMinResponses is the fewest CES responses a category needs to be ranked.
+	ImpactMinResponses int `env:"CXLINK_IMPACT_MIN_RESPONSES" envDefault:"30"`
+}
+
+// Validate reports every problem of the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if !slices.Contains([]string{"auto", "on", "off"}, c.Enabled) {
+		add("CXLINK_ANALYTICS: %q is not auto, on or off", c.Enabled)
+	}
+	if c.Every < time.Second {
+		add("CXLINK_ANALYTICS_EVERY: %s is shorter than a second", c.Every)
+	}
+	if c.Span < 1 || c.Span > 520 {
+		add("CXLINK_LINKAGE_SPAN: %d is not between 1 and 520 periods", c.Span)
+	}
+	if c.MaxLag < 0 || c.MaxLag > 52 {
+		add("CXLINK_LINKAGE_MAX_LAG: %d is not between 0 and 52 periods", c.MaxLag)
+	}
+	if c.MinTeams < 4 {
+		add("CXLINK_LINKAGE_MIN_TEAMS: %d is below 4, the fewest a confidence interval can be computed for", c.MinTeams)
+	}
+	if c.MinResponses < 1 {
+		add("CXLINK_LINKAGE_MIN_RESPONSES: %d is not positive", c.MinResponses)
+	}
+	if _, err := effort.ParseWindows(c.ImpactWindows); err != nil {
+		add("CXLINK_IMPACT_WINDOWS: %v", err)
+	}
+	if c.ImpactMinResponses < 1 {
+		add("CXLINK_IMPACT_MIN_RESPONSES: %d is not positive", c.ImpactMinResponses)
+	}
+	return errors.Join(errs...)
+}
+
+// Active says whether this process runs the stage, given the partitions it owns.
+func (c Config) Active(owned []int) bool {
+	switch c.Enabled {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	return slices.Contains(owned, 0)
+}

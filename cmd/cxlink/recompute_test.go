@@ -173,10 +173,12 @@ func b2i(b bool) int {
 	return 0
 }
 
-// waitRollups polls until the rollups match the raw tables.
+// waitRollups polls until the rollups match the raw tables. The deadline is generous: on
+// a loaded machine inserts time out and are retried with back-off before the last ticks
+// are rewritten.
 func (c *cluster) waitRollups() int {
 	c.t.Helper()
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		problem, n := c.checkRollups()
 		if problem == "" {

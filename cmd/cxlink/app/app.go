@@ -102,6 +102,7 @@ type roles struct {
 	opts   Options
 	logger *slog.Logger
 	reg    *prometheus.Registry
+	pub    *stream.Publisher // see publisher
 }
 
 // jetStream connects to NATS (or starts the embedded server when allowed) and makes sure
@@ -186,7 +187,7 @@ func (r *roles) sink(ctx context.Context) (*clickhouse.Client, error) {
 
 func (r *roles) ingestHandler(js jetstream.JetStream, nc *nats.Conn) (*httpapi.Handler, error) {
 	return httpapi.New(r.cfg.HTTP, httpapi.Options{
-		Publisher:  stream.NewPublisher(js, r.cfg.Stream.Partitions, r.reg),
+		Publisher:  r.publisher(js),
 		Ready:      natsReady(nc),
 		Logger:     r.logger.With("component", "ingest"),
 		Registerer: r.reg,
@@ -232,6 +233,9 @@ func (r *roles) ingest(ctx context.Context) error {
 	}
 	mux := http.NewServeMux()
 	h.Routes(mux)
+	if err := r.sourceRoutes(mux, js); err != nil {
+		return err
+	}
 	_, serve, err := r.serve(ctx, mux)
 	if err != nil {
 		return err
@@ -317,6 +321,9 @@ func (r *roles) run(ctx context.Context, args []string) error {
 	}
 	mux := http.NewServeMux()
 	h.Routes(mux)
+	if err := r.sourceRoutes(mux, js); err != nil {
+		return err
+	}
 	addr, serve, err := r.serve(ctx, mux)
 	if err != nil {
 		return err

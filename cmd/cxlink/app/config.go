@@ -29,6 +29,7 @@ type Config struct {
 	HTTP       httpapi.Config
 	Process    pipeline.Config
 	ClickHouse clickhouse.Config
+	Sources    SourcesConfig
 }
 
 // LoadConfig reads and validates the configuration from environ (KEY=value pairs).
@@ -42,7 +43,7 @@ func LoadConfig(environ map[string]string) (Config, error) {
 
 // Validate reports every problem of the configuration.
 func (c Config) Validate() error {
-	errs := []error{c.Broker.Validate(), c.Stream.Validate(), c.HTTP.Validate(), c.Process.Validate(), c.ClickHouse.Validate()}
+	errs := []error{c.Broker.Validate(), c.Stream.Validate(), c.HTTP.Validate(), c.Process.Validate(), c.ClickHouse.Validate(), c.Sources.Validate()}
 	if c.NATSURL != "" {
 		for _, u := range strings.Split(c.NATSURL, ",") {
 			if p, err := url.Parse(strings.TrimSpace(u)); err != nil || p.Host == "" {

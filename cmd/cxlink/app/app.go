@@ -51,6 +51,7 @@ Commands:
   process    the processors and the ClickHouse sink (needs NATS_URL)
   migrate    apply the ClickHouse migrations and list them
   simulate   post a simulated contact centre's events to an ingest API
+  import     import a CSV or NDJSON export through an ingest API (cxlink import -h)
 
 Configuration comes from the environment; see README.md for every variable.
 `
@@ -73,6 +74,9 @@ func Run(ctx context.Context, args []string, opts Options) error {
 	cmd, args := args[0], args[1:]
 	if cmd == "simulate" {
 		return runSimulate(ctx, args, opts)
+	}
+	if cmd == "import" {
+		return runImport(ctx, args, opts)
 	}
 	cfg, err := LoadConfig(opts.Environ)
 	if err != nil {

@@ -528,3 +528,17 @@ func mustCounter(t *testing.T, reg *prometheus.Registry, name string, labels ...
 	t.Fatalf("no %s%v", name, labels)
 	return nil
 }
+
+func TestZendeskRatingFromTrigger(t *testing.T) {
+	f := newFixture(t, 7)
+	// The README's trigger body, rendered: no rating id; the ticket identifies the rating.
+	body := []byte(`{"satisfaction_rating": {"score": "Good", "ticket_id": 5158, "assignee_id": 8447388090494,
+		"group_id": 8447320466430, "requester_id": 8447388090494, "comment": "", "updated_at": "2025-01-09T08:00:00Z"}}`)
+	if code, r := f.post("zendesk", body, Sign("zendesk", body, now)); code != http.StatusAccepted {
+		t.Fatalf("%d %+v", code, r)
+	}
+	e := f.stored("zendesk:rating:ticket:5158")
+	eq(t, "StandardScore", e.StandardScore(), 5)
+	eq(t, "TicketID", e.TicketID, "zendesk:5158")
+	eq(t, "Team", e.Team, "billing")
+}

@@ -279,8 +279,15 @@ func (a *Adapter) mapRating(raw json.RawMessage) adapters.Item {
 	default:
 		return adapters.Reject(adapters.KindRating, ref, "score", fmt.Sprintf("%q is not good, bad, offered or unoffered", r.Score))
 	}
-	if r.ID == "" {
-		return adapters.Reject(adapters.KindRating, ref, "id", "is required")
+	// A rating rendered by a trigger has no rating id: a ticket has one rating, so the
+	// ticket identifies it (send ratings through one path, trigger or API, not both).
+	id := adapters.ID(Name, "rating", r.ID.String())
+	switch {
+	case r.ID != "":
+	case r.TicketID != "":
+		id, ref = adapters.ID(Name, "rating", "ticket", r.TicketID.String()), "rating of ticket "+r.TicketID.String()
+	default:
+		return adapters.Reject(adapters.KindRating, ref, "id", "is required (or ticket_id)")
 	}
 	// A rating is created when the survey is offered and updated when it is answered.
 	when := r.UpdatedAt
@@ -293,7 +300,7 @@ func (a *Adapter) mapRating(raw json.RawMessage) adapters.Item {
 		return adapters.Reject(adapters.KindRating, ref, field, err.Error())
 	}
 	return adapters.Item{Kind: adapters.KindRating, Ref: ref, Event: &event.Event{
-		ID:         adapters.ID(Name, "rating", r.ID.String()),
+		ID:         id,
 		Type:       event.TypeSurveyResponse,
 		OccurredAt: at,
 		Source:     Name,

@@ -48,8 +48,8 @@ type Options struct {
 	Client *Client
 	// BatchSize is the number of events per request.
 	BatchSize int
-	// StatePath and ReportPath default to the input path + ".import-state.json" and
-	// ".import-errors.csv".
+	// StatePath and ReportPath default to the input file's name + ".import-state.json" and
+	// ".import-errors.csv" in the current directory (the input may be read-only).
 	StatePath, ReportPath string
 	// Restart ignores (and replaces) an existing state file.
 	Restart bool
@@ -135,7 +135,7 @@ func Run(ctx context.Context, opts Options) (Stats, error) {
 
 	im := &run{opts: opts, st: &st, report: report, rd: rd,
 		validator: event.Validator{Now: opts.Now, MaxFuture: opts.MaxFuture},
-		bar:       newBar(opts.Progress, opts.Interactive, fi.Size(), st.Offset)}
+		bar:       newBar(opts.Progress, opts.Interactive, fi.Size(), st.Offset, st.Stats.Rows)}
 	err = im.loop(ctx)
 	im.bar.done(st.Stats, st.Offset)
 	if err != nil {
@@ -167,10 +167,10 @@ func (o *Options) defaults() error {
 		o.BatchSize = 1000
 	}
 	if o.StatePath == "" {
-		o.StatePath = o.Path + ".import-state.json"
+		o.StatePath = filepath.Base(o.Path) + ".import-state.json"
 	}
 	if o.ReportPath == "" {
-		o.ReportPath = o.Path + ".import-errors.csv"
+		o.ReportPath = filepath.Base(o.Path) + ".import-errors.csv"
 	}
 	if o.Now == nil {
 		o.Now = time.Now

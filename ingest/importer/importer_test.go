@@ -22,6 +22,9 @@ import (
 
 var now = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 
+// mappings is deploy/import, found before any test changes directory.
+var mappings, _ = filepath.Abs(filepath.Join("..", "..", "deploy", "import"))
+
 // store is a publisher that keeps one event per id, as JetStream's deduplication does.
 type store struct {
 	mu     sync.Mutex
@@ -96,7 +99,7 @@ func write(t *testing.T, dir, name, content string) string {
 
 func mapping(t *testing.T) *importer.Mapping {
 	t.Helper()
-	m, err := importer.LoadMapping("../../deploy/import/customer_support_tickets.yml")
+	m, err := importer.LoadMapping(filepath.Join(mappings, "customer_support_tickets.yml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,6 +123,7 @@ func readReport(t *testing.T, path string) [][]string {
 func TestImportCSVReportsBadRowsByLine(t *testing.T) {
 	s, url := newAPI(t)
 	dir := t.TempDir()
+	t.Chdir(dir) // the state and the report go to the current directory
 	path := write(t, dir, "tickets.csv", tickets)
 	stats, err := importer.Run(t.Context(), importer.Options{Path: path, Mapping: mapping(t), Target: url, BatchSize: 3, Now: func() time.Time { return now }})
 	if err != nil {
@@ -179,7 +183,9 @@ func findID(t *testing.T, s *store, name, ticket string) string {
 
 func TestImportTwiceStoresNothingTwice(t *testing.T) {
 	s, url := newAPI(t)
-	path := write(t, t.TempDir(), "tickets.csv", tickets)
+	dir := t.TempDir()
+	t.Chdir(dir)
+	path := write(t, dir, "tickets.csv", tickets)
 	opts := importer.Options{Path: path, Mapping: mapping(t), Target: url, Now: func() time.Time { return now }}
 	first, err := importer.Run(t.Context(), opts)
 	if err != nil {
@@ -202,8 +208,9 @@ func TestImportResumesAfterInterruption(t *testing.T) {
 		fmt.Fprintf(&b, "r-%d,2026-11-16T09:%02d:00Z,e-%d,team-%d,%d,%d\n", i, i%60, i, i%5, 1+i%5, i%11)
 	}
 	dir := t.TempDir()
+	t.Chdir(dir)
 	path := write(t, dir, "pulse.csv", b.String())
-	m, err := importer.LoadMapping("../../deploy/import/hr_pulse.yml")
+	m, err := importer.LoadMapping(filepath.Join(mappings, "hr_pulse.yml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,6 +269,7 @@ func TestImportResumesAfterInterruption(t *testing.T) {
 func TestImportContractEvents(t *testing.T) {
 	s, url := newAPI(t)
 	dir := t.TempDir()
+	t.Chdir(dir)
 	nd := write(t, dir, "events.ndjson", `{"id":"p-1","type":"employee_pulse","occurred_at":"2026-11-20T09:00:00Z","employee_id":"e1","team":"alpha","question":"engagement","score":4}
 
 {"id":"p-2","type":"employee_pulse","occurred_at":"2026-11-20T09:00:00Z","employee_id":"e2","team":"alpha","question":"engagement","score":7}

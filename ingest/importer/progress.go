@@ -20,22 +20,23 @@ type bar struct {
 	now         func() time.Time
 }
 
-func newBar(w io.Writer, interactive bool, size, offset int64) *bar {
+// newBar starts a bar at offset, where rows rows were already done (a resumed import).
+func newBar(w io.Writer, interactive bool, size, offset int64, rows int) *bar {
 	t := time.Now()
-	return &bar{w: w, interactive: interactive, size: size, startOffset: offset, start: t, now: time.Now, startRows: -1}
+	return &bar{w: w, interactive: interactive, size: size, startOffset: offset, start: t, now: time.Now, startRows: rows}
 }
 
 func (b *bar) update(s Stats, offset int64) {
 	if b.w == nil {
 		return
 	}
-	if b.startRows < 0 {
-		b.startRows = s.Rows
-	}
 	now := b.now()
 	every := 10 * time.Second
 	if b.interactive {
 		every = 200 * time.Millisecond
+	}
+	if b.last.IsZero() {
+		b.last = now // the first line after a full interval, when the rate means something
 	}
 	if now.Sub(b.last) < every {
 		return
@@ -57,7 +58,7 @@ func (b *bar) draw(s Stats, offset int64, final bool) {
 		frac = float64(offset) / float64(b.size)
 	}
 	elapsed := b.now().Sub(b.start)
-	rows := s.Rows - max(b.startRows, 0)
+	rows := s.Rows - b.startRows
 	rate := 0.0
 	if elapsed > 0 {
 		rate = float64(rows) / elapsed.Seconds()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/cxlink/cxlink/ingest/event"
@@ -75,8 +76,8 @@ func runImport(ctx context.Context, args []string, opts Options) error {
 	timeFormat := fs.String("time-format", "", "without --mapping: Go layout of timestamps, or rfc3339, unix, unix_ms")
 	timeZone := fs.String("time-zone", "", "without --mapping: zone of timestamps that have none (default UTC)")
 	batch := fs.Int("batch", 1000, "events per request")
-	statePath := fs.String("state", "", "resume state file (default FILE.import-state.json)")
-	reportPath := fs.String("report", "", "error report, CSV (default FILE.import-errors.csv)")
+	statePath := fs.String("state", "", "resume state file (default: NAME.import-state.json in the current directory)")
+	reportPath := fs.String("report", "", "error report, CSV (default: NAME.import-errors.csv in the current directory)")
 	restart := fs.Bool("restart", false, "ignore a saved state and import from the first row")
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	header := headerFlags{}
@@ -126,7 +127,7 @@ func runImport(ctx context.Context, args []string, opts Options) error {
 	}
 	report := o.ReportPath
 	if report == "" {
-		report = path + ".import-errors.csv"
+		report = filepath.Base(path) + ".import-errors.csv"
 	}
 	fmt.Fprintf(opts.Stdout, "%s: %d rows (%d unreadable), %d events: %d accepted, %d duplicates, %d rejected, %d skipped (empty)\n",
 		path, stats.Rows, stats.BadRows, stats.Events, stats.Accepted, stats.Duplicates, stats.Rejected, stats.Skipped)

@@ -355,7 +355,7 @@ func TestDashboardQueries(t *testing.T) {
 	// the rolling gauges and evaluated the recording rules over them.
 	in.WaitCount(500, fmt.Sprintf("SELECT count() FROM %s.survey_responses FINAL", db))
 	in.WaitCount(1, fmt.Sprintf("SELECT count() FROM %s.rollups WHERE `window` = '7d' AND dimension = 'team'", db))
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		r, err := promQuery(t, prom, `cxlink:rolling_mean{survey="ces",window="1h",dimension="category"}`, time.Now().Add(-time.Minute), time.Now())
 		if err == nil && len(r.Data.Result) > 0 {
@@ -366,7 +366,17 @@ func TestDashboardQueries(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	time.Sleep(3 * time.Second) // a few more scrapes, so that rate() has samples
+	// Enough scrapes for rate() over the panels' interval.
+	for {
+		r, err := promQuery(t, prom, `sum(rate(cxlink_ingest_events_total[15s])) > 0`, time.Now().Add(-5*time.Second), time.Now())
+		if err == nil && len(r.Data.Result) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no rate of cxlink_ingest_events_total in Prometheus: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 
 	// The names cxlink exports, and the recording rules': Prometheus panels may use no other.
 	resp, err := http.Get(in.URL + "/metrics")

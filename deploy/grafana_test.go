@@ -135,19 +135,31 @@ func TestDashboardsAreWellFormed(t *testing.T) {
 	}
 }
 
-// Fixture schemas of tables that other parts of cxlink write (issues "linkage and effort
-// impact" and "drift detection"). FIXTURE: used only when the table does not exist in the
-// migrated database, so that every panel's query still runs; once the real migrations
-// create these tables, the panels run against the real schema instead.
+// Fixture schemas of tables that other parts of cxlink write. FIXTURE: used only when the
+// table does not exist in the migrated database, so that every panel's query still runs;
+// where the real migrations create these tables, the panels run against the real schema
+// instead. effort_impact, team_periods and linkage are the schemas of the linkage and
+// effort-impact migrations (0003, 0004 of that work); drift_events follows the drift
+// issue's description (start, end, peak) and must be checked against its migration.
 var fixtureTables = map[string]string{
-	"effort_impact": `CREATE TABLE %s.effort_impact (computed_at DateTime, ` + "`window`" + ` String, category String,
-		volume UInt64, avg_handle_seconds Float64, handle_hours Float64, contacts_per_resolution Nullable(Float64),
-		ces_mean Float64, ces_ci_low Float64, ces_ci_high Float64, pct_difficult Float64, pct_difficult_low Float64,
-		pct_difficult_high Float64, rank UInt32, score Float64) ENGINE = MergeTree ORDER BY (computed_at, category)`,
-	"linkage": `CREATE TABLE %s.linkage (period_start DateTime, period String, lag UInt8, employee_metric String,
-		customer_metric String, teams UInt32, pearson_r Nullable(Float64), spearman_r Nullable(Float64),
-		ci_low Nullable(Float64), ci_high Nullable(Float64), p_value Nullable(Float64), status String)
-		ENGINE = MergeTree ORDER BY (period_start, lag)`,
+	"effort_impact": `CREATE TABLE %s.effort_impact (` + "`window`" + ` String, window_end DateTime('UTC'), category String,
+		tickets UInt64, volume_share Float64, handle_share Nullable(Float64), handle_hours Float64,
+		avg_handle_seconds Nullable(Float64), contacts_per_resolution Nullable(Float64), ces_responses UInt64,
+		ces Nullable(Float64), ces_ci_low Nullable(Float64), ces_ci_high Nullable(Float64), pct_difficult Nullable(Float64),
+		pct_difficult_low Nullable(Float64), pct_difficult_high Nullable(Float64), impact Nullable(Float64),
+		impact_rank Nullable(UInt16), status String, computed_at DateTime('UTC'), version UInt64)
+		ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(window_end) ORDER BY (` + "`window`" + `, window_end, category)`,
+	"team_periods": `CREATE TABLE %s.team_periods (period String, period_start DateTime('UTC'), team String,
+		engagement_respondents UInt32, engagement Nullable(Float64), enps_respondents UInt32, enps Nullable(Float64),
+		ces_responses UInt32, ces Nullable(Float64), pct_difficult Nullable(Float64), csat_responses UInt32,
+		csat Nullable(Float64), computed_at DateTime('UTC'), version UInt64)
+		ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(period_start) ORDER BY (period, period_start, team)`,
+	"linkage": `CREATE TABLE %s.linkage (period String, period_start DateTime('UTC'), scope String, span_periods UInt16,
+		lag UInt8, employee_metric String, customer_metric String, teams UInt32, pairs UInt32, periods UInt16,
+		pearson_r Nullable(Float64), spearman_r Nullable(Float64), ci_low Nullable(Float64), ci_high Nullable(Float64),
+		p_value Nullable(Float64), status String, computed_at DateTime('UTC'), version UInt64)
+		ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(period_start)
+		ORDER BY (period, scope, employee_metric, customer_metric, lag, period_start)`,
 	"drift_events": `CREATE TABLE %s.drift_events (start DateTime, end DateTime, peak DateTime, survey String, metric String,
 		dimension String, key String, owner String, baseline Float64, peak_value Float64, peak_z Float64)
 		ENGINE = MergeTree ORDER BY (start, key)`,
@@ -157,12 +169,17 @@ var fixtureTables = map[string]string{
 // INSERT … SELECT: clickhouse-go's Exec of INSERT … VALUES hangs on ClickHouse 18.16.
 var fixtureRows = map[string]string{
 	"effort_impact": `INSERT INTO %s.effort_impact
-		SELECT now(), '7d', 'plan_correction', 55, 1260, 19.3, 2.1, 3.35, 3.0, 3.7, 56.4, 43.3, 68.7, 1, 43.3
-		UNION ALL SELECT now(), '7d', 'refund_request', 3166, 310, 272.6, 1.1, 6.31, 6.28, 6.34, 0.2, 0.1, 0.4, 2, 0.1`,
+		SELECT '7d', toStartOfMinute(now()), 'plan_correction', 55, 0.01, 0.04, 19.3, 1260, 2.1, 40, 3.35, 3.0, 3.7, 56.4, 43.3, 68.7, 0.43, 1, 'ok', now(), 1
+		UNION ALL SELECT '7d', toStartOfMinute(now()), 'refund_request', 3166, 0.6, 0.4, 272.6, 310, 1.1, 900, 6.31, 6.28, 6.34, 0.2, 0.1, 0.4, 0.001, 2, 'ok', now(), 1
+		UNION ALL SELECT '7d', toStartOfMinute(now()), 'login_problem', 3, 0.001, 0.001, 0.2, 200, NULL, 2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'too_few_responses', now(), 1`,
+	"team_periods": `INSERT INTO %s.team_periods
+		SELECT 'week', toStartOfHour(now()), 'alpha', 7, 3.9, 7, 20, 40, 5.1, 12.5, 30, 80, now(), 1
+		UNION ALL SELECT 'week', toStartOfHour(now()), 'beta', 6, 3.1, 6, -10, 35, 4.2, 30, 28, 60, now(), 1`,
 	"linkage": `INSERT INTO %s.linkage
-		SELECT toStartOfHour(now()) - 3600, 'week', 0, 'engagement', 'ces', 6, 0.57, 0.6, -0.15, 0.9, 0.108, 'ok'
-		UNION ALL SELECT toStartOfHour(now()), 'week', 0, 'engagement', 'ces', 6, 0.61, 0.66, -0.1, 0.91, 0.09, 'ok'
-		UNION ALL SELECT toStartOfHour(now()), 'week', 1, 'engagement', 'ces', 3, NULL, NULL, NULL, NULL, NULL, 'too_few_teams'`,
+		SELECT 'week', toStartOfHour(now()) - 3600, 'period', 1, 0, 'engagement', 'ces', 6, 6, 1, 0.57, 0.6, -0.15, 0.9, 0.108, 'ok', now(), 1
+		UNION ALL SELECT 'week', toStartOfHour(now()), 'period', 1, 0, 'engagement', 'ces', 6, 6, 1, 0.61, 0.66, -0.1, 0.91, 0.09, 'ok', now(), 1
+		UNION ALL SELECT 'week', toStartOfHour(now()), 'period', 1, 1, 'engagement', 'ces', 3, 3, 1, NULL, NULL, NULL, NULL, NULL, 'too_few_teams', now(), 1
+		UNION ALL SELECT 'week', toStartOfHour(now()), 'pooled', 4, 0, 'engagement', 'ces', 6, 24, 4, 0.52, 0.5, 0.15, 0.76, 0.009, 'ok', now(), 1`,
 	"drift_events": `INSERT INTO %s.drift_events
 		SELECT now() - 3600, now() - 600, now() - 1800, 'ces', 'mean', 'category', 'plan_correction', 'product', 4.2, 2.9, -4.1`,
 }

@@ -361,8 +361,12 @@ func TestDashboardQueries(t *testing.T) {
 			if err := in.DB.Conn().Exec(t.Context(), fmt.Sprintf(ddl, db)); err != nil {
 				t.Fatalf("fixture %s: %v", table, err)
 			}
+		}
+		// A table its stage has not written yet (or the fixture's) gets the fixture rows,
+		// so that its panels have data; they fail to insert if the real schema differs.
+		if in.Count(fmt.Sprintf("SELECT count() FROM %s.%s", db, table)) == 0 {
 			if err := in.DB.Conn().Exec(t.Context(), fmt.Sprintf(fixtureRows[table], db)); err != nil {
-				t.Fatalf("fixture rows %s: %v", table, err)
+				t.Fatalf("FIXTURE rows for %s do not fit its schema (reconcile the panels and this fixture with the migration): %v", table, err)
 			}
 		}
 	}

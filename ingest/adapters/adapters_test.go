@@ -22,6 +22,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -250,6 +251,14 @@ func TestZendeskSignature(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(mustCounter(t, f.reg, "cxlink_source_auth_failures_total", "zendesk")); got != 4 {
 		t.Errorf("auth failures = %v, want 4", got)
+	}
+
+	// A timestamp in Unix seconds is accepted too.
+	unixTS := strconv.FormatInt(now.Unix(), 10)
+	unixSigned := http.Header{zendesk.TimestampHeader: {unixTS},
+		zendesk.SignatureHeader: {base64.StdEncoding.EncodeToString(adapters.HMACSHA256(zendeskSecret, []byte(unixTS), body))}}
+	if code, r := f.post("zendesk", body, unixSigned); code != http.StatusAccepted {
+		t.Errorf("timestamp in Unix seconds: %d %+v", code, r)
 	}
 }
 

@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -100,13 +101,16 @@ func (a *Adapter) Verify(h http.Header, body []byte, now time.Time) error {
 	return nil
 }
 
-// parseSignatureTime reads the signature timestamp, which Zendesk sends as RFC 3339.
+// parseSignatureTime reads the signature timestamp, which Zendesk sends as RFC 3339
+// ("2024-04-17T17:18:10Z"); Unix seconds are accepted too.
 func parseSignatureTime(ts string) (time.Time, error) {
-	t, err := time.Parse(time.RFC3339, ts)
-	if err != nil {
-		return time.Time{}, errors.New("is not an RFC 3339 timestamp")
+	if t, err := time.Parse(time.RFC3339, ts); err == nil {
+		return t, nil
 	}
-	return t, nil
+	if sec, err := strconv.ParseInt(ts, 10, 64); err == nil {
+		return time.Unix(sec, 0), nil
+	}
+	return time.Time{}, errors.New("is not an RFC 3339 timestamp")
 }
 
 // Map implements adapters.Adapter.

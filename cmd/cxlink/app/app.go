@@ -52,6 +52,7 @@ Commands:
   migrate    apply the ClickHouse migrations and list them
   simulate   post a simulated contact centre's events to an ingest API
   report     print the effort-impact ranking and the EX–CX linkage (--format json)
+  import     import a CSV or NDJSON export through an ingest API (cxlink import -h)
 
 Configuration comes from the environment; see README.md for every variable.
 `
@@ -74,6 +75,9 @@ func Run(ctx context.Context, args []string, opts Options) error {
 	cmd, args := args[0], args[1:]
 	if cmd == "simulate" {
 		return runSimulate(ctx, args, opts)
+	}
+	if cmd == "import" {
+		return runImport(ctx, args, opts)
 	}
 	cfg, err := LoadConfig(opts.Environ)
 	if err != nil {
@@ -105,6 +109,7 @@ type roles struct {
 	opts   Options
 	logger *slog.Logger
 	reg    *prometheus.Registry
+	pub    *stream.Publisher // see publisher
 }
 
 // jetStream connects to NATS (or starts the embedded server when allowed) and makes sure
@@ -189,7 +194,7 @@ func (r *roles) sink(ctx context.Context) (*clickhouse.Client, error) {
 
 func (r *roles) ingestHandler(js jetstream.JetStream, nc *nats.Conn) (*httpapi.Handler, error) {
 	return httpapi.New(r.cfg.HTTP, httpapi.Options{
-		Publisher:  stream.NewPublisher(js, r.cfg.Stream.Partitions, r.reg),
+		Publisher:  r.publisher(js),
 		Ready:      natsReady(nc),
 		Logger:     r.logger.With("component", "ingest"),
 		Registerer: r.reg,
@@ -236,6 +241,9 @@ func (r *roles) ingest(ctx context.Context) error {
 	}
 	mux := http.NewServeMux()
 	h.Routes(mux)
+	if err := r.sourceRoutes(mux, js); err != nil {
+		return err
+	}
 	_, serve, err := r.serve(ctx, mux)
 	if err != nil {
 		return err
@@ -328,6 +336,9 @@ func (r *roles) run(ctx context.Context, args []string) error {
 	}
 	mux := http.NewServeMux()
 	h.Routes(mux)
+	if err := r.sourceRoutes(mux, js); err != nil {
+		return err
+	}
 	addr, serve, err := r.serve(ctx, mux)
 	if err != nil {
 		return err

@@ -33,6 +33,7 @@ type Config struct {
 	ClickHouse clickhouse.Config
 	Employees  pseudonym.Config
 	Analytics  analytics.Config
+	Sources    SourcesConfig
 }
 
 // LoadConfig reads and validates the configuration from environ (KEY=value pairs).
@@ -47,7 +48,7 @@ func LoadConfig(environ map[string]string) (Config, error) {
 // Validate reports every problem of the configuration.
 func (c Config) Validate() error {
 	errs := []error{c.Broker.Validate(), c.Stream.Validate(), c.HTTP.Validate(), c.Process.Validate(), c.ClickHouse.Validate(), c.Employees.Validate(),
-		c.Analytics.Validate(), c.validateLinkage()}
+		c.Analytics.Validate(), c.validateLinkage(), c.Sources.Validate()}
 	if c.NATSURL != "" {
 		for _, u := range strings.Split(c.NATSURL, ",") {
 			if p, err := url.Parse(strings.TrimSpace(u)); err != nil || p.Host == "" {

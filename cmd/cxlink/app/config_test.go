@@ -77,3 +77,33 @@ func TestLoadConfigChecksTheStreamKeepsAPulsePeriod(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestLoadConfigSources(t *testing.T) {
+	cfg, err := LoadConfig(map[string]string{
+		"CXLINK_ZENDESK_SIGNING_SECRET": "zd-secret",
+		"CXLINK_SOURCE_TEAMS":           "zendesk:360001=billing,intercom:5017691=alpha",
+		"CXLINK_DELIGHTED_API_KEY":      "dl-key",
+		"CXLINK_DELIGHTED_CES_SCALE":    "5",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Sources.Zendesk.SigningSecret != "zd-secret" || cfg.Sources.Teams["zendesk:360001"] != "billing" ||
+		cfg.Sources.Delighted.CESScale != 5 || cfg.Sources.Delighted.Properties["ticket_id"] != "Ticket ID" {
+		t.Fatalf("sources: %+v %v", cfg.Sources, cfg.Sources.Delighted.Properties)
+	}
+	on, off := cfg.Sources.adapters()
+	if len(on) != 2 || off["freshdesk"] != "CXLINK_FRESHDESK_SECRET" || off["intercom"] == "" {
+		t.Fatalf("enabled %d, disabled %v", len(on), off)
+	}
+	_, err = LoadConfig(map[string]string{
+		"CXLINK_SOURCE_TEAMS":        "salesforce:1=x",
+		"CXLINK_DELIGHTED_CES_SCALE": "10",
+		"CXLINK_FRESHDESK_SECRET":    "short",
+	})
+	for _, want := range []string{"CXLINK_SOURCE_TEAMS", "CXLINK_DELIGHTED_CES_SCALE", "CXLINK_FRESHDESK_SECRET"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %s: %v", want, err)
+		}
+	}
+}

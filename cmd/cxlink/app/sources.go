@@ -1,0 +1,103 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cxlink/cxlink/ingest/adapters"
+	"github.com/cxlink/cxlink/ingest/adapters/delighted"
+	"github.com/cxlink/cxlink/ingest/adapters/freshdesk"
+	"github.com/cxlink/cxlink/ingest/adapters/intercom"
+	"github.com/cxlink/cxlink/ingest/adapters/zendesk"
+	"github.com/cxlink/cxlink/ingest/stream"
+)
+
+// SourcesConfig configures the vendor webhooks served on POST /v1/sources/{name}; a
+// vendor is served when its secret is set.
+type SourcesConfig struct {
+	Zendesk   zendesk.Config
+	Freshdesk freshdesk.Config
+	Intercom  intercom.Config
+	Delighted delighted.Config
+	// Teams maps vendors' group ids to cxlink team names, e.g.
+	// "zendesk:360001234=billing,intercom:5017691=alpha".
+	Teams adapters.Teams `env:"CXLINK_SOURCE_TEAMS" envKeyValSeparator:"="`
+}
+
+// Validate reports every problem of the configuration.
+func (c SourcesConfig) Validate() error {
+	errs := []error{c.Zendesk.Validate(), c.Freshdesk.Validate(), c.Intercom.Validate(), c.Delighted.Validate()}
+	for k, v := range c.Teams {
+		vendor, id, ok := strings.Cut(k, ":")
+		if !ok || id == "" || !slices.Contains([]string{zendesk.Name, freshdesk.Name, intercom.Name}, vendor) || v == "" {
+			errs = append(errs, fmt.Errorf("CXLINK_SOURCE_TEAMS: %q=%q is not vendor:group-id=team with vendor zendesk, freshdesk or intercom", k, v))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// adapters returns the configured vendors, and the variable that enables each other one.
+func (c SourcesConfig) adapters() ([]adapters.Adapter, map[string]string) {
+	var on []adapters.Adapter
+	off := map[string]string{}
+	if c.Zendesk.SigningSecret.Set() {
+		on = append(on, zendesk.New(c.Zendesk, c.Teams))
+	} else {
+		off[zendesk.Name] = "CXLINK_ZENDESK_SIGNING_SECRET"
+	}
+	if c.Freshdesk.Secret.Set() {
+		on = append(on, freshdesk.New(c.Freshdesk, c.Teams))
+	} else {
+		off[freshdesk.Name] = "CXLINK_FRESHDESK_SECRET"
+	}
+	if c.Intercom.ClientSecret.Set() {
+		on = append(on, intercom.New(c.Intercom, c.Teams))
+	} else {
+		off[intercom.Name] = "CXLINK_INTERCOM_CLIENT_SECRET"
+	}
+	if c.Delighted.APIKey.Set() {
+		on = append(on, delighted.New(c.Delighted, c.Teams))
+	} else {
+		off[delighted.Name] = "CXLINK_DELIGHTED_API_KEY"
+	}
+	return on, off
+}
+
+// publisher is the one stream publisher of this process, shared by POST /v1/events and
+// the vendor webhooks: both publish the same way, and its metrics are registered once.
+func (r *roles) publisher(js jetstream.JetStream) *stream.Publisher {
+	if r.pub == nil {
+		r.pub = stream.NewPublisher(js, r.cfg.Stream.Partitions, r.reg)
+	}
+	return r.pub
+}
+
+// sourceRoutes mounts POST /v1/sources/{name} next to the ingest API.
+func (r *roles) sourceRoutes(mux *http.ServeMux, js jetstream.JetStream) error {
+	on, off := r.cfg.Sources.adapters()
+	h, err := adapters.New(adapters.Options{
+		Adapters:       on,
+		Disabled:       off,
+		Publisher:      r.publisher(js),
+		MaxBodyBytes:   r.cfg.HTTP.MaxBodyBytes,
+		PublishTimeout: r.cfg.HTTP.PublishTimeout,
+		MaxFuture:      r.cfg.HTTP.MaxFuture,
+		Logger:         r.logger.With("component", "sources"),
+		Registerer:     r.reg,
+	})
+	if err != nil {
+		return err
+	}
+	h.Routes(mux)
+	names := make([]string, len(on))
+	for i, a := range on {
+		names[i] = a.Name()
+	}
+	r.logger.Info("webhook sources", "enabled", strings.Join(names, ","))
+	return nil
+}

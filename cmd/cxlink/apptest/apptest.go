@@ -1,0 +1,172 @@
+// Package apptest runs a whole cxlink (`cxlink run`: ingest, embedded JetStream,
+// processors) inside a test, against a private ClickHouse from chtest. Import it from
+// tests only.
+package apptest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cxlink/cxlink/cmd/cxlink/app"
+	"github.com/cxlink/cxlink/sinks/clickhouse"
+	"github.com/cxlink/cxlink/sinks/clickhouse/chtest"
+)
+
+// Instance is a running cxlink.
+type Instance struct {
+	t *testing.T
+	// URL is the base URL of its HTTP API, e.g. http://127.0.0.1:41234.
+	URL string
+	// Env is the environment it runs with.
+	Env map[string]string
+	// CH is the ClickHouse server, DB a client of its database.
+	CH *chtest.Server
+	DB *clickhouse.Client
+}
+
+// Defaults are the environment of Start, before the caller's additions: short steps and
+// waits so that tests see results quickly.
+var Defaults = map[string]string{
+	"CXLINK_HTTP_ADDR":          "127.0.0.1:0",
+	"CXLINK_PARTITIONS":         "2",
+	"CXLINK_WINDOWS":            "10m,1h",
+	"CXLINK_ROLLUP_STEP":        "1s",
+	"CXLINK_ALLOWED_LATENESS":   "10m",
+	"CXLINK_ATTRIBUTION_WAIT":   "1m",
+	"CXLINK_BATCH_MAX_DELAY":    "100ms",
+	"CXLINK_ACK_WAIT":           "5s",
+	"CLICKHOUSE_DIAL_TIMEOUT":   "2s",
+	"CLICKHOUSE_INSERT_TIMEOUT": "10s",
+}
+
+// Start runs `cxlink run` with Defaults and env on a new database of ch (a new private
+// server when ch is nil) and stops it when the test ends.
+func Start(t *testing.T, ch *chtest.Server, env map[string]string) *Instance {
+	t.Helper()
+	if ch == nil {
+		ch = chtest.Start(t)
+	}
+	database := ch.NewDatabase(t)
+	e := maps.Clone(Defaults)
+	e["CXLINK_DATA_DIR"] = t.TempDir()
+	e["CLICKHOUSE_ADDR"] = ch.Addr()
+	e["CLICKHOUSE_DATABASE"] = database
+	maps.Copy(e, env)
+	in := &Instance{t: t, Env: e, CH: ch}
+
+	ctx, stop := context.WithCancel(context.WithoutCancel(t.Context()))
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, []string{"run"}, app.Options{
+			Environ: e, Stderr: logWriter{t}, Listening: func(a string) { addr <- a },
+		})
+	}()
+	select {
+	case a := <-addr:
+		in.URL = "http://" + a
+	case err := <-done:
+		stop()
+		t.Fatalf("cxlink run: %v", err)
+	case <-time.After(60 * time.Second):
+		stop()
+		t.Fatal("cxlink run did not start listening in 60s")
+	}
+	t.Cleanup(func() {
+		stop()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("cxlink run: %v", err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Errorf("cxlink run did not stop in 60s")
+		}
+	})
+	var err error
+	if in.DB, err = clickhouse.Open(t.Context(), ch.Config(database), slog.New(slog.DiscardHandler), prometheus.NewRegistry()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.DB.Close() })
+	return in
+}
+
+// Database is the instance's ClickHouse database.
+func (in *Instance) Database() string { return in.Env["CLICKHOUSE_DATABASE"] }
+
+// Query runs q and returns its rows as Go values (strings, numbers, times).
+func (in *Instance) Query(q string, args ...any) [][]any {
+	in.t.Helper()
+	rows, err := in.DB.Conn().Query(in.t.Context(), q, args...)
+	if err != nil {
+		in.t.Fatalf("%s: %v", q, err)
+	}
+	defer rows.Close()
+	var out [][]any
+	types := rows.ColumnTypes()
+	for rows.Next() {
+		vals := make([]any, len(types))
+		for i, ct := range types {
+			vals[i] = reflect.New(ct.ScanType()).Interface()
+		}
+		if err := rows.Scan(vals...); err != nil {
+			in.t.Fatal(err)
+		}
+		for i, v := range vals {
+			vals[i] = reflect.ValueOf(v).Elem().Interface()
+		}
+		out = append(out, vals)
+	}
+	if err := rows.Err(); err != nil {
+		in.t.Fatal(err)
+	}
+	return out
+}
+
+// Count runs a query that returns one number.
+func (in *Instance) Count(q string, args ...any) uint64 {
+	in.t.Helper()
+	rows := in.Query(q, args...)
+	if len(rows) != 1 || len(rows[0]) != 1 {
+		in.t.Fatalf("%s: %d rows", q, len(rows))
+	}
+	switch v := rows[0][0].(type) {
+	case uint64:
+		return v
+	default:
+		var n uint64
+		fmt.Sscan(fmt.Sprint(v), &n)
+		return n
+	}
+}
+
+// WaitCount waits until the query's number is at least want, for at most a minute.
+func (in *Instance) WaitCount(want uint64, q string, args ...any) uint64 {
+	in.t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		n := in.Count(q, args...)
+		if n >= want {
+			return n
+		}
+		if time.Now().After(deadline) {
+			in.t.Fatalf("after a minute %d < %d: %s", n, want, q)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+type logWriter struct{ t *testing.T }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Logf("cxlink: %s", bytes.TrimRight(p, "\n"))
+	return len(p), nil
+}

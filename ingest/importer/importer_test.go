@@ -1,0 +1,310 @@
+package importer_test
+
+import (
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cxlink/cxlink/ingest/event"
+	"github.com/cxlink/cxlink/ingest/httpapi"
+	"github.com/cxlink/cxlink/ingest/importer"
+	"github.com/cxlink/cxlink/ingest/stream"
+)
+
+var now = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+// mappings is deploy/import, found before any test changes directory.
+var mappings, _ = filepath.Abs(filepath.Join("..", "..", "deploy", "import"))
+
+// store is a publisher that keeps one event per id, as JetStream's deduplication does.
+type store struct {
+	mu     sync.Mutex
+	events map[string]event.Event
+	calls  int
+	// after is called after each Publish with the number of calls so far.
+	after func(calls int)
+}
+
+func (s *store) Publish(_ context.Context, events []event.Event) []stream.Result {
+	s.mu.Lock()
+	out := make([]stream.Result, len(events))
+	for i, e := range events {
+		if _, dup := s.events[e.ID]; dup {
+			out[i].Duplicate = true
+			continue
+		}
+		s.events[e.ID] = e
+	}
+	s.calls++
+	calls := s.calls
+	s.mu.Unlock()
+	if s.after != nil {
+		s.after(calls)
+	}
+	return out
+}
+
+func (s *store) ids() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids []string
+	for id := range s.events {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func newAPI(t *testing.T) (*store, string) {
+	t.Helper()
+	s := &store{events: map[string]event.Event{}}
+	h, err := httpapi.New(httpapi.Config{Addr: ":0", MaxBodyBytes: 8 << 20, MaxBatchEvents: 10000, MaxFuture: 5 * time.Minute, PublishTimeout: 5 * time.Second},
+		httpapi.Options{Publisher: s, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return s, srv.URL
+}
+
+const tickets = `Ticket_ID,Ticket_Type,Ticket_Channel,First_Response_Time,Time_to_Resolution,Customer_Satisfaction_Rating
+3,Technical issue,Social media,2023-06-01 11:14,2023-06-01 18:05,3
+4,Billing inquiry,Social media,2023-06-01 7:29,2023-06-01 1:57,3
+5,Billing inquiry,Email,2023-06-01 0:12,2023-06-01 19:53,
+11,Cancellation request,Phone,2023-06-01 17:46,2023-06-01 23:51,9
+12,Refund request,Chat,2023-06-01 17:46
+15,"Product
+inquiry",Chat,2023-06-01 10:00,2023-06-01 11:00,5
+16,Refund request,Chat,yesterday,2023-06-01 11:00,5
+`
+
+func write(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func mapping(t *testing.T) *importer.Mapping {
+	t.Helper()
+	m, err := importer.LoadMapping(filepath.Join(mappings, "customer_support_tickets.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func readReport(t *testing.T, path string) [][]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows[1:]
+}
+
+func TestImportCSVReportsBadRowsByLine(t *testing.T) {
+	s, url := newAPI(t)
+	dir := t.TempDir()
+	t.Chdir(dir) // the state and the report go to the current directory
+	path := write(t, dir, "tickets.csv", tickets)
+	stats, err := importer.Run(t.Context(), importer.Options{Path: path, Mapping: mapping(t), Target: url, BatchSize: 3, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Rows != 7 || stats.BadRows != 1 || stats.Skipped != 1 {
+		t.Errorf("stats %+v", stats)
+	}
+	report := readReport(t, path+".import-errors.csv")
+	got := []string{}
+	for _, r := range report {
+		got = append(got, strings.Join([]string{r[0], r[1], r[3]}, " "))
+	}
+	want := []string{
+		"3 solved handle_seconds", // resolution before first response: -19920 s
+		"5 csat score",            // 9 on a 1–5 scale
+		"6  (row)",                // too few fields
+		"7 solved category",       // a line break inside a label (the row spans lines 7-8)
+		"9 solved handle_seconds", // "yesterday" is not a timestamp
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("report:\n got %q\nwant %q\n%v", got, want, report)
+	}
+	for _, r := range report {
+		if r[0] == "3" && !strings.Contains(r[4], "-19920 is not a handle time") {
+			t.Errorf("line 3 reason: %q", r[4])
+		}
+		if r[0] == "9" && !strings.Contains(r[4], `"yesterday"`) {
+			t.Errorf("line 9 reason: %q", r[4])
+		}
+	}
+	// Rows 3 (ticket + rating), 4 (rating only), 5 (ticket, no rating), 11 (ticket), the
+	// multi-line row 15 (rating only) and 16 (rating only).
+	if n := len(s.ids()); n != 7 || stats.Accepted != 7 || stats.Rejected != 4 {
+		t.Errorf("stored %d, stats %+v: %v", n, stats, s.ids())
+	}
+	e := s.events[findID(t, s, "csat", "support-csv:15")]
+	if e.Channel != "chat" || *e.Score != 5 || e.OccurredAt != time.Date(2023, 6, 1, 11, 0, 0, 0, time.UTC) {
+		t.Errorf("row 15 csat: %+v", e)
+	}
+	if _, err := os.Stat(path + ".import-state.json"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state file left after a complete import: %v", err)
+	}
+}
+
+func findID(t *testing.T, s *store, name, ticket string) string {
+	t.Helper()
+	for id, e := range s.events {
+		if strings.Contains(id, ":"+name+":") && e.TicketID == ticket {
+			return id
+		}
+	}
+	t.Fatalf("no %s event of %s", name, ticket)
+	return ""
+}
+
+func TestImportTwiceStoresNothingTwice(t *testing.T) {
+	s, url := newAPI(t)
+	dir := t.TempDir()
+	t.Chdir(dir)
+	path := write(t, dir, "tickets.csv", tickets)
+	opts := importer.Options{Path: path, Mapping: mapping(t), Target: url, Now: func() time.Time { return now }}
+	first, err := importer.Run(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := s.ids()
+	second, err := importer.Run(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Accepted != 0 || second.Duplicates != first.Accepted || !slices.Equal(s.ids(), ids) {
+		t.Errorf("second import %+v after %+v; ids before %d, after %d", second, first, len(ids), len(s.ids()))
+	}
+}
+
+func TestImportResumesAfterInterruption(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("response_id,submitted_at,employee,team,engagement,enps\n")
+	for i := range 250 {
+		fmt.Fprintf(&b, "r-%d,2026-11-16T09:%02d:00Z,e-%d,team-%d,%d,%d\n", i, i%60, i, i%5, 1+i%5, i%11)
+	}
+	dir := t.TempDir()
+	t.Chdir(dir)
+	path := write(t, dir, "pulse.csv", b.String())
+	m, err := importer.LoadMapping(filepath.Join(mappings, "hr_pulse.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The reference: one uninterrupted import.
+	ref, url := newAPI(t)
+	if _, err := importer.Run(t.Context(), importer.Options{Path: path, Mapping: m, Target: url, BatchSize: 40, StatePath: filepath.Join(dir, "ref.json"), ReportPath: filepath.Join(dir, "ref.csv"), Now: func() time.Time { return now }}); err != nil {
+		t.Fatal(err)
+	}
+	if len(ref.ids()) != 500 {
+		t.Fatalf("reference import stored %d events", len(ref.ids()))
+	}
+
+	// Interrupted after the third batch was acknowledged.
+	s, url := newAPI(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	s.after = func(calls int) {
+		if calls == 3 {
+			cancel()
+		}
+	}
+	opts := importer.Options{Path: path, Mapping: m, Target: url, BatchSize: 40, Now: func() time.Time { return now }}
+	stats, err := importer.Run(ctx, opts)
+	if !errors.Is(err, importer.ErrInterrupted) && !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted import: %v (%+v)", err, stats)
+	}
+	partial := len(s.ids())
+	if partial == 0 || partial >= 500 {
+		t.Fatalf("interrupted import stored %d events", partial)
+	}
+	if _, err := os.Stat(path + ".import-state.json"); err != nil {
+		t.Fatalf("no state file after an interruption: %v", err)
+	}
+	s.after = nil
+	stats, err = importer.Run(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.ResumedAt < 2 {
+		t.Errorf("not resumed: %+v", stats)
+	}
+	if !slices.Equal(s.ids(), ref.ids()) {
+		t.Errorf("after resuming: %d events, want the %d of an uninterrupted import", len(s.ids()), len(ref.ids()))
+	}
+	if stats.Rows != 250 || stats.Accepted+stats.Duplicates < 500 {
+		t.Errorf("resumed stats %+v", stats)
+	}
+
+	// A changed file is not resumed into.
+	write(t, dir, "pulse.csv.import-state.json", fmt.Sprintf(`{"path": %q, "size": 1, "offset": 10, "line": 2}`, path))
+	if _, err := importer.Run(t.Context(), opts); err == nil || !strings.Contains(err.Error(), "--restart") {
+		t.Errorf("state of another file: %v", err)
+	}
+}
+
+func TestImportContractEvents(t *testing.T) {
+	s, url := newAPI(t)
+	dir := t.TempDir()
+	t.Chdir(dir)
+	nd := write(t, dir, "events.ndjson", `{"id":"p-1","type":"employee_pulse","occurred_at":"2026-11-20T09:00:00Z","employee_id":"e1","team":"alpha","question":"engagement","score":4}
+
+{"id":"p-2","type":"employee_pulse","occurred_at":"2026-11-20T09:00:00Z","employee_id":"e2","team":"alpha","question":"engagement","score":7}
+not json
+`)
+	stats, err := importer.Run(t.Context(), importer.Options{Path: nd, Target: url, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Accepted != 1 || stats.Rejected != 1 || stats.BadRows != 1 {
+		t.Errorf("ndjson stats %+v", stats)
+	}
+	report := readReport(t, nd+".import-errors.csv")
+	if len(report) != 2 || report[0][0] != "3" || report[0][3] != "score" || report[1][0] != "4" {
+		t.Errorf("ndjson report %q", report)
+	}
+	c := write(t, dir, "events.csv", "id,type,occurred_at,survey,score,ticket_id\nc-1,survey_response,2026-11-20T09:00:00Z,ces,6,t-1\nc-2,survey_response,2026-11-20T09:00:00Z,ces,,t-1\n")
+	stats, err = importer.Run(t.Context(), importer.Options{Path: c, Target: url, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Accepted != 1 || stats.Rejected != 1 || s.events["c-1"].TicketID != "t-1" {
+		t.Errorf("csv stats %+v, %v", stats, s.ids())
+	}
+	if _, err := importer.Run(t.Context(), importer.Options{Path: write(t, dir, "x.csv", "Ticket,Rating\n1,2\n"), Target: url}); err == nil || !strings.Contains(err.Error(), "mapping") {
+		t.Errorf("unmapped CSV: %v", err)
+	}
+}
+
+func TestMappingErrorsAreReportedTogether(t *testing.T) {
+	p := write(t, t.TempDir(), "m.yml", "events:\n  - type: ticket\n    fields: {stauts: solved}\n  - type: chat\n")
+	_, err := importer.LoadMapping(p)
+	for _, want := range []string{"source", "stauts", "occurred_at", `"chat"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("mapping error does not mention %s: %v", want, err)
+		}
+	}
+}

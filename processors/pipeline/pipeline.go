@@ -91,9 +91,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	drainCtx, cancelDrain := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelDrain()
 	writerDone := make(chan struct{})
+	var drained bool
 	go func() {
 		defer close(writerDone)
-		p.writer.run(drainCtx)
+		drained = p.writer.run(drainCtx)
 	}()
 	defer func() {
 		// Workers have returned: nothing sends any more.
@@ -101,6 +102,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		t := time.AfterFunc(p.opts.DrainTimeout, cancelDrain)
 		<-writerDone
 		t.Stop()
+		if drained {
+			p.opts.Logger.Info("processors drained: every message taken is stored and acked")
+		} else {
+			p.opts.Logger.Warn("processors stopped before the last batch was stored; JetStream delivers its messages again")
+		}
 	}()
 
 	for _, w := range p.workers {

@@ -51,20 +51,21 @@ func newWriter(sink Sink, cfg Config, m *metrics, logger *slog.Logger) *writer {
 	}
 }
 
-// run writes until in is closed, then flushes what it holds. ctx ending aborts retries:
-// rows not written are not acked, so JetStream delivers them again later.
-func (w *writer) run(ctx context.Context) {
+// run writes until in is closed, then flushes what it holds, and reports whether that
+// last flush stored everything. ctx ending aborts retries: rows not written are not
+// acked, so JetStream delivers them again later.
+func (w *writer) run(ctx context.Context) (drained bool) {
 	var batch records.Batch
 	var done []item
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	flush := func() {
+	flush := func() bool {
 		timer.Stop()
 		if batch.Len() == 0 {
-			return
+			return true
 		}
 		if !w.write(ctx, &batch) {
-			return
+			return false
 		}
 		now := w.now()
 		for _, it := range done {
@@ -78,13 +79,13 @@ func (w *writer) run(ctx context.Context) {
 		batch.Reset()
 		clear(done)
 		done = done[:0]
+		return true
 	}
 	for {
 		select {
 		case it, ok := <-w.in:
 			if !ok {
-				flush()
-				return
+				return flush()
 			}
 			if batch.Len() == 0 {
 				timer.Reset(w.maxDelay)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -43,11 +44,19 @@ func (c Config) Validate() error {
 
 // Server is a running embedded NATS server. It owns its store until Shutdown.
 type Server struct {
-	ns *server.Server
+	ns     *server.Server
+	unlock func()
 }
 
 // Start starts the server and waits until it accepts connections.
 func Start(cfg Config, logger *slog.Logger) (*Server, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	unlock, err := lockStore(filepath.Join(cfg.DataDir, "jetstream.lock"))
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
 	opts := &server.Options{
 		ServerName: "cxlink-embedded",
 		JetStream:  true,
@@ -63,15 +72,17 @@ func Start(cfg Config, logger *slog.Logger) (*Server, error) {
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
+		unlock()
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
 	ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
 		ns.Shutdown()
+		unlock()
 		return nil, errors.New("embedded nats: not ready after 30s")
 	}
 	logger.Info("embedded JetStream started", "store", opts.StoreDir, "listen", cfg.Listen)
-	return &Server{ns: ns}, nil
+	return &Server{ns: ns, unlock: unlock}, nil
 }
 
 // Connect opens an in-process client connection to the server.
@@ -91,4 +102,5 @@ func (s *Server) ClientURL() string {
 func (s *Server) Shutdown() {
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
+	s.unlock()
 }

@@ -21,6 +21,9 @@ type Options struct {
 	Stream     jetstream.Stream
 	Partitions int // the stream's partition count
 	Sink       Sink
+	// DeadLetters keeps the messages that can never be processed; nil: they are only
+	// logged and terminated.
+	DeadLetters DeadLetters
 	// LastWindowEnd, when set, tells where a partition's rollups stopped before a
 	// restart, so that the ticks missed while down are written (up to Config.Backfill).
 	LastWindowEnd func(ctx context.Context, partition uint16) (time.Time, bool, error)

@@ -21,6 +21,11 @@ type item struct {
 	rows records.Batch
 	// stored runs after the batch holding these rows was written; nil for tick rows.
 	stored func()
+	// poison runs instead of stored when the sink rejected a row of this message for
+	// good; it dead-letters the message. partition and seq locate the message.
+	poison    func(ctx context.Context, reason string)
+	partition uint16
+	seq       uint64
 	// receivedAt of the message, for the ingest-to-stored latency; zero for tick rows.
 	receivedAt time.Time
 }
@@ -64,12 +69,15 @@ func (w *writer) run(ctx context.Context) (drained bool) {
 		if batch.Len() == 0 {
 			return true
 		}
-		if !w.write(ctx, &batch) {
+		rejected := map[msgKey]string{}
+		if !w.write(ctx, &batch, rejected) {
 			return false
 		}
 		now := w.now()
 		for _, it := range done {
-			if it.stored != nil {
+			if reason, ok := rejected[msgKey{it.partition, it.seq}]; ok && it.poison != nil {
+				it.poison(ctx, reason)
+			} else if it.stored != nil {
 				it.stored()
 			}
 			if !it.receivedAt.IsZero() {
@@ -109,8 +117,10 @@ func appendRows(dst, src *records.Batch) {
 }
 
 // write retries the batch with capped exponential back-off until it is stored or ctx
-// ends, and reports whether it was stored.
-func (w *writer) write(ctx context.Context, b *records.Batch) bool {
+// ends, and reports whether it was stored. A row the sink can never store is taken out
+// of the batch at once (retrying cannot help) and its message noted in rejected; the
+// others are written.
+func (w *writer) write(ctx context.Context, b *records.Batch, rejected map[msgKey]string) bool {
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		start := w.now()
@@ -124,6 +134,12 @@ func (w *writer) write(ctx context.Context, b *records.Batch) bool {
 			return true
 		}
 		w.metrics.flushErrors.Inc()
+		if w.setAside(err, b, rejected) {
+			if b.Len() == 0 {
+				return true
+			}
+			continue
+		}
 		w.logger.Warn("write batch failed; retrying", "rows", b.Len(), "attempt", attempt, "retry_in", backoff, "err", err)
 		select {
 		case <-ctx.Done():

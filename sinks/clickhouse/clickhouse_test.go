@@ -576,6 +576,9 @@ func TestWriteBatchRowError(t *testing.T) {
 	if !errors.As(err, &rowErr) || rowErr.Table != "tickets" || rowErr.Row != 0 {
 		t.Fatalf("err = %v, want a RowError for tickets row 0", err)
 	}
+	if ref := rowErr.RejectedRow(); ref != (records.RowRef{Kind: records.KindTicket, Index: 0}) {
+		t.Errorf("RejectedRow() = %+v, want the batch's ticket 0", ref)
+	}
 	if got := counter(t, reg, "cxlink_clickhouse_insert_errors_total", "tickets"); got != 1 {
 		t.Errorf("insert errors = %v, want 1", got)
 	}

@@ -51,6 +51,7 @@ Commands:
   process    the processors and the ClickHouse sink (needs NATS_URL)
   migrate    apply the ClickHouse migrations and list them
   simulate   post a simulated contact centre's events to an ingest API
+  deadletters  list, show, replay or discard the events that could never be processed
 
 Configuration comes from the environment; see README.md for every variable.
 `
@@ -93,6 +94,8 @@ func Run(ctx context.Context, args []string, opts Options) error {
 		return r.process(ctx)
 	case "migrate":
 		return r.migrate(ctx)
+	case "deadletters":
+		return r.deadLettersCommand(ctx, args)
 	}
 	return fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
 }
@@ -239,11 +242,12 @@ func (r *roles) ingest(ctx context.Context) error {
 	return serve()
 }
 
-func (r *roles) newPipeline(s jetstream.Stream, ch *clickhouse.Client) (*pipeline.Pipeline, error) {
+func (r *roles) newPipeline(s jetstream.Stream, ch *clickhouse.Client, dlq pipeline.DeadLetters) (*pipeline.Pipeline, error) {
 	return pipeline.New(r.cfg.Process, pipeline.Options{
 		Stream:        s,
 		Partitions:    r.cfg.Stream.Partitions,
 		Sink:          ch,
+		DeadLetters:   dlq,
 		LastWindowEnd: ch.LastWindowEnd,
 		MaxFuture:     r.cfg.HTTP.MaxFuture,
 		Logger:        r.logger,
@@ -253,17 +257,21 @@ func (r *roles) newPipeline(s jetstream.Stream, ch *clickhouse.Client) (*pipelin
 }
 
 func (r *roles) process(ctx context.Context) error {
-	_, s, nc, closeJS, err := r.jetStream(ctx, "process", false)
+	js, s, nc, closeJS, err := r.jetStream(ctx, "process", false)
 	if err != nil {
 		return err
 	}
 	defer closeJS()
+	dlq, err := r.deadLetters(ctx, js)
+	if err != nil {
+		return err
+	}
 	ch, err := r.sink(ctx)
 	if err != nil {
 		return err
 	}
 	defer ch.Close()
-	p, err := r.newPipeline(s, ch)
+	p, err := r.newPipeline(s, ch, dlq)
 	if err != nil {
 		return err
 	}
@@ -302,12 +310,16 @@ func (r *roles) run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closeJS()
+	dlq, err := r.deadLetters(ctx, js)
+	if err != nil {
+		return err
+	}
 	ch, err := r.sink(ctx)
 	if err != nil {
 		return err
 	}
 	defer ch.Close()
-	p, err := r.newPipeline(s, ch)
+	p, err := r.newPipeline(s, ch, dlq)
 	if err != nil {
 		return err
 	}

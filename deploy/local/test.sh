@@ -26,3 +26,10 @@ if [ -s "$CXLINK_FAULT_REPORT" ]; then
   echo "== fault injection"
   cat "$CXLINK_FAULT_REPORT"
 fi
+# Fuzzing, a bounded time per target (CXLINK_FUZZTIME, e.g. 10m for a longer hunt); the
+# corpus is committed under testdata/fuzz and also runs as plain tests above.
+fuzztime=${CXLINK_FUZZTIME:-20s}
+for target in ./ingest/event:FuzzDecode ./ingest/httpapi:FuzzHandler; do
+  echo "== fuzz ${target#*:} for $fuzztime"
+  go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "$fuzztime" -fuzzminimizetime 5s "${target%%:*}" | tail -n 15
+done

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 
 	"github.com/cxlink/cxlink/ingest/event"
 )
@@ -238,6 +239,10 @@ func skipSpace(br *bufio.Reader) (int64, error) {
 func readError(err error) *bodyError {
 	if be := tooLarge(err); be != nil {
 		return be
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return &bodyError{code: http.StatusRequestTimeout, msg: fmt.Sprintf(
+			"the body did not arrive within %s: send it faster, or in smaller requests", ReadTimeout)}
 	}
 	return badBody("could not read the body: %v", err)
 }

@@ -20,6 +20,11 @@ type Config struct {
 	MaxFuture time.Duration `env:"CXLINK_MAX_FUTURE" envDefault:"5m"`
 	// PublishTimeout bounds the wait for JetStream's acknowledgements of one request.
 	PublishTimeout time.Duration `env:"CXLINK_PUBLISH_TIMEOUT" envDefault:"10s"`
+	// MaxConcurrentRequests bounds the event requests served at once, and with it the
+	// memory they hold (each up to MaxBodyBytes, decoded); more are answered 429. 32
+	// leaves room for many connectors sending at once while bounding the worst case
+	// near 32 × 8 MiB of bodies.
+	MaxConcurrentRequests int `env:"CXLINK_MAX_CONCURRENT_REQUESTS" envDefault:"32"`
 }
 
 // Limits that keep a configuration usable.
@@ -45,6 +50,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxFuture < 0 || c.MaxFuture > maxMaxFuture {
 		errs = append(errs, fmt.Errorf("CXLINK_MAX_FUTURE: %s is not between 0 and %s", c.MaxFuture, maxMaxFuture))
+	}
+	if c.MaxConcurrentRequests < 1 || c.MaxConcurrentRequests > 100_000 {
+		errs = append(errs, fmt.Errorf("CXLINK_MAX_CONCURRENT_REQUESTS: %d is not between 1 and 100000", c.MaxConcurrentRequests))
 	}
 	// The response must still fit in the server's write timeout after publishing.
 	if c.PublishTimeout <= 0 || c.PublishTimeout > WriteTimeout/2 {

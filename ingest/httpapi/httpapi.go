@@ -78,6 +78,9 @@ type ErrorResponse struct {
 // RetryAfter is the Retry-After of a 503: JetStream refused or did not acknowledge in time.
 const RetryAfter = "2"
 
+// RetryAfterBusy is the Retry-After of a 429: too many requests at once.
+const RetryAfterBusy = "1"
+
 // readyTimeout bounds one readiness check.
 const readyTimeout = 5 * time.Second
 
@@ -91,6 +94,8 @@ type Handler struct {
 	now       func() time.Time
 	metrics   *metrics
 	mux       *http.ServeMux
+	// inFlight holds a token per event request being served.
+	inFlight chan struct{}
 }
 
 // New returns the handler of cfg, which must be valid.
@@ -109,6 +114,7 @@ func New(cfg Config, opts Options) (*Handler, error) {
 		now:       opts.Now,
 		metrics:   newMetrics(opts.Registerer),
 		mux:       http.NewServeMux(),
+		inFlight:  make(chan struct{}, cfg.MaxConcurrentRequests),
 	}
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
@@ -149,6 +155,16 @@ func (h *Handler) serveReady(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	select {
+	case h.inFlight <- struct{}{}:
+		defer func() { <-h.inFlight }()
+	default:
+		w.Header().Set("Retry-After", RetryAfterBusy)
+		writeJSON(w, http.StatusTooManyRequests, ErrorResponse{Error: fmt.Sprintf(
+			"%d requests are being served already (CXLINK_MAX_CONCURRENT_REQUESTS): send again later", cap(h.inFlight))})
+		h.metrics.request(http.StatusTooManyRequests, start, 0, false)
+		return
+	}
 	b := &batch{
 		validator: event.Validator{Now: h.now, MaxFuture: h.cfg.MaxFuture},
 		maxEvents: h.cfg.MaxBatchEvents,

@@ -145,4 +145,3 @@ func TestTooManyConcurrentRequests(t *testing.T) {
 	}
 	checkMetric(t, reg, "cxlink_ingest_requests_total", map[string]string{"code": "429"}, 1)
 }
-

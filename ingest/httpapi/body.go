@@ -34,6 +34,7 @@ type position struct{ index, line int }
 type batch struct {
 	validator event.Validator
 	maxEvents int
+	labels    *labelGuard
 
 	events   []event.Event
 	pos      []position // of events[i]
@@ -52,6 +53,9 @@ func (b *batch) add(raw []byte, line int) *bodyError {
 	index := b.n
 	b.n++
 	e, errs := b.validator.Decode(raw)
+	if len(errs) == 0 && b.labels != nil {
+		errs = b.labels.admit(&e)
+	}
 	if len(errs) == 0 {
 		b.events = append(b.events, e)
 		b.pos = append(b.pos, position{index, line})

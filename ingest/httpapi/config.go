@@ -25,6 +25,11 @@ type Config struct {
 	// leaves room for many connectors sending at once while bounding the worst case
 	// near 32 × 8 MiB of bodies.
 	MaxConcurrentRequests int `env:"CXLINK_MAX_CONCURRENT_REQUESTS" envDefault:"32"`
+	// MaxLabelValues bounds the distinct values of category, channel, team, question
+	// and source that one ingest process accepts: each becomes window series and rollup
+	// rows. 5000 is far above what a contact centre names, far below what would strain
+	// the processors.
+	MaxLabelValues int `env:"CXLINK_MAX_LABEL_VALUES" envDefault:"5000"`
 }
 
 // Limits that keep a configuration usable.
@@ -53,6 +58,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxConcurrentRequests < 1 || c.MaxConcurrentRequests > 100_000 {
 		errs = append(errs, fmt.Errorf("CXLINK_MAX_CONCURRENT_REQUESTS: %d is not between 1 and 100000", c.MaxConcurrentRequests))
+	}
+	if c.MaxLabelValues < 1 {
+		errs = append(errs, fmt.Errorf("CXLINK_MAX_LABEL_VALUES: %d is not positive", c.MaxLabelValues))
 	}
 	// The response must still fit in the server's write timeout after publishing.
 	if c.PublishTimeout <= 0 || c.PublishTimeout > WriteTimeout/2 {

@@ -65,6 +65,7 @@ func testConfig() Config {
 		PublishTimeout: 10 * time.Second,
 
 		MaxConcurrentRequests: 32,
+		MaxLabelValues:        5000,
 	}
 }
 

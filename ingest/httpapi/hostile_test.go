@@ -145,3 +145,29 @@ func TestTooManyConcurrentRequests(t *testing.T) {
 	}
 	checkMetric(t, reg, "cxlink_ingest_requests_total", map[string]string{"code": "429"}, 1)
 }
+
+// A sender that makes up new categories cannot grow the label values past the limit:
+// the known ones keep being accepted, a new one is rejected naming its field.
+func TestDistinctLabelValuesAreBounded(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxLabelValues = 3
+	h, _ := newTestHandler(t, cfg, &fakePublisher{})
+	ticketIn := func(id, category string) string {
+		return fmt.Sprintf(`{"id":%q,"type":"ticket","occurred_at":"2026-11-23T10:00:00Z","ticket_id":"t","status":"solved","category":%q}`, id, category)
+	}
+	var body strings.Builder
+	for i := range 5 {
+		body.WriteString(ticketIn(fmt.Sprint("t", i), fmt.Sprint("made-up-", i)) + "\n")
+	}
+	r := post(h, "application/x-ndjson", body.String()).resp(t)
+	if r.Accepted != 3 || r.Rejected != 2 || r.Results[0].Errors[0].Field != "category" ||
+		!strings.Contains(r.Results[0].Errors[0].Message, "CXLINK_MAX_LABEL_VALUES") {
+		t.Fatalf("%+v", r)
+	}
+	if a := post(h, "application/json", ticketIn("again", "made-up-1")); a.code != http.StatusAccepted {
+		t.Fatalf("a known value: %d %s", a.code, a.body)
+	}
+	if a := post(h, "application/json", ticketIn("new", "made-up-9")); a.code != http.StatusBadRequest {
+		t.Fatalf("a new value over the limit: %d %s", a.code, a.body)
+	}
+}

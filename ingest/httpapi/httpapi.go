@@ -96,6 +96,7 @@ type Handler struct {
 	mux       *http.ServeMux
 	// inFlight holds a token per event request being served.
 	inFlight chan struct{}
+	labels   *labelGuard
 }
 
 // New returns the handler of cfg, which must be valid.
@@ -115,6 +116,7 @@ func New(cfg Config, opts Options) (*Handler, error) {
 		metrics:   newMetrics(opts.Registerer),
 		mux:       http.NewServeMux(),
 		inFlight:  make(chan struct{}, cfg.MaxConcurrentRequests),
+		labels:    newLabelGuard(cfg.MaxLabelValues),
 	}
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
@@ -168,6 +170,7 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 	b := &batch{
 		validator: event.Validator{Now: h.now, MaxFuture: h.cfg.MaxFuture},
 		maxEvents: h.cfg.MaxBatchEvents,
+		labels:    h.labels,
 	}
 	if be := h.readBody(w, r, b); be != nil {
 		h.logger.Debug("event request refused", "remote", r.RemoteAddr, "code", be.code, "reason", be.msg)

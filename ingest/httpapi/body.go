@@ -35,6 +35,8 @@ type batch struct {
 	validator event.Validator
 	maxEvents int
 	labels    *labelGuard
+	// source is the authenticated source of the request, if any.
+	source string
 
 	events   []event.Event
 	pos      []position // of events[i]
@@ -53,6 +55,15 @@ func (b *batch) add(raw []byte, line int) *bodyError {
 	index := b.n
 	b.n++
 	e, errs := b.validator.Decode(raw)
+	if len(errs) == 0 && b.source != "" {
+		switch e.Source {
+		case "":
+			e.Source = b.source
+		case b.source:
+		default:
+			errs = event.Errors{{Field: "source", Message: fmt.Sprintf("is %q, but the request's credentials are those of %q", e.Source, b.source)}}
+		}
+	}
 	if len(errs) == 0 && b.labels != nil {
 		errs = b.labels.admit(&e)
 	}

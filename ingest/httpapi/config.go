@@ -30,6 +30,12 @@ type Config struct {
 	// rows. 5000 is far above what a contact centre names, far below what would strain
 	// the processors.
 	MaxLabelValues int `env:"CXLINK_MAX_LABEL_VALUES" envDefault:"5000"`
+	// AdminAddr, when set, moves /healthz, /readyz and /metrics off Addr onto a listener
+	// of their own (e.g. a private interface), leaving Addr only POST /v1/events.
+	AdminAddr string `env:"CXLINK_ADMIN_ADDR"`
+	// TLSCertFile and TLSKeyFile (PEM) make Addr serve HTTPS.
+	TLSCertFile string `env:"CXLINK_TLS_CERT_FILE"`
+	TLSKeyFile  string `env:"CXLINK_TLS_KEY_FILE"`
 }
 
 // Limits that keep a configuration usable.
@@ -58,6 +64,14 @@ func (c Config) Validate() error {
 	}
 	if c.MaxConcurrentRequests < 1 || c.MaxConcurrentRequests > 100_000 {
 		errs = append(errs, fmt.Errorf("CXLINK_MAX_CONCURRENT_REQUESTS: %d is not between 1 and 100000", c.MaxConcurrentRequests))
+	}
+	if c.AdminAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
+			errs = append(errs, fmt.Errorf("CXLINK_ADMIN_ADDR: %w", err))
+		}
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("CXLINK_TLS_CERT_FILE and CXLINK_TLS_KEY_FILE: set both, or neither"))
 	}
 	if c.MaxLabelValues < 1 {
 		errs = append(errs, fmt.Errorf("CXLINK_MAX_LABEL_VALUES: %d is not positive", c.MaxLabelValues))

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -20,7 +19,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cxlink/cxlink/ingest/broker"
 	"github.com/cxlink/cxlink/ingest/httpapi"
@@ -52,6 +50,7 @@ Commands:
   migrate    apply the ClickHouse migrations and list them
   simulate   post a simulated contact centre's events to an ingest API
   deadletters  list, show, replay or discard the events that could never be processed
+  token      make an API token for a source (its line goes into CXLINK_AUTH_FILE)
 
 Configuration comes from the environment; see README.md for every variable.
 `
@@ -74,6 +73,9 @@ func Run(ctx context.Context, args []string, opts Options) error {
 	cmd, args := args[0], args[1:]
 	if cmd == "simulate" {
 		return runSimulate(ctx, args, opts)
+	}
+	if cmd == "token" {
+		return runToken(args, opts)
 	}
 	cfg, err := LoadConfig(opts.Environ)
 	if err != nil {
@@ -135,14 +137,18 @@ func (r *roles) jetStream(ctx context.Context, role string, embed bool) (js jets
 		}
 	} else {
 		logger := r.logger.With("component", "nats")
-		nc, err = nats.Connect(r.cfg.NATSURL,
+		secure, err := r.cfg.NATS.options()
+		if err != nil {
+			return nil, nil, nil, close, err
+		}
+		nc, err = nats.Connect(r.cfg.NATSURL, append(secure,
 			nats.Name("cxlink-"+role),
 			nats.MaxReconnects(-1),
 			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { logger.Warn("disconnected", "err", err) }),
 			nats.ReconnectHandler(func(c *nats.Conn) { logger.Info("reconnected", "url", c.ConnectedUrlRedacted()) }),
-		)
+		)...)
 		if err != nil {
-			return nil, nil, nil, close, fmt.Errorf("connect to %s: %w", r.cfg.NATSURL, err)
+			return nil, nil, nil, close, fmt.Errorf("connect to %s: %w", redactURL(r.cfg.NATSURL), err)
 		}
 	}
 	closers = append(closers, func() {
@@ -188,11 +194,16 @@ func (r *roles) sink(ctx context.Context) (*clickhouse.Client, error) {
 }
 
 func (r *roles) ingestHandler(js jetstream.JetStream, nc *nats.Conn) (*httpapi.Handler, error) {
+	guard, err := r.authGuard()
+	if err != nil {
+		return nil, err
+	}
 	return httpapi.New(r.cfg.HTTP, httpapi.Options{
 		Publisher:  stream.NewPublisher(js, r.cfg.Stream.Partitions, r.reg),
 		Ready:      natsReady(nc),
 		Logger:     r.logger.With("component", "ingest"),
 		Registerer: r.reg,
+		Guard:      guard,
 	})
 }
 
@@ -205,24 +216,6 @@ func natsReady(nc *nats.Conn) func(context.Context) error {
 	}
 }
 
-// serve serves mux on CXLINK_HTTP_ADDR with /metrics added, until ctx is done.
-func (r *roles) serve(ctx context.Context, mux *http.ServeMux) (string, func() error, error) {
-	mux.Handle("GET /metrics", promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{Registry: r.reg}))
-	ln, err := net.Listen("tcp", r.cfg.HTTP.Addr)
-	if err != nil {
-		return "", nil, fmt.Errorf("CXLINK_HTTP_ADDR: %w", err)
-	}
-	addr := ln.Addr().String()
-	if host, port, _ := net.SplitHostPort(addr); host == "::" || host == "0.0.0.0" {
-		addr = net.JoinHostPort("127.0.0.1", port)
-	}
-	r.logger.Info("http listening", "addr", addr)
-	if r.opts.Listening != nil {
-		r.opts.Listening(addr)
-	}
-	return addr, func() error { return httpapi.Serve(ctx, ln, mux, r.logger.With("component", "http")) }, nil
-}
-
 func (r *roles) ingest(ctx context.Context) error {
 	js, _, nc, closeJS, err := r.jetStream(ctx, "ingest", false)
 	if err != nil {
@@ -233,9 +226,7 @@ func (r *roles) ingest(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	mux := http.NewServeMux()
-	h.Routes(mux)
-	_, serve, err := r.serve(ctx, mux)
+	_, serve, err := r.listen(ctx, h.EventRoutes, h.ProbeRoutes)
 	if err != nil {
 		return err
 	}
@@ -275,10 +266,10 @@ func (r *roles) process(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /readyz", readyz(natsReady(nc), func(context.Context) error { return p.Ready() }, ch.Ping))
-	_, serve, err := r.serve(ctx, mux)
+	_, serve, err := r.listen(ctx, nil, func(mux *http.ServeMux) {
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+		mux.HandleFunc("GET /readyz", readyz(natsReady(nc), func(context.Context) error { return p.Ready() }, ch.Ping))
+	})
 	if err != nil {
 		return err
 	}
@@ -327,9 +318,7 @@ func (r *roles) run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	mux := http.NewServeMux()
-	h.Routes(mux)
-	addr, serve, err := r.serve(ctx, mux)
+	addr, serve, err := r.listen(ctx, h.EventRoutes, h.ProbeRoutes)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/cxlink/cxlink/ingest/auth"
 	"github.com/cxlink/cxlink/ingest/broker"
 	"github.com/cxlink/cxlink/ingest/httpapi"
 	"github.com/cxlink/cxlink/ingest/stream"
@@ -23,6 +24,7 @@ type Config struct {
 	// NATSURL of an external NATS server or cluster; empty runs an embedded JetStream
 	// server in the process (only `run` can: separate roles need a shared server).
 	NATSURL  string `env:"NATS_URL"`
+	NATS     NATSAuth
 	LogLevel string `env:"CXLINK_LOG_LEVEL" envDefault:"info"`
 
 	Broker     broker.Config
@@ -31,6 +33,7 @@ type Config struct {
 	Process    pipeline.Config
 	ClickHouse clickhouse.Config
 	DeadLetter deadletter.Config
+	Auth       auth.Config
 }
 
 // LoadConfig reads and validates the configuration from environ (KEY=value pairs).
@@ -44,11 +47,11 @@ func LoadConfig(environ map[string]string) (Config, error) {
 
 // Validate reports every problem of the configuration.
 func (c Config) Validate() error {
-	errs := []error{c.Broker.Validate(), c.Stream.Validate(), c.HTTP.Validate(), c.Process.Validate(), c.ClickHouse.Validate(), c.DeadLetter.Validate()}
+	errs := []error{c.Broker.Validate(), c.Stream.Validate(), c.HTTP.Validate(), c.Process.Validate(), c.ClickHouse.Validate(), c.DeadLetter.Validate(), c.Auth.Validate(), c.NATS.Validate()}
 	if c.NATSURL != "" {
 		for _, u := range strings.Split(c.NATSURL, ",") {
 			if p, err := url.Parse(strings.TrimSpace(u)); err != nil || p.Host == "" {
-				errs = append(errs, fmt.Errorf("NATS_URL: %q is not a URL such as nats://127.0.0.1:4222", u))
+				errs = append(errs, fmt.Errorf("NATS_URL: %q is not a URL such as nats://127.0.0.1:4222", redactURL(u)))
 			}
 		}
 	}

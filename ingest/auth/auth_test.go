@@ -182,14 +182,18 @@ func TestSignatures(t *testing.T) {
 		body   string
 		says   string
 	}{
-		"replayed later":   {f.signed(now.Add(-10*time.Minute), body), body, "more than the 5m0s allowed"},
-		"from the future":  {f.signed(now.Add(10*time.Minute), body), body, "more than the 5m0s allowed"},
-		"body changed":     {f.signed(now, body), `{"id":"y"}`, "does not match"},
-		"another secret":   {map[string]string{auth.HeaderSource: "surveys", auth.HeaderTimestamp: strconv.FormatInt(now.Unix(), 10), auth.HeaderSignature: auth.Sign([]byte("some-other-secret-value"), now.Unix(), []byte(body))}, body, "does not match"},
-		"unknown source":   {map[string]string{auth.HeaderSource: "zendesk", auth.HeaderTimestamp: "1", auth.HeaderSignature: "sha256=00"}, body, "must name a source that signs"},
-		"bad timestamp":    {map[string]string{auth.HeaderSource: "surveys", auth.HeaderTimestamp: "yesterday", auth.HeaderSignature: "sha256=00"}, body, "Unix seconds"},
-		"bad signature":    {map[string]string{auth.HeaderSource: "surveys", auth.HeaderTimestamp: strconv.FormatInt(now.Unix(), 10), auth.HeaderSignature: "md5=00"}, body, "sha256=<64 hex digits>"},
-		"timestamp edited": {func() map[string]string { h := f.signed(now.Add(-10*time.Minute), body); h[auth.HeaderTimestamp] = strconv.FormatInt(now.Unix(), 10); return h }(), body, "does not match"},
+		"replayed later":  {f.signed(now.Add(-10*time.Minute), body), body, "more than the 5m0s allowed"},
+		"from the future": {f.signed(now.Add(10*time.Minute), body), body, "more than the 5m0s allowed"},
+		"body changed":    {f.signed(now, body), `{"id":"y"}`, "does not match"},
+		"another secret":  {map[string]string{auth.HeaderSource: "surveys", auth.HeaderTimestamp: strconv.FormatInt(now.Unix(), 10), auth.HeaderSignature: auth.Sign([]byte("some-other-secret-value"), now.Unix(), []byte(body))}, body, "does not match"},
+		"unknown source":  {map[string]string{auth.HeaderSource: "zendesk", auth.HeaderTimestamp: "1", auth.HeaderSignature: "sha256=00"}, body, "must name a source that signs"},
+		"bad timestamp":   {map[string]string{auth.HeaderSource: "surveys", auth.HeaderTimestamp: "yesterday", auth.HeaderSignature: "sha256=00"}, body, "Unix seconds"},
+		"bad signature":   {map[string]string{auth.HeaderSource: "surveys", auth.HeaderTimestamp: strconv.FormatInt(now.Unix(), 10), auth.HeaderSignature: "md5=00"}, body, "sha256=<64 hex digits>"},
+		"timestamp edited": {func() map[string]string {
+			h := f.signed(now.Add(-10*time.Minute), body)
+			h[auth.HeaderTimestamp] = strconv.FormatInt(now.Unix(), 10)
+			return h
+		}(), body, "does not match"},
 	}
 	for name, c := range cases {
 		code, got, _ := f.do(c.header, c.body)

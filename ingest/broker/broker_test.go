@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Two servers never share a store; once the first is gone, the store opens again.
@@ -27,4 +28,28 @@ func TestStoreIsLocked(t *testing.T) {
 		t.Fatalf("after shutdown: %v", err)
 	}
 	s.Shutdown()
+}
+
+func TestSyncPolicy(t *testing.T) {
+	for _, ok := range []string{"", "always", "1s", "2m"} {
+		if err := (Config{DataDir: "d", Sync: ok}).Validate(); err != nil {
+			t.Errorf("Sync %q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"never", "0s", "2h", "-1s"} {
+		if err := (Config{DataDir: "d", Sync: bad}).Validate(); err == nil || !strings.Contains(err.Error(), "CXLINK_NATS_SYNC") {
+			t.Errorf("Sync %q: %v", bad, err)
+		}
+	}
+	for _, policy := range []string{"always", "1s"} {
+		s, err := Start(Config{DataDir: t.TempDir(), Sync: policy}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := s.ns.JetStreamConfig()
+		s.Shutdown()
+		if opts == nil || opts.SyncAlways != (policy == "always") || (policy == "1s" && opts.SyncInterval != time.Second) {
+			t.Errorf("Sync %q: server runs with %+v", policy, opts)
+		}
+	}
 }

@@ -84,6 +84,10 @@ type ErrorResponse struct {
 // RetryAfter is the Retry-After of a 503: JetStream refused or did not acknowledge in time.
 const RetryAfter = "2"
 
+// RetryAfterFull is the Retry-After of a 503 because the stream is full: room comes
+// back only when an operator raises the limit or old events age out.
+const RetryAfterFull = "30"
+
 // RetryAfterBusy is the Retry-After of a 429: too many requests at once.
 const RetryAfterBusy = "1"
 
@@ -236,6 +240,12 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 	case resp.Failed > 0:
 		code = http.StatusServiceUnavailable
 		w.Header().Set("Retry-After", RetryAfter)
+		for _, res := range results {
+			if errors.Is(res.Err, stream.ErrFull) {
+				w.Header().Set("Retry-After", RetryAfterFull)
+				break
+			}
+		}
 	case resp.Accepted+resp.Duplicates == 0:
 		code = http.StatusBadRequest
 	}

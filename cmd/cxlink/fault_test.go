@@ -179,7 +179,7 @@ func TestFaultInjection(t *testing.T) {
 
 // child is one cxlink process, started from this test binary (see TestMain).
 type child struct {
-	t    *testing.T
+	t    testing.TB
 	name string
 	args []string
 	env  map[string]string
@@ -191,7 +191,7 @@ type child struct {
 	err  error // of Wait, once done is closed
 }
 
-func newChild(t *testing.T, name string, env map[string]string, args ...string) *child {
+func newChild(t testing.TB, name string, env map[string]string, args ...string) *child {
 	f, err := os.Create(filepath.Join(t.TempDir(), name+".log"))
 	if err != nil {
 		t.Fatal(err)
@@ -305,7 +305,7 @@ type faultCluster struct {
 	faults            int
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -521,10 +521,14 @@ type load struct {
 }
 
 func (f *faultCluster) startLoad(rng *rand.Rand, rate int) *load {
-	l := &load{url: "http://" + f.ingestAddr + "/v1/events", done: make(chan struct{}), quit: make(chan struct{}),
+	return startLoad("http://"+f.ingestAddr+"/v1/events", rng, rate, 25)
+}
+
+// startLoad sends rate events per second to url in batches.
+func startLoad(url string, rng *rand.Rand, rate, batch int) *load {
+	l := &load{url: url, done: make(chan struct{}), quit: make(chan struct{}),
 		accepted: map[string]bool{}, rejected: map[string]bool{}}
-	const batch = 25
-	interval := time.Second * batch / time.Duration(rate)
+	interval := time.Second * time.Duration(batch) / time.Duration(rate)
 	rng = rand.New(rand.NewPCG(rng.Uint64(), 2))
 	go func() {
 		defer close(l.done)

@@ -33,6 +33,11 @@ type Config struct {
 	// throughput (docs/guarantees.md has the figures) and ingest stays far above a
 	// contact centre's rate.
 	Sync string `env:"CXLINK_NATS_SYNC" envDefault:"always"`
+	// User and Password, or Token, when set, are required of every client of the
+	// listener (and of in-process clients, which Connect gives them).
+	User     string `env:"-"`
+	Password string `env:"-"`
+	Token    string `env:"-"`
 }
 
 // SyncAlways is the value of Config.Sync that flushes every message.
@@ -73,6 +78,7 @@ func (c Config) Validate() error {
 type Server struct {
 	ns     *server.Server
 	unlock func()
+	cfg    Config
 }
 
 // Start starts the server and waits until it accepts connections.
@@ -90,14 +96,17 @@ func Start(cfg Config, logger *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	opts := &server.Options{
-		SyncAlways:   always,
-		SyncInterval: interval,
-		ServerName:   "cxlink-embedded",
-		JetStream:    true,
-		StoreDir:     filepath.Join(cfg.DataDir, "jetstream"),
-		DontListen:   cfg.Listen == "",
-		NoSigs:       true,
-		NoLog:        true,
+		Username:      cfg.User,
+		Password:      cfg.Password,
+		Authorization: cfg.Token,
+		SyncAlways:    always,
+		SyncInterval:  interval,
+		ServerName:    "cxlink-embedded",
+		JetStream:     true,
+		StoreDir:      filepath.Join(cfg.DataDir, "jetstream"),
+		DontListen:    cfg.Listen == "",
+		NoSigs:        true,
+		NoLog:         true,
 	}
 	if cfg.Listen != "" {
 		host, port, _ := net.SplitHostPort(cfg.Listen)
@@ -116,11 +125,17 @@ func Start(cfg Config, logger *slog.Logger) (*Server, error) {
 		return nil, errors.New("embedded nats: not ready after 30s")
 	}
 	logger.Info("embedded JetStream started", "store", opts.StoreDir, "listen", cfg.Listen, "sync", cfg.Sync)
-	return &Server{ns: ns, unlock: unlock}, nil
+	return &Server{ns: ns, unlock: unlock, cfg: cfg}, nil
 }
 
 // Connect opens an in-process client connection to the server.
 func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	switch {
+	case s.cfg.User != "":
+		opts = append(opts, nats.UserInfo(s.cfg.User, s.cfg.Password))
+	case s.cfg.Token != "":
+		opts = append(opts, nats.Token(s.cfg.Token))
+	}
 	return nats.Connect("", append(opts, nats.InProcessServer(s.ns))...)
 }
 

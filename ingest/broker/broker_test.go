@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // Two servers never share a store; once the first is gone, the store opens again.
@@ -52,4 +54,28 @@ func TestSyncPolicy(t *testing.T) {
 			t.Errorf("Sync %q: server runs with %+v", policy, opts)
 		}
 	}
+}
+
+// With a user and password, the listener refuses clients without them; in-process
+// clients get them from Connect.
+func TestListenerRequiresCredentials(t *testing.T) {
+	s, err := Start(Config{DataDir: t.TempDir(), Listen: "127.0.0.1:-1", User: "cxlink", Password: "embedded-secret"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown()
+	if nc, err := nats.Connect(s.ClientURL()); err == nil {
+		nc.Close()
+		t.Fatal("a client without credentials connected")
+	}
+	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("cxlink", "embedded-secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	nc, err = s.Connect()
+	if err != nil {
+		t.Fatalf("in-process: %v", err)
+	}
+	nc.Close()
 }

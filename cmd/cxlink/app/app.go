@@ -127,7 +127,11 @@ func (r *roles) jetStream(ctx context.Context, role string, embed bool) (js jets
 		if !embed {
 			return nil, nil, nil, close, fmt.Errorf("NATS_URL is required for the %s role: only `cxlink run` embeds JetStream", role)
 		}
-		srv, err := broker.Start(r.cfg.Broker, r.logger.With("component", "broker"))
+		bcfg, err := r.cfg.NATS.embedded(r.cfg.Broker)
+		if err != nil {
+			return nil, nil, nil, close, err
+		}
+		srv, err := broker.Start(bcfg, r.logger.With("component", "broker"))
 		if err != nil {
 			return nil, nil, nil, close, err
 		}

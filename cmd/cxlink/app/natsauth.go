@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/cxlink/cxlink/ingest/broker"
 )
 
 // NATSAuth is how the roles authenticate to an external NATS (NATS_URL) and secure the
@@ -97,6 +99,20 @@ func (c NATSAuth) options() ([]nats.Option, error) {
 		opts = append(opts, nats.ClientCert(c.TLSCertFile, c.TLSKeyFile))
 	}
 	return opts, nil
+}
+
+// embedded gives the embedded server the user and password, or the token, so that it
+// requires them of the clients of CXLINK_EMBEDDED_NATS_LISTEN.
+func (c NATSAuth) embedded(cfg broker.Config) (broker.Config, error) {
+	var err error
+	switch {
+	case c.User != "":
+		cfg.User = c.User
+		cfg.Password, err = secret(c.Password, c.PasswordFile, "NATS_PASSWORD_FILE")
+	case c.Token != "" || c.TokenFile != "":
+		cfg.Token, err = secret(c.Token, c.TokenFile, "NATS_TOKEN_FILE")
+	}
+	return cfg, err
 }
 
 // secret is value, or the content of file (without its final line break).

@@ -270,10 +270,10 @@ func (r *roles) process(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, serve, err := r.listen(ctx, nil, func(mux *http.ServeMux) {
-		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-		mux.HandleFunc("GET /readyz", readyz(natsReady(nc), func(context.Context) error { return p.Ready() }, ch.Ping))
-	})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", readyz(natsReady(nc), func(context.Context) error { return p.Ready() }, ch.Ping))
+	_, serve, err := r.serve(ctx, mux)
 	if err != nil {
 		return err
 	}

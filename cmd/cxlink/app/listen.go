@@ -98,3 +98,9 @@ func (r *roles) listen(ctx context.Context, events, admin func(*http.ServeMux)) 
 	}
 	return first, func() error { return runAll(ctx, tasks...) }, nil
 }
+
+// serve serves mux, with /metrics added, on CXLINK_HTTP_ADDR (or CXLINK_ADMIN_ADDR when
+// set), until ctx is done: for roles whose routes are all probes and metrics.
+func (r *roles) serve(ctx context.Context, mux *http.ServeMux) (string, func() error, error) {
+	return r.listen(ctx, nil, func(admin *http.ServeMux) { admin.Handle("/", mux) })
+}

@@ -10,6 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 export CXLINK_DATA_DIR=${CXLINK_DATA_DIR:-$PWD/.cxlink}
+# The demo imports two hours of simulated history at once: sync the embedded JetStream
+# every second rather than per event (cxlink's default), which is ten times faster here.
+export CXLINK_NATS_SYNC=${CXLINK_NATS_SYNC:-1s}
 # Ports clear of the system services a package install may have started (9000, 8123, 9090).
 export CLICKHOUSE_PORT=${CLICKHOUSE_PORT:-19000} CLICKHOUSE_HTTP_PORT=${CLICKHOUSE_HTTP_PORT:-18123}
 export CLICKHOUSE_INTERSERVER_PORT=${CLICKHOUSE_INTERSERVER_PORT:-19009}

@@ -18,4 +18,18 @@ fi
 echo "== go vet"
 go vet ./...
 echo "== go test -race"
+# The fault-injection suite (cmd/cxlink/fault_test.go) writes its counts here; longer
+# runs: CXLINK_FAULT_SEEDS=10 CXLINK_FAULT_LOAD=60s deploy/local/test.sh -run Fault
+export CXLINK_FAULT_REPORT=${CXLINK_FAULT_REPORT:-$(mktemp -t cxlink-fault-report.XXXXXX)}
 go test -race -count=1 -timeout 15m "$@" ./...
+if [ -s "$CXLINK_FAULT_REPORT" ]; then
+  echo "== fault injection"
+  cat "$CXLINK_FAULT_REPORT"
+fi
+# Fuzzing, a bounded time per target (CXLINK_FUZZTIME, e.g. 10m for a longer hunt); the
+# corpus is committed under testdata/fuzz and also runs as plain tests above.
+fuzztime=${CXLINK_FUZZTIME:-20s}
+for target in ./ingest/event:FuzzDecode ./ingest/httpapi:FuzzHandler; do
+  echo "== fuzz ${target#*:} for $fuzztime"
+  go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "$fuzztime" -fuzzminimizetime 5s "${target%%:*}" | tail -n 15
+done

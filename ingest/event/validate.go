@@ -42,6 +42,13 @@ const (
 	MaxCommentLength = 4000
 )
 
+// Limits on the shape of an event, which is a flat object of at most 16 fields: more
+// fields, or values nested deeper, are refused before they are decoded one by one.
+const (
+	MaxFields = 32
+	MaxDepth  = 3
+)
+
 // earliest is the earliest occurred_at accepted: older timestamps are mistakes (a zero
 // date, seconds read as milliseconds), not history.
 var earliest = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -61,7 +68,12 @@ func (v Validator) Decode(data []byte) (Event, Errors) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&e); err != nil || dec.More() {
-		// The fast path failed: decode field by field to say exactly which.
+		// The fast path failed: decode field by field to say exactly which, unless the
+		// object is far from an event (each of its fields would get an error).
+		if fields, depth := shape(data); fields > MaxFields || depth > MaxDepth {
+			return Event{}, Errors{{Field: "(event)", Message: fmt.Sprintf(
+				"has %d fields nested %d deep; an event is a flat object of at most %d fields", fields, depth, MaxFields)}}
+		}
 		var errs Errors
 		e, errs = decodeFields(data)
 		if len(errs) > 0 {
@@ -93,6 +105,10 @@ func decodeFields(data []byte) (Event, Errors) {
 	}
 	for name, raw := range fields {
 		target, kind := e.field(name)
+		if name == "" {
+			errs.add("(event)", "a field has an empty name")
+			continue
+		}
 		if target == nil {
 			errs.add(name, "unknown field")
 			continue
@@ -118,6 +134,10 @@ func checkKeys(data []byte) Errors {
 	n := 0
 	eachKey(data, func(raw []byte) {
 		key := string(raw)
+		if key == "" {
+			errs.add("(event)", "a field has an empty name")
+			return
+		}
 		if target, _ := (&Event{}).field(key); target == nil {
 			errs.add(key, "unknown field (field names are lower case)")
 			return
@@ -163,6 +183,35 @@ func eachKey(data []byte, fn func(key []byte)) {
 			i = j
 		}
 	}
+}
+
+// shape counts the keys of the top-level object in data and measures how deeply its
+// values nest (a flat object is 1 deep). data need not be valid JSON.
+func shape(data []byte) (fields, depth int) {
+	level, wantKey := 0, false
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; c {
+		case '{', '[':
+			level++
+			depth = max(depth, level)
+			wantKey = c == '{' && level == 1
+		case '}', ']':
+			level--
+		case ',':
+			wantKey = level == 1
+		case '"':
+			if wantKey && level == 1 {
+				fields++
+				wantKey = false
+			}
+			for i++; i < len(data) && data[i] != '"'; i++ {
+				if data[i] == '\\' {
+					i++
+				}
+			}
+		}
+	}
+	return fields, depth
 }
 
 func asTypeError(err error, target **json.UnmarshalTypeError) bool {

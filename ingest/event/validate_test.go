@@ -1,6 +1,7 @@
 package event
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -83,5 +84,32 @@ func TestStandardScoreAndClassify(t *testing.T) {
 		if got != c.want || pos != c.positive || neg != c.negat {
 			t.Errorf("%s %v on %v–%v: standard %v (%v, %v), want %v (%v, %v)", c.survey, c.score, c.lo, c.hi, got, pos, neg, c.want, c.positive, c.negat)
 		}
+	}
+}
+
+// Objects far from an event are refused as a whole, with one error, before each of their
+// fields is decoded: many fields, or values nested deep.
+func TestDecodeRefusesTheShapeOfNoEvent(t *testing.T) {
+	many := `{"id":"x"`
+	for i := range 40 {
+		many += fmt.Sprintf(`,"f%d":1`, i)
+	}
+	many += "}"
+	deep := `{"id":"x","comment":` + strings.Repeat("[", 5000) + strings.Repeat("]", 5000) + "}"
+	for name, body := range map[string]string{"many fields": many, "deep": deep} {
+		_, errs := validator().Decode([]byte(body))
+		if len(errs) != 1 || errs[0].Field != "(event)" || !strings.Contains(errs[0].Message, "flat object") {
+			t.Errorf("%s: %v", name, errs)
+		}
+	}
+	// A nested value in a few fields is still named field by field.
+	_, errs := validator().Decode([]byte(`{"id":{"a":[1]},"type":"ticket"}`))
+	if len(errs) != 1 || errs[0].Field != "id" {
+		t.Errorf("nested id: %v", errs)
+	}
+	// An empty key is an error of the event, not of a field without a name.
+	_, errs = validator().Decode([]byte(`{"":""}`))
+	if len(errs) != 1 || errs[0].Field != "(event)" {
+		t.Errorf("empty key: %v", errs)
 	}
 }

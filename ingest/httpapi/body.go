@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 
 	"github.com/cxlink/cxlink/ingest/event"
 )
@@ -33,7 +34,10 @@ type position struct{ index, line int }
 type batch struct {
 	validator event.Validator
 	maxEvents int
-	prepare   func(*event.Event) *event.FieldError // nil: events are published as decoded
+	labels    *labelGuard
+	// source is the authenticated source of the request, if any.
+	source  string
+	prepare func(*event.Event) *event.FieldError // nil: events are published as decoded
 
 	events   []event.Event
 	pos      []position // of events[i]
@@ -52,6 +56,18 @@ func (b *batch) add(raw []byte, line int) *bodyError {
 	index := b.n
 	b.n++
 	e, errs := b.validator.Decode(raw)
+	if len(errs) == 0 && b.source != "" {
+		switch e.Source {
+		case "":
+			e.Source = b.source
+		case b.source:
+		default:
+			errs = event.Errors{{Field: "source", Message: fmt.Sprintf("is %q, but the request's credentials are those of %q", e.Source, b.source)}}
+		}
+	}
+	if len(errs) == 0 && b.labels != nil {
+		errs = b.labels.admit(&e)
+	}
 	if len(errs) == 0 && b.prepare != nil {
 		if fe := b.prepare(&e); fe != nil {
 			errs = event.Errors{*fe}
@@ -244,6 +260,10 @@ func skipSpace(br *bufio.Reader) (int64, error) {
 func readError(err error) *bodyError {
 	if be := tooLarge(err); be != nil {
 		return be
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return &bodyError{code: http.StatusRequestTimeout, msg: fmt.Sprintf(
+			"the body did not arrive within %s: send it faster, or in smaller requests", ReadTimeout)}
 	}
 	return badBody("could not read the body: %v", err)
 }

@@ -20,6 +20,22 @@ type Config struct {
 	MaxFuture time.Duration `env:"CXLINK_MAX_FUTURE" envDefault:"5m"`
 	// PublishTimeout bounds the wait for JetStream's acknowledgements of one request.
 	PublishTimeout time.Duration `env:"CXLINK_PUBLISH_TIMEOUT" envDefault:"10s"`
+	// MaxConcurrentRequests bounds the event requests served at once, and with it the
+	// memory they hold (each up to MaxBodyBytes, decoded); more are answered 429. 32
+	// leaves room for many connectors sending at once while bounding the worst case
+	// near 32 × 8 MiB of bodies.
+	MaxConcurrentRequests int `env:"CXLINK_MAX_CONCURRENT_REQUESTS" envDefault:"32"`
+	// MaxLabelValues bounds the distinct values of category, channel, team, question
+	// and source that one ingest process accepts: each becomes window series and rollup
+	// rows. 5000 is far above what a contact centre names, far below what would strain
+	// the processors.
+	MaxLabelValues int `env:"CXLINK_MAX_LABEL_VALUES" envDefault:"5000"`
+	// AdminAddr, when set, moves /healthz, /readyz and /metrics off Addr onto a listener
+	// of their own (e.g. a private interface), leaving Addr only POST /v1/events.
+	AdminAddr string `env:"CXLINK_ADMIN_ADDR"`
+	// TLSCertFile and TLSKeyFile (PEM) make Addr serve HTTPS.
+	TLSCertFile string `env:"CXLINK_TLS_CERT_FILE"`
+	TLSKeyFile  string `env:"CXLINK_TLS_KEY_FILE"`
 }
 
 // Limits that keep a configuration usable.
@@ -45,6 +61,20 @@ func (c Config) Validate() error {
 	}
 	if c.MaxFuture < 0 || c.MaxFuture > maxMaxFuture {
 		errs = append(errs, fmt.Errorf("CXLINK_MAX_FUTURE: %s is not between 0 and %s", c.MaxFuture, maxMaxFuture))
+	}
+	if c.MaxConcurrentRequests < 1 || c.MaxConcurrentRequests > 100_000 {
+		errs = append(errs, fmt.Errorf("CXLINK_MAX_CONCURRENT_REQUESTS: %d is not between 1 and 100000", c.MaxConcurrentRequests))
+	}
+	if c.AdminAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
+			errs = append(errs, fmt.Errorf("CXLINK_ADMIN_ADDR: %w", err))
+		}
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("CXLINK_TLS_CERT_FILE and CXLINK_TLS_KEY_FILE: set both, or neither"))
+	}
+	if c.MaxLabelValues < 1 {
+		errs = append(errs, fmt.Errorf("CXLINK_MAX_LABEL_VALUES: %d is not positive", c.MaxLabelValues))
 	}
 	// The response must still fit in the server's write timeout after publishing.
 	if c.PublishTimeout <= 0 || c.PublishTimeout > WriteTimeout/2 {

@@ -27,7 +27,12 @@
 //   - 413: a body over CXLINK_MAX_BODY_BYTES, or more than CXLINK_MAX_BATCH_EVENTS events;
 //   - 415: a Content-Type other than application/json or application/x-ndjson (none is
 //     fine), a charset other than UTF-8, or a Content-Encoding but identity;
-//   - 400: no events at all.
+//   - 400: no events at all;
+//   - 408: the body did not arrive within the read timeout (a slow client);
+//   - 429 with Retry-After: CXLINK_MAX_CONCURRENT_REQUESTS requests are being served.
+//
+// Headers are bounded by MaxHeaderBytes (431 above) and must arrive within
+// ReadHeaderTimeout, or the connection is closed.
 //
 // # Response
 //

@@ -63,6 +63,9 @@ func testConfig() Config {
 		MaxBatchEvents: 10000,
 		MaxFuture:      5 * time.Minute,
 		PublishTimeout: 10 * time.Second,
+
+		MaxConcurrentRequests: 32,
+		MaxLabelValues:        5000,
 	}
 }
 

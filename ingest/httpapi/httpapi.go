@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cxlink/cxlink/ingest/auth"
 	"github.com/cxlink/cxlink/ingest/event"
 	"github.com/cxlink/cxlink/ingest/stream"
 )
@@ -36,6 +37,11 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Now defaults to time.Now; occurred_at is checked against it.
 	Now func() time.Time
+	// Guard, when set, wraps POST /v1/events (after the concurrency limit): it refuses
+	// requests without valid credentials and puts the authenticated source into the
+	// request's context (ingest/auth). Events of an authenticated request take its
+	// source when they name none, and are rejected when they name another.
+	Guard func(http.Handler) http.Handler
 	// Prepare, when set, is applied to every valid event before it is published (e.g.
 	// pseudonymizing employee ids); an error rejects the event with that field error.
 	Prepare func(*event.Event) *event.FieldError
@@ -81,6 +87,13 @@ type ErrorResponse struct {
 // RetryAfter is the Retry-After of a 503: JetStream refused or did not acknowledge in time.
 const RetryAfter = "2"
 
+// RetryAfterFull is the Retry-After of a 503 because the stream is full: room comes
+// back only when an operator raises the limit or old events age out.
+const RetryAfterFull = "30"
+
+// RetryAfterBusy is the Retry-After of a 429: too many requests at once.
+const RetryAfterBusy = "1"
+
 // readyTimeout bounds one readiness check.
 const readyTimeout = 5 * time.Second
 
@@ -94,7 +107,11 @@ type Handler struct {
 	now       func() time.Time
 	metrics   *metrics
 	mux       *http.ServeMux
-	prepare   func(*event.Event) *event.FieldError
+	guard     func(http.Handler) http.Handler
+	// inFlight holds a token per event request being served.
+	inFlight chan struct{}
+	labels   *labelGuard
+	prepare  func(*event.Event) *event.FieldError
 }
 
 // New returns the handler of cfg, which must be valid.
@@ -113,6 +130,9 @@ func New(cfg Config, opts Options) (*Handler, error) {
 		now:       opts.Now,
 		metrics:   newMetrics(opts.Registerer),
 		mux:       http.NewServeMux(),
+		inFlight:  make(chan struct{}, cfg.MaxConcurrentRequests),
+		labels:    newLabelGuard(cfg.MaxLabelValues),
+		guard:     opts.Guard,
 		prepare:   opts.Prepare,
 	}
 	if h.logger == nil {
@@ -128,9 +148,39 @@ func New(cfg Config, opts Options) (*Handler, error) {
 // Routes registers POST /v1/events, GET /healthz and GET /readyz on mux. The mux answers
 // 405 with an Allow header for another method on these paths, and 404 for unknown paths.
 func (h *Handler) Routes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /v1/events", h.serveEvents)
+	h.EventRoutes(mux)
+	h.ProbeRoutes(mux)
+}
+
+// EventRoutes registers POST /v1/events only, for a listener of its own.
+func (h *Handler) EventRoutes(mux *http.ServeMux) {
+	var events http.Handler = http.HandlerFunc(h.serveEvents)
+	if h.guard != nil {
+		events = h.guard(events)
+	}
+	mux.Handle("POST /v1/events", h.limit(events))
+}
+
+// ProbeRoutes registers GET /healthz and GET /readyz only.
+func (h *Handler) ProbeRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /healthz", h.serveHealth)
 	mux.HandleFunc("GET /readyz", h.serveReady)
+}
+
+// limit answers 429 while CXLINK_MAX_CONCURRENT_REQUESTS requests are being served.
+func (h *Handler) limit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case h.inFlight <- struct{}{}:
+			defer func() { <-h.inFlight }()
+			next.ServeHTTP(w, r)
+		default:
+			w.Header().Set("Retry-After", RetryAfterBusy)
+			writeJSON(w, http.StatusTooManyRequests, ErrorResponse{Error: fmt.Sprintf(
+				"%d requests are being served already (CXLINK_MAX_CONCURRENT_REQUESTS): send again later", cap(h.inFlight))})
+			h.metrics.request(http.StatusTooManyRequests, time.Now(), 0, false)
+		}
+	})
 }
 
 // ServeHTTP serves the routes of Routes.
@@ -157,6 +207,8 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 	b := &batch{
 		validator: event.Validator{Now: h.now, MaxFuture: h.cfg.MaxFuture},
 		maxEvents: h.cfg.MaxBatchEvents,
+		labels:    h.labels,
+		source:    auth.SourceFrom(r.Context()),
 		prepare:   h.prepare,
 	}
 	if be := h.readBody(w, r, b); be != nil {
@@ -194,6 +246,12 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 	case resp.Failed > 0:
 		code = http.StatusServiceUnavailable
 		w.Header().Set("Retry-After", RetryAfter)
+		for _, res := range results {
+			if errors.Is(res.Err, stream.ErrFull) {
+				w.Header().Set("Retry-After", RetryAfterFull)
+				break
+			}
+		}
 	case resp.Accepted+resp.Duplicates == 0:
 		code = http.StatusBadRequest
 	}

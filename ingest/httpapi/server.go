@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,7 +20,35 @@ const (
 	WriteTimeout      = 60 * time.Second
 	IdleTimeout       = 120 * time.Second
 	ShutdownTimeout   = 30 * time.Second
+	// MaxHeaderBytes bounds a request's headers: credentials and a few more fit easily.
+	MaxHeaderBytes = 64 << 10
 )
+
+// Timeouts of the server; zero fields take the defaults above.
+type Timeouts struct {
+	ReadHeader, Read, Write, Idle, Shutdown time.Duration
+}
+
+func (t Timeouts) orDefaults() Timeouts {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&t.ReadHeader, ReadHeaderTimeout)
+	def(&t.Read, ReadTimeout)
+	def(&t.Write, WriteTimeout)
+	def(&t.Idle, IdleTimeout)
+	def(&t.Shutdown, ShutdownTimeout)
+	return t
+}
+
+// ServeOptions of ServeWith.
+type ServeOptions struct {
+	Timeouts Timeouts
+	// TLS, when set, serves HTTPS on the listener.
+	TLS *tls.Config
+}
 
 // ListenAndServe serves h on addr until ctx ends, then shuts down gracefully: it stops
 // accepting connections and waits up to ShutdownTimeout for requests in flight, so that
@@ -35,16 +64,27 @@ func ListenAndServe(ctx context.Context, addr string, h http.Handler, logger *sl
 
 // Serve is ListenAndServe on a listener it takes ownership of.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger) error {
+	return ServeWith(ctx, ln, h, logger, ServeOptions{})
+}
+
+// ServeWith is Serve with options: TLS, and other timeouts (tests).
+func ServeWith(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger, opts ServeOptions) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	t := opts.Timeouts.orDefaults()
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: ReadHeaderTimeout,
-		ReadTimeout:       ReadTimeout,
-		WriteTimeout:      WriteTimeout,
-		IdleTimeout:       IdleTimeout,
+		ReadHeaderTimeout: t.ReadHeader,
+		ReadTimeout:       t.Read,
+		WriteTimeout:      t.Write,
+		IdleTimeout:       t.Idle,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		TLSConfig:         opts.TLS,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	if opts.TLS != nil {
+		ln = tls.NewListener(ln, opts.TLS)
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -56,9 +96,9 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Lo
 		return fmt.Errorf("http serve: %w", err)
 	case <-ctx.Done():
 	}
-	logger.Info("http shutting down", "deadline", ShutdownTimeout)
+	logger.Info("http shutting down", "deadline", t.Shutdown)
 	// Requests in flight must finish even though ctx has ended.
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.Shutdown)
 	defer cancel()
 	shutdownErr := srv.Shutdown(sctx)
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {

@@ -105,6 +105,9 @@ func (p *Publisher) Publish(ctx context.Context, events []event.Event) []Result 
 		case ack := <-f.Ok():
 			results[i].Duplicate = ack.Duplicate
 		case err := <-f.Err():
+			if full(err) {
+				err = fmt.Errorf("%w: %w", ErrFull, err)
+			}
 			results[i].Err = fmt.Errorf("publish: %w", err)
 		case <-ctx.Done():
 			results[i].Err = fmt.Errorf("publish: %w", ctx.Err())

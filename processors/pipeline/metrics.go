@@ -16,6 +16,8 @@ type metrics struct {
 	attribution   *prometheus.CounterVec
 	redeliveries  prometheus.Counter
 	undecodable   prometheus.Counter
+	deadLetters   *prometheus.CounterVec
+	rejectedRows  *prometheus.CounterVec
 	replayed      prometheus.Counter
 	pending       *prometheus.GaugeVec
 	ackPending    *prometheus.GaugeVec
@@ -49,8 +51,16 @@ func newMetrics(reg prometheus.Registerer, maxKeys int) *metrics {
 		}),
 		undecodable: f.NewCounter(prometheus.CounterOpts{
 			Name: "cxlink_processor_undecodable_total",
-			Help: "Stream messages that are not a valid event (not published by cxlink ingest); terminated.",
+			Help: "Stream messages that are not a valid event (not published by cxlink ingest); dead-lettered.",
 		}),
+		deadLetters: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "cxlink_dead_letters_total",
+			Help: "Messages set aside in the dead-letter stream, by reason: invalid (not a valid event), sink_rejected (the sink can never store a row of it).",
+		}, []string{"reason"}),
+		rejectedRows: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "cxlink_sink_rejected_rows_total",
+			Help: "Rows the sink can never store (e.g. a value out of a column's range), by kind; taken out of their batch, which is written without them.",
+		}, []string{"kind"}),
 		replayed: f.NewCounter(prometheus.CounterOpts{
 			Name: "cxlink_processor_replayed_messages_total",
 			Help: "Messages replayed at start-up to rebuild partition state.",
@@ -91,6 +101,9 @@ func newMetrics(reg prometheus.Registerer, maxKeys int) *metrics {
 			Name: "cxlink_pulses_too_late_total",
 			Help: "Employee pulses received after their period's horizon (the longest of the windows and the pulse period, plus allowed lateness and attribution wait, from the period's start): not counted, not stored.",
 		}),
+	}
+	for _, r := range []string{reasonInvalid, reasonRejected} {
+		m.deadLetters.WithLabelValues(r)
 	}
 	reg.MustRegister(m.rolling)
 	return m

@@ -21,6 +21,9 @@ type Options struct {
 	Stream     jetstream.Stream
 	Partitions int // the stream's partition count
 	Sink       Sink
+	// DeadLetters keeps the messages that can never be processed; nil: they are only
+	// logged and terminated.
+	DeadLetters DeadLetters
 	// LastWindowEnd, when set, tells where a partition's rollups stopped before a
 	// restart, so that the ticks missed while down are written (up to Config.Backfill).
 	LastWindowEnd func(ctx context.Context, partition uint16) (time.Time, bool, error)
@@ -91,9 +94,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	drainCtx, cancelDrain := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelDrain()
 	writerDone := make(chan struct{})
+	var drained bool
 	go func() {
 		defer close(writerDone)
-		p.writer.run(drainCtx)
+		drained = p.writer.run(drainCtx)
 	}()
 	defer func() {
 		// Workers have returned: nothing sends any more.
@@ -101,6 +105,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		t := time.AfterFunc(p.opts.DrainTimeout, cancelDrain)
 		<-writerDone
 		t.Stop()
+		if drained {
+			p.opts.Logger.Info("processors drained: every message taken is stored and acked")
+		} else {
+			p.opts.Logger.Warn("processors stopped before the last batch was stored; JetStream delivers its messages again")
+		}
 	}()
 
 	for _, w := range p.workers {

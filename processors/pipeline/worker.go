@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/cxlink/cxlink/ingest/event"
 	"github.com/cxlink/cxlink/ingest/stream"
 	"github.com/cxlink/cxlink/processors/partition"
 	"github.com/cxlink/cxlink/processors/records"
@@ -139,7 +137,7 @@ func (w *worker) replayFrom(it jetstream.MessagesContext, ackFloor uint64, byTim
 		if seq > w.replayedTo {
 			return 0, nil
 		}
-		if rows, ok := w.apply(msg, meta, false); ok && seq > ackFloor {
+		if rows, err := w.apply(msg, meta, false); err == nil && seq > ackFloor {
 			w.inFlight[seq] = &rows
 		}
 		*n++
@@ -151,15 +149,14 @@ func (w *worker) replayFrom(it jetstream.MessagesContext, ackFloor uint64, byTim
 }
 
 // apply decodes a message and applies it to the state; live applications count in the
-// metrics. It reports false for a message that is not an event.
-func (w *worker) apply(msg jetstream.Msg, meta *jetstream.MsgMetadata, live bool) (records.Batch, bool) {
-	var e event.Event
-	if err := json.Unmarshal(msg.Data(), &e); err != nil || e.ID == "" {
+// metrics. It fails for a message that is not a valid event, without applying it.
+func (w *worker) apply(msg jetstream.Msg, meta *jetstream.MsgMetadata, live bool) (records.Batch, error) {
+	e, err := w.decode(msg, meta)
+	if err != nil {
 		if live {
 			w.metrics.undecodable.Inc()
-			w.logger.Error("message is not an event; terminating it", "seq", meta.Sequence.Stream, "err", err)
 		}
-		return records.Batch{}, false
+		return records.Batch{}, err
 	}
 	rows, oc := w.state.Apply(partition.Message{Seq: meta.Sequence.Stream, ReceivedAt: meta.Timestamp, Event: e})
 	if live {
@@ -183,7 +180,7 @@ func (w *worker) apply(msg jetstream.Msg, meta *jetstream.MsgMetadata, live bool
 			w.metrics.pulsesTooLate.Inc()
 		}
 	}
-	return rows, true
+	return rows, nil
 }
 
 // handle processes one delivered message.
@@ -195,15 +192,15 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
 	seq := meta.Sequence.Stream
 	if seq > max(w.replayedTo, w.applied) {
 		w.applied = seq
-		rows, ok := w.apply(msg, meta, true)
-		if !ok {
-			w.settle(msg.Term(), seq)
+		rows, err := w.apply(msg, meta, true)
+		if err != nil {
+			w.deadLetter(ctx, msg, seq, reasonInvalid, err.Error())
 			return nil
 		}
 		w.mu.Lock()
 		w.inFlight[seq] = nil
 		w.mu.Unlock()
-		return w.submit(ctx, item{rows: rows, stored: w.storedFunc(msg, seq), receivedAt: meta.Timestamp})
+		return w.submit(ctx, w.item(msg, meta, rows))
 	}
 	// Applied already (by the replay, or a redelivery): its rows are written unless they
 	// are on their way.
@@ -217,14 +214,25 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 	w.mu.Unlock()
 	switch {
-	case !known: // stored and acked before; the ack was lost
+	case !known: // stored and acked (or dead-lettered) before; the ack was lost
+		if _, err := w.decode(msg, meta); err != nil {
+			w.deadLetter(ctx, msg, seq, reasonInvalid, err.Error())
+			return nil
+		}
 		w.settle(msg.Ack(), seq)
 		return nil
 	case rows == nil: // its batch is on its way; that batch acks it
 		return nil
 	default:
-		return w.submit(ctx, item{rows: *rows, stored: w.storedFunc(msg, seq), receivedAt: meta.Timestamp})
+		return w.submit(ctx, w.item(msg, meta, *rows))
 	}
+}
+
+// item is what the writer gets for a message's rows.
+func (w *worker) item(msg jetstream.Msg, meta *jetstream.MsgMetadata, rows records.Batch) item {
+	seq := meta.Sequence.Stream
+	return item{rows: rows, stored: w.storedFunc(msg, seq), poison: w.poisonFunc(msg, seq),
+		partition: uint16(w.id), seq: seq, receivedAt: meta.Timestamp}
 }
 
 func (w *worker) storedFunc(msg jetstream.Msg, seq uint64) func() {

@@ -21,6 +21,11 @@ type item struct {
 	rows records.Batch
 	// stored runs after the batch holding these rows was written; nil for tick rows.
 	stored func()
+	// poison runs instead of stored when the sink rejected a row of this message for
+	// good; it dead-letters the message. partition and seq locate the message.
+	poison    func(ctx context.Context, reason string)
+	partition uint16
+	seq       uint64
 	// receivedAt of the message, for the ingest-to-stored latency; zero for tick rows.
 	receivedAt time.Time
 }
@@ -51,25 +56,29 @@ func newWriter(sink Sink, cfg Config, m *metrics, logger *slog.Logger) *writer {
 	}
 }
 
-// run writes until in is closed, then flushes what it holds. ctx ending aborts retries:
-// rows not written are not acked, so JetStream delivers them again later.
-func (w *writer) run(ctx context.Context) {
+// run writes until in is closed, then flushes what it holds, and reports whether that
+// last flush stored everything. ctx ending aborts retries: rows not written are not
+// acked, so JetStream delivers them again later.
+func (w *writer) run(ctx context.Context) (drained bool) {
 	var batch records.Batch
 	var done []item
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	flush := func() {
+	flush := func() bool {
 		timer.Stop()
 		if len(done) == 0 {
-			return
+			return true
 		}
 		// Messages may produce no rows (pulses held back): they are acked all the same.
-		if batch.Len() > 0 && !w.write(ctx, &batch) {
-			return
+		rejected := map[msgKey]string{}
+		if batch.Len() > 0 && !w.write(ctx, &batch, rejected) {
+			return false
 		}
 		now := w.now()
 		for _, it := range done {
-			if it.stored != nil {
+			if reason, ok := rejected[msgKey{it.partition, it.seq}]; ok && it.poison != nil {
+				it.poison(ctx, reason)
+			} else if it.stored != nil {
 				it.stored()
 			}
 			if !it.receivedAt.IsZero() {
@@ -79,13 +88,13 @@ func (w *writer) run(ctx context.Context) {
 		batch.Reset()
 		clear(done)
 		done = done[:0]
+		return true
 	}
 	for {
 		select {
 		case it, ok := <-w.in:
 			if !ok {
-				flush()
-				return
+				return flush()
 			}
 			if len(done) == 0 {
 				timer.Reset(w.maxDelay)
@@ -109,8 +118,10 @@ func appendRows(dst, src *records.Batch) {
 }
 
 // write retries the batch with capped exponential back-off until it is stored or ctx
-// ends, and reports whether it was stored.
-func (w *writer) write(ctx context.Context, b *records.Batch) bool {
+// ends, and reports whether it was stored. A row the sink can never store is taken out
+// of the batch at once (retrying cannot help) and its message noted in rejected; the
+// others are written.
+func (w *writer) write(ctx context.Context, b *records.Batch, rejected map[msgKey]string) bool {
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		start := w.now()
@@ -124,6 +135,12 @@ func (w *writer) write(ctx context.Context, b *records.Batch) bool {
 			return true
 		}
 		w.metrics.flushErrors.Inc()
+		if w.setAside(err, b, rejected) {
+			if b.Len() == 0 {
+				return true
+			}
+			continue
+		}
 		w.logger.Warn("write batch failed; retrying", "rows", b.Len(), "attempt", attempt, "retry_in", backoff, "err", err)
 		select {
 		case <-ctx.Done():

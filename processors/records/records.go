@@ -111,3 +111,70 @@ func (b *Batch) Len() int { return len(b.Surveys) + len(b.Tickets) + len(b.Pulse
 func (b *Batch) Reset() {
 	b.Surveys, b.Tickets, b.Pulses, b.Rollups = b.Surveys[:0], b.Tickets[:0], b.Pulses[:0], b.Rollups[:0]
 }
+
+// Kind names one of a Batch's row slices.
+type Kind uint8
+
+// The kinds of rows in a Batch.
+const (
+	KindSurvey Kind = iota
+	KindTicket
+	KindPulse
+	KindRollup
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindSurvey:
+		return "survey"
+	case KindTicket:
+		return "ticket"
+	case KindPulse:
+		return "pulse"
+	case KindRollup:
+		return "rollup"
+	}
+	return "unknown"
+}
+
+// RowRef names one row of a Batch: Index into the slice of Kind.
+type RowRef struct {
+	Kind  Kind
+	Index int
+}
+
+// Origin is the stored message a row came from; false for rollups and for a reference
+// outside the batch.
+func (b *Batch) Origin(r RowRef) (Origin, bool) {
+	switch {
+	case r.Index < 0:
+	case r.Kind == KindSurvey && r.Index < len(b.Surveys):
+		return b.Surveys[r.Index].Origin, true
+	case r.Kind == KindTicket && r.Index < len(b.Tickets):
+		return b.Tickets[r.Index].Origin, true
+	case r.Kind == KindPulse && r.Index < len(b.Pulses):
+		return b.Pulses[r.Index].Origin, true
+	}
+	return Origin{}, false
+}
+
+// Remove deletes the row r names, keeping the order of the others; it reports whether
+// there was such a row.
+func (b *Batch) Remove(r RowRef) bool {
+	if r.Index < 0 {
+		return false
+	}
+	switch {
+	case r.Kind == KindSurvey && r.Index < len(b.Surveys):
+		b.Surveys = append(b.Surveys[:r.Index], b.Surveys[r.Index+1:]...)
+	case r.Kind == KindTicket && r.Index < len(b.Tickets):
+		b.Tickets = append(b.Tickets[:r.Index], b.Tickets[r.Index+1:]...)
+	case r.Kind == KindPulse && r.Index < len(b.Pulses):
+		b.Pulses = append(b.Pulses[:r.Index], b.Pulses[r.Index+1:]...)
+	case r.Kind == KindRollup && r.Index < len(b.Rollups):
+		b.Rollups = append(b.Rollups[:r.Index], b.Rollups[r.Index+1:]...)
+	default:
+		return false
+	}
+	return true
+}

@@ -576,6 +576,9 @@ func TestWriteBatchRowError(t *testing.T) {
 	if !errors.As(err, &rowErr) || rowErr.Table != "tickets" || rowErr.Row != 0 {
 		t.Fatalf("err = %v, want a RowError for tickets row 0", err)
 	}
+	if ref := rowErr.RejectedRow(); ref != (records.RowRef{Kind: records.KindTicket, Index: 0}) {
+		t.Errorf("RejectedRow() = %+v, want the batch's ticket 0", ref)
+	}
 	if got := counter(t, reg, "cxlink_clickhouse_insert_errors_total", "tickets"); got != 1 {
 		t.Errorf("insert errors = %v, want 1", got)
 	}
@@ -648,6 +651,35 @@ func TestOpenUnreachable(t *testing.T) {
 	cfg.DialTimeout = time.Second
 	if _, err := clickhouse.Open(context.Background(), cfg, nil, nil); err == nil {
 		t.Fatal("open of an address nobody listens on succeeded")
+	}
+}
+
+// A role that starts while ClickHouse is down opens it again and again with the same
+// registry; once it answers, the client works and counts on the metrics registered first.
+func TestOpenAgainWithTheSameRegistry(t *testing.T) {
+	srv := chtest.Start(t)
+	cfg := srv.Config(srv.NewDatabase(t))
+	reg := prometheus.NewRegistry()
+	down := cfg
+	down.Addr, down.DialTimeout = "127.0.0.1:1", 200*time.Millisecond
+	for range 2 {
+		if _, err := clickhouse.Open(context.Background(), down, nil, reg); err == nil {
+			t.Fatal("open of an address nobody listens on succeeded")
+		}
+	}
+	c, err := clickhouse.Open(context.Background(), cfg, nil, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteBatch(context.Background(), sampleBatch()); err != nil {
+		t.Fatal(err)
+	}
+	if got := counter(t, reg, "cxlink_clickhouse_rows_written_total", "survey_responses"); got != float64(len(sampleBatch().Surveys)) {
+		t.Errorf("rows written = %v, want %d", got, len(sampleBatch().Surveys))
 	}
 }
 

@@ -38,9 +38,18 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.R
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	password, err := cfg.password()
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, err := cfg.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
 	conn, err := ch.Open(&ch.Options{
 		Addr: []string{cfg.Addr},
-		Auth: ch.Auth{Username: cfg.User, Password: cfg.Password},
+		Auth: ch.Auth{Username: cfg.User, Password: password},
+		TLS:  tlsCfg,
 		// LZ4 costs little CPU and cuts the bytes of text-heavy rows by several times
 		// when ClickHouse is not on the same host.
 		Compression: &ch.Compression{Method: ch.CompressionLZ4},

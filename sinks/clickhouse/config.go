@@ -1,11 +1,15 @@
 package clickhouse
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v11"
@@ -21,6 +25,13 @@ type Config struct {
 	Database string `env:"CLICKHOUSE_DATABASE" envDefault:"cxlink"`
 	User     string `env:"CLICKHOUSE_USER" envDefault:"default"`
 	Password string `env:"CLICKHOUSE_PASSWORD"`
+	// PasswordFile names a file holding the password (a mounted secret), read at Open.
+	PasswordFile string `env:"CLICKHOUSE_PASSWORD_FILE"`
+	// TLS speaks the native protocol over TLS (ClickHouse's tcp_port_secure, 9440 by
+	// default), verifying the server against the system's roots or TLSCAFile.
+	TLS           bool   `env:"CLICKHOUSE_TLS"`
+	TLSCAFile     string `env:"CLICKHOUSE_TLS_CA_FILE"`
+	TLSServerName string `env:"CLICKHOUSE_TLS_SERVER_NAME"`
 	// DialTimeout bounds connecting, and waiting for a free connection of the pool.
 	DialTimeout time.Duration `env:"CLICKHOUSE_DIAL_TIMEOUT" envDefault:"5s"`
 	// InsertTimeout bounds one table's insert of a batch. 30 s is far above the time of
@@ -58,6 +69,12 @@ func (c Config) Validate() error {
 	if c.User == "" {
 		errs = append(errs, errors.New("CLICKHOUSE_USER must not be empty"))
 	}
+	if c.Password != "" && c.PasswordFile != "" {
+		errs = append(errs, errors.New("CLICKHOUSE_PASSWORD and CLICKHOUSE_PASSWORD_FILE: set one, not both"))
+	}
+	if !c.TLS && (c.TLSCAFile != "" || c.TLSServerName != "") {
+		errs = append(errs, errors.New("CLICKHOUSE_TLS_CA_FILE and CLICKHOUSE_TLS_SERVER_NAME need CLICKHOUSE_TLS=true"))
+	}
 	if c.DialTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("CLICKHOUSE_DIAL_TIMEOUT %s must be positive", c.DialTimeout))
 	}
@@ -68,4 +85,35 @@ func (c Config) Validate() error {
 		return fmt.Errorf("invalid clickhouse config: %w", err)
 	}
 	return nil
+}
+
+// password is the configured password, read from PasswordFile when that is set.
+func (c Config) password() (string, error) {
+	if c.PasswordFile == "" {
+		return c.Password, nil
+	}
+	b, err := os.ReadFile(c.PasswordFile)
+	if err != nil {
+		return "", fmt.Errorf("CLICKHOUSE_PASSWORD_FILE: %w", err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// tlsConfig is the connection's TLS, nil without CLICKHOUSE_TLS.
+func (c Config) tlsConfig() (*tls.Config, error) {
+	if !c.TLS {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.TLSServerName}
+	if c.TLSCAFile != "" {
+		pem, err := os.ReadFile(c.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("CLICKHOUSE_TLS_CA_FILE: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CLICKHOUSE_TLS_CA_FILE: %s holds no PEM certificate", c.TLSCAFile)
+		}
+	}
+	return cfg, nil
 }

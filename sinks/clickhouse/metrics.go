@@ -1,6 +1,8 @@
 package clickhouse
 
 import (
+	"errors"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -13,8 +15,10 @@ type metrics struct {
 	insertErrors   *prometheus.CounterVec
 }
 
+// newMetrics registers the sink's metrics on reg, or finds them there: a role that
+// opens ClickHouse again after a failed start (it was down) registers them again.
 func newMetrics(reg prometheus.Registerer) *metrics {
-	f := promauto.With(reg)
+	f := promauto.With(nil)
 	m := &metrics{
 		insertDuration: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "cxlink_clickhouse_insert_duration_seconds",
@@ -31,6 +35,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Inserts into ClickHouse that failed; the whole batch is retried.",
 		}, []string{"table"}),
 	}
+	if reg != nil {
+		m.insertDuration = register(reg, m.insertDuration)
+		m.rowsWritten = register(reg, m.rowsWritten)
+		m.insertErrors = register(reg, m.insertErrors)
+	}
 	// Series exist from the start, so that rate() and absent() see a zero, not nothing.
 	for _, t := range tables {
 		m.insertDuration.WithLabelValues(t)
@@ -38,4 +47,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.insertErrors.WithLabelValues(t)
 	}
 	return m
+}
+
+// register registers c on reg, or returns the equal collector registered before.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	err := reg.Register(c)
+	if err == nil {
+		return c
+	}
+	if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing
+		}
+	}
+	panic(err)
 }

@@ -42,6 +42,14 @@ type RowError struct {
 func (e *RowError) Error() string { return fmt.Sprintf("%s row %d: %v", e.Table, e.Row, e.Err) }
 func (e *RowError) Unwrap() error { return e.Err }
 
+// RejectedRow names the row in the batch given to WriteBatch, so that the caller can set
+// it aside and write the others.
+func (e *RowError) RejectedRow() records.RowRef {
+	kind := map[string]records.Kind{TableSurveys: records.KindSurvey, TableTickets: records.KindTicket,
+		TablePulses: records.KindPulse, TableRollups: records.KindRollup}[e.Table]
+	return records.RowRef{Kind: kind, Index: e.Row}
+}
+
 // WriteBatch inserts the batch: one insert per table that has rows, each bounded by the
 // insert timeout. When it fails, some tables may hold their rows and others not; write
 // the whole batch again. That is safe because every table is a ReplacingMergeTree whose

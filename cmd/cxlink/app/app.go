@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -20,7 +19,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cxlink/cxlink/ingest/broker"
 	"github.com/cxlink/cxlink/ingest/httpapi"
@@ -53,6 +51,8 @@ Commands:
   simulate   post a simulated contact centre's events to an ingest API
   report     print the effort-impact ranking and the EX–CX linkage (--format json)
   import     import a CSV or NDJSON export through an ingest API (cxlink import -h)
+  deadletters  list, show, replay or discard the events that could never be processed
+  token      make an API token for a source (its line goes into CXLINK_AUTH_FILE)
 
 Configuration comes from the environment; see README.md for every variable.
 `
@@ -79,6 +79,9 @@ func Run(ctx context.Context, args []string, opts Options) error {
 	if cmd == "import" {
 		return runImport(ctx, args, opts)
 	}
+	if cmd == "token" {
+		return runToken(args, opts)
+	}
 	cfg, err := LoadConfig(opts.Environ)
 	if err != nil {
 		return err
@@ -100,6 +103,8 @@ func Run(ctx context.Context, args []string, opts Options) error {
 		return r.migrate(ctx)
 	case "report":
 		return r.report(ctx, args)
+	case "deadletters":
+		return r.deadLettersCommand(ctx, args)
 	}
 	return fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
 }
@@ -130,7 +135,11 @@ func (r *roles) jetStream(ctx context.Context, role string, embed bool) (js jets
 		if !embed {
 			return nil, nil, nil, close, fmt.Errorf("NATS_URL is required for the %s role: only `cxlink run` embeds JetStream", role)
 		}
-		srv, err := broker.Start(r.cfg.Broker, r.logger.With("component", "broker"))
+		bcfg, err := r.cfg.NATS.embedded(r.cfg.Broker)
+		if err != nil {
+			return nil, nil, nil, close, err
+		}
+		srv, err := broker.Start(bcfg, r.logger.With("component", "broker"))
 		if err != nil {
 			return nil, nil, nil, close, err
 		}
@@ -140,14 +149,18 @@ func (r *roles) jetStream(ctx context.Context, role string, embed bool) (js jets
 		}
 	} else {
 		logger := r.logger.With("component", "nats")
-		nc, err = nats.Connect(r.cfg.NATSURL,
+		secure, err := r.cfg.NATS.options()
+		if err != nil {
+			return nil, nil, nil, close, err
+		}
+		nc, err = nats.Connect(r.cfg.NATSURL, append(secure,
 			nats.Name("cxlink-"+role),
 			nats.MaxReconnects(-1),
 			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { logger.Warn("disconnected", "err", err) }),
 			nats.ReconnectHandler(func(c *nats.Conn) { logger.Info("reconnected", "url", c.ConnectedUrlRedacted()) }),
-		)
+		)...)
 		if err != nil {
-			return nil, nil, nil, close, fmt.Errorf("connect to %s: %w", r.cfg.NATSURL, err)
+			return nil, nil, nil, close, fmt.Errorf("connect to %s: %w", redactURL(r.cfg.NATSURL), err)
 		}
 	}
 	closers = append(closers, func() {
@@ -193,12 +206,17 @@ func (r *roles) sink(ctx context.Context) (*clickhouse.Client, error) {
 }
 
 func (r *roles) ingestHandler(js jetstream.JetStream, nc *nats.Conn) (*httpapi.Handler, error) {
+	guard, err := r.authGuard()
+	if err != nil {
+		return nil, err
+	}
 	return httpapi.New(r.cfg.HTTP, httpapi.Options{
 		Publisher:  r.publisher(js),
 		Ready:      natsReady(nc),
 		Logger:     r.logger.With("component", "ingest"),
 		Registerer: r.reg,
 		Prepare:    r.pseudonymizer().Event,
+		Guard:      guard,
 	})
 }
 
@@ -211,24 +229,6 @@ func natsReady(nc *nats.Conn) func(context.Context) error {
 	}
 }
 
-// serve serves mux on CXLINK_HTTP_ADDR with /metrics added, until ctx is done.
-func (r *roles) serve(ctx context.Context, mux *http.ServeMux) (string, func() error, error) {
-	mux.Handle("GET /metrics", promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{Registry: r.reg}))
-	ln, err := net.Listen("tcp", r.cfg.HTTP.Addr)
-	if err != nil {
-		return "", nil, fmt.Errorf("CXLINK_HTTP_ADDR: %w", err)
-	}
-	addr := ln.Addr().String()
-	if host, port, _ := net.SplitHostPort(addr); host == "::" || host == "0.0.0.0" {
-		addr = net.JoinHostPort("127.0.0.1", port)
-	}
-	r.logger.Info("http listening", "addr", addr)
-	if r.opts.Listening != nil {
-		r.opts.Listening(addr)
-	}
-	return addr, func() error { return httpapi.Serve(ctx, ln, mux, r.logger.With("component", "http")) }, nil
-}
-
 func (r *roles) ingest(ctx context.Context) error {
 	js, _, nc, closeJS, err := r.jetStream(ctx, "ingest", false)
 	if err != nil {
@@ -239,23 +239,23 @@ func (r *roles) ingest(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	mux := http.NewServeMux()
-	h.Routes(mux)
-	if err := r.sourceRoutes(mux, js); err != nil {
+	sources, err := r.sourceRoutes(js)
+	if err != nil {
 		return err
 	}
-	_, serve, err := r.serve(ctx, mux)
+	_, serve, err := r.listen(ctx, func(mux *http.ServeMux) { h.EventRoutes(mux); sources(mux) }, h.ProbeRoutes)
 	if err != nil {
 		return err
 	}
 	return serve()
 }
 
-func (r *roles) newPipeline(s jetstream.Stream, ch *clickhouse.Client) (*pipeline.Pipeline, error) {
+func (r *roles) newPipeline(s jetstream.Stream, ch *clickhouse.Client, dlq pipeline.DeadLetters) (*pipeline.Pipeline, error) {
 	return pipeline.New(r.cfg.Process, pipeline.Options{
 		Stream:        s,
 		Partitions:    r.cfg.Stream.Partitions,
 		Sink:          ch,
+		DeadLetters:   dlq,
 		LastWindowEnd: ch.LastWindowEnd,
 		MaxFuture:     r.cfg.HTTP.MaxFuture,
 		Logger:        r.logger,
@@ -265,17 +265,21 @@ func (r *roles) newPipeline(s jetstream.Stream, ch *clickhouse.Client) (*pipelin
 }
 
 func (r *roles) process(ctx context.Context) error {
-	_, s, nc, closeJS, err := r.jetStream(ctx, "process", false)
+	js, s, nc, closeJS, err := r.jetStream(ctx, "process", false)
 	if err != nil {
 		return err
 	}
 	defer closeJS()
+	dlq, err := r.deadLetters(ctx, js)
+	if err != nil {
+		return err
+	}
 	ch, err := r.sink(ctx)
 	if err != nil {
 		return err
 	}
 	defer ch.Close()
-	p, err := r.newPipeline(s, ch)
+	p, err := r.newPipeline(s, ch, dlq)
 	if err != nil {
 		return err
 	}
@@ -321,12 +325,16 @@ func (r *roles) run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closeJS()
+	dlq, err := r.deadLetters(ctx, js)
+	if err != nil {
+		return err
+	}
 	ch, err := r.sink(ctx)
 	if err != nil {
 		return err
 	}
 	defer ch.Close()
-	p, err := r.newPipeline(s, ch)
+	p, err := r.newPipeline(s, ch, dlq)
 	if err != nil {
 		return err
 	}
@@ -334,12 +342,11 @@ func (r *roles) run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	mux := http.NewServeMux()
-	h.Routes(mux)
-	if err := r.sourceRoutes(mux, js); err != nil {
+	sources, err := r.sourceRoutes(js)
+	if err != nil {
 		return err
 	}
-	addr, serve, err := r.serve(ctx, mux)
+	addr, serve, err := r.listen(ctx, func(mux *http.ServeMux) { h.EventRoutes(mux); sources(mux) }, h.ProbeRoutes)
 	if err != nil {
 		return err
 	}

@@ -9,11 +9,13 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/cxlink/cxlink/ingest/auth"
 	"github.com/cxlink/cxlink/ingest/broker"
 	"github.com/cxlink/cxlink/ingest/httpapi"
 	"github.com/cxlink/cxlink/ingest/pseudonym"
 	"github.com/cxlink/cxlink/ingest/stream"
 	"github.com/cxlink/cxlink/processors/analytics"
+	"github.com/cxlink/cxlink/processors/deadletter"
 	"github.com/cxlink/cxlink/processors/pipeline"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
 )
@@ -24,6 +26,7 @@ type Config struct {
 	// NATSURL of an external NATS server or cluster; empty runs an embedded JetStream
 	// server in the process (only `run` can: separate roles need a shared server).
 	NATSURL  string `env:"NATS_URL"`
+	NATS     NATSAuth
 	LogLevel string `env:"CXLINK_LOG_LEVEL" envDefault:"info"`
 
 	Broker     broker.Config
@@ -34,6 +37,8 @@ type Config struct {
 	Employees  pseudonym.Config
 	Analytics  analytics.Config
 	Sources    SourcesConfig
+	DeadLetter deadletter.Config
+	Auth       auth.Config
 }
 
 // LoadConfig reads and validates the configuration from environ (KEY=value pairs).
@@ -47,12 +52,13 @@ func LoadConfig(environ map[string]string) (Config, error) {
 
 // Validate reports every problem of the configuration.
 func (c Config) Validate() error {
-	errs := []error{c.Broker.Validate(), c.Stream.Validate(), c.HTTP.Validate(), c.Process.Validate(), c.ClickHouse.Validate(), c.Employees.Validate(),
-		c.Analytics.Validate(), c.validateLinkage(), c.Sources.Validate()}
+	errs := []error{c.Broker.Validate(), c.Stream.Validate(), c.HTTP.Validate(), c.Process.Validate(), c.ClickHouse.Validate(),
+		c.Employees.Validate(), c.Analytics.Validate(), c.validateLinkage(), c.Sources.Validate(),
+		c.DeadLetter.Validate(), c.Auth.Validate(), c.NATS.Validate()}
 	if c.NATSURL != "" {
 		for _, u := range strings.Split(c.NATSURL, ",") {
 			if p, err := url.Parse(strings.TrimSpace(u)); err != nil || p.Host == "" {
-				errs = append(errs, fmt.Errorf("NATS_URL: %q is not a URL such as nats://127.0.0.1:4222", u))
+				errs = append(errs, fmt.Errorf("NATS_URL: %q is not a URL such as nats://127.0.0.1:4222", redactURL(u)))
 			}
 		}
 	}

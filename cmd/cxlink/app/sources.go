@@ -78,7 +78,7 @@ func (r *roles) publisher(js jetstream.JetStream) *stream.Publisher {
 }
 
 // sourceRoutes mounts POST /v1/sources/{name} next to the ingest API.
-func (r *roles) sourceRoutes(mux *http.ServeMux, js jetstream.JetStream) error {
+func (r *roles) sourceRoutes(js jetstream.JetStream) (func(*http.ServeMux), error) {
 	on, off := r.cfg.Sources.adapters()
 	h, err := adapters.New(adapters.Options{
 		Adapters:       on,
@@ -91,13 +91,12 @@ func (r *roles) sourceRoutes(mux *http.ServeMux, js jetstream.JetStream) error {
 		Registerer:     r.reg,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	h.Routes(mux)
 	names := make([]string, len(on))
 	for i, a := range on {
 		names[i] = a.Name()
 	}
 	r.logger.Info("webhook sources", "enabled", strings.Join(names, ","))
-	return nil
+	return h.Routes, nil
 }

@@ -391,7 +391,14 @@ const configXML = `<?xml version="1.0"?>
 </yandex>
 `
 
-// usersXML lets the user default in from loopback without a password.
+// A second user of private servers, for tests of password authentication.
+const (
+	SecretUser     = "cxlink_secret"
+	SecretPassword = "chtest-0f3e9a-password"
+)
+
+// usersXML lets the user default in from loopback without a password, and SecretUser
+// with SecretPassword.
 const usersXML = `<?xml version="1.0"?>
 <yandex>
     <profiles>
@@ -410,6 +417,14 @@ const usersXML = `<?xml version="1.0"?>
             <profile>default</profile>
             <quota>default</quota>
         </default>
+        <` + SecretUser + `>
+            <password>` + SecretPassword + `</password>
+            <networks>
+                <ip>127.0.0.1</ip>
+            </networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </` + SecretUser + `>
     </users>
     <quotas>
         <default></default>

@@ -1,0 +1,23 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cxlink/cxlink/ingest/auth"
+)
+
+// runToken is `cxlink token <source>`: a new random API token, and the line that lets
+// it in, to add to CXLINK_AUTH_FILE. Only the line is kept by cxlink; the token is shown
+// once, here.
+func runToken(args []string, opts Options) error {
+	if len(args) != 1 {
+		return errors.New("usage: cxlink token <source>  (prints a new API token for the source and its CXLINK_AUTH_FILE line)")
+	}
+	token, line, err := auth.NewToken(args[0])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(opts.Stdout, "token (give it to the source; it is not stored anywhere):\n  %s\nline for CXLINK_AUTH_FILE:\n  %s\n", token, line)
+	return nil
+}

@@ -1,0 +1,474 @@
+// Package auth authenticates the sources that post events to ingest: per-source API
+// tokens, stored as their SHA-256 only, and HMAC-signed requests with a timestamp for
+// webhook sources. Credentials live in one file, read again when it changes, so that a
+// token or secret is added, rotated or revoked without a restart.
+//
+// The credentials file has one credential per line, "<source> <scheme> <credential>";
+// '#' starts a comment:
+//
+//	# source  scheme  credential
+//	zendesk   token   sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae
+//	zendesk   token   sha256:fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9
+//	surveys   hmac    a-long-random-secret-shared-with-the-survey-tool
+//
+// A source may have several credentials (two tokens while rotating). `cxlink token
+// <source>` makes a random token and prints its line. An HMAC secret has to be kept as
+// it is: keep the file readable by cxlink only.
+//
+// A request authenticates with "Authorization: Bearer <token>", or, for HMAC sources,
+// with the headers
+//
+//	X-Cxlink-Source: surveys
+//	X-Cxlink-Timestamp: 1795000000                  (Unix seconds)
+//	X-Cxlink-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>" with the secret>
+//
+// A signature whose timestamp is further than the tolerance from the server's clock is
+// refused, so that a captured request cannot be replayed later; inside the tolerance a
+// replay only resends events whose ids are already stored (they come back duplicates).
+package auth
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Headers of a signed request.
+const (
+	HeaderSource    = "X-Cxlink-Source"
+	HeaderTimestamp = "X-Cxlink-Timestamp"
+	HeaderSignature = "X-Cxlink-Signature"
+)
+
+// Modes of CXLINK_AUTH.
+const (
+	ModeAuto     = "auto"     // required unless ingest listens on loopback only
+	ModeRequired = "required" // always
+	ModeOff      = "off"      // never: a trusted network in front of ingest
+)
+
+// Config of authentication.
+type Config struct {
+	// Mode: auto (the default) requires credentials unless ingest listens on a
+	// loopback address only, where it serves the local demo and tests.
+	Mode string `env:"CXLINK_AUTH" envDefault:"auto"`
+	// File holds the credentials; it is read again when it changes.
+	File string `env:"CXLINK_AUTH_FILE"`
+	// Tolerance is how far a signed request's timestamp may be from the server's clock.
+	Tolerance time.Duration `env:"CXLINK_AUTH_SIGNATURE_TOLERANCE" envDefault:"5m"`
+}
+
+// Validate reports every problem of the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	switch c.Mode {
+	case ModeAuto, ModeRequired, ModeOff:
+	default:
+		errs = append(errs, fmt.Errorf("CXLINK_AUTH: %q is not auto, required or off", c.Mode))
+	}
+	if c.Mode == ModeRequired && c.File == "" {
+		errs = append(errs, errors.New("CXLINK_AUTH_FILE: required when CXLINK_AUTH=required"))
+	}
+	if c.Tolerance < time.Second || c.Tolerance > time.Hour {
+		errs = append(errs, fmt.Errorf("CXLINK_AUTH_SIGNATURE_TOLERANCE: %s is not between 1s and 1h", c.Tolerance))
+	}
+	return errors.Join(errs...)
+}
+
+// Enabled says whether ingest listening on addr authenticates requests, or why it must
+// not start.
+func (c Config) Enabled(addr string) (bool, error) {
+	switch {
+	case c.Mode == ModeOff:
+		return false, nil
+	case c.File != "":
+		return true, nil
+	case c.Mode == ModeAuto && loopback(addr):
+		return false, nil
+	}
+	return false, fmt.Errorf("ingest on %s would accept events from anyone: set CXLINK_AUTH_FILE "+
+		"(see `cxlink token`), or CXLINK_AUTH=off if a trusted proxy authenticates", addr)
+}
+
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Options of an Authenticator.
+type Options struct {
+	// MaxBodyBytes bounds the body read to check a signature (ingest's own limit).
+	MaxBodyBytes int64
+	Logger       *slog.Logger
+	Registerer   prometheus.Registerer
+	Now          func() time.Time
+}
+
+// Authenticator checks requests against the credentials file. Safe for concurrent use.
+type Authenticator struct {
+	cfg     Config
+	opts    Options
+	results *prometheus.CounterVec
+	reloads *prometheus.CounterVec
+
+	mu      sync.Mutex
+	creds   *credentials
+	stamp   fileStamp
+	checked time.Time
+}
+
+// reloadEvery is how often at most the file is looked at again.
+const reloadEvery = 2 * time.Second
+
+// New reads the credentials file; it fails when the file is missing or invalid.
+func New(cfg Config, opts Options) (*Authenticator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.File == "" {
+		return nil, errors.New("CXLINK_AUTH_FILE is not set")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 8 << 20
+	}
+	f := promauto.With(opts.Registerer)
+	a := &Authenticator{cfg: cfg, opts: opts,
+		results: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "cxlink_auth_requests_total",
+			Help: "Event requests by authentication result: token, signature (accepted), missing, bad_token, bad_signature, stale_timestamp.",
+		}, []string{"result"}),
+		reloads: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "cxlink_auth_reloads_total",
+			Help: "Reads of the credentials file by result (ok, error: the previous credentials stay in force).",
+		}, []string{"result"}),
+	}
+	for _, r := range []string{"token", "signature", "missing", "bad_token", "bad_signature", "stale_timestamp"} {
+		a.results.WithLabelValues(r)
+	}
+	stamp, creds, err := load(cfg.File)
+	if err != nil {
+		return nil, err
+	}
+	a.creds, a.stamp, a.checked = creds, stamp, opts.Now()
+	a.reloads.WithLabelValues("ok").Inc()
+	a.reloads.WithLabelValues("error")
+	opts.Logger.Info("credentials loaded", "file", cfg.File, "sources", creds.sources(), "tokens", len(creds.tokens), "hmac_secrets", creds.secretCount())
+	return a, nil
+}
+
+// current returns the credentials, reading the file again when it changed.
+func (a *Authenticator) current() *credentials {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.opts.Now()
+	if now.Sub(a.checked) < reloadEvery {
+		return a.creds
+	}
+	a.checked = now
+	st, err := stampOf(a.cfg.File)
+	if err == nil && st == a.stamp {
+		return a.creds
+	}
+	stamp, creds, err := load(a.cfg.File)
+	if err != nil {
+		a.reloads.WithLabelValues("error").Inc()
+		a.opts.Logger.Error("credentials file not reloaded; the previous credentials stay in force", "file", a.cfg.File, "err", err)
+		a.stamp = st // do not retry an unchanged broken file every time
+		return a.creds
+	}
+	a.creds, a.stamp = creds, stamp
+	a.reloads.WithLabelValues("ok").Inc()
+	a.opts.Logger.Info("credentials reloaded", "file", a.cfg.File, "sources", creds.sources(), "tokens", len(creds.tokens), "hmac_secrets", creds.secretCount())
+	return creds
+}
+
+// Source authenticates r and returns its source. It may read the body (to check a
+// signature), and then replaces it with what it read. A non-nil error carries the
+// status code to answer with.
+func (a *Authenticator) Source(w http.ResponseWriter, r *http.Request) (string, *Error) {
+	creds := a.current()
+	if sig := r.Header.Get(HeaderSignature); sig != "" {
+		return a.signed(w, r, creds, sig)
+	}
+	authz := r.Header.Get("Authorization")
+	if authz == "" {
+		a.results.WithLabelValues("missing").Inc()
+		return "", unauthorized("credentials required: send Authorization: Bearer <token>, or a signed request (" + HeaderSignature + ")")
+	}
+	scheme, token, ok := strings.Cut(authz, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		a.results.WithLabelValues("bad_token").Inc()
+		return "", unauthorized("the Authorization header must be \"Bearer <token>\"")
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	source, ok := creds.tokens[sum]
+	if !ok {
+		a.results.WithLabelValues("bad_token").Inc()
+		return "", unauthorized("the token is not valid (revoked, mistyped, or of another installation)")
+	}
+	a.results.WithLabelValues("token").Inc()
+	return source, nil
+}
+
+func (a *Authenticator) signed(w http.ResponseWriter, r *http.Request, creds *credentials, sig string) (string, *Error) {
+	source := r.Header.Get(HeaderSource)
+	secrets := creds.secrets[source]
+	if source == "" || len(secrets) == 0 {
+		a.results.WithLabelValues("bad_signature").Inc()
+		return "", unauthorized(HeaderSource + " must name a source that signs its requests")
+	}
+	ts, err := strconv.ParseInt(r.Header.Get(HeaderTimestamp), 10, 64)
+	if err != nil {
+		a.results.WithLabelValues("bad_signature").Inc()
+		return "", unauthorized(HeaderTimestamp + " must be the time of signing in Unix seconds")
+	}
+	if skew := a.opts.Now().Sub(time.Unix(ts, 0)); skew > a.cfg.Tolerance || skew < -a.cfg.Tolerance {
+		a.results.WithLabelValues("stale_timestamp").Inc()
+		return "", unauthorized(fmt.Sprintf("the signature's timestamp is %s from the server's clock, more than the %s allowed: sign each request when sending it",
+			skew.Round(time.Second), a.cfg.Tolerance))
+	}
+	want, err := hex.DecodeString(strings.TrimPrefix(sig, "sha256="))
+	if err != nil || !strings.HasPrefix(sig, "sha256=") || len(want) != sha256.Size {
+		a.results.WithLabelValues("bad_signature").Inc()
+		return "", unauthorized(HeaderSignature + " must be sha256=<64 hex digits>")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.opts.MaxBodyBytes))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return "", &Error{Code: http.StatusRequestEntityTooLarge, Message: fmt.Sprintf("the body is larger than %d bytes: split it into smaller requests", a.opts.MaxBodyBytes)}
+		}
+		return "", &Error{Code: http.StatusBadRequest, Message: "could not read the body"}
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	for _, secret := range secrets {
+		if hmac.Equal(mac(secret, ts, body), want) {
+			a.results.WithLabelValues("signature").Inc()
+			return source, nil
+		}
+	}
+	a.results.WithLabelValues("bad_signature").Inc()
+	return "", unauthorized("the signature does not match the body and timestamp")
+}
+
+// Sign returns the X-Cxlink-Signature of body sent at ts (Unix seconds) with secret.
+func Sign(secret []byte, ts int64, body []byte) string {
+	return "sha256=" + hex.EncodeToString(mac(secret, ts, body))
+}
+
+func mac(secret []byte, ts int64, body []byte) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(strconv.FormatInt(ts, 10)))
+	m.Write([]byte{'.'})
+	m.Write(body)
+	return m.Sum(nil)
+}
+
+// Wrap serves next only the requests that authenticate, with their source in the
+// context (SourceFrom); it answers the others with the error's code and a JSON
+// {"error": "..."}.
+func (a *Authenticator) Wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		source, e := a.Source(w, r)
+		if e != nil {
+			if e.Code == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="cxlink"`)
+			}
+			a.opts.Logger.Debug("request refused", "remote", r.RemoteAddr, "code", e.Code, "reason", e.Message)
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			w.WriteHeader(e.Code)
+			_ = json.NewEncoder(w).Encode(map[string]string{"error": e.Message})
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(WithSource(r.Context(), source)))
+	})
+}
+
+// Error is a refused request: its status code and what to tell the client.
+type Error struct {
+	Code    int
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+func unauthorized(msg string) *Error { return &Error{Code: http.StatusUnauthorized, Message: msg} }
+
+// NewToken returns a random API token and the credentials-file line of its hash.
+func NewToken(source string) (token, line string, err error) {
+	if err := checkSource(source); err != nil {
+		return "", "", err
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", "", err
+	}
+	token = "cxl_" + hex.EncodeToString(b)
+	sum := sha256.Sum256([]byte(token))
+	return token, fmt.Sprintf("%s token sha256:%s", source, hex.EncodeToString(sum[:])), nil
+}
+
+// credentials is one reading of the file.
+type credentials struct {
+	tokens  map[[sha256.Size]byte]string // token hash → source
+	secrets map[string][][]byte          // source → HMAC secrets
+}
+
+func (c *credentials) sources() int {
+	seen := map[string]bool{}
+	for _, s := range c.tokens {
+		seen[s] = true
+	}
+	for s := range c.secrets {
+		seen[s] = true
+	}
+	return len(seen)
+}
+
+func (c *credentials) secretCount() int {
+	n := 0
+	for _, s := range c.secrets {
+		n += len(s)
+	}
+	return n
+}
+
+// minSecret is the shortest HMAC secret accepted.
+const minSecret = 16
+
+func checkSource(s string) error {
+	if s == "" || len(s) > 128 || strings.ContainsAny(s, " \t\r\n") {
+		return fmt.Errorf("source %q must be 1–128 bytes without white space", s)
+	}
+	return nil
+}
+
+// parse reads a credentials file. Errors name the line, never a credential.
+func parse(r io.Reader) (*credentials, error) {
+	c := &credentials{tokens: map[[sha256.Size]byte]string{}, secrets: map[string][][]byte{}}
+	sc := bufio.NewScanner(r)
+	var errs []error
+	for n := 1; sc.Scan(); n++ {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if len(f) != 3 {
+			errs = append(errs, fmt.Errorf("line %d: want \"<source> <scheme> <credential>\", got %d fields", n, len(f)))
+			continue
+		}
+		if err := checkSource(f[0]); err != nil {
+			errs = append(errs, fmt.Errorf("line %d: %w", n, err))
+			continue
+		}
+		switch f[1] {
+		case "token":
+			h, err := hex.DecodeString(strings.TrimPrefix(f[2], "sha256:"))
+			if !strings.HasPrefix(f[2], "sha256:") || err != nil || len(h) != sha256.Size {
+				errs = append(errs, fmt.Errorf("line %d: a token credential is sha256:<64 hex digits> (the hash, never the token itself)", n))
+				continue
+			}
+			var sum [sha256.Size]byte
+			copy(sum[:], h)
+			if other, ok := c.tokens[sum]; ok && other != f[0] {
+				errs = append(errs, fmt.Errorf("line %d: the same token is already given to source %s", n, other))
+				continue
+			}
+			c.tokens[sum] = f[0]
+		case "hmac":
+			if len(f[2]) < minSecret {
+				errs = append(errs, fmt.Errorf("line %d: an HMAC secret needs at least %d bytes", n, minSecret))
+				continue
+			}
+			c.secrets[f[0]] = append(c.secrets[f[0]], []byte(f[2]))
+		default:
+			errs = append(errs, fmt.Errorf("line %d: scheme %q is not token or hmac", n, f[1]))
+		}
+	}
+	if err := sc.Err(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(c.tokens)+len(c.secrets) == 0 && len(errs) == 0 {
+		errs = append(errs, errors.New("no credentials: every request would be refused"))
+	}
+	return c, errors.Join(errs...)
+}
+
+// fileStamp tells whether a file changed.
+type fileStamp struct {
+	mod  time.Time
+	size int64
+	ino  uint64
+}
+
+func load(path string) (fileStamp, *credentials, error) {
+	st, err := stampOf(path)
+	if err != nil {
+		return st, nil, fmt.Errorf("credentials file: %w", err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return st, nil, fmt.Errorf("credentials file: %w", err)
+	}
+	defer f.Close()
+	c, err := parse(f)
+	if err != nil {
+		return st, nil, fmt.Errorf("credentials file %s: %w", path, err)
+	}
+	return st, c, nil
+}
+
+func stampOf(path string) (fileStamp, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	return fileStamp{mod: fi.ModTime(), size: fi.Size(), ino: inode(fi)}, nil
+}
+
+// contextKey carries the authenticated source.
+type contextKey struct{}
+
+// WithSource returns ctx carrying the authenticated source.
+func WithSource(ctx context.Context, source string) context.Context {
+	return context.WithValue(ctx, contextKey{}, source)
+}
+
+// SourceFrom returns the source WithSource stored, or "".
+func SourceFrom(ctx context.Context) string {
+	s, _ := ctx.Value(contextKey{}).(string)
+	return s
+}

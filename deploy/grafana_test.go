@@ -341,6 +341,9 @@ func TestDashboardQueries(t *testing.T) {
 		"CXLINK_BACKFILL":         "1m",
 		"CXLINK_ALLOWED_LATENESS": "1h",
 		"CXLINK_PARTITIONS":       "2",
+		// Link per 10-minute pulse period, as the simulator pulses, and often.
+		"CXLINK_LINKAGE_PERIOD":  "10m",
+		"CXLINK_ANALYTICS_EVERY": "10s",
 	})
 	db := in.Database()
 
@@ -376,6 +379,7 @@ func TestDashboardQueries(t *testing.T) {
 	// the rolling gauges and evaluated the recording rules over them.
 	in.WaitCount(500, fmt.Sprintf("SELECT count() FROM %s.survey_responses FINAL", db))
 	in.WaitCount(1, fmt.Sprintf("SELECT count() FROM %s.rollups WHERE `window` = '7d' AND dimension = 'team'", db))
+	in.WaitCount(1, fmt.Sprintf("SELECT count() FROM %s.linkage FINAL WHERE scope = 'period' AND status = 'ok' AND lag = 0", db))
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		r, err := promQuery(t, prom, `cxlink:rolling_mean{survey="ces",window="1h",dimension="category"}`, time.Now().Add(-time.Minute), time.Now())

@@ -22,7 +22,19 @@ func testEvents(rng *rand.Rand, prefix string, n int, now time.Time) []map[strin
 		}
 		return now.Add(-time.Duration(rng.Int64N(int64(5 * time.Minute)))).Format(time.RFC3339Nano)
 	}
+	// Pulses occur at now, not at(): every pulse of a call falls in one pulse period. Each
+	// team's five employees answer first, so that every team reaches the anonymity
+	// threshold and all pulses are stored.
+	pulse := func(id, team string, employee int) map[string]any {
+		return map[string]any{"id": id, "type": "employee_pulse", "occurred_at": now.Format(time.RFC3339Nano),
+			"employee_id": fmt.Sprintf("%s-e%d", team, employee), "team": team, "question": "engagement", "score": 1 + rng.IntN(5)}
+	}
 	var out []map[string]any
+	for _, team := range teams {
+		for e := range 5 {
+			out = append(out, pulse(fmt.Sprintf("%s-ep-%s-%d", prefix, team, e), team, e))
+		}
+	}
 	for i := 0; len(out) < n; i++ {
 		team := rng.IntN(len(teams))
 		t := map[string]any{
@@ -66,11 +78,7 @@ func testEvents(rng *rand.Rand, prefix string, n int, now time.Time) []map[strin
 			out = append(out, surveys...)
 		}
 		if rng.IntN(20) == 0 {
-			// At now, not at(): every pulse of a phase falls in one pulse period, whose
-			// teams reach the anonymity threshold, so that all of them are stored.
-			out = append(out, map[string]any{"id": fmt.Sprintf("%s-ep-%d", prefix, i), "type": "employee_pulse",
-				"occurred_at": now.Format(time.RFC3339Nano), "employee_id": fmt.Sprintf("e%d", rng.IntN(30)), "team": teams[team],
-				"question": "engagement", "score": 1 + rng.IntN(5)})
+			out = append(out, pulse(fmt.Sprintf("%s-ep-%d", prefix, i), teams[team], rng.IntN(5)))
 		}
 	}
 	return out[:n]

@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"github.com/caarlos0/env/v11"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -67,7 +68,7 @@ func (s *store) ids() []string {
 func newAPI(t *testing.T) (*store, string) {
 	t.Helper()
 	s := &store{events: map[string]event.Event{}}
-	h, err := httpapi.New(httpapi.Config{Addr: ":0", MaxBodyBytes: 8 << 20, MaxBatchEvents: 10000, MaxFuture: 5 * time.Minute, PublishTimeout: 5 * time.Second},
+	h, err := httpapi.New(apiConfig(t),
 		httpapi.Options{Publisher: s, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
@@ -307,4 +308,14 @@ func TestMappingErrorsAreReportedTogether(t *testing.T) {
 			t.Errorf("mapping error does not mention %s: %v", want, err)
 		}
 	}
+}
+
+// apiConfig is the ingest API's default configuration, with a short publish timeout.
+func apiConfig(t *testing.T) httpapi.Config {
+	t.Helper()
+	var cfg httpapi.Config
+	if err := env.ParseWithOptions(&cfg, env.Options{Environment: map[string]string{"CXLINK_PUBLISH_TIMEOUT": "5s"}}); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }

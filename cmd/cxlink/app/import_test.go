@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"github.com/caarlos0/env/v11"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -35,7 +36,7 @@ func (p *memPublisher) Publish(_ context.Context, events []event.Event) []stream
 // An HR pulse export imported with a one-event mapping given as flags.
 func TestImportWithFieldFlags(t *testing.T) {
 	pub := &memPublisher{events: map[string]event.Event{}}
-	h, err := httpapi.New(httpapi.Config{Addr: ":0", MaxBodyBytes: 1 << 20, MaxBatchEvents: 1000, MaxFuture: 5 * time.Minute, PublishTimeout: 5 * time.Second},
+	h, err := httpapi.New(apiConfig(t),
 		httpapi.Options{Publisher: pub})
 	if err != nil {
 		t.Fatal(err)
@@ -85,4 +86,14 @@ func TestImportWithFieldFlags(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "stauts") || !strings.Contains(err.Error(), "occurred_at") {
 		t.Errorf("bad field: %v", err)
 	}
+}
+
+// apiConfig is the ingest API's default configuration, with a short publish timeout.
+func apiConfig(t *testing.T) httpapi.Config {
+	t.Helper()
+	var cfg httpapi.Config
+	if err := env.ParseWithOptions(&cfg, env.Options{Environment: map[string]string{"CXLINK_PUBLISH_TIMEOUT": "5s"}}); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }

@@ -131,7 +131,7 @@ func TestMigrate(t *testing.T) {
 		tables = append(tables, n)
 	}
 	rows.Close()
-	wantTables := []string{"employee_pulses", "rollup_partials", "rollups", "schema_migrations", "survey_responses", "tickets"}
+	wantTables := []string{"drift_events", "employee_pulses", "rollup_partials", "rollups", "schema_migrations", "survey_responses", "tickets"}
 	if !reflect.DeepEqual(tables, wantTables) {
 		t.Errorf("tables = %v, want %v", tables, wantTables)
 	}

@@ -93,7 +93,7 @@ type Stage struct {
 	lastBlock      time.Time // the last block folded into the EWMAs
 	open           map[episodeKey]*records.DriftEvent
 	pending        map[pendingKey]records.DriftEvent // latest rows not yet written
-	loaded         bool                 // open episodes were read back
+	loaded         bool                              // open episodes were read back
 	lastEvaluation time.Time
 }
 

@@ -17,7 +17,7 @@ const TableDriftEvents = "drift_events"
 
 const driftColumns = "survey, dimension, key, owner, detector, direction, started_at, ended_at, peak_at, " +
 	"peak_statistic, peak_recent, peak_baseline, peak_recent_responses, peak_baseline_responses, " +
-	"recent_window, baseline_window, version"
+	"recent_span, baseline_span, version"
 
 // WindowTotals reads the rolling window named window at each of the ticks ends, the
 // partitions added up, for the overall, category, channel and team series (agents are

@@ -17,7 +17,8 @@ ALTER TABLE {{.Database}}.rollup_partials ADD COLUMN score_sq_sum Float64 DEFAUL
 -- 'worse' or 'better' for the customers. peak_* describe the evaluation with the most
 -- extreme statistic: peak_statistic is the z (or CUSUM) there, peak_recent and
 -- peak_baseline the compared values (mean on the standard scale, or a share in percent),
--- with their response counts. The row is rewritten as the episode grows and ends, with
+-- with their response counts; recent_span and baseline_span name the compared windows
+-- ('1h', '7d'). The row is rewritten as the episode grows and ends, with
 -- a higher version: read with FINAL.
 CREATE TABLE IF NOT EXISTS {{.Database}}.drift_events
 (
@@ -35,8 +36,8 @@ CREATE TABLE IF NOT EXISTS {{.Database}}.drift_events
     peak_baseline Float64,
     peak_recent_responses UInt64,
     peak_baseline_responses UInt64,
-    recent_window String,
-    baseline_window String,
+    recent_span String,
+    baseline_span String,
     version UInt64
 )
 ENGINE = ReplacingMergeTree(version)

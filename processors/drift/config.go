@@ -21,10 +21,11 @@ import (
 // deploy/prometheus/rules/cxlink-alerts.yml: keep both in step.
 type Config struct {
 	// Recent is the window judged, Baseline the one it is judged against; both are
-	// among CXLINK_WINDOWS. The baseline is read as it was one Recent ago, so that it
-	// holds no recent response: the trailing 7 d before the last hour.
-	Recent   string `env:"CXLINK_DRIFT_RECENT" envDefault:"1h"`
-	Baseline string `env:"CXLINK_DRIFT_BASELINE" envDefault:"7d"`
+	// among CXLINK_WINDOWS, by default its shortest and longest (1h and 7d). The
+	// baseline is read as it was one Recent ago, so that it holds no recent response:
+	// the trailing 7 d before the last hour.
+	Recent   string `env:"CXLINK_DRIFT_RECENT"`
+	Baseline string `env:"CXLINK_DRIFT_BASELINE"`
 	// MinRecent and MinBaseline: the fewest responses in either window for a drift to
 	// start. 30 is where a mean of 1–7 answers is close enough to normal for a z test;
 	// a baseline of 100 pins its mean and spread well.
@@ -52,8 +53,7 @@ func (c Config) Validate(windows string) error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if ws, err := effort.ParseWindows(windows); err == nil {
-		recent, okR := find(ws, c.Recent)
-		baseline, okB := find(ws, c.Baseline)
+		recent, baseline, okR, okB := c.windows(ws)
 		if !okR {
 			add("CXLINK_DRIFT_RECENT: %q is not one of CXLINK_WINDOWS (%s)", c.Recent, windows)
 		}
@@ -61,7 +61,7 @@ func (c Config) Validate(windows string) error {
 			add("CXLINK_DRIFT_BASELINE: %q is not one of CXLINK_WINDOWS (%s)", c.Baseline, windows)
 		}
 		if okR && okB && baseline.Length <= recent.Length {
-			add("CXLINK_DRIFT_BASELINE: %s is not longer than CXLINK_DRIFT_RECENT (%s)", c.Baseline, c.Recent)
+			add("CXLINK_DRIFT_BASELINE: %s is not longer than CXLINK_DRIFT_RECENT (%s); with the defaults, CXLINK_WINDOWS needs two lengths", baseline.Name, recent.Name)
 		}
 	}
 	if c.MinRecent < 2 {
@@ -86,6 +86,19 @@ func (c Config) Validate(windows string) error {
 		add("CXLINK_OWNERS: %v", err)
 	}
 	return errors.Join(errs...)
+}
+
+// windows picks the recent and baseline windows among ws (sorted by length).
+func (c Config) windows(ws []effort.Window) (recent, baseline effort.Window, okR, okB bool) {
+	recent, okR = ws[0], true
+	if c.Recent != "" {
+		recent, okR = find(ws, c.Recent)
+	}
+	baseline, okB = ws[len(ws)-1], true
+	if c.Baseline != "" {
+		baseline, okB = find(ws, c.Baseline)
+	}
+	return recent, baseline, okR, okB
 }
 
 func find(ws []effort.Window, name string) (effort.Window, bool) {

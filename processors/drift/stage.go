@@ -107,8 +107,7 @@ func New(cfg Config, opts Options) (*Stage, error) {
 		return nil, fmt.Errorf("CXLINK_WINDOWS: %w", err)
 	}
 	owners, _ := ParseOwners(cfg.Owners)
-	recent, _ := find(ws, cfg.Recent)
-	base, _ := find(ws, cfg.Baseline)
+	recent, base, _, _ := cfg.windows(ws)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}

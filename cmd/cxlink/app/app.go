@@ -49,8 +49,11 @@ Commands:
              (--simulate also runs the contact-centre simulator against it)
   ingest     the HTTP ingest API (needs NATS_URL)
   process    the processors and the ClickHouse sink (needs NATS_URL)
+  drift      the drift detector over the rollups in ClickHouse (run one)
   migrate    apply the ClickHouse migrations and list them
   simulate   post a simulated contact centre's events to an ingest API
+  alerts-receiver
+             print the notifications Alertmanager sends to its webhooks
 
 Configuration comes from the environment; see README.md for every variable.
 `
@@ -74,6 +77,9 @@ func Run(ctx context.Context, args []string, opts Options) error {
 	if cmd == "simulate" {
 		return runSimulate(ctx, args, opts)
 	}
+	if cmd == "alerts-receiver" {
+		return runAlertsReceiver(ctx, args, opts)
+	}
 	cfg, err := LoadConfig(opts.Environ)
 	if err != nil {
 		return err
@@ -91,6 +97,8 @@ func Run(ctx context.Context, args []string, opts Options) error {
 		return r.ingest(ctx)
 	case "process":
 		return r.process(ctx)
+	case "drift":
+		return r.drift(ctx)
 	case "migrate":
 		return r.migrate(ctx)
 	}
@@ -321,7 +329,11 @@ func (r *roles) run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	tasks := []func(context.Context) error{p.Run, func(context.Context) error { return serve() }}
+	stage, err := r.newDriftStage(ch)
+	if err != nil {
+		return err
+	}
+	tasks := []func(context.Context) error{p.Run, stage.Run, func(context.Context) error { return serve() }}
 	if *simulate {
 		cfg, err := sim.config()
 		if err != nil {

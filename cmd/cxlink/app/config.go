@@ -12,6 +12,7 @@ import (
 	"github.com/cxlink/cxlink/ingest/broker"
 	"github.com/cxlink/cxlink/ingest/httpapi"
 	"github.com/cxlink/cxlink/ingest/stream"
+	"github.com/cxlink/cxlink/processors/drift"
 	"github.com/cxlink/cxlink/processors/pipeline"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
 )
@@ -29,6 +30,7 @@ type Config struct {
 	HTTP       httpapi.Config
 	Process    pipeline.Config
 	ClickHouse clickhouse.Config
+	Drift      drift.Config
 }
 
 // LoadConfig reads and validates the configuration from environ (KEY=value pairs).
@@ -42,7 +44,8 @@ func LoadConfig(environ map[string]string) (Config, error) {
 
 // Validate reports every problem of the configuration.
 func (c Config) Validate() error {
-	errs := []error{c.Broker.Validate(), c.Stream.Validate(), c.HTTP.Validate(), c.Process.Validate(), c.ClickHouse.Validate()}
+	errs := []error{c.Broker.Validate(), c.Stream.Validate(), c.HTTP.Validate(), c.Process.Validate(), c.ClickHouse.Validate(),
+		c.Drift.Validate(c.Process.Windows)}
 	if c.NATSURL != "" {
 		for _, u := range strings.Split(c.NATSURL, ",") {
 			if p, err := url.Parse(strings.TrimSpace(u)); err != nil || p.Host == "" {

@@ -430,8 +430,10 @@ func scaleDurations(rules string) string {
 	})
 }
 
-// startPrometheus runs Prometheus with the project's rules (durations scaled), scraping
-// cxlink and evaluating every second, sending to Alertmanager.
+// startPrometheus runs Prometheus scraping cxlink every second and sending to
+// Alertmanager. The project's rules (durations scaled) are loaded once the first scrapes
+// are in: Prometheus starts scraping only after its service discovery's first update (a
+// few seconds), and until then an alert on missing metrics would be right.
 func startPrometheus(t *testing.T, bin, dir, target, alertmanager string) string {
 	t.Helper()
 	rules, _ := filepath.Glob("../../deploy/prometheus/rules/*.yml")
@@ -454,25 +456,38 @@ func startPrometheus(t *testing.T, bin, dir, target, alertmanager string) string
 			t.Fatal(err)
 		}
 	}
-	config := fmt.Sprintf(`global:
+	writeConfig := func(ruleFiles string) {
+		config := fmt.Sprintf(`global:
   scrape_interval: 1s
   evaluation_interval: 1s
-rule_files: ['%s/rules/*.yml']
+rule_files: [%s]
 alerting:
   alertmanagers:
     - static_configs: [{targets: ['%s']}]
 scrape_configs:
   - job_name: cxlink
     static_configs: [{targets: ['%s']}]
-`, dir, alertmanager, target)
-	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o644); err != nil {
-		t.Fatal(err)
+`, ruleFiles, alertmanager, target)
+		if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
+	writeConfig("")
 	promURL := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 	startProcess(t, dir, "prometheus", bin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+strings.TrimPrefix(promURL, "http://"),
-		"--rules.alert.resend-delay=1s")
+		"--web.enable-lifecycle", "--rules.alert.resend-delay=1s")
 	waitReady(t, "prometheus", promURL+"/-/ready")
+	waitPromQuery(t, promURL, `cxlink_drift_last_evaluated_tick_timestamp_seconds`)
+	writeConfig("'" + dir + "/rules/*.yml'")
+	resp, err := http.Post(promURL+"/-/reload", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("prometheus reload: %s", resp.Status)
+	}
 	return promURL
 }
 

@@ -32,8 +32,9 @@ type Config struct {
 	MinRecent   uint64 `env:"CXLINK_DRIFT_MIN_RECENT" envDefault:"30"`
 	MinBaseline uint64 `env:"CXLINK_DRIFT_MIN_BASELINE" envDefault:"100"`
 	// Z starts an episode (|z| ≥ Z); it ends once |z| < ClearZ. The gap is the
-	// hysteresis that keeps a series near the threshold from flapping. z = 3 is a
-	// chance of about 1 in 740 per series and evaluation under no drift (two-sided).
+	// hysteresis that keeps a series near the threshold from flapping. Under no drift
+	// |z| ≥ 3 comes by chance once in about 370 evaluations of a series (a drop alone,
+	// once in 740); the alerts' `for:` asks for it to last.
 	Z      float64 `env:"CXLINK_DRIFT_Z" envDefault:"3"`
 	ClearZ float64 `env:"CXLINK_DRIFT_CLEAR_Z" envDefault:"2"`
 	// EWMALambda weighs the newest block in the slow-drift average: 0.2 remembers about

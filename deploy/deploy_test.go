@@ -35,7 +35,7 @@ func tool(t *testing.T, pkg string, args ...string) string {
 func TestComposeFile(t *testing.T) {
 	out := tool(t, "docker-compose", "docker-compose", "-f", "../docker-compose.yml", "--profile", "demo", "config", "--services")
 	services := strings.Fields(out)
-	for _, want := range []string{"nats", "clickhouse", "ingest", "process", "simulator", "prometheus", "alertmanager", "grafana"} {
+	for _, want := range []string{"nats", "clickhouse", "ingest", "process", "drift", "simulator", "alert-receiver", "prometheus", "alertmanager", "grafana"} {
 		if !slices.Contains(services, want) {
 			t.Errorf("docker-compose.yml has no service %q (has %v)", want, services)
 		}
@@ -174,6 +174,7 @@ func TestDriftRulesMatchDetectorDefaults(t *testing.T) {
 		fmt.Sprintf(`detector="negative_share"} >= %v`, cfg.ClearZ),
 		fmt.Sprintf(`detector="ewma"} <= -%v`, cfg.Z),
 		fmt.Sprintf(`detector="ewma"} <= -%v`, cfg.ClearZ),
+		fmt.Sprintf(`abs(cxlink:drift_effect) >= %v`, cfg.MinEffect),
 	} {
 		if !strings.Contains(rules, want) {
 			t.Errorf("cxlink-drift.yml lacks %q (the drift detector's default)", want)
@@ -182,7 +183,7 @@ func TestDriftRulesMatchDetectorDefaults(t *testing.T) {
 	// No other thresholds hide in the drift alerts.
 	for _, m := range regexp.MustCompile(`(<=|>=) -?[0-9.]+`).FindAllString(rules, -1) {
 		v := strings.TrimLeft(strings.Fields(m)[1], "-")
-		if !slices.Contains([]string{fmt.Sprint(cfg.Z), fmt.Sprint(cfg.ClearZ), fmt.Sprint(cfg.MinRecent), fmt.Sprint(cfg.MinBaseline)}, v) {
+		if !slices.Contains([]string{fmt.Sprint(cfg.Z), fmt.Sprint(cfg.ClearZ), fmt.Sprint(cfg.MinRecent), fmt.Sprint(cfg.MinBaseline), fmt.Sprint(cfg.MinEffect)}, v) {
 			t.Errorf("cxlink-drift.yml: threshold %q is not a drift detector default", m)
 		}
 	}

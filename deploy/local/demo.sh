@@ -6,7 +6,7 @@
 # cxlink; `deploy/local/demo.sh stop` stops the servers too.
 #
 #   deploy/local/demo.sh [cxlink run flags…]
-#   e.g. deploy/local/demo.sh --rate 50 --drift "category=plan_correction,after=2m,for=15m,ces=-2.5"
+#   e.g. deploy/local/demo.sh --drift "category=login_problem,after=2m,for=15m,ces=-2"
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 

@@ -37,6 +37,12 @@ type Config struct {
 	// once in 740); the alerts' `for:` asks for it to last.
 	Z      float64 `env:"CXLINK_DRIFT_Z" envDefault:"3"`
 	ClearZ float64 `env:"CXLINK_DRIFT_CLEAR_Z" envDefault:"2"`
+	// MinEffect is the smallest drift worth an alert whatever the number of responses:
+	// with thousands of answers a z of 3 comes from a shift too small to act on. For the
+	// mean it is Cohen's d (the shift in baseline standard deviations), for the negative
+	// share Cohen's h; 0.2 is what Cohen calls small (about 0.3 points of CES). The slow
+	// drift detector (EWMA) has no floor: small shifts are what it is for.
+	MinEffect float64 `env:"CXLINK_DRIFT_MIN_EFFECT" envDefault:"0.2"`
 	// EWMALambda weighs the newest block in the slow-drift average: 0.2 remembers about
 	// the last 9 blocks (recent windows) and finds a shift of one standard error within
 	// about 10 blocks.
@@ -76,6 +82,9 @@ func (c Config) Validate(windows string) error {
 	}
 	if !(c.ClearZ >= 0) || !(c.ClearZ <= c.Z) {
 		add("CXLINK_DRIFT_CLEAR_Z: %v must be between 0 and CXLINK_DRIFT_Z (%v)", c.ClearZ, c.Z)
+	}
+	if !(c.MinEffect >= 0) || math.IsInf(c.MinEffect, 0) {
+		add("CXLINK_DRIFT_MIN_EFFECT: %v is not a number of 0 or more", c.MinEffect)
 	}
 	if !(c.EWMALambda > 0 && c.EWMALambda <= 1) {
 		add("CXLINK_DRIFT_EWMA_LAMBDA: %v is not in (0, 1]", c.EWMALambda)

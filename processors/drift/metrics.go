@@ -16,6 +16,9 @@ var (
 	descZ        = prometheus.NewDesc("cxlink_drift_z",
 		"Drift statistic of the recent window against the baseline, as a z score, by detector: mean (Welch z; negative = lower scores), negative_share (two-proportion z of the share of negative answers; positive = more), ewma (standardized moving average of the mean's z over blocks of the recent window, for slow drifts).",
 		append(seriesLabels, "detector"), nil)
+	descEffect = prometheus.NewDesc("cxlink_drift_effect",
+		"Size of the difference between the recent window and the baseline whatever the number of responses, by detector: mean (Cohen's d, in baseline standard deviations), negative_share (Cohen's h).",
+		append(seriesLabels, "detector"), nil)
 	descScore = prometheus.NewDesc("cxlink_drift_score",
 		"The recent window's value the detector compares: mean on the survey's standard scale (detector mean), or the share of negative answers in percent (detector negative_share).",
 		append(seriesLabels, "detector"), nil)
@@ -67,8 +70,8 @@ type gaugeSample struct {
 
 // snapshot holds the gauges of one evaluation.
 type snapshot struct {
-	m                                   *metrics
-	z, score, baseline, responses, open []gaugeSample
+	m                                           *metrics
+	z, effect, score, baseline, responses, open []gaugeSample
 }
 
 func (m *metrics) newSnapshot() *snapshot { return &snapshot{m: m} }
@@ -100,6 +103,7 @@ func (s *snapshot) series(k seriesKey, owner string, nRecent, nBaseline uint64, 
 	for det, r := range readings {
 		s.z = append(s.z, gaugeSample{with(det), r.z})
 		if det != EWMA {
+			s.effect = append(s.effect, gaugeSample{with(det), r.effect})
 			s.score = append(s.score, gaugeSample{with(det), r.recent})
 			s.baseline = append(s.baseline, gaugeSample{with(det), r.baseline})
 		}
@@ -121,7 +125,7 @@ func (m *metrics) publish(s *snapshot, tick time.Time) {
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descZ, descScore, descBaseline, descResponses, descActive} {
+	for _, d := range []*prometheus.Desc{descZ, descEffect, descScore, descBaseline, descResponses, descActive} {
 		ch <- d
 	}
 }
@@ -133,7 +137,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	for _, set := range []struct {
 		desc    *prometheus.Desc
 		samples []gaugeSample
-	}{{descZ, s.z}, {descScore, s.score}, {descBaseline, s.baseline}, {descResponses, s.responses}, {descActive, s.open}} {
+	}{{descZ, s.z}, {descEffect, s.effect}, {descScore, s.score}, {descBaseline, s.baseline}, {descResponses, s.responses}, {descActive, s.open}} {
 		for _, v := range set.samples {
 			ch <- prometheus.MustNewConstMetric(set.desc, prometheus.GaugeValue, v.value, v.labels...)
 		}

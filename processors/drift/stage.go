@@ -75,8 +75,13 @@ type pendingKey struct {
 
 // reading is one detector's view of one series at one tick.
 type reading struct {
-	z                  float64
-	ok                 bool // z could be computed
+	z  float64
+	ok bool // z could be computed
+	// effect is the size of the difference, whatever n: Cohen's d for the mean (in
+	// baseline standard deviations), Cohen's h for the negative share; NaN when unknown.
+	// A drift starts only if |effect| ≥ MinEffect (the EWMA, meant for small shifts,
+	// has no such floor).
+	effect             float64
 	recent, baseline   float64
 	nRecent, nBaseline uint64
 }
@@ -193,15 +198,17 @@ func (s *Stage) Evaluate(ctx context.Context, t time.Time) error {
 		owner := s.owners.Owner(k.dimension, k.key)
 		readings := map[string]reading{}
 		if z, ok := welchZ(rs, bs); ok {
-			readings[Mean] = reading{z: z, ok: true, recent: rs.mean(), baseline: bs.mean(), nRecent: r.Responses, nBaseline: b.Responses}
+			readings[Mean] = reading{z: z, ok: true, effect: cohenD(rs, bs), recent: rs.mean(), baseline: bs.mean(),
+				nRecent: r.Responses, nBaseline: b.Responses}
 		}
 		if z, ok := twoProportionZ(rs, bs); ok {
-			readings[NegativeShare] = reading{z: z, ok: true, recent: 100 * rs.negative / rs.n, baseline: 100 * bs.negative / bs.n,
-				nRecent: r.Responses, nBaseline: b.Responses}
+			readings[NegativeShare] = reading{z: z, ok: true, effect: cohenH(rs, bs), recent: 100 * rs.negative / rs.n,
+				baseline: 100 * bs.negative / bs.n, nRecent: r.Responses, nBaseline: b.Responses}
 		}
 		if e := s.ewmas[k]; e != nil {
 			if z, ok := e.z(); ok && b.Responses > 0 {
-				readings[EWMA] = reading{z: z, ok: true, recent: rs.mean(), baseline: bs.mean(), nRecent: r.Responses, nBaseline: b.Responses}
+				readings[EWMA] = reading{z: z, ok: true, effect: math.NaN(), recent: rs.mean(), baseline: bs.mean(),
+					nRecent: r.Responses, nBaseline: b.Responses}
 			}
 		}
 		snap.series(k, owner, r.Responses, b.Responses, readings)
@@ -249,7 +256,7 @@ func (s *Stage) step(ek episodeKey, owner string, t time.Time, r reading, eligib
 		}
 		return
 	}
-	if !r.ok || !eligible || math.Abs(r.z) < s.cfg.Z {
+	if !r.ok || !eligible || math.Abs(r.z) < s.cfg.Z || ek.detector != EWMA && !(math.Abs(r.effect) >= s.cfg.MinEffect) {
 		return
 	}
 	e = &records.DriftEvent{

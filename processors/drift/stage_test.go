@@ -132,7 +132,7 @@ func simulate(f *fakeRollups) {
 }
 
 func testConfig() Config {
-	return Config{Recent: "10s", Baseline: "60s", MinRecent: 30, MinBaseline: 100, Z: 3, ClearZ: 2, EWMALambda: 0.2,
+	return Config{Recent: "10s", Baseline: "60s", MinRecent: 30, MinBaseline: 100, Z: 3, ClearZ: 2, MinEffect: 0.2, EWMALambda: 0.2,
 		Owners: "category:plan_correction=product,*=support"}
 }
 
@@ -230,10 +230,13 @@ func TestStageHysteresis(t *testing.T) {
 	f := newFake()
 	s := newTestStage(t, f, nil)
 	ek := episodeKey{drifting, Mean}
-	r := func(z float64) reading { return reading{z: z, ok: true, nRecent: 50, nBaseline: 500} }
+	r := func(z float64) reading { return reading{z: z, ok: true, effect: z / 10, nRecent: 50, nBaseline: 500} }
 	at := func(sec int) time.Time { return t0.Add(time.Duration(sec) * time.Second) }
 	s.step(ek, "product", at(0), r(-2.9), true) // below the threshold: nothing
 	s.step(ek, "product", at(1), r(-5), false)  // too few answers: nothing
+	tiny := r(-8)
+	tiny.effect = -0.15
+	s.step(ek, "product", at(1), tiny, true) // significant but too small to matter: nothing
 	if len(s.open) != 0 {
 		t.Fatal("episode opened below the threshold or with too few answers")
 	}

@@ -91,3 +91,26 @@ func (e *ewma) z() (float64, bool) {
 	v := e.lambda / (2 - e.lambda) * (1 - math.Pow(1-e.lambda, 2*float64(e.blocks)))
 	return standardize(e.value, math.Sqrt(v)), true
 }
+
+// cohenD is the difference of the means in standard deviations of b (the baseline):
+// the size of a drift whatever the number of responses. 0.2 is "small" in Cohen's terms.
+func cohenD(a, b sample) float64 {
+	vb, ok := b.variance()
+	if !ok || a.n < 1 {
+		return math.NaN()
+	}
+	if vb == 0 {
+		return standardize(a.mean()-b.mean(), 0)
+	}
+	return (a.mean() - b.mean()) / math.Sqrt(vb)
+}
+
+// cohenH is the difference of two shares on the arcsine scale, 2·asin√p_a − 2·asin√p_b:
+// the size of a change of the share of negative answers; 50% against 40% is 0.2
+// ("small"), and a change of a rare share weighs more than the same change of a common one.
+func cohenH(a, b sample) float64 {
+	if a.n < 1 || b.n < 1 {
+		return math.NaN()
+	}
+	return 2*math.Asin(math.Sqrt(a.negative/a.n)) - 2*math.Asin(math.Sqrt(b.negative/b.n))
+}

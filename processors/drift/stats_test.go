@@ -110,3 +110,17 @@ func TestEWMAIsStandardized(t *testing.T) {
 		t.Error("a z before any block")
 	}
 }
+
+// Cohen (1988): h = 2·asin√p1 − 2·asin√p2; 0.5 against 0.4 is 0.20 ("small"), d is the
+// difference of means in standard deviations.
+func TestEffectSizes(t *testing.T) {
+	h := cohenH(sample{n: 100, negative: 50}, sample{n: 100, negative: 40})
+	if math.Abs(h-0.2014) > 1e-4 {
+		t.Errorf("h(0.5, 0.4) = %v, want 0.2014", h)
+	}
+	d := cohenD(sampleOf([]float64{5, 6, 7}), sampleOf([]float64{1, 3, 5, 7}))
+	// baseline mean 4, sd √(20/3); recent mean 6.
+	if math.Abs(d-2/math.Sqrt(20.0/3)) > 1e-12 {
+		t.Errorf("d = %v", d)
+	}
+}

@@ -178,11 +178,11 @@ func (s *Stage) Evaluate(ctx context.Context, t time.Time) error {
 	if !t.After(s.lastEvaluation) {
 		return nil
 	}
-	recent, err := s.windows(ctx, s.recent.Name, []time.Time{t})
+	recent, err := s.windows(ctx, s.recent.Name, t)
 	if err != nil {
 		return err
 	}
-	baseline, err := s.windows(ctx, s.base.Name, []time.Time{t.Add(-s.recent.Length)})
+	baseline, err := s.windows(ctx, s.base.Name, t.Add(-s.recent.Length))
 	if err != nil {
 		return err
 	}
@@ -296,10 +296,9 @@ func toSample(w records.WindowTotal) sample {
 	return sample{n: float64(w.Responses), sum: w.ScoreSum, sq: w.SquareSum, negative: float64(w.Negative)}
 }
 
-// windows reads one window at the given ticks, by series; with several ticks, the
-// caller uses windowsAt.
-func (s *Stage) windows(ctx context.Context, window string, ends []time.Time) (map[seriesKey]records.WindowTotal, error) {
-	rows, err := s.opts.Source.WindowTotals(ctx, window, ends)
+// windows reads one window at one tick, by series.
+func (s *Stage) windows(ctx context.Context, window string, end time.Time) (map[seriesKey]records.WindowTotal, error) {
+	rows, err := s.opts.Source.WindowTotals(ctx, window, []time.Time{end})
 	if err != nil {
 		return nil, err
 	}

@@ -44,8 +44,8 @@ type Config struct {
 	// drift detector (EWMA) has no floor: small shifts are what it is for.
 	MinEffect float64 `env:"CXLINK_DRIFT_MIN_EFFECT" envDefault:"0.2"`
 	// EWMALambda weighs the newest block in the slow-drift average: 0.2 remembers about
-	// the last 9 blocks (recent windows) and finds a shift of one standard error within
-	// about 10 blocks.
+	// the last 9 blocks (recent windows); a shift of 1.5 standard errors in every block
+	// reaches z = 3 after 5 blocks, 1.2 after 8, where one block alone needs 3.
 	EWMALambda float64 `env:"CXLINK_DRIFT_EWMA_LAMBDA" envDefault:"0.2"`
 	// Delay after each rollup tick before it is read: the processors need a moment to
 	// write it.

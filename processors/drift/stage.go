@@ -364,7 +364,7 @@ func (s *Stage) foldBlocks(ctx context.Context, t time.Time) error {
 				e = &ewma{lambda: s.cfg.EWMALambda}
 				s.ewmas[k] = e
 			}
-			e.add(z)
+			e.add(math.Max(-ewmaBlockCap, math.Min(ewmaBlockCap, z)))
 		}
 	}
 	s.lastBlock = last

@@ -25,7 +25,7 @@ type fakeRollups struct {
 
 func newFake() *fakeRollups {
 	return &fakeRollups{buckets: map[seriesKey]map[int64]records.WindowTotal{},
-		windows: map[string]int64{"10s": 10, "60s": 60}, events: map[[6]string]records.DriftEvent{}}
+		windows: map[string]int64{"10s": 10, "60s": 60, "300s": 300}, events: map[[6]string]records.DriftEvent{}}
 }
 
 func (f *fakeRollups) add(k seriesKey, at int64, score float64, negative bool) {
@@ -160,7 +160,6 @@ func TestStageRecordsEpisodes(t *testing.T) {
 	want := `
 # HELP cxlink_drift_episode_active 1 while a drift episode of the series is open (recorded in ClickHouse drift_events), by detector and direction (worse, better).
 # TYPE cxlink_drift_episode_active gauge
-cxlink_drift_episode_active{detector="ewma",dimension="category",direction="worse",key="plan_correction",owner="product",survey="ces"} 1
 cxlink_drift_episode_active{detector="mean",dimension="category",direction="worse",key="plan_correction",owner="product",survey="ces"} 1
 cxlink_drift_episode_active{detector="negative_share",dimension="category",direction="worse",key="plan_correction",owner="product",survey="ces"} 1
 `
@@ -205,8 +204,10 @@ cxlink_drift_episode_active{detector="negative_share",dimension="category",direc
 			means = append(means, e)
 		}
 	}
-	if len(detectors) != 3 {
-		t.Errorf("worse episodes by detectors %v, want mean, negative_share and ewma", detectors)
+	// A sudden drop is the mean's and the negative share's news; the slow-drift average
+	// must not hold it (its blocks are capped).
+	if len(detectors) != 2 || !detectors[Mean] || !detectors[NegativeShare] {
+		t.Errorf("worse episodes by detectors %v, want mean and negative_share", detectors)
 	}
 	if len(means) != 1 {
 		t.Fatalf("want one mean episode, got %+v", means)
@@ -254,5 +255,51 @@ func TestStageHysteresis(t *testing.T) {
 	e := rows[0]
 	if !e.StartedAt.Equal(at(2)) || !e.EndedAt.Equal(at(5)) || !e.PeakAt.Equal(at(4)) || e.PeakStatistic != -4 || e.Version != version(at(5)) {
 		t.Errorf("episode %+v", e)
+	}
+}
+
+// A small shift that lasts: each 10 s block alone is about 2 standard errors low (z ≈ −2,
+// no mean drift), but block after block the EWMA adds it up.
+func TestStageSlowDrift(t *testing.T) {
+	f := newFake()
+	rng := rand.New(rand.NewPCG(3, 9))
+	slow := seriesKey{"ces", "team", "bravo"}
+	for s := t0.Unix() - 400; s < t0.Unix()+150; s++ {
+		mean := 5.0
+		if s >= t0.Unix() {
+			mean = 4.75
+		}
+		for range 10 {
+			score := mean + 1.2*rng.NormFloat64()
+			f.add(slow, s, score, score <= 3)
+		}
+	}
+	cfg := testConfig()
+	cfg.Baseline = "300s"
+	s, err := New(cfg, Options{Source: f, Sink: f, Windows: "10s,60s,300s", Step: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for sec := int64(-100); sec <= 150; sec++ {
+		if err := s.Evaluate(context.Background(), t0.Add(time.Duration(sec)*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var found bool
+	for _, e := range f.sorted() {
+		if e.Detector == EWMA && e.Direction == Worse {
+			found = true
+			t.Logf("ewma episode from %s, peak z %.1f", e.StartedAt.Sub(t0), e.PeakStatistic)
+			// Capped at 1.5 a block, it takes 5 blocks (50 s) at least.
+			if e.StartedAt.Before(t0.Add(50 * time.Second)) {
+				t.Errorf("slow drift found after %s: sooner than 5 capped blocks allow", e.StartedAt.Sub(t0))
+			}
+		}
+		if e.StartedAt.Before(t0) {
+			t.Errorf("episode before the shift: %+v", e)
+		}
+	}
+	if !found {
+		t.Errorf("no ewma episode for a lasting shift; episodes: %+v", f.sorted())
 	}
 }

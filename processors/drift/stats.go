@@ -66,6 +66,14 @@ func standardize(diff, se float64) float64 {
 	return math.Max(-maxZ, math.Min(maxZ, diff/se))
 }
 
+// ewmaBlockCap bounds each block's z before it enters the EWMA. A sudden drop (the mean
+// detector's news) then weighs no more than a block 1.5 standard errors low, so that an
+// hour of bad scores does not hold the slow-drift average down for hours after; any
+// drift must last 5 blocks to reach z = 3. Under no drift, capped z scores have a
+// variance of 0.78 instead of 1, which makes the standardized average a little
+// conservative (|z| ≥ 3 is as rare as |z| ≥ 3.4 would be).
+const ewmaBlockCap = 1.5
+
 // ewma is an exponentially weighted moving average of a series of z scores (one per
 // block of the recent window's length), standardized by its own standard deviation under
 // no drift so that it reads as a z score too: with weight λ, after k blocks

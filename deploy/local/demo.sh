@@ -24,6 +24,9 @@ export CXLINK_OWNERS=${CXLINK_OWNERS:-"category:plan_correction=product,category
 # Drift is judged on the last 10 minutes (the product default is the last hour) against
 # the 7 days before, so that a drift shows within minutes of a short demo.
 export CXLINK_WINDOWS=${CXLINK_WINDOWS:-10m,1h,24h,7d} CXLINK_DRIFT_RECENT=${CXLINK_DRIFT_RECENT:-10m}
+# The simulator posts two hours of history at start: accept it all into the windows
+# (and the drift baselines) rather than counting half of it as late.
+export CXLINK_ALLOWED_LATENESS=${CXLINK_ALLOWED_LATENESS:-3h}
 receiver_pid_file=$CXLINK_DATA_DIR/alerts-receiver.pid
 
 stop_receiver() {

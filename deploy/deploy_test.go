@@ -3,11 +3,19 @@
 package deploy
 
 import (
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/caarlos0/env/v11"
+	"gopkg.in/yaml.v3"
+
+	"github.com/cxlink/cxlink/processors/drift"
 )
 
 // tool runs a command from the deploy directory and fails the test with its output, or
@@ -27,7 +35,7 @@ func tool(t *testing.T, pkg string, args ...string) string {
 func TestComposeFile(t *testing.T) {
 	out := tool(t, "docker-compose", "docker-compose", "-f", "../docker-compose.yml", "--profile", "demo", "config", "--services")
 	services := strings.Fields(out)
-	for _, want := range []string{"nats", "clickhouse", "ingest", "process", "simulator", "prometheus", "alertmanager", "grafana"} {
+	for _, want := range []string{"nats", "clickhouse", "ingest", "process", "drift", "simulator", "alert-receiver", "prometheus", "alertmanager", "grafana"} {
 		if !slices.Contains(services, want) {
 			t.Errorf("docker-compose.yml has no service %q (has %v)", want, services)
 		}
@@ -50,4 +58,133 @@ func TestPrometheusRules(t *testing.T) {
 
 func TestAlertmanagerConfig(t *testing.T) {
 	tool(t, "prometheus-alertmanager", "amtool", "check-config", "alertmanager/alertmanager.yml")
+}
+
+// TestAlertmanagerRoutes checks where alerts go, with amtool's own router.
+func TestAlertmanagerRoutes(t *testing.T) {
+	for _, tc := range []struct {
+		labels   []string
+		receiver string
+	}{
+		{[]string{"alertname=CXLinkCESDrop", "owner=product", "severity=warning", "kind=business"}, "product"},
+		{[]string{"alertname=CXLinkCESDrop", "owner=web", "severity=warning", "kind=business"}, "web"},
+		{[]string{"alertname=CXLinkCESDrop", "owner=support", "severity=critical", "kind=business"}, "support-page"},
+		{[]string{"alertname=CXLinkCSATDrop", "owner=support", "severity=warning", "kind=business"}, "support"},
+		{[]string{"alertname=CXLinkDown", "owner=platform", "severity=critical", "kind=pipeline"}, "platform-page"},
+		{[]string{"alertname=CXLinkNoData", "owner=platform", "severity=warning", "kind=pipeline"}, "platform"},
+		{[]string{"alertname=CXLinkCESDrop", "owner=finance", "severity=warning", "kind=business"}, "on-call"},
+	} {
+		args := append([]string{"amtool", "config", "routes", "test", "--config.file=alertmanager/alertmanager.yml",
+			"--verify.receivers=" + tc.receiver}, tc.labels...)
+		tool(t, "prometheus-alertmanager", args...)
+	}
+}
+
+type ruleFile struct {
+	Groups []struct {
+		Name  string
+		Rules []struct {
+			Alert, Record, Expr string
+			For                 string
+			KeepFiringFor       string `yaml:"keep_firing_for"`
+			Labels, Annotations map[string]string
+		}
+	}
+}
+
+// TestEveryAlertIsTestedAndDocumented: each alert has its annotations, a `for:`, a
+// promtool test, an owner and kind, and a section in docs/runbook.md.
+func TestEveryAlertIsTestedAndDocumented(t *testing.T) {
+	rules, _ := filepath.Glob("prometheus/rules/*.yml")
+	var tests strings.Builder
+	files, _ := filepath.Glob("prometheus/tests/*.test.yml")
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tests.Write(b)
+	}
+	runbook, err := os.ReadFile("../docs/runbook.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alerts := 0
+	for _, f := range rules {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rf ruleFile
+		if err := yaml.Unmarshal(b, &rf); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, g := range rf.Groups {
+			for _, r := range g.Rules {
+				if r.Alert == "" {
+					continue
+				}
+				alerts++
+				for _, a := range []string{"summary", "description", "runbook"} {
+					if r.Annotations[a] == "" {
+						t.Errorf("%s: alert %s has no %s", f, r.Alert, a)
+					}
+				}
+				if r.For == "" {
+					t.Errorf("%s: alert %s has no for:", f, r.Alert)
+				}
+				if r.Labels["kind"] == "" || r.Labels["severity"] == "" || (r.Labels["kind"] == "pipeline") != (r.Labels["owner"] == "platform") {
+					t.Errorf("%s: alert %s: labels %v; want kind, severity, and owner platform on pipeline alerts", f, r.Alert, r.Labels)
+				}
+				if !strings.Contains(tests.String(), "alertname: "+r.Alert+",") && !strings.Contains(tests.String(), "alertname: "+r.Alert+"\n") {
+					t.Errorf("alert %s has no promtool test in prometheus/tests", r.Alert)
+				}
+				if !strings.Contains(string(runbook), "\n## "+r.Alert+"\n") {
+					t.Errorf("alert %s has no section \"## %s\" in docs/runbook.md", r.Alert, r.Alert)
+				}
+				if anchor := "#" + strings.ToLower(r.Alert); !strings.HasSuffix(r.Annotations["runbook"], anchor) {
+					t.Errorf("alert %s: runbook %q does not end in %s", r.Alert, r.Annotations["runbook"], anchor)
+				}
+			}
+		}
+	}
+	if alerts < 10 {
+		t.Errorf("found only %d alerts", alerts)
+	}
+}
+
+// The business rules' thresholds are the drift detector's defaults, which decide what
+// drift_events records: alerts and recorded episodes must agree.
+func TestDriftRulesMatchDetectorDefaults(t *testing.T) {
+	var cfg drift.Config
+	if err := env.ParseWithOptions(&cfg, env.Options{Environment: map[string]string{}}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("prometheus/rules/cxlink-drift.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := string(b)
+	for _, want := range []string{
+		fmt.Sprintf(`side="recent"} >= %d)`, cfg.MinRecent),
+		fmt.Sprintf(`side="baseline"} >= %d)`, cfg.MinBaseline),
+		fmt.Sprintf(`detector="mean"} <= -%v`, cfg.Z),
+		fmt.Sprintf(`detector="negative_share"} >= %v`, cfg.Z),
+		fmt.Sprintf(`detector="mean"} <= -%v`, cfg.ClearZ),
+		fmt.Sprintf(`detector="negative_share"} >= %v`, cfg.ClearZ),
+		fmt.Sprintf(`detector="ewma"} <= -%v`, cfg.Z),
+		fmt.Sprintf(`detector="ewma"} <= -%v`, cfg.ClearZ),
+		fmt.Sprintf(`abs(cxlink:drift_effect) >= %v`, cfg.MinEffect),
+	} {
+		if !strings.Contains(rules, want) {
+			t.Errorf("cxlink-drift.yml lacks %q (the drift detector's default)", want)
+		}
+	}
+	// No other thresholds hide in the drift alerts.
+	for _, m := range regexp.MustCompile(`(<=|>=) -?[0-9.]+`).FindAllString(rules, -1) {
+		v := strings.TrimLeft(strings.Fields(m)[1], "-")
+		if !slices.Contains([]string{fmt.Sprint(cfg.Z), fmt.Sprint(cfg.ClearZ), fmt.Sprint(cfg.MinRecent), fmt.Sprint(cfg.MinBaseline), fmt.Sprint(cfg.MinEffect)}, v) {
+			t.Errorf("cxlink-drift.yml: threshold %q is not a drift detector default", m)
+		}
+	}
 }

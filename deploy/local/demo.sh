@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The all-in-one demo on one machine: a private ClickHouse and Prometheus (installed with
-# apt-get when missing), then `cxlink run` with embedded JetStream and the contact-centre
-# simulator. Ctrl-C stops cxlink; `deploy/local/demo.sh stop` stops the servers too.
+# The all-in-one demo on one machine: a private ClickHouse, Prometheus and Alertmanager
+# (installed with apt-get when missing), `cxlink alerts-receiver` standing in for on-call's
+# pager (it prints every notification to .cxlink/alerts.log), then `cxlink run` with
+# embedded JetStream, the drift detector and the contact-centre simulator. Ctrl-C stops
+# cxlink; `deploy/local/demo.sh stop` stops the servers too.
 #
 #   deploy/local/demo.sh [cxlink run flags…]
-#   e.g. deploy/local/demo.sh --rate 50 --drift "category=plan_correction,after=5m,ces=-2"
+#   e.g. deploy/local/demo.sh --drift "category=login_problem,after=2m,for=15m,ces=-2"
 #   deploy/local/demo.sh report [--format json]   (while or after the demo runs)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,6 +26,23 @@ prometheus_port=${PROMETHEUS_PORT:-19090}
 # compute linkage and effort impact every minute.
 export CXLINK_LINKAGE_PERIOD=${CXLINK_LINKAGE_PERIOD:-10m}
 export CXLINK_ANALYTICS_EVERY=${CXLINK_ANALYTICS_EVERY:-1m}
+export ALERTMANAGER_PORT=${ALERTMANAGER_PORT:-19093} ALERTS_RECEIVER_PORT=${ALERTS_RECEIVER_PORT:-19094}
+# Who owns what: alerts for these categories go to their department's receiver.
+export CXLINK_OWNERS=${CXLINK_OWNERS:-"category:plan_correction=product,category:login_problem=web,category:cancellation=marketing,category:billing_question=billing,*=support"}
+# Drift is judged on the last 10 minutes (the product default is the last hour) against
+# the 7 days before, so that a drift shows within minutes of a short demo.
+export CXLINK_WINDOWS=${CXLINK_WINDOWS:-10m,1h,24h,7d} CXLINK_DRIFT_RECENT=${CXLINK_DRIFT_RECENT:-10m}
+# The simulator posts two hours of history at start: accept it all into the windows
+# (and the drift baselines) rather than counting half of it as late.
+export CXLINK_ALLOWED_LATENESS=${CXLINK_ALLOWED_LATENESS:-3h}
+receiver_pid_file=$CXLINK_DATA_DIR/alerts-receiver.pid
+
+stop_receiver() {
+  if [ -f "$receiver_pid_file" ] && grep -q alerts-receiver "/proc/$(cat "$receiver_pid_file")/cmdline" 2>/dev/null; then
+    kill "$(cat "$receiver_pid_file")"
+  fi
+  rm -f "$receiver_pid_file"
+}
 
 if [ "${1:-}" = report ]; then
   shift
@@ -31,23 +50,33 @@ if [ "${1:-}" = report ]; then
 fi
 
 if [ "${1:-}" = stop ]; then
+  stop_receiver
   deploy/local/prometheus.sh stop
+  deploy/local/alertmanager.sh stop
   deploy/local/clickhouse.sh stop
   exit 0
 fi
 
 deploy/local/packages.sh
 deploy/local/clickhouse.sh start >/dev/null
+deploy/local/alertmanager.sh start
 deploy/local/prometheus.sh start
 echo "building cxlink…" >&2
+mkdir -p "$CXLINK_DATA_DIR/bin"
 go build -o "$CXLINK_DATA_DIR/bin/cxlink" ./cmd/cxlink
+stop_receiver
+nohup "$CXLINK_DATA_DIR/bin/cxlink" alerts-receiver --listen "127.0.0.1:$ALERTS_RECEIVER_PORT" \
+  >>"$CXLINK_DATA_DIR/alerts.log" 2>>"$CXLINK_DATA_DIR/alerts-receiver.err" </dev/null &
+echo $! >"$receiver_pid_file"
 
 cat >&2 <<BANNER
 
 cxlink demo: a simulated contact centre posts events to http://$CXLINK_HTTP_ADDR/v1/events
 
   Metrics     curl -s http://$CXLINK_HTTP_ADDR/metrics | grep '^cxlink_rolling_responses'
-  Prometheus  http://127.0.0.1:$prometheus_port  (try: cxlink:rolling_mean{survey="ces",window="1h",dimension="category"})
+  Prometheus  http://127.0.0.1:$prometheus_port  (try: cxlink:rolling_mean{survey="ces",window="1h",dimension="category"}
+              or cxlink:drift_z{survey="ces",dimension="category"}; alerts: http://127.0.0.1:$prometheus_port/alerts)
+  Alerts      tail -f $CXLINK_DATA_DIR/alerts.log   (what on-call receives, by owner; Alertmanager: http://127.0.0.1:$ALERTMANAGER_PORT)
   ClickHouse  clickhouse-client --port $CLICKHOUSE_PORT -d cxlink
 
 Example queries (rollups are written every minute):
@@ -57,6 +86,9 @@ Example queries (rollups are written every minute):
 
   SELECT team, count() AS surveys, round(avg(standard_score), 2) AS ces
   FROM survey_responses FINAL WHERE survey = 'ces' AND late = 0 GROUP BY team ORDER BY ces;
+
+  SELECT started_at, ended_at, key, owner, detector, round(peak_statistic, 1) AS peak_z
+  FROM drift_events FINAL ORDER BY started_at DESC LIMIT 10;
 
 Effort-impact ranking and EX–CX linkage (computed every minute; the first after ~1 min):
   deploy/local/demo.sh report

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages cxlink's demo and tests run for real, when missing:
 #   clickhouse-server/-client  the database (tests start private servers from it)
-#   prometheus                 promtool checks and tests the alerting and recording rules
-#   prometheus-alertmanager    amtool checks the Alertmanager configuration
+#   prometheus                 promtool checks and tests the alerting and recording rules;
+#                              the alerting end-to-end test and the demo run prometheus
+#   prometheus-alertmanager    amtool checks the Alertmanager configuration; the alerting
+#                              test and the demo run prometheus-alertmanager
 #   docker-compose             validates docker-compose.yml offline (no engine needed)
 # Go modules come from the module proxy through `go` itself.
 set -euo pipefail

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A private Prometheus for the local demo, scraping cxlink on loopback every 5 s with the
-# project's rules (deploy/prometheus/rules). Data and log under ${CXLINK_DATA_DIR:-.cxlink}/prometheus.
+# project's rules (deploy/prometheus/rules), sending alerts to the demo's Alertmanager
+# (ALERTMANAGER_PORT, default 19093). Data and log under ${CXLINK_DATA_DIR:-.cxlink}/prometheus.
 #
 #   deploy/local/prometheus.sh start|stop
 #
@@ -14,6 +15,7 @@ mkdir -p "$data_root/prometheus"
 dir=$(cd "$data_root/prometheus" && pwd)
 port=${PROMETHEUS_PORT:-19090}
 target=127.0.0.1:${CXLINK_HTTP_PORT:-8080}
+alertmanager=127.0.0.1:${ALERTMANAGER_PORT:-19093}
 pid_file=$dir/prometheus.pid
 log_file=$dir/prometheus.log
 
@@ -34,6 +36,10 @@ global:
   evaluation_interval: 5s
 rule_files:
   - $repo/deploy/prometheus/rules/*.yml
+alerting:
+  alertmanagers:
+    - static_configs:
+        - targets: ['$alertmanager']
 scrape_configs:
   - job_name: cxlink
     static_configs:

@@ -129,6 +129,7 @@ func (s *State) appendRows(rows []records.Rollup, k SeriesKey, sr *series, tick 
 			ScoreSum:  float64(a.ScoreMicro) / 1e6,
 			Positive:  a.Positive,
 			Negative:  a.Negative,
+			SquareSum: float64(a.SqMicro) / 1e6,
 			Version:   version,
 		})
 	}

@@ -42,7 +42,8 @@ func TestTickMatchesDefinition(t *testing.T) {
 	addRandom := func(n int, from, to time.Time) {
 		for range n {
 			at := from.Add(time.Duration(rng.Int64N(int64(to.Sub(from)))))
-			p := point{keys[rng.IntN(len(keys))], at, Aggregate{1, rng.Int64N(7_000_000), uint64(rng.IntN(2)), uint64(rng.IntN(2))}}
+			score := rng.Int64N(7_000_000)
+			p := point{keys[rng.IntN(len(keys))], at, Aggregate{1, score, uint64(rng.IntN(2)), uint64(rng.IntN(2)), score * score / 1_000_000}}
 			points = append(points, p)
 			s.Add(p.k, p.at, p.agg)
 		}
@@ -76,7 +77,8 @@ func TestTickMatchesDefinition(t *testing.T) {
 					continue
 				}
 				if !ok || got.Responses != want.Responses || got.ScoreSum != float64(want.ScoreMicro)/1e6 ||
-					got.Positive != want.Positive || got.Negative != want.Negative {
+					got.Positive != want.Positive || got.Negative != want.Negative ||
+					got.SquareSum != float64(want.SqMicro)/1e6 {
 					t.Errorf("%v %s at %s: got %+v, want %+v", k, w.Name, tick, got, want)
 				}
 				if cur := s.Window(k, tick, w.Length); cur != want {

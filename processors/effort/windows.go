@@ -69,12 +69,15 @@ type SeriesKey struct {
 }
 
 // Aggregate is the content of a bucket or a window. Score sums are integer micro-points
-// (event.ScoreUnit), so adding and subtracting them is exact.
+// (event.ScoreUnit), so adding and subtracting them is exact. SqMicro sums the squared
+// standard scores, each square rounded to a micro-point: with Responses and ScoreMicro it
+// gives the window's variance, which drift detection needs.
 type Aggregate struct {
 	Responses  uint64
 	ScoreMicro int64
 	Positive   uint64
 	Negative   uint64
+	SqMicro    int64
 }
 
 func (a *Aggregate) add(b Aggregate) {
@@ -82,10 +85,11 @@ func (a *Aggregate) add(b Aggregate) {
 	a.ScoreMicro += b.ScoreMicro
 	a.Positive += b.Positive
 	a.Negative += b.Negative
+	a.SqMicro += b.SqMicro
 }
 
 func (a Aggregate) minus(b Aggregate) Aggregate {
-	return Aggregate{a.Responses - b.Responses, a.ScoreMicro - b.ScoreMicro, a.Positive - b.Positive, a.Negative - b.Negative}
+	return Aggregate{a.Responses - b.Responses, a.ScoreMicro - b.ScoreMicro, a.Positive - b.Positive, a.Negative - b.Negative, a.SqMicro - b.SqMicro}
 }
 
 type bucket struct {

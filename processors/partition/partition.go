@@ -124,7 +124,8 @@ func (s *State) Apply(m Message) (records.Batch, Outcome) {
 func (s *State) applySurvey(e *event.Event, origin records.Origin, oc *Outcome) records.Survey {
 	std := e.StandardScore()
 	pos, neg := event.Classify(e.Survey, std)
-	agg := effort.Aggregate{Responses: 1, ScoreMicro: event.MicroPoints(std), Positive: b2u(pos), Negative: b2u(neg)}
+	agg := effort.Aggregate{Responses: 1, ScoreMicro: event.MicroPoints(std), Positive: b2u(pos), Negative: b2u(neg),
+		SqMicro: event.MicroPoints(std * std)}
 	row := records.Survey{
 		Origin:        origin,
 		ID:            e.ID,

@@ -150,6 +150,7 @@ func (c *rollingCollector) update(part int, read func(func(effort.SeriesKey, eff
 		sum.ScoreMicro += a.ScoreMicro
 		sum.Positive += a.Positive
 		sum.Negative += a.Negative
+		sum.SqMicro += a.SqMicro
 		m[rk] = sum
 	})
 	c.byPart[part] = m

@@ -93,6 +93,7 @@ type Rollup struct {
 	ScoreSum  float64 // sum of standard scores
 	Positive  uint64  // easy, satisfied, promoters
 	Negative  uint64  // difficult, dissatisfied, detractors
+	SquareSum float64 // sum of squared standard scores (each rounded to 1e-6), for the variance
 	Version   uint64  // when the row was computed; the latest computation wins
 }
 

@@ -131,7 +131,7 @@ func TestMigrate(t *testing.T) {
 		tables = append(tables, n)
 	}
 	rows.Close()
-	wantTables := []string{"effort_impact", "employee_pulses", "linkage", "rollup_partials", "rollups", "schema_migrations", "survey_responses", "team_periods", "tickets"}
+	wantTables := []string{"drift_events", "effort_impact", "employee_pulses", "linkage", "rollup_partials", "rollups", "schema_migrations", "survey_responses", "team_periods", "tickets"}
 	if !reflect.DeepEqual(tables, wantTables) {
 		t.Errorf("tables = %v, want %v", tables, wantTables)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"regexp"
@@ -11,13 +12,16 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 )
 
 // migrationFiles are the schema's versions, NNNN_name.sql. Each is a text/template with
 // {{.Database}} for the database name, and holds statements ended by ';'. Lines starting
 // with -- are dropped before splitting, so only a statement itself may not contain a ';'.
-// Every statement must be idempotent (IF NOT EXISTS): two processes may migrate at once,
-// and a version interrupted half-way is applied again from its start. A released file is
+// Every statement must be idempotent (IF NOT EXISTS, or an ALTER TABLE … ADD COLUMN, whose
+// "already exists" error counts as done): two processes may migrate at once, and a
+// version interrupted half-way is applied again from its start. A released file is
 // never edited; a change is a new version.
 //
 //go:embed migrations/*.sql
@@ -195,7 +199,7 @@ func (c *Client) apply(ctx context.Context, m Migration) error {
 		return err
 	}
 	for i, q := range stmts {
-		if err := c.conn.Exec(ctx, q); err != nil {
+		if err := c.conn.Exec(ctx, q); err != nil && !columnExists(q, err) {
 			return fmt.Errorf("apply migration %04d_%s, statement %d: %w", m.Version, m.Name, i+1, err)
 		}
 	}
@@ -211,4 +215,17 @@ func (c *Client) apply(ctx context.Context, m Migration) error {
 		return fmt.Errorf("record migration %04d_%s: %w", m.Version, m.Name, err)
 	}
 	return nil
+}
+
+// addColumn matches an ALTER TABLE … ADD COLUMN statement.
+var addColumn = regexp.MustCompile(`(?is)^ALTER\s+TABLE\s+\S+\s+ADD\s+COLUMN\s`)
+
+// columnExists reports whether err says that the column an ADD COLUMN statement adds is
+// already there (ClickHouse code 44, ILLEGAL_COLUMN): the statement was applied before,
+// by an interrupted run of its migration or by a process migrating at the same time.
+// ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS.
+func columnExists(stmt string, err error) bool {
+	var e *ch.Exception
+	return addColumn.MatchString(stmt) && errors.As(err, &e) && e.Code == 44 &&
+		strings.Contains(e.Message, "already exists")
 }

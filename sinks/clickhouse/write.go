@@ -26,7 +26,7 @@ const (
 	pulseColumns = "id, employee_id, team, question, occurred_at, received_at, source, score, " +
 		"scale_min, scale_max, late, partition, seq, version"
 	rollupColumns = "survey, `window`, dimension, key, window_end, partition, responses, score_sum, " +
-		"positive, negative, version"
+		"positive, negative, score_sq_sum, version"
 )
 
 var tables = []string{TableSurveys, TableTickets, TablePulses, TableRollups}
@@ -95,7 +95,7 @@ func (c *Client) WriteBatch(ctx context.Context, b *records.Batch) error {
 		if err := c.insert(ctx, TableRollups, rollupColumns, len(b.Rollups), func(batch driver.Batch, i int) error {
 			r := &b.Rollups[i]
 			return batch.Append(r.Survey, r.Window, r.Dimension, r.Key, utc(r.WindowEnd),
-				r.Partition, r.Responses, r.ScoreSum, r.Positive, r.Negative, r.Version)
+				r.Partition, r.Responses, r.ScoreSum, r.Positive, r.Negative, r.SquareSum, r.Version)
 		}); err != nil {
 			return err
 		}

@@ -47,12 +47,15 @@ Commands:
              (--simulate also runs the contact-centre simulator against it)
   ingest     the HTTP ingest API (needs NATS_URL)
   process    the processors and the ClickHouse sink (needs NATS_URL)
+  drift      the drift detector over the rollups in ClickHouse (run one)
   migrate    apply the ClickHouse migrations and list them
   simulate   post a simulated contact centre's events to an ingest API
   report     print the effort-impact ranking and the EX–CX linkage (--format json)
   import     import a CSV or NDJSON export through an ingest API (cxlink import -h)
   deadletters  list, show, replay or discard the events that could never be processed
   token      make an API token for a source (its line goes into CXLINK_AUTH_FILE)
+  alerts-receiver
+             print the notifications Alertmanager sends to its webhooks
 
 Configuration comes from the environment; see README.md for every variable.
 `
@@ -82,6 +85,9 @@ func Run(ctx context.Context, args []string, opts Options) error {
 	if cmd == "token" {
 		return runToken(args, opts)
 	}
+	if cmd == "alerts-receiver" {
+		return runAlertsReceiver(ctx, args, opts)
+	}
 	cfg, err := LoadConfig(opts.Environ)
 	if err != nil {
 		return err
@@ -99,6 +105,8 @@ func Run(ctx context.Context, args []string, opts Options) error {
 		return r.ingest(ctx)
 	case "process":
 		return r.process(ctx)
+	case "drift":
+		return r.drift(ctx)
 	case "migrate":
 		return r.migrate(ctx)
 	case "report":
@@ -354,6 +362,11 @@ func (r *roles) run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	stage, err := r.newDriftStage(ch)
+	if err != nil {
+		return err
+	}
+	tasks = append(tasks, stage.Run)
 	if *simulate {
 		cfg, err := sim.config()
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/cxlink/cxlink/ingest/stream"
 	"github.com/cxlink/cxlink/processors/analytics"
 	"github.com/cxlink/cxlink/processors/deadletter"
+	"github.com/cxlink/cxlink/processors/drift"
 	"github.com/cxlink/cxlink/processors/pipeline"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
 )
@@ -39,6 +40,7 @@ type Config struct {
 	Sources    SourcesConfig
 	DeadLetter deadletter.Config
 	Auth       auth.Config
+	Drift      drift.Config
 }
 
 // LoadConfig reads and validates the configuration from environ (KEY=value pairs).
@@ -54,7 +56,8 @@ func LoadConfig(environ map[string]string) (Config, error) {
 func (c Config) Validate() error {
 	errs := []error{c.Broker.Validate(), c.Stream.Validate(), c.HTTP.Validate(), c.Process.Validate(), c.ClickHouse.Validate(),
 		c.Employees.Validate(), c.Analytics.Validate(), c.validateLinkage(), c.Sources.Validate(),
-		c.DeadLetter.Validate(), c.Auth.Validate(), c.NATS.Validate()}
+		c.DeadLetter.Validate(), c.Auth.Validate(), c.NATS.Validate(),
+		c.Drift.Validate(c.Process.Windows)}
 	if c.NATSURL != "" {
 		for _, u := range strings.Split(c.NATSURL, ",") {
 			if p, err := url.Parse(strings.TrimSpace(u)); err != nil || p.Host == "" {

@@ -1,0 +1,572 @@
+package main
+
+// End-to-end test of drift alerting with real processes on loopback: cxlink (`run`:
+// ingest, embedded JetStream, processors and the drift detector, in this process) with a
+// private ClickHouse, a real Prometheus scraping it every second with the project's rules,
+// a real Alertmanager with the project's routing, and a webhook receiver in the test.
+// Only time constants are scaled: windows of 10 s and 2 min instead of 1 h and 7 d, rule
+// `for:` and `keep_firing_for:` minutes become seconds, Alertmanager groups in 1 s.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cxlink/cxlink/cmd/cxlink/app"
+	"github.com/cxlink/cxlink/sinks/clickhouse"
+	"github.com/cxlink/cxlink/sinks/clickhouse/chtest"
+)
+
+// notification is one webhook call Alertmanager made.
+type notification struct {
+	at   time.Time
+	path string
+	body app.AlertNotification
+}
+
+type receiver struct {
+	mu  sync.Mutex
+	got []notification
+	new chan struct{}
+}
+
+func (r *receiver) all() []notification {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]notification(nil), r.got...)
+}
+
+// waitFor waits until some notification satisfies match, and returns it.
+func (r *receiver) waitFor(t *testing.T, what string, timeout time.Duration, match func(notification) bool) notification {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		for _, n := range r.all() {
+			if match(n) {
+				return n
+			}
+		}
+		select {
+		case <-r.new:
+		case <-deadline:
+			t.Fatalf("no %s within %s; notifications: %s", what, timeout, describe(r.all()))
+		}
+	}
+}
+
+func describe(ns []notification) string {
+	var b strings.Builder
+	for _, n := range ns {
+		fmt.Fprintf(&b, "\n  %s %s %s:", n.at.Format("15:04:05.000"), n.path, n.body.Status)
+		for _, a := range n.body.Alerts {
+			fmt.Fprintf(&b, " [%s %s %s/%s %s]", a.Status, a.Labels["alertname"], a.Labels["dimension"], a.Labels["key"], a.Labels["detector"])
+		}
+	}
+	return b.String()
+}
+
+// A CES pattern whose every whole cycle has the same mean (5.2) and spread: a series
+// made of it is stable, so only an injected drift can move its z.
+var cesCycle = []float64{7, 6, 6, 5, 4, 7, 6, 3, 2, 6}
+
+type feeder struct {
+	url      string
+	mu       sync.Mutex
+	seq      int
+	pos      map[string]int
+	drifting bool
+}
+
+// events returns n CES responses for category at t; a drifting category's answers are
+// 2.5 points lower (at least 1).
+func (f *feeder) events(category string, n int, at time.Time, drift bool) []map[string]any {
+	var out []map[string]any
+	for range n {
+		score := cesCycle[f.pos[category]%len(cesCycle)]
+		f.pos[category]++
+		if drift {
+			score = math.Max(1, score-2.5)
+		}
+		f.seq++
+		out = append(out, map[string]any{"id": fmt.Sprintf("al-%d", f.seq), "type": "survey_response",
+			"occurred_at": at.UTC().Format(time.RFC3339Nano), "survey": "ces", "score": score, "category": category,
+			"team": supportTeam})
+	}
+	return out
+}
+
+func (f *feeder) post(events []map[string]any) error {
+	var body bytes.Buffer
+	enc := json.NewEncoder(&body)
+	for _, e := range events {
+		enc.Encode(e)
+	}
+	resp, err := http.Post(f.url, "application/x-ndjson", &body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("post: %d %s", resp.StatusCode, raw)
+	}
+	return nil
+}
+
+// Per second: the drifting category, a healthy one, and one with too few answers for a
+// 10 s window (10 < 30) that drifts too. One team handles them all, so the drift drags
+// the team down with it.
+const (
+	supportTeam      = "alpha"           // owner support
+	driftingCategory = "plan_correction" // owner product
+	healthyCategory  = "refund_request"  // owner support
+	sparseCategory   = "login_problem"   // owner web
+	perSecond        = 20
+)
+
+// batch returns the events of one tenth of a second at t.
+func (f *feeder) batch(t time.Time, tenth int) []map[string]any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ev := f.events(driftingCategory, perSecond/10, t, f.drifting)
+	ev = append(ev, f.events(healthyCategory, perSecond/10, t, false)...)
+	if tenth%10 == 0 {
+		ev = append(ev, f.events(sparseCategory, 1, t, f.drifting)...)
+	}
+	return ev
+}
+
+func (f *feeder) setDrift(on bool) {
+	f.mu.Lock()
+	f.drifting = on
+	f.mu.Unlock()
+}
+
+func TestDriftAlertReachesOwner(t *testing.T) {
+	prom := lookBinary(t, "prometheus", "prometheus")
+	am := lookBinary(t, "prometheus-alertmanager", "prometheus-alertmanager", "alertmanager")
+	ctx := t.Context()
+	dir := t.TempDir()
+
+	// The webhook receiver on-call would have.
+	rcv := &receiver{new: make(chan struct{}, 1)}
+	hook := httptest.NewServer(app.AlertReceiver{Notify: func(path string, n app.AlertNotification) {
+		rcv.mu.Lock()
+		rcv.got = append(rcv.got, notification{time.Now(), path, n})
+		rcv.mu.Unlock()
+		select {
+		case rcv.new <- struct{}{}:
+		default:
+		}
+	}})
+	t.Cleanup(hook.Close)
+
+	// cxlink run, in this process.
+	ch := chtest.Start(t)
+	env := map[string]string{
+		"CXLINK_DATA_DIR":         filepath.Join(dir, "cxlink"),
+		"CLICKHOUSE_ADDR":         ch.Addr(),
+		"CLICKHOUSE_DATABASE":     ch.NewDatabase(t),
+		"CXLINK_HTTP_ADDR":        "127.0.0.1:0",
+		"CXLINK_WINDOWS":          "10s,2m",
+		"CXLINK_ROLLUP_STEP":      "1s",
+		"CXLINK_ALLOWED_LATENESS": "10m",
+		"CXLINK_ATTRIBUTION_WAIT": "10s",
+		"CXLINK_BATCH_MAX_DELAY":  "100ms",
+		"CXLINK_DRIFT_DELAY":      "500ms",
+		"CXLINK_OWNERS":           "category:plan_correction=product,category:login_problem=web,*=support",
+	}
+	if user, ok := os.LookupEnv(chtest.EnvUser); ok {
+		env["CLICKHOUSE_USER"], env["CLICKHOUSE_PASSWORD"] = user, os.Getenv(chtest.EnvPassword)
+	}
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(runCtx, []string{"run"}, app.Options{Environ: env, Stderr: testWriter{t, "cxlink"},
+			Listening: func(a string) { addr <- a }})
+	}()
+	var cxlinkAddr string
+	select {
+	case cxlinkAddr = <-addr:
+	case err := <-done:
+		t.Fatalf("cxlink run: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("cxlink did not start")
+	}
+	t.Cleanup(func() {
+		stopRun()
+		if err := <-done; err != nil {
+			t.Errorf("cxlink run: %v", err)
+		}
+	})
+
+	// Two and a half minutes of stable history, so that baselines are full.
+	f := &feeder{url: "http://" + cxlinkAddr + "/v1/events", pos: map[string]int{}}
+	start := time.Now().Add(-150 * time.Second)
+	for i := 0; ; i++ {
+		at := start.Add(time.Duration(i) * 100 * time.Millisecond)
+		if at.After(time.Now()) {
+			break
+		}
+		if err := f.post(f.batch(at, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Then live, every 100 ms, until the test ends.
+	feedCtx, stopFeed := context.WithCancel(ctx)
+	feedDone := make(chan error, 1)
+	go func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-feedCtx.Done():
+				feedDone <- nil
+				return
+			case now := <-tick.C:
+				if err := f.post(f.batch(now, i)); err != nil {
+					feedDone <- err
+					return
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		stopFeed()
+		if err := <-feedDone; err != nil {
+			t.Errorf("feeding events: %v", err)
+		}
+	})
+
+	// Prometheus and Alertmanager start once the detector has evaluated, so that the
+	// drift metrics are there from their first scrape.
+	waitMetric(t, "http://"+cxlinkAddr+"/metrics", `cxlink_drift_z{detector="mean",dimension="category",key="plan_correction",owner="product",survey="ces"}`)
+	amURL := startAlertmanager(t, am, filepath.Join(dir, "alertmanager"), hook.URL)
+	promURL := startPrometheus(t, prom, filepath.Join(dir, "prometheus"), cxlinkAddr, strings.TrimPrefix(amURL, "http://"))
+	waitPromQuery(t, promURL, `cxlink:drift_enough_responses{key="plan_correction"}`)
+
+	// A quiet spell first: nothing may fire while every series is stable.
+	time.Sleep(10 * time.Second)
+	if got := rcv.all(); len(got) > 0 {
+		t.Fatalf("notifications before any drift: %s", describe(got))
+	}
+
+	driftStart := time.Now()
+	f.setDrift(true)
+	isDrop := func(n notification, status string) bool {
+		if n.body.Status != status || n.path != "/product" {
+			return false
+		}
+		for _, a := range n.body.Alerts {
+			if a.Labels["alertname"] == "CXLinkCESDrop" && a.Labels["category"] == driftingCategory && a.Labels["owner"] == "product" {
+				return true
+			}
+		}
+		return false
+	}
+	fired := rcv.waitFor(t, "firing CXLinkCESDrop for plan_correction at /product", 90*time.Second,
+		func(n notification) bool { return isDrop(n, "firing") })
+	t.Logf("drift start → firing notification at the owner's receiver: %s", fired.at.Sub(driftStart).Round(100*time.Millisecond))
+	for _, a := range fired.body.Alerts {
+		t.Logf("  %s %v: %s", a.Status, a.Labels, a.Annotations["description"])
+		if a.Annotations["summary"] == "" || !strings.Contains(a.Annotations["runbook"], "runbook.md#cxlinkcesdrop") {
+			t.Errorf("alert without summary or runbook: %+v", a)
+		}
+	}
+
+	// The team handling the category drops too, and Prometheus fires for it, but
+	// Alertmanager holds it back while its category drops: support is not paged for a
+	// problem that is not theirs.
+	waitPromQuery(t, promURL, `ALERTS{alertname="CXLinkCESDrop",dimension="team",key="alpha",alertstate="firing"}`)
+
+	// The drift goes on a little, then stops: the alert must resolve.
+	time.Sleep(5 * time.Second)
+	driftEnd := time.Now()
+	f.setDrift(false)
+	resolved := rcv.waitFor(t, "resolved CXLinkCESDrop for plan_correction at /product", 120*time.Second,
+		func(n notification) bool { return isDrop(n, "resolved") && n.at.After(driftEnd) })
+	t.Logf("drift end → resolved notification: %s", resolved.at.Sub(driftEnd).Round(100*time.Millisecond))
+
+	// Nothing for the healthy category, nor for the sparse one although it drifted as
+	// hard (its recent window never had 30 responses), nor for the team (inhibited).
+	all := rcv.all()
+	t.Logf("all notifications: %s", describe(all))
+	for _, n := range all {
+		for _, a := range n.body.Alerts {
+			if k := a.Labels["key"]; k == healthyCategory || k == sparseCategory || a.Labels["dimension"] == "team" {
+				t.Errorf("notification for %s: %s", k, describe([]notification{n}))
+			}
+			if a.Labels["kind"] != "business" {
+				t.Errorf("pipeline alert during the test: %v", a.Labels)
+			}
+		}
+	}
+
+	// The detector recorded the episode in ClickHouse: started after the drift, ended.
+	db, err := clickhouse.Open(ctx, ch.Config(env["CLICKHOUSE_DATABASE"]), nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var started, ended time.Time
+	var peak float64
+	if err := db.Conn().QueryRow(ctx, "SELECT started_at, assumeNotNull(ended_at), peak_statistic FROM "+env["CLICKHOUSE_DATABASE"]+
+		".drift_events FINAL WHERE key = ? AND detector = 'mean' AND direction = 'worse' AND isNotNull(ended_at)", driftingCategory).
+		Scan(&started, &ended, &peak); err != nil {
+		t.Fatalf("drift episode of %s: %v", driftingCategory, err)
+	}
+	t.Logf("drift_events: %s from %s to %s, peak z %.1f", driftingCategory, started.Sub(driftStart).Round(time.Second),
+		ended.Sub(driftStart).Round(time.Second), peak)
+	if started.Before(driftStart.Add(-time.Second)) || ended.Before(driftEnd.Add(-time.Second)) || peak > -3 {
+		t.Errorf("episode %s–%s peak %.1f does not match the drift %s–%s", started, ended, peak, driftStart, driftEnd)
+	}
+	var others uint64
+	if err := db.Conn().QueryRow(ctx, "SELECT count() FROM "+env["CLICKHOUSE_DATABASE"]+
+		".drift_events FINAL WHERE key IN (?, ?)", healthyCategory, sparseCategory).Scan(&others); err != nil || others != 0 {
+		t.Errorf("%d drift episodes of the healthy or sparse category (err %v)", others, err)
+	}
+}
+
+// lookBinary finds the first of names on PATH, or fails with how to install it.
+func lookBinary(t *testing.T, pkg string, names ...string) string {
+	t.Helper()
+	for _, n := range names {
+		if p, err := exec.LookPath(n); err == nil {
+			return p
+		}
+	}
+	t.Fatalf("%s not found: install it with `apt-get install %s`, or run deploy/local/test.sh", names[0], pkg)
+	return ""
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startProcess runs a server until the test ends; its log is shown if the test fails.
+func startProcess(t *testing.T, dir, name string, argv ...string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, name+".log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr, cmd.Dir = logFile, logFile, dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+		logFile.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("%s log:\n%s", name, tail(string(b), 40))
+		}
+	})
+}
+
+// waitReady waits until url answers 200.
+func waitReady(t *testing.T, name, url string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready at %s: %v", name, url, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// scaleDurations turns the rules' `for:` and `keep_firing_for:` minutes into seconds
+// (and hours into minutes), for a test that runs 60 times faster.
+var ruleDuration = regexp.MustCompile(`(?m)^(\s*(?:for|keep_firing_for):\s*)(\d+)([mh])\s*$`)
+
+func scaleDurations(rules string) string {
+	return ruleDuration.ReplaceAllStringFunc(rules, func(m string) string {
+		p := ruleDuration.FindStringSubmatch(m)
+		n, _ := strconv.Atoi(p[2])
+		if p[3] == "h" {
+			return p[1] + strconv.Itoa(n) + "m"
+		}
+		return p[1] + strconv.Itoa(n) + "s"
+	})
+}
+
+// startPrometheus runs Prometheus scraping cxlink every second and sending to
+// Alertmanager. The project's rules (durations scaled) are loaded once the first scrapes
+// are in: Prometheus starts scraping only after its service discovery's first update (a
+// few seconds), and until then an alert on missing metrics would be right.
+func startPrometheus(t *testing.T, bin, dir, target, alertmanager string) string {
+	t.Helper()
+	rules, _ := filepath.Glob("../../deploy/prometheus/rules/*.yml")
+	if len(rules) < 3 {
+		t.Fatalf("rule files: %v", rules)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "rules"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rules {
+		b, err := os.ReadFile(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		scaled := scaleDurations(string(b))
+		if strings.Contains(scaled, "for: 5m") {
+			t.Fatalf("durations of %s not scaled", r)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "rules", filepath.Base(r)), []byte(scaled), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeConfig := func(ruleFiles string) {
+		config := fmt.Sprintf(`global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files: [%s]
+alerting:
+  alertmanagers:
+    - static_configs: [{targets: ['%s']}]
+scrape_configs:
+  - job_name: cxlink
+    static_configs: [{targets: ['%s']}]
+`, ruleFiles, alertmanager, target)
+		if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeConfig("")
+	promURL := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	startProcess(t, dir, "prometheus", bin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+strings.TrimPrefix(promURL, "http://"),
+		"--web.enable-lifecycle", "--rules.alert.resend-delay=1s")
+	waitReady(t, "prometheus", promURL+"/-/ready")
+	waitPromQuery(t, promURL, `cxlink_drift_last_evaluated_tick_timestamp_seconds`)
+	writeConfig("'" + dir + "/rules/*.yml'")
+	resp, err := http.Post(promURL+"/-/reload", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("prometheus reload: %s", resp.Status)
+	}
+	return promURL
+}
+
+// startAlertmanager runs Alertmanager with the project's configuration, its webhooks
+// pointed at the test's receiver and its groups sent within a second.
+func startAlertmanager(t *testing.T, bin, dir, receiverURL string) string {
+	t.Helper()
+	b, err := os.ReadFile("../../deploy/alertmanager/alertmanager.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := strings.ReplaceAll(string(b), "http://alert-receiver:9094", receiverURL)
+	for old, new := range map[string]string{"group_wait: 30s": "group_wait: 1s", "group_interval: 5m": "group_interval: 1s"} {
+		if !strings.Contains(config, old) {
+			t.Fatalf("alertmanager.yml has no %q to shorten", old)
+		}
+		config = strings.ReplaceAll(config, old, new)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "alertmanager.yml"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	amURL := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	startProcess(t, dir, "alertmanager", bin, "--config.file="+filepath.Join(dir, "alertmanager.yml"),
+		"--storage.path="+filepath.Join(dir, "data"), "--web.listen-address="+strings.TrimPrefix(amURL, "http://"),
+		"--cluster.listen-address=")
+	waitReady(t, "alertmanager", amURL+"/-/ready")
+	return amURL
+}
+
+// waitMetric waits until the metrics page has a sample of series.
+func waitMetric(t *testing.T, metricsURL, series string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(metricsURL)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(b), series+" ") {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s has no %s", metricsURL, series)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// waitPromQuery waits until an instant query returns a sample.
+func waitPromQuery(t *testing.T, promURL, query string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(promURL + "/api/v1/query?query=" + url.QueryEscape(query))
+		if err == nil {
+			var r struct {
+				Data struct{ Result []json.RawMessage }
+			}
+			json.NewDecoder(resp.Body).Decode(&r)
+			resp.Body.Close()
+			if len(r.Data.Result) > 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prometheus: no result for %s", query)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

@@ -1,0 +1,121 @@
+// Package drift watches every customer-score series (CES, CSAT, NPS; overall and by
+// category, channel and team) for drift against its own baseline, exports the statistics
+// for Prometheus to alert on, and records each drift episode in ClickHouse.
+//
+// Partitions are keyed by ticket, so no processor holds a whole series: the stage reads
+// the rolling windows back from the rollups, the partitions added up, so that its
+// statistics are the same however many processes share the partitions. One process runs
+// it (`cxlink drift`, or inside `cxlink run`). See docs/architecture.md, Drift.
+package drift
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/cxlink/cxlink/processors/effort"
+)
+
+// Config of the drift stage. The defaults are those of the alert rules in
+// deploy/prometheus/rules/cxlink-alerts.yml: keep both in step.
+type Config struct {
+	// Recent is the window judged, Baseline the one it is judged against; both are
+	// among CXLINK_WINDOWS, by default its shortest and longest (1h and 7d). The
+	// baseline is read as it was one Recent ago, so that it holds no recent response:
+	// the trailing 7 d before the last hour.
+	Recent   string `env:"CXLINK_DRIFT_RECENT"`
+	Baseline string `env:"CXLINK_DRIFT_BASELINE"`
+	// MinRecent and MinBaseline: the fewest responses in either window for a drift to
+	// start. 30 is where a mean of 1–7 answers is close enough to normal for a z test;
+	// a baseline of 100 pins its mean and spread well.
+	MinRecent   uint64 `env:"CXLINK_DRIFT_MIN_RECENT" envDefault:"30"`
+	MinBaseline uint64 `env:"CXLINK_DRIFT_MIN_BASELINE" envDefault:"100"`
+	// Z starts an episode (|z| ≥ Z); it ends once |z| < ClearZ. The gap is the
+	// hysteresis that keeps a series near the threshold from flapping. Under no drift
+	// |z| ≥ 3 comes by chance once in about 370 evaluations of a series (a drop alone,
+	// once in 740); the alerts' `for:` asks for it to last.
+	Z      float64 `env:"CXLINK_DRIFT_Z" envDefault:"3"`
+	ClearZ float64 `env:"CXLINK_DRIFT_CLEAR_Z" envDefault:"2"`
+	// MinEffect is the smallest drift worth an alert whatever the number of responses:
+	// with thousands of answers a z of 3 comes from a shift too small to act on. For the
+	// mean it is Cohen's d (the shift in baseline standard deviations), for the negative
+	// share Cohen's h; 0.2 is what Cohen calls small (about 0.3 points of CES). The slow
+	// drift detector (EWMA) has no floor: small shifts are what it is for.
+	MinEffect float64 `env:"CXLINK_DRIFT_MIN_EFFECT" envDefault:"0.2"`
+	// EWMALambda weighs the newest block in the slow-drift average: 0.2 remembers about
+	// the last 9 blocks (recent windows); a shift of 1.5 standard errors in every block
+	// reaches z = 3 after 5 blocks, 1.2 after 8, where one block alone needs 3.
+	EWMALambda float64 `env:"CXLINK_DRIFT_EWMA_LAMBDA" envDefault:"0.2"`
+	// Delay after each rollup tick before it is read: the processors need a moment to
+	// write it.
+	Delay time.Duration `env:"CXLINK_DRIFT_DELAY" envDefault:"10s"`
+	// Owners maps series to the owning department; see ParseOwners.
+	Owners string `env:"CXLINK_OWNERS" envDefault:"*=support"`
+}
+
+// Validate reports every problem; windows is CXLINK_WINDOWS, whose own problems are
+// reported by the processors' configuration.
+func (c Config) Validate(windows string) error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if ws, err := effort.ParseWindows(windows); err == nil {
+		recent, baseline, okR, okB := c.windows(ws)
+		if !okR {
+			add("CXLINK_DRIFT_RECENT: %q is not one of CXLINK_WINDOWS (%s)", c.Recent, windows)
+		}
+		if !okB {
+			add("CXLINK_DRIFT_BASELINE: %q is not one of CXLINK_WINDOWS (%s)", c.Baseline, windows)
+		}
+		if okR && okB && baseline.Length <= recent.Length {
+			add("CXLINK_DRIFT_BASELINE: %s is not longer than CXLINK_DRIFT_RECENT (%s); with the defaults, CXLINK_WINDOWS needs two lengths", baseline.Name, recent.Name)
+		}
+	}
+	if c.MinRecent < 2 {
+		add("CXLINK_DRIFT_MIN_RECENT: %d is below 2 (a spread needs two responses)", c.MinRecent)
+	}
+	if c.MinBaseline < 2 {
+		add("CXLINK_DRIFT_MIN_BASELINE: %d is below 2 (a spread needs two responses)", c.MinBaseline)
+	}
+	if !(c.Z > 0) || math.IsInf(c.Z, 0) {
+		add("CXLINK_DRIFT_Z: %v is not a positive number", c.Z)
+	}
+	if !(c.ClearZ >= 0) || !(c.ClearZ <= c.Z) {
+		add("CXLINK_DRIFT_CLEAR_Z: %v must be between 0 and CXLINK_DRIFT_Z (%v)", c.ClearZ, c.Z)
+	}
+	if !(c.MinEffect >= 0) || math.IsInf(c.MinEffect, 0) {
+		add("CXLINK_DRIFT_MIN_EFFECT: %v is not a number of 0 or more", c.MinEffect)
+	}
+	if !(c.EWMALambda > 0 && c.EWMALambda <= 1) {
+		add("CXLINK_DRIFT_EWMA_LAMBDA: %v is not in (0, 1]", c.EWMALambda)
+	}
+	if c.Delay < 0 {
+		add("CXLINK_DRIFT_DELAY: %s is negative", c.Delay)
+	}
+	if _, err := ParseOwners(c.Owners); err != nil {
+		add("CXLINK_OWNERS: %v", err)
+	}
+	return errors.Join(errs...)
+}
+
+// windows picks the recent and baseline windows among ws (sorted by length).
+func (c Config) windows(ws []effort.Window) (recent, baseline effort.Window, okR, okB bool) {
+	recent, okR = ws[0], true
+	if c.Recent != "" {
+		recent, okR = find(ws, c.Recent)
+	}
+	baseline, okB = ws[len(ws)-1], true
+	if c.Baseline != "" {
+		baseline, okB = find(ws, c.Baseline)
+	}
+	return recent, baseline, okR, okB
+}
+
+func find(ws []effort.Window, name string) (effort.Window, bool) {
+	for _, w := range ws {
+		if w.Name == name {
+			return w, true
+		}
+	}
+	return effort.Window{}, false
+}

@@ -1,0 +1,122 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/cxlink/cxlink/processors/records"
+)
+
+// TableDriftEvents holds the drift episodes (processors/drift).
+const TableDriftEvents = "drift_events"
+
+const driftColumns = "survey, dimension, key, owner, detector, direction, started_at, ended_at, peak_at, " +
+	"peak_statistic, peak_recent, peak_baseline, peak_recent_responses, peak_baseline_responses, " +
+	"recent_span, baseline_span, version"
+
+// WindowTotals reads the rolling window named window at each of the ticks ends, the
+// partitions added up, for the overall, category, channel and team series (agents are
+// not compared with a baseline). Series without responses are left out.
+func (c *Client) WindowTotals(ctx context.Context, window string, ends []time.Time) ([]records.WindowTotal, error) {
+	if len(ends) == 0 {
+		return nil, nil
+	}
+	// Instants as integers: the driver's client-side binding of times differs between
+	// versions, and integers cannot inject anything.
+	in := make([]string, len(ends))
+	for i, t := range ends {
+		in[i] = "toDateTime(" + strconv.FormatInt(t.Unix(), 10) + ", 'UTC')"
+	}
+	q := "SELECT survey, dimension, key, window_end, sum(responses), sum(score_sum), sum(score_sq_sum), " +
+		"sum(positive), sum(negative) FROM " + c.cfg.Database + ".rollup_partials FINAL " +
+		"WHERE `window` = ? AND window_end IN (" + strings.Join(in, ", ") + ") " +
+		"AND dimension IN ('overall', 'category', 'channel', 'team') " +
+		"GROUP BY survey, dimension, key, window_end HAVING sum(responses) > 0"
+	rows, err := c.conn.Query(ctx, q, window)
+	if err != nil {
+		return nil, fmt.Errorf("read %s windows: %w", window, err)
+	}
+	defer rows.Close()
+	var out []records.WindowTotal
+	for rows.Next() {
+		var w records.WindowTotal
+		if err := rows.Scan(&w.Survey, &w.Dimension, &w.Key, &w.WindowEnd, &w.Responses, &w.ScoreSum,
+			&w.SquareSum, &w.Positive, &w.Negative); err != nil {
+			return nil, fmt.Errorf("read %s windows: %w", window, err)
+		}
+		w.WindowEnd = w.WindowEnd.UTC()
+		out = append(out, w)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read %s windows: %w", window, err)
+	}
+	return out, nil
+}
+
+// WriteDriftEvents inserts episode rows. Writing a row again is harmless: drift_events is
+// a ReplacingMergeTree keyed by the episode, and FINAL shows its highest version.
+func (c *Client) WriteDriftEvents(ctx context.Context, events []records.DriftEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
+	return c.insert(ctx, TableDriftEvents, driftColumns, len(events), func(b driver.Batch, i int) error {
+		e := &events[i]
+		var ended *time.Time
+		if !e.EndedAt.IsZero() {
+			t := e.EndedAt.UTC()
+			ended = &t
+		}
+		return b.Append(e.Survey, e.Dimension, e.Key, e.Owner, e.Detector, e.Direction, utc(e.StartedAt), ended,
+			utc(e.PeakAt), e.PeakStatistic, e.PeakRecent, e.PeakBaseline, e.PeakRecentResponses,
+			e.PeakBaselineResponses, e.RecentWindow, e.BaselineWindow, e.Version)
+	})
+}
+
+// DriftEvents reads the episodes (latest version of each) that started at or after
+// since, ordered by start.
+func (c *Client) DriftEvents(ctx context.Context, since time.Time) ([]records.DriftEvent, error) {
+	return c.driftEvents(ctx, "started_at >= toDateTime("+strconv.FormatInt(since.Unix(), 10)+", 'UTC')")
+}
+
+// OpenDriftEvents reads the episodes that have not ended.
+func (c *Client) OpenDriftEvents(ctx context.Context) ([]records.DriftEvent, error) {
+	return c.driftEvents(ctx, "isNull(ended_at)")
+}
+
+func (c *Client) driftEvents(ctx context.Context, where string) ([]records.DriftEvent, error) {
+	// The filter runs outside FINAL: a condition on a column that changes between an
+	// episode's versions (ended_at) must see only the latest version.
+	rows, err := c.conn.Query(ctx, "SELECT "+driftColumns+" FROM (SELECT "+driftColumns+" FROM "+
+		c.cfg.Database+"."+TableDriftEvents+" FINAL) WHERE "+where+
+		" ORDER BY started_at, survey, dimension, key, detector, direction")
+	if err != nil {
+		return nil, fmt.Errorf("read drift events: %w", err)
+	}
+	defer rows.Close()
+	var out []records.DriftEvent
+	for rows.Next() {
+		var (
+			e     records.DriftEvent
+			ended *time.Time
+		)
+		if err := rows.Scan(&e.Survey, &e.Dimension, &e.Key, &e.Owner, &e.Detector, &e.Direction, &e.StartedAt,
+			&ended, &e.PeakAt, &e.PeakStatistic, &e.PeakRecent, &e.PeakBaseline, &e.PeakRecentResponses,
+			&e.PeakBaselineResponses, &e.RecentWindow, &e.BaselineWindow, &e.Version); err != nil {
+			return nil, fmt.Errorf("read drift events: %w", err)
+		}
+		e.StartedAt, e.PeakAt = e.StartedAt.UTC(), e.PeakAt.UTC()
+		if ended != nil {
+			e.EndedAt = ended.UTC()
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read drift events: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,122 @@
+package clickhouse_test
+
+import (
+	"context"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/cxlink/cxlink/processors/records"
+	"github.com/cxlink/cxlink/sinks/clickhouse/chtest"
+)
+
+func TestWindowTotalsAddsPartitions(t *testing.T) {
+	srv := chtest.Start(t)
+	c, _ := open(t, srv)
+	ctx := context.Background()
+	end := at("2024-06-01T12:00:00Z")
+	partial := func(window, dim, key string, end time.Time, partition uint16, n uint64, sum, sq float64, neg, version uint64) records.Rollup {
+		return records.Rollup{Survey: "ces", Window: window, Dimension: dim, Key: key, WindowEnd: end,
+			Partition: partition, Responses: n, ScoreSum: sum, SquareSum: sq, Negative: neg, Version: version}
+	}
+	if err := c.WriteBatch(ctx, &records.Batch{Rollups: []records.Rollup{
+		partial("1h", "category", "plan", end, 0, 2, 5, 13, 1, 1),
+		partial("1h", "category", "plan", end, 0, 3, 9, 29, 1, 2), // written again: replaces the row above
+		partial("1h", "category", "plan", end, 1, 1, 6, 36, 0, 1),
+		partial("1h", "category", "plan", end.Add(-time.Minute), 1, 7, 7, 7, 7, 1), // another tick
+		partial("7d", "category", "plan", end, 1, 9, 9, 9, 9, 1),                   // another window
+		partial("1h", "agent", "a-1", end, 1, 9, 9, 9, 9, 1),                       // agents are not judged
+		partial("1h", "team", "blue", end, 2, 0, 0, 0, 0, 1),                       // no responses
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.WindowTotals(ctx, "1h", []time.Time{end})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []records.WindowTotal{{Survey: "ces", Dimension: "category", Key: "plan", WindowEnd: end,
+		Responses: 4, ScoreSum: 15, SquareSum: 65, Negative: 1}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("WindowTotals = %+v\nwant %+v", got, want)
+	}
+	got, err = c.WindowTotals(ctx, "1h", []time.Time{end, end.Add(-time.Minute)})
+	if err != nil || len(got) != 2 {
+		t.Errorf("two ticks: %+v, %v", got, err)
+	}
+}
+
+func TestDriftEventsRewrite(t *testing.T) {
+	srv := chtest.Start(t)
+	c, _ := open(t, srv)
+	ctx := context.Background()
+	start := at("2024-06-01T12:00:00Z")
+	e := records.DriftEvent{Survey: "ces", Dimension: "category", Key: "plan", Owner: "product", Detector: "mean",
+		Direction: "worse", StartedAt: start, PeakAt: start, PeakStatistic: -3.5, PeakRecent: 3.9, PeakBaseline: 5.1,
+		PeakRecentResponses: 40, PeakBaselineResponses: 900, RecentWindow: "1h", BaselineWindow: "7d", Version: 1}
+	other := e
+	other.Key, other.Owner = "login", "web"
+	if err := c.WriteDriftEvents(ctx, []records.DriftEvent{e, other}); err != nil {
+		t.Fatal(err)
+	}
+	open, err := c.OpenDriftEvents(ctx)
+	if err != nil || len(open) != 2 {
+		t.Fatalf("open episodes: %+v, %v", open, err)
+	}
+	// The episode peaks, then ends: each rewrite has a higher version; writing the last
+	// one twice changes nothing.
+	e.PeakAt, e.PeakStatistic, e.Version = start.Add(time.Minute), -6, 2
+	ended := e
+	ended.EndedAt, ended.Version = start.Add(5*time.Minute), 3
+	for _, rows := range [][]records.DriftEvent{{e}, {ended}, {ended}} {
+		if err := c.WriteDriftEvents(ctx, rows); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open, err = c.OpenDriftEvents(ctx)
+	if err != nil || len(open) != 1 || open[0].Key != "login" {
+		t.Fatalf("open episodes after the end: %+v, %v", open, err)
+	}
+	all, err := c.DriftEvents(ctx, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 2 || !reflect.DeepEqual(all[1], ended) {
+		t.Errorf("episodes %+v\nwant the second to be %+v", all, ended)
+	}
+}
+
+// A migration whose ADD COLUMN ran but that was not recorded (the process died in
+// between) is applied again without error.
+func TestMigrateAddColumnTwice(t *testing.T) {
+	srv := chtest.Start(t)
+	c, _ := open(t, srv)
+	ctx := context.Background()
+	if err := c.Conn().Exec(ctx, "ALTER TABLE "+c.Database()+".schema_migrations DELETE WHERE version = 5"); err != nil {
+		t.Fatal(err)
+	}
+	// ALTER … DELETE is asynchronous: wait until the record is gone.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var n uint64
+		if err := c.Conn().QueryRow(ctx, "SELECT count() FROM "+c.Database()+".schema_migrations WHERE version = 5").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("migration record not deleted")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := c.Migrate(ctx); err != nil {
+		t.Fatalf("migrate again after an unrecorded ADD COLUMN: %v", err)
+	}
+	ms, err := c.Migrations(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := ms[len(ms)-1]; last.Version != 5 || last.AppliedAt.IsZero() {
+		t.Errorf("migration 5 not recorded: %+v", last)
+	}
+}

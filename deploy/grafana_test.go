@@ -135,37 +135,9 @@ func TestDashboardsAreWellFormed(t *testing.T) {
 	}
 }
 
-// Fixture schemas of tables that other parts of cxlink write. FIXTURE: used only when the
-// table does not exist in the migrated database, so that every panel's query still runs;
-// where the real migrations create these tables, the panels run against the real schema
-// instead. effort_impact, team_periods and linkage are the schemas of the linkage and
-// effort-impact migrations (0003, 0004 of that work); drift_events follows the drift
-// issue's description (start, end, peak) and must be checked against its migration.
-var fixtureTables = map[string]string{
-	"effort_impact": `CREATE TABLE %s.effort_impact (` + "`window`" + ` String, window_end DateTime('UTC'), category String,
-		tickets UInt64, volume_share Float64, handle_share Nullable(Float64), handle_hours Float64,
-		avg_handle_seconds Nullable(Float64), contacts_per_resolution Nullable(Float64), ces_responses UInt64,
-		ces Nullable(Float64), ces_ci_low Nullable(Float64), ces_ci_high Nullable(Float64), pct_difficult Nullable(Float64),
-		pct_difficult_low Nullable(Float64), pct_difficult_high Nullable(Float64), impact Nullable(Float64),
-		impact_rank Nullable(UInt16), status String, computed_at DateTime('UTC'), version UInt64)
-		ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(window_end) ORDER BY (` + "`window`" + `, window_end, category)`,
-	"team_periods": `CREATE TABLE %s.team_periods (period String, period_start DateTime('UTC'), team String,
-		engagement_respondents UInt32, engagement Nullable(Float64), enps_respondents UInt32, enps Nullable(Float64),
-		ces_responses UInt32, ces Nullable(Float64), pct_difficult Nullable(Float64), csat_responses UInt32,
-		csat Nullable(Float64), computed_at DateTime('UTC'), version UInt64)
-		ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(period_start) ORDER BY (period, period_start, team)`,
-	"linkage": `CREATE TABLE %s.linkage (period String, period_start DateTime('UTC'), scope String, span_periods UInt16,
-		lag UInt8, employee_metric String, customer_metric String, teams UInt32, pairs UInt32, periods UInt16,
-		pearson_r Nullable(Float64), spearman_r Nullable(Float64), ci_low Nullable(Float64), ci_high Nullable(Float64),
-		p_value Nullable(Float64), status String, computed_at DateTime('UTC'), version UInt64)
-		ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(period_start)
-		ORDER BY (period, scope, employee_metric, customer_metric, lag, period_start)`,
-	"drift_events": `CREATE TABLE %s.drift_events (start DateTime, end DateTime, peak DateTime, survey String, metric String,
-		dimension String, key String, owner String, baseline Float64, peak_value Float64, peak_z Float64)
-		ENGINE = MergeTree ORDER BY (start, key)`,
-}
-
-// fixtureRows: FIXTURE rows for the fixture tables, so that their panels return data.
+// fixtureRows: FIXTURE rows for the tables of stages that may not have written anything
+// yet in a short run (no drift, say), so that their panels return data. They are inserted
+// only into an empty table, and fail to insert if the migrated schema differs.
 // INSERT … SELECT: clickhouse-go's Exec of INSERT … VALUES hangs on ClickHouse 18.16.
 var fixtureRows = map[string]string{
 	"effort_impact": `INSERT INTO %s.effort_impact
@@ -181,7 +153,8 @@ var fixtureRows = map[string]string{
 		UNION ALL SELECT 'week', toStartOfHour(now()), 'period', 1, 1, 'engagement', 'ces', 3, 3, 1, NULL, NULL, NULL, NULL, NULL, 'too_few_teams', now(), 1
 		UNION ALL SELECT 'week', toStartOfHour(now()), 'pooled', 4, 0, 'engagement', 'ces', 6, 24, 4, 0.52, 0.5, 0.15, 0.76, 0.009, 'ok', now(), 1`,
 	"drift_events": `INSERT INTO %s.drift_events
-		SELECT now() - 3600, now() - 600, now() - 1800, 'ces', 'mean', 'category', 'plan_correction', 'product', 4.2, 2.9, -4.1`,
+		SELECT 'ces', 'category', 'plan_correction', 'product', 'mean', 'worse', now() - 3600, now() - 600, now() - 1800,
+			-4.1, 2.9, 4.2, 40, 900, '1h', '7d', 1`,
 }
 
 func freePort(t *testing.T) int {
@@ -358,17 +331,10 @@ func TestDashboardQueries(t *testing.T) {
 	}()
 	t.Cleanup(func() { stopSim(); <-simDone })
 
-	for table, ddl := range fixtureTables {
-		if in.Count(fmt.Sprintf("SELECT count() FROM system.tables WHERE database = '%s' AND name = '%s'", db, table)) == 0 {
-			t.Logf("FIXTURE: %s does not exist in this schema yet; created from the fixture schema in this test", table)
-			if err := in.DB.Conn().Exec(t.Context(), fmt.Sprintf(ddl, db)); err != nil {
-				t.Fatalf("fixture %s: %v", table, err)
-			}
-		}
-		// A table its stage has not written yet (or the fixture's) gets the fixture rows,
-		// so that its panels have data; they fail to insert if the real schema differs.
+	for table, rows := range fixtureRows {
 		if in.Count(fmt.Sprintf("SELECT count() FROM %s.%s", db, table)) == 0 {
-			if err := in.DB.Conn().Exec(t.Context(), fmt.Sprintf(fixtureRows[table], db)); err != nil {
+			t.Logf("FIXTURE rows for %s: nothing written yet", table)
+			if err := in.DB.Conn().Exec(t.Context(), fmt.Sprintf(rows, db)); err != nil {
 				t.Fatalf("FIXTURE rows for %s do not fit its schema (reconcile the panels and this fixture with the migration): %v", table, err)
 			}
 		}

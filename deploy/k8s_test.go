@@ -164,7 +164,7 @@ func TestKubernetesManifests(t *testing.T) {
 	for _, d := range m.deployments {
 		roles[d.Spec.Template.Labels["app.kubernetes.io/component"]]++
 	}
-	if roles["ingest"] != 1 || roles["process"] < 1 {
+	if roles["ingest"] != 1 || roles["process"] < 1 || roles["drift"] != 1 {
 		t.Errorf("deployments by role: %v", roles)
 	}
 

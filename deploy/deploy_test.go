@@ -70,6 +70,8 @@ func TestAlertmanagerRoutes(t *testing.T) {
 		{[]string{"alertname=CXLinkCESDrop", "owner=web", "severity=warning", "kind=business"}, "web"},
 		{[]string{"alertname=CXLinkCESDrop", "owner=support", "severity=critical", "kind=business"}, "support-page"},
 		{[]string{"alertname=CXLinkCSATDrop", "owner=support", "severity=warning", "kind=business"}, "support"},
+		{[]string{"alertname=CXLinkCESDrop", "owner=support", "severity=warning", "kind=business", "dimension=team", "team=alpha"}, "support"},
+		{[]string{"alertname=CXLinkCESDrop", "owner=web", "severity=warning", "kind=business", "dimension=channel", "channel=web"}, "web"},
 		{[]string{"alertname=CXLinkDown", "owner=platform", "severity=critical", "kind=pipeline"}, "platform-page"},
 		{[]string{"alertname=CXLinkNoData", "owner=platform", "severity=warning", "kind=pipeline"}, "platform"},
 		{[]string{"alertname=CXLinkCESDrop", "owner=finance", "severity=warning", "kind=business"}, "on-call"},

@@ -508,7 +508,8 @@ func startAlertmanager(t *testing.T, bin, dir, receiverURL string) string {
 		t.Fatal(err)
 	}
 	config := strings.ReplaceAll(string(b), "http://alert-receiver:9094", receiverURL)
-	for old, new := range map[string]string{"group_wait: 30s": "group_wait: 1s", "group_interval: 5m": "group_interval: 1s"} {
+	for old, new := range map[string]string{"group_wait: 30s": "group_wait: 1s", "group_wait: 5m": "group_wait: 5s",
+		"group_interval: 5m": "group_interval: 1s"} {
 		if !strings.Contains(config, old) {
 			t.Fatalf("alertmanager.yml has no %q to shorten", old)
 		}

@@ -36,6 +36,7 @@ running_pid() {
 write_config() {
   sed -e "s|http://alert-receiver:9094|$receiver|" \
     -e 's|group_wait: 30s|group_wait: 5s|' \
+    -e 's|group_wait: 5m|group_wait: 2m|' \
     -e 's|group_interval: 5m|group_interval: 10s|' \
     "$repo/deploy/alertmanager/alertmanager.yml" >"$dir/alertmanager.yml"
 }

@@ -40,13 +40,16 @@ type Config struct {
 	// MinEffect is the smallest drift worth an alert whatever the number of responses:
 	// with thousands of answers a z of 3 comes from a shift too small to act on. For the
 	// mean it is Cohen's d (the shift in baseline standard deviations), for the negative
-	// share Cohen's h; 0.2 is what Cohen calls small (about 0.3 points of CES). The slow
+	// share Cohen's h. 0.2 is what Cohen calls small; 0.3 (about half a point of CES)
+	// keeps the ordinary wobble of a series out (in the demo, the simulated teams'
+	// engagement moves every team's and category's CES by about 0.2) and lets a
+	// problem in: a category getting 2 points harder is near 1. The slow
 	// drift detector (EWMA) has no floor: small shifts are what it is for.
-	MinEffect float64 `env:"CXLINK_DRIFT_MIN_EFFECT" envDefault:"0.2"`
+	MinEffect float64 `env:"CXLINK_DRIFT_MIN_EFFECT" envDefault:"0.3"`
 	// EWMALambda weighs the newest block in the slow-drift average: 0.2 remembers about
 	// the last 9 blocks (recent windows); a shift of 1.5 standard errors in every block
 	// reaches z = 3 after 5 blocks, 1.2 after 8, where one block alone needs 3.
-	EWMALambda float64 `env:"CXLINK_DRIFT_EWMA_LAMBDA" envDefault:"0.2"`
+	EWMALambda float64 `env:"CXLINK_DRIFT_EWMA_LAMBDA" envDefault:"0.3"`
 	// Delay after each rollup tick before it is read: the processors need a moment to
 	// write it.
 	Delay time.Duration `env:"CXLINK_DRIFT_DELAY" envDefault:"10s"`

@@ -353,6 +353,7 @@ func newFaultCluster(t *testing.T, embedded bool) *faultCluster {
 		"CXLINK_PUBLISH_TIMEOUT":    "5s",
 		"CLICKHOUSE_DIAL_TIMEOUT":   "1s",
 		"CLICKHOUSE_INSERT_TIMEOUT": "5s",
+		"CXLINK_EMPLOYEE_ID_KEY":    testEmployeeKey,
 	}}}
 	f.ingestAddr = freeAddr(t)
 	natsURL := ""

@@ -22,19 +22,19 @@ func testEvents(rng *rand.Rand, prefix string, n int, now time.Time) []map[strin
 		}
 		return now.Add(-time.Duration(rng.Int64N(int64(5 * time.Minute)))).Format(time.RFC3339Nano)
 	}
-	// Pulses occur at now, not at(): every pulse of a call falls in one pulse period. Each
-	// team's five employees answer first, so that every team reaches the anonymity
-	// threshold and all pulses are stored.
-	pulse := func(id, team string, employee int) map[string]any {
-		return map[string]any{"id": id, "type": "employee_pulse", "occurred_at": now.Format(time.RFC3339Nano),
-			"employee_id": fmt.Sprintf("%s-e%d", team, employee), "team": team, "question": "engagement", "score": 1 + rng.IntN(5)}
+	// Pulses occur at now, not at(): every pulse of a run falls in one pulse period. They
+	// come in whole bursts, a team's five employees at once, so that every group reaches
+	// the anonymity threshold and every accepted pulse is stored.
+	pulses := func(prefix, team string) []map[string]any {
+		var burst []map[string]any
+		for e := range 5 {
+			burst = append(burst, map[string]any{"id": fmt.Sprintf("%s-%d", prefix, e), "type": "employee_pulse",
+				"occurred_at": now.Format(time.RFC3339Nano), "employee_id": fmt.Sprintf("%s-e%d", team, e),
+				"team": team, "question": "engagement", "score": 1 + rng.IntN(5)})
+		}
+		return burst
 	}
 	var out []map[string]any
-	for _, team := range teams {
-		for e := range 5 {
-			out = append(out, pulse(fmt.Sprintf("%s-ep-%s-%d", prefix, team, e), team, e))
-		}
-	}
 	for i := 0; len(out) < n; i++ {
 		team := rng.IntN(len(teams))
 		t := map[string]any{
@@ -77,8 +77,8 @@ func testEvents(rng *rand.Rand, prefix string, n int, now time.Time) []map[strin
 			out = append(out, t)
 			out = append(out, surveys...)
 		}
-		if rng.IntN(20) == 0 {
-			out = append(out, pulse(fmt.Sprintf("%s-ep-%d", prefix, i), teams[team], rng.IntN(5)))
+		if rng.IntN(40) == 0 && len(out)+5 <= n {
+			out = append(out, pulses(fmt.Sprintf("%s-ep-%d", prefix, i), teams[team])...)
 		}
 	}
 	return out[:n]

@@ -272,25 +272,47 @@ func (r *roles) newPipeline(s jetstream.Stream, ch *clickhouse.Client, dlq pipel
 	})
 }
 
-func (r *roles) process(ctx context.Context) error {
-	js, s, nc, closeJS, err := r.jetStream(ctx, "process", false)
+// processing is what the process and run roles share: JetStream (embedded when allowed),
+// the dead-letter stream, ClickHouse, and the pipeline over them.
+type processing struct {
+	js    jetstream.JetStream
+	nc    *nats.Conn
+	ch    *clickhouse.Client
+	p     *pipeline.Pipeline
+	close func() // releases them, in reverse order
+}
+
+func (r *roles) processing(ctx context.Context, role string, embed bool) (*processing, error) {
+	js, s, nc, closeJS, err := r.jetStream(ctx, role, embed)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer closeJS()
 	dlq, err := r.deadLetters(ctx, js)
 	if err != nil {
-		return err
+		closeJS()
+		return nil, err
 	}
 	ch, err := r.sink(ctx)
 	if err != nil {
-		return err
+		closeJS()
+		return nil, err
 	}
-	defer ch.Close()
 	p, err := r.newPipeline(s, ch, dlq)
+	if err != nil {
+		ch.Close()
+		closeJS()
+		return nil, err
+	}
+	return &processing{js: js, nc: nc, ch: ch, p: p, close: func() { ch.Close(); closeJS() }}, nil
+}
+
+func (r *roles) process(ctx context.Context) error {
+	pr, err := r.processing(ctx, "process", false)
 	if err != nil {
 		return err
 	}
+	defer pr.close()
+	nc, ch, p := pr.nc, pr.ch, pr.p
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", readyz(natsReady(nc), func(context.Context) error { return p.Ready() }, ch.Ping))
@@ -328,24 +350,12 @@ func (r *roles) run(ctx context.Context, args []string) error {
 	if err := r.demoEmployeeKey(); err != nil {
 		return err
 	}
-	js, s, nc, closeJS, err := r.jetStream(ctx, "run", true)
+	pr, err := r.processing(ctx, "run", true)
 	if err != nil {
 		return err
 	}
-	defer closeJS()
-	dlq, err := r.deadLetters(ctx, js)
-	if err != nil {
-		return err
-	}
-	ch, err := r.sink(ctx)
-	if err != nil {
-		return err
-	}
-	defer ch.Close()
-	p, err := r.newPipeline(s, ch, dlq)
-	if err != nil {
-		return err
-	}
+	defer pr.close()
+	js, nc, ch, p := pr.js, pr.nc, pr.ch, pr.p
 	h, err := r.ingestHandler(js, nc)
 	if err != nil {
 		return err

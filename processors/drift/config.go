@@ -49,7 +49,14 @@ type Config struct {
 	// EWMALambda weighs the newest block in the slow-drift average: 0.2 remembers about
 	// the last 9 blocks (recent windows); a shift of 1.5 standard errors in every block
 	// reaches z = 3 after 5 blocks, 1.2 after 8, where one block alone needs 3.
-	EWMALambda float64 `env:"CXLINK_DRIFT_EWMA_LAMBDA" envDefault:"0.3"`
+	EWMALambda float64 `env:"CXLINK_DRIFT_EWMA_LAMBDA" envDefault:"0.2"`
+	// PulseBaselinePeriods is how many pulse periods (CXLINK_LINKAGE_PERIOD) before a
+	// team's latest one form the baseline its engagement and eNPS are judged against;
+	// at least PulseMinBaselinePeriods of them must have released answers (a team's
+	// first periods, or one that answers rarely, is not judged). Four weeks pool a few
+	// dozen answers: enough to know a team's usual level, recent enough to be it.
+	PulseBaselinePeriods    int `env:"CXLINK_DRIFT_PULSE_BASELINE_PERIODS" envDefault:"4"`
+	PulseMinBaselinePeriods int `env:"CXLINK_DRIFT_PULSE_MIN_BASELINE_PERIODS" envDefault:"2"`
 	// Delay after each rollup tick before it is read: the processors need a moment to
 	// write it.
 	Delay time.Duration `env:"CXLINK_DRIFT_DELAY" envDefault:"10s"`
@@ -91,6 +98,12 @@ func (c Config) Validate(windows string) error {
 	}
 	if !(c.EWMALambda > 0 && c.EWMALambda <= 1) {
 		add("CXLINK_DRIFT_EWMA_LAMBDA: %v is not in (0, 1]", c.EWMALambda)
+	}
+	if c.PulseBaselinePeriods < 1 {
+		add("CXLINK_DRIFT_PULSE_BASELINE_PERIODS: %d is below 1", c.PulseBaselinePeriods)
+	}
+	if c.PulseMinBaselinePeriods < 1 || c.PulseMinBaselinePeriods > c.PulseBaselinePeriods {
+		add("CXLINK_DRIFT_PULSE_MIN_BASELINE_PERIODS: %d must be between 1 and CXLINK_DRIFT_PULSE_BASELINE_PERIODS (%d)", c.PulseMinBaselinePeriods, c.PulseBaselinePeriods)
 	}
 	if c.Delay < 0 {
 		add("CXLINK_DRIFT_DELAY: %s is negative", c.Delay)

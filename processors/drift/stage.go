@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cxlink/cxlink/processors/effort"
+	"github.com/cxlink/cxlink/processors/pulses"
 	"github.com/cxlink/cxlink/processors/records"
 )
 
@@ -36,6 +37,9 @@ type Source interface {
 	// WindowTotals returns the window named window at each tick in ends, for every
 	// series with responses (overall, category, channel, team).
 	WindowTotals(ctx context.Context, window string, ends []time.Time) ([]records.WindowTotal, error)
+	// EmployeeAggregates returns the released pulse groups (at least minRespondents
+	// employees) per team, question and period of length p with occurred_at in [from, to).
+	EmployeeAggregates(ctx context.Context, p time.Duration, offset int64, from, to time.Time, minRespondents int) ([]records.EmployeeAggregate, error)
 	// OpenDriftEvents returns the recorded episodes that have not ended.
 	OpenDriftEvents(ctx context.Context) ([]records.DriftEvent, error)
 }
@@ -52,6 +56,10 @@ type Options struct {
 	// Windows and Step are the processors' (CXLINK_WINDOWS, CXLINK_ROLLUP_STEP).
 	Windows string
 	Step    time.Duration
+	// Pulses is the pulse period and anonymity threshold (CXLINK_LINKAGE_PERIOD,
+	// CXLINK_ANONYMITY_MIN_RESPONDENTS) for the engagement and eNPS series; with no
+	// period, those series are not judged.
+	Pulses pulses.Config
 	// MaxKeys caps the keys per dimension exported as metric labels
 	// (CXLINK_METRICS_MAX_KEYS); the others are still judged and recorded.
 	MaxKeys    int
@@ -110,6 +118,11 @@ func New(cfg Config, opts Options) (*Stage, error) {
 	ws, err := effort.ParseWindows(opts.Windows)
 	if err != nil {
 		return nil, fmt.Errorf("CXLINK_WINDOWS: %w", err)
+	}
+	if opts.Pulses.Period != "" {
+		if err := opts.Pulses.Validate(); err != nil {
+			return nil, err
+		}
 	}
 	owners, _ := ParseOwners(cfg.Owners)
 	recent, base, _, _ := cfg.windows(ws)
@@ -189,13 +202,18 @@ func (s *Stage) Evaluate(ctx context.Context, t time.Time) error {
 	if err := s.foldBlocks(ctx, t); err != nil {
 		return err
 	}
+	var pulseReadings map[seriesKey]reading
+	if s.opts.Pulses.Period != "" {
+		if pulseReadings, err = s.pulseSeries(ctx, t); err != nil {
+			return err
+		}
+	}
 	snap := s.metrics.newSnapshot()
 	seen := map[episodeKey]bool{}
 	for k, r := range recent {
 		b := baseline[k]
 		rs, bs := toSample(r), toSample(b)
 		eligible := r.Responses >= s.cfg.MinRecent && b.Responses >= s.cfg.MinBaseline
-		owner := s.owners.Owner(k.dimension, k.key)
 		readings := map[string]reading{}
 		if z, ok := welchZ(rs, bs); ok {
 			readings[Mean] = reading{z: z, ok: true, effect: cohenD(rs, bs), recent: rs.mean(), baseline: bs.mean(),
@@ -211,12 +229,12 @@ func (s *Stage) Evaluate(ctx context.Context, t time.Time) error {
 					nRecent: r.Responses, nBaseline: b.Responses}
 			}
 		}
-		snap.series(k, owner, r.Responses, b.Responses, readings)
-		for det, rd := range readings {
-			ek := episodeKey{k, det}
-			seen[ek] = true
-			s.step(ek, owner, t, rd, eligible)
-		}
+		s.judge(snap, seen, k, t, readings, r.Responses, b.Responses, eligible)
+	}
+	// A pulse series has a reading only when it can start an episode: released groups,
+	// with enough baseline periods.
+	for k, r := range pulseReadings {
+		s.judge(snap, seen, k, t, map[string]reading{Mean: r}, r.nRecent, r.nBaseline, true)
 	}
 	// Series with an open episode and no reading now (no responses left, or no spread):
 	// the drift is over as far as can be told.
@@ -231,6 +249,17 @@ func (s *Stage) Evaluate(ctx context.Context, t time.Time) error {
 	s.metrics.publish(snap, t)
 	s.lastEvaluation = t
 	return s.flush(ctx)
+}
+
+// judge exports the readings of one series and advances its episodes.
+func (s *Stage) judge(snap *snapshot, seen map[episodeKey]bool, k seriesKey, t time.Time, readings map[string]reading, nRecent, nBaseline uint64, eligible bool) {
+	owner := s.owners.Owner(k.dimension, k.key)
+	snap.series(k, owner, nRecent, nBaseline, readings)
+	for det, rd := range readings {
+		ek := episodeKey{k, det}
+		seen[ek] = true
+		s.step(ek, owner, t, rd, eligible)
+	}
 }
 
 // step advances the episode of one series and detector with the reading at t.
@@ -259,10 +288,11 @@ func (s *Stage) step(ek episodeKey, owner string, t time.Time, r reading, eligib
 	if !r.ok || !eligible || math.Abs(r.z) < s.cfg.Z || ek.detector != EWMA && !(math.Abs(r.effect) >= s.cfg.MinEffect) {
 		return
 	}
+	recentSpan, baselineSpan := s.spans(ek.series.survey)
 	e = &records.DriftEvent{
 		Survey: ek.series.survey, Dimension: ek.series.dimension, Key: ek.series.key, Owner: owner,
 		Detector: ek.detector, Direction: direction(ek.detector, r.z), StartedAt: t,
-		RecentWindow: s.recent.Name, BaselineWindow: s.base.Name, Version: version(t),
+		RecentWindow: recentSpan, BaselineWindow: baselineSpan, Version: version(t),
 	}
 	setPeak(e, t, r)
 	s.open[ek] = e

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/cxlink/cxlink/processors/pulses"
 	"github.com/cxlink/cxlink/processors/records"
 )
 
@@ -21,6 +22,14 @@ type fakeRollups struct {
 	buckets map[seriesKey]map[int64]records.WindowTotal // unix second → bucket
 	windows map[string]int64                            // name → seconds
 	events  map[[6]string]records.DriftEvent
+	pulses  []pulseAnswer
+}
+
+// pulseAnswer is one employee's answer; every answer in the fake is a distinct employee.
+type pulseAnswer struct {
+	team, question string
+	at             time.Time
+	score          float64
 }
 
 func newFake() *fakeRollups {
@@ -59,6 +68,43 @@ func (f *fakeRollups) WindowTotals(_ context.Context, window string, ends []time
 			if w.Responses > 0 {
 				out = append(out, w)
 			}
+		}
+	}
+	return out, nil
+}
+
+// EmployeeAggregates groups the answers like the SQL: per team, question and period,
+// groups below the threshold left out.
+func (f *fakeRollups) EmployeeAggregates(_ context.Context, p time.Duration, _ int64, from, to time.Time, minRespondents int) ([]records.EmployeeAggregate, error) {
+	type key struct {
+		team, question string
+		start          time.Time
+	}
+	groups := map[key]*records.EmployeeAggregate{}
+	for _, a := range f.pulses {
+		if a.at.Before(from) || !a.at.Before(to) {
+			continue
+		}
+		k := key{a.team, a.question, a.at.Truncate(p)}
+		g := groups[k]
+		if g == nil {
+			g = &records.EmployeeAggregate{Team: a.team, Question: a.question, PeriodStart: k.start}
+			groups[k] = g
+		}
+		g.Respondents++
+		g.Sum += a.score
+		g.SquareSum += a.score * a.score
+		if a.question == ENPS && a.score >= 9 {
+			g.Promoters++
+		}
+		if a.question == ENPS && a.score <= 6 {
+			g.Detractors++
+		}
+	}
+	var out []records.EmployeeAggregate
+	for _, g := range groups {
+		if g.Respondents >= uint64(minRespondents) {
+			out = append(out, *g)
 		}
 	}
 	return out, nil
@@ -133,7 +179,7 @@ func simulate(f *fakeRollups) {
 
 func testConfig() Config {
 	return Config{Recent: "10s", Baseline: "60s", MinRecent: 30, MinBaseline: 100, Z: 3, ClearZ: 2, MinEffect: 0.2, EWMALambda: 0.2,
-		Owners: "category:plan_correction=product,*=support"}
+		PulseBaselinePeriods: 4, PulseMinBaselinePeriods: 2, Owners: "category:plan_correction=product,*=support"}
 }
 
 func newTestStage(t *testing.T, f *fakeRollups, reg prometheus.Registerer) *Stage {
@@ -302,4 +348,140 @@ func TestStageSlowDrift(t *testing.T) {
 	if !found {
 		t.Errorf("no ewma episode for a lasting shift; episodes: %+v", f.sorted())
 	}
+}
+
+// Pulses per one-minute period: team red's engagement and eNPS fall in periods 6–7 and
+// come back; blue stays as it was; tiny has 3 respondents (below the anonymity threshold
+// of 5) and falls hard; late has answered only from period 5 on (one baseline period at
+// its drop, fewer than the 2 needed).
+func TestStagePulseDrift(t *testing.T) {
+	f := newFake()
+	period := time.Minute
+	p0 := t0.Truncate(period)
+	healthyEng := []float64{4, 4, 5, 3, 4, 4, 5, 4}
+	lowEng := []float64{2, 2, 3, 1, 2, 3, 2, 2}
+	healthyENPS := []float64{9, 10, 8, 9, 7, 10, 9, 8}
+	lowENPS := []float64{3, 5, 7, 2, 6, 8, 4, 5}
+	answer := func(team string, k int, eng, enps []float64) {
+		for i := range eng {
+			at := p0.Add(time.Duration(k)*period + time.Duration(i)*time.Second)
+			f.pulses = append(f.pulses, pulseAnswer{team, Engagement, at, eng[i]}, pulseAnswer{team, ENPS, at, enps[i]})
+		}
+	}
+	for k := range 12 {
+		if k == 6 || k == 7 {
+			answer("red", k, lowEng, lowENPS)
+			answer("tiny", k, lowEng[:3], lowENPS[:3])
+		} else {
+			answer("red", k, healthyEng, healthyENPS)
+			answer("tiny", k, healthyEng[:3], healthyENPS[:3])
+		}
+		answer("blue", k, healthyEng, healthyENPS)
+		if k == 5 {
+			answer("late", k, healthyEng, healthyENPS)
+		} else if k == 6 {
+			answer("late", k, lowEng, lowENPS)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	cfg := testConfig()
+	cfg.Owners = "team:red=red-lead,*=support"
+	s, err := New(cfg, Options{Source: f, Sink: f, Windows: "10s,60s", Step: time.Second, Registerer: reg,
+		Pulses: pulses.Config{Period: "1m", MinRespondents: 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for k := range 12 {
+		// Each period twice: while its answers come in (not yet released: the period
+		// before is judged) and once they are in.
+		for _, sec := range []int{3, 30} {
+			if err := s.Evaluate(ctx, p0.Add(time.Duration(k)*period+time.Duration(sec)*time.Second)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if k == 6 {
+			want := `
+# HELP cxlink_drift_episode_active 1 while a drift episode of the series is open (recorded in ClickHouse drift_events), by detector and direction (worse, better).
+# TYPE cxlink_drift_episode_active gauge
+cxlink_drift_episode_active{detector="mean",dimension="team",direction="worse",key="red",owner="red-lead",survey="engagement"} 1
+cxlink_drift_episode_active{detector="mean",dimension="team",direction="worse",key="red",owner="red-lead",survey="enps"} 1
+`
+			if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "cxlink_drift_episode_active"); err != nil {
+				t.Error(err)
+			}
+			// Released teams with a baseline are exported; tiny and late are not.
+			gathered, _ := reg.Gather()
+			for _, mf := range gathered {
+				for _, m := range mf.GetMetric() {
+					for _, l := range m.GetLabel() {
+						if l.GetName() == "key" && (l.GetValue() == "tiny" || l.GetValue() == "late") {
+							t.Errorf("%s exported for team %s", mf.GetName(), l.GetValue())
+						}
+					}
+				}
+			}
+			if got := gaugeValue(t, reg, "cxlink_drift_score", map[string]string{"survey": "enps", "key": "red"}); got != -75 {
+				t.Errorf("red's eNPS in period 6: %v, want -75 (no promoter, 6 detractors of 8)", got)
+			}
+		}
+	}
+	var worse []records.DriftEvent
+	for _, e := range f.sorted() {
+		if e.Key != "red" {
+			t.Errorf("episode of a team that did not drift, or may not be judged: %+v", e)
+			continue
+		}
+		if e.Direction == Worse {
+			worse = append(worse, e)
+		}
+	}
+	if len(worse) != 2 {
+		t.Fatalf("want red's engagement and eNPS episodes, got %+v", worse)
+	}
+	for _, e := range worse {
+		t.Logf("%s episode: periods %s to %s, peak z %.1f (%.2f vs %.2f, n %d vs %d)", e.Survey, e.StartedAt.Sub(p0), e.EndedAt.Sub(p0),
+			e.PeakStatistic, e.PeakRecent, e.PeakBaseline, e.PeakRecentResponses, e.PeakBaselineResponses)
+		// Judged from the moment period 6's answers are in; over once period 8's are.
+		if e.StartedAt != p0.Add(6*period+30*time.Second) || e.EndedAt != p0.Add(8*period+30*time.Second) {
+			t.Errorf("%s episode from %s to %s", e.Survey, e.StartedAt.Sub(p0), e.EndedAt.Sub(p0))
+		}
+		if e.Owner != "red-lead" || e.Dimension != "team" || e.Detector != Mean || e.RecentWindow != "1m" || e.BaselineWindow != "4x1m" ||
+			e.PeakRecentResponses != 8 || e.PeakBaselineResponses != 32 || e.PeakStatistic > -3 {
+			t.Errorf("episode %+v", e)
+		}
+	}
+}
+
+// gaugeValue is the value of the one series of a metric family whose labels include
+// all of match.
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string, match map[string]string) float64 {
+	t.Helper()
+	gathered, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values []float64
+	for _, mf := range gathered {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			for k, v := range match {
+				if labels[k] != v {
+					continue series
+				}
+			}
+			values = append(values, m.GetGauge().GetValue())
+		}
+	}
+	if len(values) != 1 {
+		t.Fatalf("%s%v: %d series", name, match, len(values))
+	}
+	return values[0]
 }

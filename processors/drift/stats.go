@@ -1,6 +1,10 @@
 package drift
 
-import "math"
+import (
+	"math"
+
+	"gonum.org/v1/gonum/stat/distuv"
+)
 
 // maxZ caps standardized statistics: two windows without any spread but with different
 // means are as different as it gets, and an infinite z helps no one.
@@ -41,6 +45,27 @@ func welchZ(a, b sample) (z float64, ok bool) {
 		return 0, false
 	}
 	return standardize(a.mean()-b.mean(), math.Sqrt(va/a.n+vb/b.n)), true
+}
+
+// welchTailZ is Welch's t of a (recent) against b (baseline) read through Student's t
+// with the Welch–Satterthwaite degrees of freedom, and returned as the normal z with the
+// same tail probability: the z a difference would need to be as unlikely. With the
+// dozens of answers of a team's pulse, t itself would overstate a difference (t = 3 with
+// 8 degrees of freedom is as likely as z = 2.5); with thousands, z ≈ t.
+func welchTailZ(a, b sample) (z float64, ok bool) {
+	va, okA := a.variance()
+	vb, okB := b.variance()
+	if !okA || !okB {
+		return 0, false
+	}
+	sa, sb := va/a.n, vb/b.n
+	diff, se := a.mean()-b.mean(), math.Sqrt(sa+sb)
+	if se == 0 {
+		return standardize(diff, 0), true
+	}
+	df := (sa + sb) * (sa + sb) / (sa*sa/(a.n-1) + sb*sb/(b.n-1))
+	tail := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: df}.CDF(-math.Abs(diff / se))
+	return math.Copysign(math.Min(maxZ, -distuv.UnitNormal.Quantile(tail)), diff), true
 }
 
 // twoProportionZ is the pooled two-proportion z of the shares of negative answers,

@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"gonum.org/v1/gonum/stat/distuv"
 )
 
 func sampleOf(xs []float64) sample {
@@ -41,6 +43,38 @@ func TestWelchZMatchesR(t *testing.T) {
 	}
 	if z, _ := welchZ(sampleOf([]float64{1, 1}), same); z != -maxZ {
 		t.Errorf("constant windows apart: z = %v, want %v", z, -maxZ)
+	}
+}
+
+// The same data through Student's t with Welch's degrees of freedom: R's p-value
+// 0.07939 is the two-sided tail, so z = qnorm(0.07939 / 2).
+func TestWelchTailZMatchesR(t *testing.T) {
+	g1 := []float64{0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0}
+	g2 := []float64{1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4}
+	z, ok := welchTailZ(sampleOf(g1), sampleOf(g2))
+	want := distuv.UnitNormal.Quantile(0.07939 / 2)
+	if !ok || math.Abs(z-want) > 2e-4 {
+		t.Fatalf("welchTailZ = %v, %v; want %v", z, ok, want)
+	}
+	if z, _ := welchTailZ(sampleOf(g2), sampleOf(g1)); math.Abs(z+want) > 2e-4 {
+		t.Errorf("swapped: z = %v, want %v", z, -want)
+	}
+	// One side without spread: t = 2.45 on the other's 3 degrees of freedom, a tail of
+	// 0.046, so z ≈ 1.68.
+	if z, ok := welchTailZ(sampleOf([]float64{6, 6, 6}), sampleOf([]float64{4, 5, 6, 5})); !ok || math.Abs(z-1.68) > 0.01 {
+		t.Errorf("constant recent window: z = %v, %v; want 1.68", z, ok)
+	}
+	// Far apart with many answers: the tail underflows nowhere; z is large and finite.
+	var lo, hi []float64
+	for i := range 40 {
+		lo = append(lo, 1+float64(i%3)/10)
+		hi = append(hi, 5+float64(i%3)/10)
+	}
+	if z, _ := welchTailZ(sampleOf(lo), sampleOf(hi)); !(z < -10) || math.IsInf(z, 0) {
+		t.Errorf("far apart: z = %v", z)
+	}
+	if _, ok := welchTailZ(sampleOf([]float64{3}), sampleOf(g2)); ok {
+		t.Error("a z from one response")
 	}
 }
 

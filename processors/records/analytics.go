@@ -14,6 +14,7 @@ type EmployeeAggregate struct {
 	PeriodStart time.Time
 	Respondents uint64
 	Sum         float64 // of the answers on the question's standard scale
+	SquareSum   float64 // of their squares
 	Promoters   uint64  // enps: answers 9–10
 	Detractors  uint64  // enps: answers 0–6
 }

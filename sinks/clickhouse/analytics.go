@@ -41,7 +41,7 @@ func periodExpr(col string, p time.Duration, offset int64) string {
 // than minRespondents employees are left out: only released groups are stored, and the
 // filter keeps it so whatever wrote the table.
 func (c *Client) EmployeeAggregates(ctx context.Context, p time.Duration, offset int64, from, to time.Time, minRespondents int) ([]records.EmployeeAggregate, error) {
-	q := `SELECT team, question, toDateTime(start) AS period_start, count() AS respondents, sum(s) AS total,
+	q := `SELECT team, question, toDateTime(start) AS period_start, count() AS respondents, sum(s) AS total, sum(s * s) AS total_sq,
        countIf(question = 'enps' AND s >= 9) AS promoters, countIf(question = 'enps' AND s <= 6) AS detractors
 FROM
 (
@@ -70,7 +70,7 @@ ORDER BY team, question, start`
 	var out []records.EmployeeAggregate
 	for rows.Next() {
 		var a records.EmployeeAggregate
-		if err := rows.Scan(&a.Team, &a.Question, &a.PeriodStart, &a.Respondents, &a.Sum, &a.Promoters, &a.Detractors); err != nil {
+		if err := rows.Scan(&a.Team, &a.Question, &a.PeriodStart, &a.Respondents, &a.Sum, &a.SquareSum, &a.Promoters, &a.Detractors); err != nil {
 			return nil, fmt.Errorf("read employee aggregates: %w", err)
 		}
 		a.PeriodStart = a.PeriodStart.UTC()

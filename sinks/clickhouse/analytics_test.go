@@ -68,7 +68,7 @@ func TestAnalyticsReadsAndWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := fmt.Sprint(emp); got != fmt.Sprintf("[{red engagement %s 3 8 0 0} {red enps %s 3 21 1 1}]", monday, monday) {
+	if got := fmt.Sprint(emp); got != fmt.Sprintf("[{red engagement %s 3 8 26 0 0} {red enps %s 3 21 173 1 1}]", monday, monday) {
 		t.Errorf("employee aggregates: %s", got)
 	}
 	// The threshold applies to the stored rows too: red's previous week has one answer.

@@ -7,13 +7,20 @@ import (
 	"testing"
 )
 
+// envVar is one variable of the configuration: its name and envDefault tag.
+type envVar struct {
+	name, def  string
+	hasDefault bool
+}
+
 // envVars lists the env tags of a config struct and its nested structs.
-func envVars(t reflect.Type) []string {
-	var out []string
+func envVars(t reflect.Type) []envVar {
+	var out []envVar
 	for i := range t.NumField() {
 		f := t.Field(i)
 		if name, ok := f.Tag.Lookup("env"); ok && name != "-" {
-			out = append(out, strings.Split(name, ",")[0])
+			def, has := f.Tag.Lookup("envDefault")
+			out = append(out, envVar{strings.Split(name, ",")[0], def, has})
 		} else if f.Type.Kind() == reflect.Struct {
 			out = append(out, envVars(f.Type)...)
 		}
@@ -31,8 +38,14 @@ func TestReadmeDocumentsEveryVariable(t *testing.T) {
 		t.Fatalf("found only %v", vars)
 	}
 	for _, v := range vars {
-		if !strings.Contains(string(readme), "| `"+v+"` |") {
-			t.Errorf("README.md's configuration table lacks %s", v)
+		row := "| `" + v.name + "` |"
+		if !strings.Contains(string(readme), row) {
+			t.Errorf("README.md's configuration table lacks %s", v.name)
+			continue
+		}
+		// A non-empty default is shown as it is.
+		if v.hasDefault && v.def != "" && !strings.Contains(string(readme), row+" `"+v.def+"` |") {
+			t.Errorf("README.md's configuration table does not give %s's default `%s`", v.name, v.def)
 		}
 	}
 }

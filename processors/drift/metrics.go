@@ -8,7 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
-// Drift gauges, one set per series (survey, dimension, key) with its owner. They are read
+// Drift gauges, one set per series (survey, dimension, key) with its owner; survey is
+// ces, csat or nps, or engagement or enps (dimension team). They are read
 // from merged windows, so one process exports them for all; the keys per dimension are
 // capped like the rolling gauges' (CXLINK_METRICS_MAX_KEYS).
 var (
@@ -20,13 +21,13 @@ var (
 		"Size of the difference between the recent window and the baseline whatever the number of responses, by detector: mean (Cohen's d, in baseline standard deviations), negative_share (Cohen's h).",
 		append(seriesLabels, "detector"), nil)
 	descScore = prometheus.NewDesc("cxlink_drift_score",
-		"The recent window's value the detector compares: mean on the survey's standard scale (detector mean), or the share of negative answers in percent (detector negative_share).",
+		"The recent window's value the detector compares: mean on the survey's standard scale (detector mean; engagement 1-5, enps in eNPS points), or the share of negative answers in percent (detector negative_share).",
 		append(seriesLabels, "detector"), nil)
 	descBaseline = prometheus.NewDesc("cxlink_drift_baseline",
 		"The baseline's value the detector compares (see cxlink_drift_score); the baseline window ends where the recent window starts.",
 		append(seriesLabels, "detector"), nil)
 	descResponses = prometheus.NewDesc("cxlink_drift_responses",
-		"Responses in the recent window and in the baseline window (side).",
+		"Responses in the recent window and in the baseline window (side); for engagement and enps, the respondents of the team's latest pulse period and of the periods before it.",
 		append(seriesLabels, "side"), nil)
 	descActive = prometheus.NewDesc("cxlink_drift_episode_active",
 		"1 while a drift episode of the series is open (recorded in ClickHouse drift_events), by detector and direction (worse, better).",

@@ -2,10 +2,13 @@ package clickhouse_test
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
 
+	"github.com/cxlink/cxlink/processors/drift"
+	"github.com/cxlink/cxlink/processors/pulses"
 	"github.com/cxlink/cxlink/processors/records"
 	"github.com/cxlink/cxlink/sinks/clickhouse/chtest"
 )
@@ -118,5 +121,67 @@ func TestMigrateAddColumnTwice(t *testing.T) {
 	}
 	if last := ms[len(ms)-1]; last.Version != 5 || last.AppliedAt.IsZero() {
 		t.Errorf("migration 5 not recorded: %+v", last)
+	}
+}
+
+// The drift stage judges teams' engagement from the pulses as stored: each employee's
+// latest answer per period, groups below the anonymity threshold nowhere. red's 6
+// employees answer 4-5 for four weekly periods, then 1-2 (one of them first answers 5
+// and corrects it to 1: counted once, as 1); tiny's 3 employees fall as hard.
+func TestDriftJudgesStoredPulses(t *testing.T) {
+	c, _ := open(t, chtest.Start(t))
+	ctx := context.Background()
+	week := 7 * 24 * time.Hour
+	monday := at("2026-03-02T00:00:00Z")
+	var b records.Batch
+	var seq uint64
+	pulse := func(team, emp string, k int, score float64, after time.Duration) {
+		seq++
+		at := monday.Add(time.Duration(k)*week + after)
+		b.Pulses = append(b.Pulses, records.Pulse{Origin: records.Origin{ReceivedAt: at, Seq: seq, Version: records.Version(seq, 0)},
+			ID: fmt.Sprintf("p%d", seq), EmployeeID: emp, Team: team, Question: "engagement", OccurredAt: at,
+			Score: score, ScaleMin: 1, ScaleMax: 5})
+	}
+	for k := range 5 {
+		for i := range 6 {
+			score := float64(4 + i%2)
+			if k == 4 {
+				score = float64(1 + i%2)
+			}
+			if k == 4 && i == 0 {
+				pulse("red", "e0", k, 5, time.Hour)
+			}
+			pulse("red", fmt.Sprintf("e%d", i), k, score, 2*time.Hour)
+			if i < 3 {
+				pulse("tiny", fmt.Sprintf("t%d", i), k, score, 2*time.Hour)
+			}
+		}
+	}
+	if err := c.WriteBatch(ctx, &b); err != nil {
+		t.Fatal(err)
+	}
+	stage, err := drift.New(drift.Config{MinRecent: 30, MinBaseline: 100, Z: 3, ClearZ: 2, MinEffect: 0.3, EWMALambda: 0.2,
+		PulseBaselinePeriods: 4, PulseMinBaselinePeriods: 2, Owners: "*=people"},
+		drift.Options{Source: c, Sink: c, Windows: "1h,7d", Step: time.Minute, Pulses: pulses.Config{Period: "7d", MinRespondents: 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tick := monday.Add(4*week + 3*time.Hour)
+	if err := stage.Evaluate(ctx, tick); err != nil {
+		t.Fatal(err)
+	}
+	events, err := c.DriftEvents(ctx, monday)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 1 {
+		t.Fatalf("episodes %+v; want red's engagement only", events)
+	}
+	e := events[0]
+	// Latest answers: 1, 2, 1, 2, 1, 2 (mean 1.5) against 4, 5 × 12 (mean 4.5).
+	if e.Survey != "engagement" || e.Dimension != "team" || e.Key != "red" || e.Owner != "people" || e.Direction != "worse" ||
+		!e.StartedAt.Equal(tick) || e.PeakRecent != 1.5 || e.PeakBaseline != 4.5 || e.PeakRecentResponses != 6 ||
+		e.PeakBaselineResponses != 24 || e.RecentWindow != "7d" || e.BaselineWindow != "4x7d" || e.PeakStatistic > -3 {
+		t.Errorf("episode %+v", e)
 	}
 }

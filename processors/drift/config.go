@@ -1,6 +1,7 @@
 // Package drift watches every customer-score series (CES, CSAT, NPS; overall and by
-// category, channel and team) for drift against its own baseline, exports the statistics
-// for Prometheus to alert on, and records each drift episode in ClickHouse.
+// category, channel and team) and every team's employee engagement and eNPS for drift
+// against its own baseline, exports the statistics for Prometheus to alert on, and
+// records each drift episode in ClickHouse.
 //
 // Partitions are keyed by ticket, so no processor holds a whole series: the stage reads
 // the rolling windows back from the rollups, the partitions added up, so that its

@@ -37,9 +37,10 @@ func (s *Stage) spans(survey string) (recent, baseline string) {
 // their answers are pooled. Only released groups are ever read, so a team below the
 // anonymity threshold is judged, exported and recorded nowhere.
 //
-// The z is Welch's t read through Student's t (welchTailZ): a team's period has a handful
-// of answers. The same employees answer every period, so the two sides are not
-// independent samples; with stable employee moods that makes the test conservative.
+// The z is Student's t with the pooled variance read through Student's t distribution
+// (pooledTailZ): a team's period has a handful of answers. The same employees answer
+// every period, so the two sides are not independent samples; with stable employee
+// moods that makes the test conservative.
 func (s *Stage) pulseSeries(ctx context.Context, t time.Time) (map[seriesKey]reading, error) {
 	p := s.opts.Pulses.PeriodLength()
 	current := pulses.PeriodStart(t.Add(-time.Second), p)
@@ -81,7 +82,7 @@ func (s *Stage) pulseSeries(ctx context.Context, t time.Time) (map[seriesKey]rea
 			continue
 		}
 		recent := pulseSample(latest)
-		z, ok := welchTailZ(recent, base)
+		z, ok := pooledTailZ(recent, base)
 		if !ok {
 			continue
 		}

@@ -47,23 +47,27 @@ func welchZ(a, b sample) (z float64, ok bool) {
 	return standardize(a.mean()-b.mean(), math.Sqrt(va/a.n+vb/b.n)), true
 }
 
-// welchTailZ is Welch's t of a (recent) against b (baseline) read through Student's t
-// with the Welch–Satterthwaite degrees of freedom, and returned as the normal z with the
-// same tail probability: the z a difference would need to be as unlikely. With the
-// dozens of answers of a team's pulse, t itself would overstate a difference (t = 3 with
-// 8 degrees of freedom is as likely as z = 2.5); with thousands, z ≈ t.
-func welchTailZ(a, b sample) (z float64, ok bool) {
+// pooledTailZ is Student's two-sample t of a (recent) against b (baseline) with the
+// pooled variance, read through Student's t with n_a + n_b − 2 degrees of freedom and
+// returned as the normal z with the same tail probability: the z a difference would need
+// to be as unlikely. It is the test for a team's pulse, a handful of answers per period:
+// t itself would overstate a difference (t = 3 with 10 degrees of freedom is as likely as
+// z = 2.5), and the null hypothesis — this period's answers come from the same
+// distribution as before — has one variance, best estimated from both sides. Welch's
+// separate variances would let a period whose five answers happen to be equal (no
+// spread) look like a certain drop.
+func pooledTailZ(a, b sample) (z float64, ok bool) {
 	va, okA := a.variance()
 	vb, okB := b.variance()
 	if !okA || !okB {
 		return 0, false
 	}
-	sa, sb := va/a.n, vb/b.n
-	diff, se := a.mean()-b.mean(), math.Sqrt(sa+sb)
+	df := a.n + b.n - 2
+	pooled := ((a.n-1)*va + (b.n-1)*vb) / df
+	diff, se := a.mean()-b.mean(), math.Sqrt(pooled*(1/a.n+1/b.n))
 	if se == 0 {
 		return standardize(diff, 0), true
 	}
-	df := (sa + sb) * (sa + sb) / (sa*sa/(a.n-1) + sb*sb/(b.n-1))
 	tail := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: df}.CDF(-math.Abs(diff / se))
 	return math.Copysign(math.Min(maxZ, -distuv.UnitNormal.Quantile(tail)), diff), true
 }

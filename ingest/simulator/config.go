@@ -165,7 +165,11 @@ func ellipsis(more bool) string {
 
 // Drift makes the customers of a category, a team or both have a worse (or better)
 // experience for a while: the latent CES mean of every survey response in the window
-// moves by CESDelta, and CSAT and NPS with it. Scores stay on their scales.
+// moves by CESDelta, and CSAT and NPS with it. Scores stay on their scales. A team's
+// drift may move its employees' engagement instead (or too): EngagementDelta is added to
+// the team's engagement level in every pulse period that starts inside the window, so
+// its pulse answers (engagement and eNPS) drop, and its customers feel it a period later
+// through the simulated engagement→CES link.
 type Drift struct {
 	// Category and Team select the contacts; empty matches all. At least one is set.
 	Category string
@@ -177,6 +181,9 @@ type Drift struct {
 	For time.Duration
 	// CESDelta is added to the CES mean (points on 1–7); negative is worse.
 	CESDelta float64
+	// EngagementDelta is added to the team's engagement level (points on 1–5); it needs
+	// Team.
+	EngagementDelta float64
 }
 
 // defaultDriftCES is the CES shift of a drift flag without ces=.
@@ -188,11 +195,13 @@ const defaultDriftCES = -2
 //	team=NAME      the team that drifts (see TeamNames)
 //	after=DURATION when it starts, from the moment the run goes live (default 0; may be negative)
 //	for=DURATION   how long it lasts (default: until the end of the run)
-//	ces=NUMBER     the shift of the CES mean in points (default -2)
+//	ces=NUMBER     the shift of the CES mean in points (default -2, or 0 with engagement=)
+//	engagement=NUMBER  the shift of the team's engagement level in points on 1–5 (with team=)
 //
-// for example "category=plan_correction,after=2m,for=10m,ces=-2".
+// for example "category=plan_correction,after=2m,for=10m,ces=-2" or
+// "team=bravo,after=5m,for=30m,engagement=-1.5".
 func ParseDrift(s string) (*Drift, error) {
-	d := &Drift{CESDelta: defaultDriftCES}
+	d := &Drift{}
 	if strings.TrimSpace(s) == "" {
 		return nil, errors.New("drift: empty; want e.g. category=plan_correction,after=2m,for=10m,ces=-2")
 	}
@@ -201,7 +210,7 @@ func ParseDrift(s string) (*Drift, error) {
 		key, value, ok := strings.Cut(strings.TrimSpace(part), "=")
 		key, value = strings.TrimSpace(key), strings.TrimSpace(value)
 		if !ok || key == "" {
-			return nil, fmt.Errorf("drift: %q is not key=value (keys: category, team, after, for, ces)", part)
+			return nil, fmt.Errorf("drift: %q is not key=value (keys: category, team, after, for, ces, engagement)", part)
 		}
 		if seen[key] {
 			return nil, fmt.Errorf("drift: %s is given twice", key)
@@ -218,21 +227,31 @@ func ParseDrift(s string) (*Drift, error) {
 		case "for":
 			d.For, err = parseDuration(value)
 		case "ces":
-			d.CESDelta, err = strconv.ParseFloat(value, 64)
-			if err != nil {
-				err = fmt.Errorf("%q is not a number", value)
-			}
+			d.CESDelta, err = parseNumber(value)
+		case "engagement":
+			d.EngagementDelta, err = parseNumber(value)
 		default:
-			return nil, fmt.Errorf("drift: unknown key %q (keys: category, team, after, for, ces)", key)
+			return nil, fmt.Errorf("drift: unknown key %q (keys: category, team, after, for, ces, engagement)", key)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("drift: %s: %w", key, err)
 		}
 	}
+	if !seen["ces"] && !seen["engagement"] {
+		d.CESDelta = defaultDriftCES
+	}
 	if err := d.validate(); err != nil {
 		return nil, err
 	}
 	return d, nil
+}
+
+func parseNumber(s string) (float64, error) {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a number", s)
+	}
+	return v, nil
 }
 
 func parseDuration(s string) (time.Duration, error) {
@@ -253,8 +272,14 @@ func (d *Drift) validate() error {
 		return fmt.Errorf("drift: team %q is not a team name", d.Team)
 	case d.For < 0:
 		return fmt.Errorf("drift: for: %s must not be negative", d.For)
-	case math.IsNaN(d.CESDelta) || d.CESDelta == 0 || math.Abs(d.CESDelta) > 6:
-		return fmt.Errorf("drift: ces: %v must be a shift of the 1–7 CES mean, non-zero and between -6 and 6", d.CESDelta)
+	case d.CESDelta == 0 && d.EngagementDelta == 0:
+		return errors.New("drift: ces and engagement are both 0: nothing drifts")
+	case math.IsNaN(d.CESDelta) || math.Abs(d.CESDelta) > 6:
+		return fmt.Errorf("drift: ces: %v must be a shift of the 1–7 CES mean, between -6 and 6", d.CESDelta)
+	case math.IsNaN(d.EngagementDelta) || math.Abs(d.EngagementDelta) > 4:
+		return fmt.Errorf("drift: engagement: %v must be a shift of the 1–5 engagement level, between -4 and 4", d.EngagementDelta)
+	case d.EngagementDelta != 0 && d.Team == "":
+		return errors.New("drift: engagement: set team=… (engagement is a team's)")
 	}
 	return nil
 }
@@ -275,7 +300,12 @@ func (d *Drift) String() string {
 	if d.For > 0 {
 		parts = append(parts, "for="+d.For.String())
 	}
-	parts = append(parts, "ces="+strconv.FormatFloat(d.CESDelta, 'g', -1, 64))
+	if d.CESDelta != 0 {
+		parts = append(parts, "ces="+strconv.FormatFloat(d.CESDelta, 'g', -1, 64))
+	}
+	if d.EngagementDelta != 0 {
+		parts = append(parts, "engagement="+strconv.FormatFloat(d.EngagementDelta, 'g', -1, 64))
+	}
 	return strings.Join(parts, ",")
 }
 

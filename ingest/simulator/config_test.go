@@ -20,6 +20,9 @@ func TestParseDrift(t *testing.T) {
 		{" category = login_problem , team=bravo, after=-1h, ces=-1.5 ",
 			Drift{Category: "login_problem", Team: "bravo", After: -time.Hour, CESDelta: -1.5}},
 		{"category=refund_request,ces=+1", Drift{Category: "refund_request", CESDelta: 1}},
+		{"team=bravo,after=5m,for=30m,engagement=-1.5",
+			Drift{Team: "bravo", After: 5 * time.Minute, For: 30 * time.Minute, EngagementDelta: -1.5}},
+		{"team=bravo,ces=-1,engagement=-1", Drift{Team: "bravo", CESDelta: -1, EngagementDelta: -1}},
 	} {
 		got, err := ParseDrift(tc.in)
 		if err != nil {
@@ -44,7 +47,10 @@ func TestParseDriftErrors(t *testing.T) {
 		{"category=plan_correction,for=soon", `for: "soon" is not a duration`},
 		{"category=plan_correction,for=-1m", "for: -1m0s must not be negative"},
 		{"category=plan_correction,ces=abc", `ces: "abc" is not a number`},
-		{"category=plan_correction,ces=0", "ces: 0 must be"},
+		{"category=plan_correction,ces=0", "nothing drifts"},
+		{"category=plan_correction,engagement=-1", "engagement: set team=…"},
+		{"team=bravo,engagement=-5", "engagement: -5 must be"},
+		{"team=bravo,engagement=x", `engagement: "x" is not a number`},
 		{"category=plan_correction,ces=-9", "ces: -9 must be"},
 		{"category=plan_corection", `category "plan_corection" is not simulated`},
 		{"after=2m,ces=-2", "set category=… or team=…"},

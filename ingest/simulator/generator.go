@@ -219,7 +219,7 @@ func (g *Generator) pulses(k int) {
 	}
 	span := float64(hi.Sub(lo))
 	for _, t := range g.teams {
-		level := t.engagementAt(k)
+		level := g.engagement(t, k)
 		for _, a := range t.agents {
 			if g.rng.Float64() >= pulseAnswer {
 				continue
@@ -304,7 +304,7 @@ func (g *Generator) contact(t0 time.Time) {
 			q += cesPerReopen
 		}
 		// The team's engagement acts one period later.
-		q += engagementEffect * (tm.engagementAt(g.period(at)-1) - engagementMean)
+		q += engagementEffect * (g.engagement(tm, g.period(at)-1) - engagementMean)
 		q += g.drift(at, cat.name, tm.name)
 		surveys := g.response(at, q, ticketID, cat, ch, tm, ag)
 		if len(surveys) > 0 && at.Sub(t0) <= outOfOrderSpan && g.rng.Float64() < outOfOrder {
@@ -362,6 +362,19 @@ func (g *Generator) response(at time.Time, q float64, ticketID string, cat *cate
 		out = append(out, timed{at, e})
 	}
 	return out
+}
+
+// engagement returns a team's engagement level in period k, with the drift's shift when
+// the period starts inside the drift's window.
+func (g *Generator) engagement(tm *team, k int) float64 {
+	level := tm.engagementAt(k)
+	d := g.cfg.Drift
+	ps := g.periodStart(k)
+	if d == nil || d.EngagementDelta == 0 || d.Team != tm.name || ps.Before(g.driftFrom) ||
+		!g.driftUntil.IsZero() && !ps.Before(g.driftUntil) {
+		return level
+	}
+	return clamp(level+d.EngagementDelta, 1, 5)
 }
 
 // drift returns the CES shift of a survey answered at t.

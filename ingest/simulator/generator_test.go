@@ -417,3 +417,61 @@ func TestDrift(t *testing.T) {
 		})
 	}
 }
+
+// TestEngagementDrift: a team's engagement drift lowers its pulse answers in the periods
+// that start inside the window, and its customers' CES a period later; nothing else
+// changes.
+func TestEngagementDrift(t *testing.T) {
+	period := 10 * time.Minute
+	cfg := Config{Seed: 5, Rate: 5, History: 2 * time.Hour, PulseEvery: period}
+	end := live.Add(3 * time.Hour)
+	base := run(newGenerator(t, cfg), end)
+	d := Drift{Team: "bravo", After: 0, For: 30 * time.Minute, EngagementDelta: -1.5}
+	cfg.Drift = &d
+	drifted := run(newGenerator(t, cfg), end)
+	if len(base) != len(drifted) {
+		t.Fatalf("%d events with the drift, %d without", len(drifted), len(base))
+	}
+	from, until := d.window(live)
+	team := map[string]string{}
+	for _, a := range attribute(t, drifted) {
+		team[a.ID] = a.team
+	}
+	var engWithout, engWith, enpsWithout, enpsWith, cesWithout, cesWith mean
+	for i := range base {
+		b, e := base[i], drifted[i]
+		ps := e.OccurredAt.Truncate(period)
+		switch {
+		case e.Type == event.TypeEmployeePulse && e.Team == "bravo" && between(ps, from, until):
+			if e.Question == "engagement" {
+				engWithout.add(*b.Score)
+				engWith.add(*e.Score)
+			} else {
+				enpsWithout.add(*b.Score)
+				enpsWith.add(*e.Score)
+			}
+			b.Score = e.Score
+		case e.Type == event.TypeSurveyResponse && team[e.ID] == "bravo" && between(ps, from.Add(period), until.Add(period)):
+			if e.Survey == event.SurveyCES {
+				cesWithout.add(*b.Score)
+				cesWith.add(*e.Score)
+			}
+			b.Score, b.Comment = e.Score, e.Comment
+		}
+		if !reflect.DeepEqual(b, e) {
+			t.Fatalf("event %s changed outside the drift:\n  without %+v\n  with    %+v", e.ID, base[i], e)
+		}
+	}
+	t.Logf("bravo engagement %v → %v, eNPS answers %v → %v; its customers' CES a period later %v → %v",
+		engWithout, engWith, enpsWithout, enpsWith, cesWithout, cesWith)
+	if engWith.n < 10 || engWith.value()-engWithout.value() > -1 || engWith.value()-engWithout.value() < -1.6 {
+		t.Errorf("engagement moved by %.2f; want about -1.5", engWith.value()-engWithout.value())
+	}
+	if enpsWith.value()-enpsWithout.value() > -2 {
+		t.Errorf("eNPS answers moved by %.2f; want a clear drop", enpsWith.value()-enpsWithout.value())
+	}
+	// engagementEffect (0.6) × −1.5 ≈ −0.9, less where the scale clamps it.
+	if shift := cesWith.value() - cesWithout.value(); cesWith.n < 30 || shift > -0.5 || shift < -1.1 {
+		t.Errorf("CES a period later moved by %.2f over %v surveys; want about -0.9", shift, cesWith.n)
+	}
+}

@@ -26,7 +26,7 @@ func simulatorFlags(fs *flag.FlagSet) *simFlags {
 	fs.DurationVar(&f.cfg.History, "history", 0, "simulate this much past activity first, as fast as possible")
 	fs.DurationVar(&f.cfg.Duration, "duration", 0, "stop after this long (0: until interrupted)")
 	fs.IntVar(&f.cfg.BatchSize, "batch", d.BatchSize, "events per POST")
-	fs.StringVar(&f.drift, "drift", "", `make a category or team worse, e.g. "category=plan_correction,after=2m,for=10m,ces=-2"`)
+	fs.StringVar(&f.drift, "drift", "", `make a category or team worse, e.g. "category=plan_correction,after=2m,for=10m,ces=-2", or a team's engagement: "team=bravo,after=5m,for=30m,engagement=-1.5"`)
 	return f
 }
 

@@ -19,18 +19,8 @@ receiver=http://127.0.0.1:${ALERTS_RECEIVER_PORT:-19094}
 pid_file=$dir/alertmanager.pid
 log_file=$dir/alertmanager.log
 
-log() { printf 'alertmanager.sh: %s\n' "$*" >&2; }
-
 binary() {
   command -v prometheus-alertmanager || command -v alertmanager
-}
-
-running_pid() {
-  [ -f "$pid_file" ] || return 1
-  local pid
-  pid=$(cat "$pid_file")
-  [ -n "$pid" ] && grep -q alertmanager "/proc/$pid/cmdline" 2>/dev/null || return 1
-  echo "$pid"
 }
 
 write_config() {
@@ -41,46 +31,17 @@ write_config() {
     "$repo/deploy/alertmanager/alertmanager.yml" >"$dir/alertmanager.yml"
 }
 
-start() {
-  local pid bin
-  if pid=$(running_pid); then
-    log "already running (pid $pid) on http://127.0.0.1:$port"
-    return 0
-  fi
+# launch starts Alertmanager in the background.
+launch() {
   binary >/dev/null || "$repo/deploy/local/packages.sh"
-  bin=$(binary)
   write_config
   # --cluster.listen-address= : a single instance, no gossip port.
-  (exec nohup "$bin" --config.file="$dir/alertmanager.yml" --storage.path="$dir/data" \
+  (exec nohup "$(binary)" --config.file="$dir/alertmanager.yml" --storage.path="$dir/data" \
     --web.listen-address="127.0.0.1:$port" --cluster.listen-address= >>"$log_file" 2>&1 </dev/null) &
-  pid=$!
-  echo "$pid" >"$pid_file"
-  local deadline=$((SECONDS + 30))
-  until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-    if ! kill -0 "$pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
-      log "did not start; last lines of $log_file:"
-      tail -n 20 "$log_file" >&2
-      exit 1
-    fi
-    sleep 0.1
-  done
-  log "ready on http://127.0.0.1:$port, notifying $receiver/<receiver>"
 }
 
-stop() {
-  local pid
-  if pid=$(running_pid); then
-    kill -TERM "$pid"
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-  fi
-  rm -f "$pid_file"
-}
+ready_message() { echo "notifying $receiver/<receiver>"; }
 
-case "${1:-}" in
-start) start ;;
-stop) stop ;;
-*)
-  echo "usage: $0 start|stop" >&2
-  exit 2
-  ;;
-esac
+name=alertmanager
+. "$repo/deploy/local/lib/daemon.sh"
+daemon_main "$@"

@@ -19,16 +19,6 @@ alertmanager=127.0.0.1:${ALERTMANAGER_PORT:-19093}
 pid_file=$dir/prometheus.pid
 log_file=$dir/prometheus.log
 
-log() { printf 'prometheus.sh: %s\n' "$*" >&2; }
-
-running_pid() {
-  [ -f "$pid_file" ] || return 1
-  local pid
-  pid=$(cat "$pid_file")
-  [ -n "$pid" ] && grep -q prometheus "/proc/$pid/cmdline" 2>/dev/null || return 1
-  echo "$pid"
-}
-
 write_config() {
   cat >"$dir/prometheus.yml" <<CONFIG
 global:
@@ -47,44 +37,16 @@ scrape_configs:
 CONFIG
 }
 
-start() {
-  local pid
-  if pid=$(running_pid); then
-    log "already running (pid $pid) on http://127.0.0.1:$port"
-    return 0
-  fi
+# launch starts Prometheus in the background.
+launch() {
   command -v prometheus >/dev/null || "$repo/deploy/local/packages.sh"
   write_config
   (exec nohup prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
     --web.listen-address="127.0.0.1:$port" >>"$log_file" 2>&1 </dev/null) &
-  pid=$!
-  echo "$pid" >"$pid_file"
-  local deadline=$((SECONDS + 30))
-  until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-    if ! kill -0 "$pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
-      log "did not start; last lines of $log_file:"
-      tail -n 20 "$log_file" >&2
-      exit 1
-    fi
-    sleep 0.1
-  done
-  log "ready on http://127.0.0.1:$port, scraping $target"
 }
 
-stop() {
-  local pid
-  if pid=$(running_pid); then
-    kill -TERM "$pid"
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-  fi
-  rm -f "$pid_file"
-}
+ready_message() { echo "scraping $target"; }
 
-case "${1:-}" in
-start) start ;;
-stop) stop ;;
-*)
-  echo "usage: $0 start|stop" >&2
-  exit 2
-  ;;
-esac
+name=prometheus
+. "$repo/deploy/local/lib/daemon.sh"
+daemon_main "$@"

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cxlink/cxlink/cmd/cxlink/app"
+	"github.com/cxlink/cxlink/cmd/cxlink/apptest"
 	"github.com/cxlink/cxlink/ingest/broker"
 	"github.com/cxlink/cxlink/ingest/stream"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
@@ -276,27 +277,7 @@ func (c *cluster) waitProcessed() {
 
 func (c *cluster) query(q string, args ...any) [][]any {
 	c.t.Helper()
-	rows, err := c.db.Conn().Query(c.t.Context(), q, args...)
-	if err != nil {
-		c.t.Fatalf("%s: %v", q, err)
-	}
-	defer rows.Close()
-	var out [][]any
-	types := rows.ColumnTypes()
-	for rows.Next() {
-		vals := make([]any, len(types))
-		for i, ct := range types {
-			vals[i] = newOf(ct.ScanType())
-		}
-		if err := rows.Scan(vals...); err != nil {
-			c.t.Fatal(err)
-		}
-		out = append(out, vals)
-	}
-	if err := rows.Err(); err != nil {
-		c.t.Fatal(err)
-	}
-	return out
+	return apptest.ScanRows(c.t, c.db, q, args...)
 }
 
 // checkStored checks that each raw table holds exactly the stored ids, once each under

@@ -3,12 +3,9 @@ package main
 import (
 	"fmt"
 	"math"
-	"reflect"
 	"sort"
 	"time"
 )
-
-func newOf(t reflect.Type) any { return reflect.New(t).Interface() }
 
 // The metric definitions, written out again here rather than imported, so that the
 // test checks the processors against the documented contract (docs/metrics.md).

@@ -105,9 +105,22 @@ func (in *Instance) Database() string { return in.Env["CLICKHOUSE_DATABASE"] }
 // Query runs q and returns its rows as Go values (strings, numbers, times).
 func (in *Instance) Query(q string, args ...any) [][]any {
 	in.t.Helper()
-	rows, err := in.DB.Conn().Query(in.t.Context(), q, args...)
+	rows := ScanRows(in.t, in.DB, q, args...)
+	for _, vals := range rows {
+		for i, v := range vals {
+			vals[i] = reflect.ValueOf(v).Elem().Interface()
+		}
+	}
+	return rows
+}
+
+// ScanRows runs q on db and returns its rows, each value a pointer to the column's Go
+// type (*string, *uint64, *time.Time, …); a failure ends the test.
+func ScanRows(t testing.TB, db *clickhouse.Client, q string, args ...any) [][]any {
+	t.Helper()
+	rows, err := db.Conn().Query(t.Context(), q, args...)
 	if err != nil {
-		in.t.Fatalf("%s: %v", q, err)
+		t.Fatalf("%s: %v", q, err)
 	}
 	defer rows.Close()
 	var out [][]any
@@ -118,15 +131,12 @@ func (in *Instance) Query(q string, args ...any) [][]any {
 			vals[i] = reflect.New(ct.ScanType()).Interface()
 		}
 		if err := rows.Scan(vals...); err != nil {
-			in.t.Fatal(err)
-		}
-		for i, v := range vals {
-			vals[i] = reflect.ValueOf(v).Elem().Interface()
+			t.Fatal(err)
 		}
 		out = append(out, vals)
 	}
 	if err := rows.Err(); err != nil {
-		in.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return out
 }

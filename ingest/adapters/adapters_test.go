@@ -405,6 +405,9 @@ func TestIntercom(t *testing.T) {
 	if code, _ := f.post("intercom", body, h); code != http.StatusUnauthorized {
 		t.Errorf("foreign signature: %d, want 401", code)
 	}
+	if code, _ := f.post("intercom", body, http.Header{}); code != http.StatusUnauthorized {
+		t.Errorf("no signature: %d, want 401", code)
+	}
 }
 
 func TestDelighted(t *testing.T) {
@@ -421,6 +424,9 @@ func TestDelighted(t *testing.T) {
 	eq(t, "Comment", e.Comment, "Your service is fast and flawless!")
 	if code, _ := f.post("delighted", body, http.Header{delighted.SignatureHeader: {"sha256=00"}}); code != http.StatusUnauthorized {
 		t.Errorf("bad signature: %d", code)
+	}
+	if code, _ := f.post("delighted", body, http.Header{}); code != http.StatusUnauthorized {
+		t.Errorf("no signature: %d, want 401", code)
 	}
 
 	// CES with person properties, on each configured scale.

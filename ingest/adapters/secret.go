@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"hash"
+	"net/http"
 	"strings"
 )
 
@@ -50,15 +51,19 @@ func EqualBase64(header string, want []byte) bool {
 	return err == nil && hmac.Equal(got, want)
 }
 
-// EqualHex compares a hex signature, optionally prefixed (e.g. "sha1="), with the
-// expected MAC in constant time.
-func EqualHex(header, prefix string, want []byte) bool {
-	header = strings.TrimSpace(header)
-	if prefix != "" {
-		header = strings.TrimPrefix(header, prefix)
+// VerifyHexSignature checks the hex signature in header name of h, optionally prefixed
+// (e.g. "sha1="), against the expected MAC in constant time; a missing or wrong one is
+// an Unauthorized error naming the header.
+func VerifyHexSignature(h http.Header, name, prefix string, want []byte) error {
+	sig := strings.TrimSpace(h.Get(name))
+	if sig == "" {
+		return Unauthorized("missing " + name)
 	}
-	got, err := hex.DecodeString(header)
-	return err == nil && hmac.Equal(got, want)
+	got, err := hex.DecodeString(strings.TrimPrefix(sig, prefix))
+	if err != nil || !hmac.Equal(got, want) {
+		return Unauthorized(name + " does not match the body")
+	}
+	return nil
 }
 
 // EqualSecret compares a shared secret sent by the caller with the configured one in

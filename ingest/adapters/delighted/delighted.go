@@ -90,14 +90,7 @@ func (a *Adapter) Name() string { return Name }
 
 // Verify implements adapters.Adapter.
 func (a *Adapter) Verify(h http.Header, body []byte, _ time.Time) error {
-	sig := h.Get(SignatureHeader)
-	if sig == "" {
-		return adapters.Unauthorized("missing " + SignatureHeader)
-	}
-	if !adapters.EqualHex(sig, "sha256=", adapters.HMACSHA256(a.cfg.APIKey, body)) {
-		return adapters.Unauthorized(SignatureHeader + " does not match the body")
-	}
-	return nil
+	return adapters.VerifyHexSignature(h, SignatureHeader, "sha256=", adapters.HMACSHA256(a.cfg.APIKey, body))
 }
 
 type webhook struct {

@@ -55,14 +55,7 @@ func (a *Adapter) Name() string { return Name }
 
 // Verify implements adapters.Adapter.
 func (a *Adapter) Verify(h http.Header, body []byte, _ time.Time) error {
-	sig := h.Get(SignatureHeader)
-	if sig == "" {
-		return adapters.Unauthorized("missing " + SignatureHeader)
-	}
-	if !adapters.EqualHex(sig, "sha1=", adapters.HMACSHA1(a.cfg.ClientSecret, body)) {
-		return adapters.Unauthorized(SignatureHeader + " does not match the body")
-	}
-	return nil
+	return adapters.VerifyHexSignature(h, SignatureHeader, "sha1=", adapters.HMACSHA1(a.cfg.ClientSecret, body))
 }
 
 type notification struct {

@@ -345,6 +345,8 @@ func TestDashboardQueries(t *testing.T) {
 	// the rolling gauges and evaluated the recording rules over them.
 	in.WaitCount(500, fmt.Sprintf("SELECT count() FROM %s.survey_responses FINAL", db))
 	in.WaitCount(1, fmt.Sprintf("SELECT count() FROM %s.rollups WHERE `window` = '7d' AND dimension = 'team'", db))
+	// The drift panel draws categories with 20 responses in both windows at one tick.
+	in.WaitCount(1, fmt.Sprintf("SELECT count() FROM %s.rollups WHERE survey = 'ces' AND dimension = 'category' AND `window` = '1h' AND responses >= 20", db))
 	in.WaitCount(1, fmt.Sprintf("SELECT count() FROM %s.linkage FINAL WHERE scope = 'period' AND status = 'ok' AND lag = 0", db))
 	deadline := time.Now().Add(2 * time.Minute)
 	for {

@@ -34,9 +34,9 @@ const (
 
 // Source reads the rolling windows back, the partitions added up.
 type Source interface {
-	// WindowTotals returns the window named window at each tick in ends, for every
-	// series with responses (overall, category, channel, team).
-	WindowTotals(ctx context.Context, window string, ends []time.Time) ([]records.WindowTotal, error)
+	// WindowTotals returns window w ending at each tick in ends, for every series with
+	// responses (overall, category, channel, team).
+	WindowTotals(ctx context.Context, w effort.Window, ends []time.Time) ([]records.WindowTotal, error)
 	// EmployeeAggregates returns the released pulse groups (at least minRespondents
 	// employees) per team, question and period of length p with occurred_at in [from, to).
 	EmployeeAggregates(ctx context.Context, p time.Duration, offset int64, from, to time.Time, minRespondents int) ([]records.EmployeeAggregate, error)
@@ -191,11 +191,11 @@ func (s *Stage) Evaluate(ctx context.Context, t time.Time) error {
 	if !t.After(s.lastEvaluation) {
 		return nil
 	}
-	recent, err := s.windows(ctx, s.recent.Name, t)
+	recent, err := s.windows(ctx, s.recent, t)
 	if err != nil {
 		return err
 	}
-	baseline, err := s.windows(ctx, s.base.Name, t.Add(-s.recent.Length))
+	baseline, err := s.windows(ctx, s.base, t.Add(-s.recent.Length))
 	if err != nil {
 		return err
 	}
@@ -327,7 +327,7 @@ func toSample(w records.WindowTotal) sample {
 }
 
 // windows reads one window at one tick, by series.
-func (s *Stage) windows(ctx context.Context, window string, end time.Time) (map[seriesKey]records.WindowTotal, error) {
+func (s *Stage) windows(ctx context.Context, window effort.Window, end time.Time) (map[seriesKey]records.WindowTotal, error) {
 	rows, err := s.opts.Source.WindowTotals(ctx, window, []time.Time{end})
 	if err != nil {
 		return nil, err
@@ -358,11 +358,11 @@ func (s *Stage) foldBlocks(ctx context.Context, t time.Time) error {
 		ends = append(ends, b)
 		starts = append(starts, b.Add(-r))
 	}
-	rec, err := s.opts.Source.WindowTotals(ctx, s.recent.Name, ends)
+	rec, err := s.opts.Source.WindowTotals(ctx, s.recent, ends)
 	if err != nil {
 		return err
 	}
-	base, err := s.opts.Source.WindowTotals(ctx, s.base.Name, starts)
+	base, err := s.opts.Source.WindowTotals(ctx, s.base, starts)
 	if err != nil {
 		return err
 	}

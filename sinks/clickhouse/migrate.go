@@ -19,9 +19,11 @@ import (
 // migrationFiles are the schema's versions, NNNN_name.sql. Each is a text/template with
 // {{.Database}} for the database name, and holds statements ended by ';'. Lines starting
 // with -- are dropped before splitting, so only a statement itself may not contain a ';'.
-// Every statement must be idempotent (IF NOT EXISTS, or an ALTER TABLE … ADD COLUMN, whose
-// "already exists" error counts as done): two processes may migrate at once, and a
-// version interrupted half-way is applied again from its start. A released file is
+// Every statement must be idempotent (IF NOT EXISTS, DROP … IF EXISTS, an ALTER TABLE …
+// ADD COLUMN, whose "already exists" error counts as done, or an INSERT … SELECT into a
+// ReplacingMergeTree that writes the same rows with the same versions when run again):
+// two processes may migrate at once, and a version interrupted half-way is applied again
+// from its start. A released file is
 // never edited; a change is a new version.
 //
 //go:embed migrations/*.sql

@@ -98,7 +98,7 @@ func BenchmarkWholePipeline(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := stream.Ensure(ctx, js, cfg.Stream, cfg.Process.DuplicateWindow(cfg.HTTP.MaxFuture))
+	s, _, err := stream.Define(ctx, js, cfg.Stream, cfg.Process.DuplicateWindow(cfg.HTTP.MaxFuture))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -40,7 +40,7 @@ func BenchmarkPublishSync(b *testing.B) {
 				b.Fatal(err)
 			}
 			ctx := context.Background()
-			if _, err := stream.Ensure(ctx, js, stream.Config{Partitions: 4, Replicas: 1, MaxAge: time.Hour, MaxBytes: -1}, time.Hour); err != nil {
+			if _, _, err := stream.Define(ctx, js, stream.Config{Partitions: 4, Replicas: 1, MaxAge: time.Hour, MaxBytes: -1}, time.Hour); err != nil {
 				b.Fatal(err)
 			}
 			pub := stream.NewPublisher(js, 4, nil)

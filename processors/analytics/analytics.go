@@ -18,6 +18,7 @@ import (
 
 	"github.com/cxlink/cxlink/processors/effort"
 	"github.com/cxlink/cxlink/processors/impact"
+	"github.com/cxlink/cxlink/processors/lease"
 	"github.com/cxlink/cxlink/processors/linkage"
 	"github.com/cxlink/cxlink/processors/pulses"
 	"github.com/cxlink/cxlink/processors/records"
@@ -48,6 +49,7 @@ type Stage struct {
 	opts    Options
 	windows []effort.Window
 	metrics *metrics
+	token   uint64 // of the lease this process holds the stage under
 }
 
 // New checks the configuration and returns the stage; Run runs it.
@@ -68,9 +70,11 @@ func New(cfg Config, opts Options) (*Stage, error) {
 	return &Stage{cfg: cfg, opts: opts, windows: ws, metrics: newMetrics(opts.Registerer)}, nil
 }
 
-// Run computes at once and then every Config.Every until ctx ends. A failed run is
-// logged, counted and tried again at the next one.
-func (s *Stage) Run(ctx context.Context) error {
+// Run computes at once and then every Config.Every until ctx ends, while this process
+// holds the stage's lease taken at token (processors/lease): token orders its rows after
+// those of earlier holders. A failed run is logged, counted and tried again at the next.
+func (s *Stage) Run(ctx context.Context, token uint64) error {
+	s.token = token
 	t := time.NewTicker(s.cfg.Every)
 	defer t.Stop()
 	for {
@@ -100,7 +104,7 @@ func (s *Stage) RunOnce(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := s.opts.Store.WriteAnalytics(ctx, res.Teams, res.Linkage, res.Impact, start, uint64(start.UnixNano())); err != nil {
+	if err := s.opts.Store.WriteAnalytics(ctx, res.Teams, res.Linkage, res.Impact, start, lease.Version(start, s.token)); err != nil {
 		return fmt.Errorf("write analytics: %w", err)
 	}
 	s.metrics.linkage.set(s.current(res.Linkage))

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/cxlink/cxlink/processors/effort"
+	"github.com/cxlink/cxlink/processors/lease"
 	"github.com/cxlink/cxlink/processors/pulses"
 	"github.com/cxlink/cxlink/processors/records"
 )
@@ -299,7 +300,7 @@ func TestStageHysteresis(t *testing.T) {
 		t.Fatalf("rows %+v", rows)
 	}
 	e := rows[0]
-	if !e.StartedAt.Equal(at(2)) || !e.EndedAt.Equal(at(5)) || !e.PeakAt.Equal(at(4)) || e.PeakStatistic != -4 || e.Version != version(at(5)) {
+	if !e.StartedAt.Equal(at(2)) || !e.EndedAt.Equal(at(5)) || !e.PeakAt.Equal(at(4)) || e.PeakStatistic != -4 || e.Version != lease.Version(at(5), 0) {
 		t.Errorf("episode %+v", e)
 	}
 }

@@ -140,3 +140,54 @@ func (s *State) Evict(t time.Time) {
 
 // Series is the number of series held, for metrics.
 func (s *State) Series() int { return len(s.series) }
+
+// Snapshot is the content of a State, for saving it (processors/partition encodes it).
+// Buckets changed but not yet taken are not part of it: a snapshot is only used once the
+// rows of every message it holds are stored.
+type Snapshot struct {
+	LastTick int64
+	Series   []SeriesSnapshot
+}
+
+// SeriesSnapshot is one series' buckets.
+type SeriesSnapshot struct {
+	Key     SeriesKey
+	Buckets []BucketSnapshot
+}
+
+// BucketSnapshot is one bucket: its index (steps since the epoch) and sums.
+type BucketSnapshot struct {
+	Index int64
+	Agg   Aggregate
+}
+
+// Snapshot returns the state's content.
+func (s *State) Snapshot() Snapshot {
+	out := Snapshot{LastTick: s.lastTick, Series: make([]SeriesSnapshot, 0, len(s.series))}
+	for k, sr := range s.series {
+		ss := SeriesSnapshot{Key: k, Buckets: make([]BucketSnapshot, len(sr.buckets))}
+		for i, b := range sr.buckets {
+			ss.Buckets[i] = BucketSnapshot{Index: b.index, Agg: b.agg}
+		}
+		out.Series = append(out.Series, ss)
+	}
+	return out
+}
+
+// Restore replaces the state's content with a snapshot's.
+func (s *State) Restore(snap Snapshot) {
+	s.lastTick = snap.LastTick
+	clear(s.series)
+	clear(s.changed)
+	for _, ss := range snap.Series {
+		sr := &series{buckets: make([]bucket, len(ss.Buckets))}
+		for i, b := range ss.Buckets {
+			sr.buckets[i] = bucket{index: b.Index, agg: b.Agg}
+		}
+		s.series[ss.Key] = sr
+	}
+}
+
+// DiscardChanged forgets which buckets changed, without rows: their rows are stored
+// already (a replay of messages whose rows were written before).
+func (s *State) DiscardChanged() { clear(s.changed) }

@@ -39,17 +39,22 @@ const (
 type Config struct {
 	// TTL: a replica that has not renewed its leases for this long loses them, and its
 	// partitions move. Shorter moves faster after a crash, but a replica stalled for
-	// longer (a long GC pause, a slow disk) gives its partitions away.
-	TTL time.Duration `env:"CXLINK_LEASE_TTL" envDefault:"10s"`
+	// longer (a long GC pause, a slow disk) gives its partitions away. It is the lease
+	// bucket's max age, set when the bucket is created (0: DefaultTTL); every replica
+	// uses the bucket's, and a different explicit value is an error.
+	TTL time.Duration `env:"CXLINK_LEASE_TTL"`
 	// ReplicaID names this replica in the bucket; empty: the host name and a random
 	// suffix, new at every start.
 	ReplicaID string `env:"CXLINK_REPLICA_ID"`
 }
 
+// DefaultTTL of a new lease bucket.
+const DefaultTTL = 10 * time.Second
+
 // Validate reports every problem of the configuration.
 func (c Config) Validate() error {
 	var errs []error
-	if c.TTL < 3*time.Second {
+	if c.TTL != 0 && c.TTL < 3*time.Second {
 		errs = append(errs, fmt.Errorf("CXLINK_LEASE_TTL: %s is shorter than 3s", c.TTL))
 	}
 	if c.ReplicaID != "" && !validToken(c.ReplicaID) {
@@ -67,8 +72,12 @@ func validToken(s string) bool {
 	return s != ""
 }
 
-// BucketConfig is the definition of the lease bucket, for the one role that creates it.
+// BucketConfig is the definition of the lease bucket, for the one role that creates it
+// (ttl 0: DefaultTTL).
 func BucketConfig(ttl time.Duration, replicas int) jetstream.KeyValueConfig {
+	if ttl == 0 {
+		ttl = DefaultTTL
+	}
 	return jetstream.KeyValueConfig{
 		Bucket:      Bucket,
 		Description: "cxlink leases: replicas, partition owners, singleton stages",
@@ -194,7 +203,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 }
 
-// New prepares a manager over the lease bucket.
+// Open prepares a manager over the lease bucket, with the bucket's TTL.
+func Open(ctx context.Context, kv jetstream.KeyValue, cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Manager, error) {
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("lease bucket %s: %w", Bucket, err)
+	}
+	if cfg.TTL != 0 && cfg.TTL != st.TTL() {
+		return nil, fmt.Errorf("CXLINK_LEASE_TTL is %s but the lease bucket %s has %s (change it with `cxlink migrate`, or unset it)", cfg.TTL, Bucket, st.TTL())
+	}
+	cfg.TTL = st.TTL()
+	return New(kv, cfg, logger, reg), nil
+}
+
+// New prepares a manager over the lease bucket; cfg.TTL must be the bucket's.
 func New(kv jetstream.KeyValue, cfg Config, logger *slog.Logger, reg prometheus.Registerer) *Manager {
 	id := cfg.ReplicaID
 	if id == "" {
@@ -555,4 +577,12 @@ func (m *Manager) Singleton(ctx context.Context, name string, run func(ctx conte
 		case <-time.After(m.ttl / 3):
 		}
 	}
+}
+
+// Version is the version of a row a singleton stage writes for its evaluation at t (a
+// whole second) while holding a lease taken at token: later evaluations win, and of two
+// holders evaluating the same instant, the later holder wins. It stays on the scale of
+// UnixNano, which versions of earlier releases used.
+func Version(t time.Time, token uint64) uint64 {
+	return uint64(t.Truncate(time.Second).UnixNano()) + token%uint64(time.Second)
 }

@@ -287,4 +287,3 @@ func TestSingletonHasOneRunnerAndAStandby(t *testing.T) {
 		t.Errorf("token of the second runner %d not above the first's %d", tokens[second], tokens[first])
 	}
 }
-

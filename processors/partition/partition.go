@@ -37,12 +37,12 @@ func (c Config) Horizon() time.Duration {
 	return max(c.LongestWindow(), c.pulses().PeriodLength()) + c.AllowedLateness + c.AttributionWait
 }
 
-// changeHorizon is how far before the latest received_at a message can still change a
+// ChangeHorizon is how far before the latest received_at a message can still change a
 // bucket: an on-time survey occurred at most AllowedLateness before it was received, and
 // it is attributed at most AttributionWait after that. One step rounds down to the bucket,
 // and a minute covers JetStream timestamps that step back a little when a stream's leader
 // changes.
-func (c Config) changeHorizon() time.Duration {
+func (c Config) ChangeHorizon() time.Duration {
 	return c.AllowedLateness + c.AttributionWait + c.Step + time.Minute
 }
 
@@ -81,16 +81,11 @@ type State struct {
 	id      uint16
 	cfg     Config
 	windows *effort.State
-	index   *attribution.Index[waitingSurvey]
+	index   *attribution.Index[WaitingSurvey]
 	pulses  *pulses.State
 	// lastReceived is the latest received_at applied: no later message changes a bucket
 	// older than lastReceived − changeHorizon.
 	lastReceived time.Time
-}
-
-type waitingSurvey struct {
-	row records.Survey
-	agg effort.Aggregate
 }
 
 // New returns the empty state of partition id.
@@ -99,7 +94,7 @@ func New(id uint16, cfg Config) *State {
 		id:      id,
 		cfg:     cfg,
 		windows: effort.NewState(id, cfg.Step, cfg.Windows),
-		index:   attribution.NewIndex[waitingSurvey](cfg.AttributionWait, cfg.LongestWindow()),
+		index:   attribution.NewIndex[WaitingSurvey](cfg.AttributionWait, cfg.LongestWindow()),
 		pulses:  pulses.NewState(cfg.pulses().PeriodLength(), cfg.pulses().MinRespondents, cfg.Horizon()),
 	}
 }
@@ -165,7 +160,7 @@ func (s *State) applySurvey(e *event.Event, origin records.Origin, oc *Outcome) 
 	setDims(&row, dims)
 	oc.Attributed = row.Attributed
 	if waits {
-		s.index.Wait(e.TicketID, origin.ReceivedAt, waitingSurvey{row: row, agg: agg})
+		s.index.Wait(e.TicketID, origin.ReceivedAt, WaitingSurvey{Row: row, Agg: agg})
 		oc.Waiting = true
 	}
 	if !origin.Late {
@@ -180,7 +175,7 @@ func (s *State) applyTicket(e *event.Event, m Message, oc *Outcome) []records.Su
 	td, released := s.index.Ticket(e.TicketID, attribution.Dims{Channel: e.Channel, Category: e.Category, Team: e.Team, AgentID: e.AgentID}, m.ReceivedAt)
 	var rows []records.Survey
 	for _, w := range released {
-		row := w.row
+		row := w.Row
 		before := dimsOf(row)
 		after := before
 		if !after.Merge(td) {
@@ -190,7 +185,7 @@ func (s *State) applyTicket(e *event.Event, m Message, oc *Outcome) []records.Su
 		row.Attributed = true
 		row.Version = records.Version(row.Seq, 1)
 		if !row.Late {
-			s.add(row.Survey, row.OccurredAt, w.agg, before, after, false, m.Seq)
+			s.add(row.Survey, row.OccurredAt, w.Agg, before, after, false, m.Seq)
 		}
 		rows = append(rows, row)
 		oc.LateAttributed++
@@ -225,7 +220,7 @@ func (s *State) Tick(t time.Time) {
 	s.windows.Tick(t)
 	evict := t.Add(-s.cfg.LongestWindow() - s.cfg.Step)
 	if !s.lastReceived.IsZero() {
-		evict = minTime(evict, s.lastReceived.Add(-s.cfg.changeHorizon()))
+		evict = minTime(evict, s.lastReceived.Add(-s.cfg.ChangeHorizon()))
 	}
 	s.windows.Evict(evict)
 }

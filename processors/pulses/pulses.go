@@ -105,3 +105,45 @@ func (s *State) evict() {
 
 // Len is the number of groups held.
 func (s *State) Len() int { return len(s.groups) }
+
+// Snapshot is the content of a State, for saving it.
+type Snapshot struct {
+	Groups    []GroupSnapshot
+	Clock     time.Time
+	NextEvict time.Time
+}
+
+// GroupSnapshot is one group of answers.
+type GroupSnapshot struct {
+	Team, Question string
+	Start          time.Time
+	Respondents    []string
+	Held           []records.Pulse
+	Released       bool
+}
+
+// Snapshot returns the state's content.
+func (s *State) Snapshot() Snapshot {
+	out := Snapshot{Clock: s.clock, NextEvict: s.nextEvict}
+	for k, g := range s.groups {
+		gs := GroupSnapshot{Team: k.team, Question: k.question, Start: g.start, Held: g.held, Released: g.released}
+		for id := range g.respondents {
+			gs.Respondents = append(gs.Respondents, id)
+		}
+		out.Groups = append(out.Groups, gs)
+	}
+	return out
+}
+
+// Restore replaces the state's content with a snapshot's.
+func (s *State) Restore(snap Snapshot) {
+	s.clock, s.nextEvict = snap.Clock, snap.NextEvict
+	s.groups = make(map[groupKey]*group, len(snap.Groups))
+	for _, gs := range snap.Groups {
+		g := &group{start: gs.Start, respondents: make(map[string]struct{}, len(gs.Respondents)), held: gs.Held, released: gs.Released}
+		for _, id := range gs.Respondents {
+			g.respondents[id] = struct{}{}
+		}
+		s.groups[groupKey{gs.Team, gs.Question, gs.Start.Unix()}] = g
+	}
+}

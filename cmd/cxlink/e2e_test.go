@@ -31,6 +31,7 @@ import (
 	"github.com/cxlink/cxlink/ingest/broker"
 	"github.com/cxlink/cxlink/ingest/stream"
 	"github.com/cxlink/cxlink/processors/checkpoint"
+	"github.com/cxlink/cxlink/processors/lease"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
 	"github.com/cxlink/cxlink/sinks/clickhouse/chtest"
 )
@@ -86,6 +87,8 @@ func newCluster(t *testing.T) *cluster {
 		"CXLINK_ALLOWED_LATENESS":   lateness.String(),
 		"CXLINK_ATTRIBUTION_WAIT":   "1m",
 		"CXLINK_BATCH_MAX_DELAY":    "100ms",
+		"CXLINK_LEASE_TTL":          "3s",
+		"CXLINK_SNAPSHOT_EVERY":     "2s",
 		"CXLINK_METRICS_MAX_KEYS":   "20",
 		"CLICKHOUSE_DIAL_TIMEOUT":   "1s",
 		"CLICKHOUSE_INSERT_TIMEOUT": "5s",
@@ -254,6 +257,20 @@ func (c *cluster) postAll(events []map[string]any, batch int) (stored, rejected 
 func (c *cluster) waitProcessed() {
 	c.t.Helper()
 	waitPartitionsStored(c.t, c.js, partitions)
+}
+
+// partitionsOwned reports whether each of n partitions has a lease holder.
+func partitionsOwned(t *testing.T, js jetstream.JetStream, n int) bool {
+	kv, err := js.KeyValue(t.Context(), lease.Bucket)
+	if err != nil {
+		return false
+	}
+	for p := range n {
+		if _, err := kv.Get(t.Context(), fmt.Sprintf("partition.%d", p)); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // waitPartitionsStored waits until the progress of each of n partitions has passed the

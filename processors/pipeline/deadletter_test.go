@@ -97,7 +97,7 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 	}
 	const partitions = 2
 	// A short duplicate window, so that the test can replay after it.
-	const dupWindow = time.Second
+	const dupWindow = 5 * time.Second
 	s, _, err := stream.Define(ctx, js, stream.Config{Partitions: partitions, Replicas: 1, MaxAge: time.Hour, MaxBytes: -1}, dupWindow)
 	if err != nil {
 		t.Fatal(err)

@@ -147,7 +147,9 @@ type Manager struct {
 	mu      sync.Mutex
 	held    map[string]*Lease
 	holders map[string]string // key → holder, as last seen by the watch
-	members map[string]bool
+	// members maps each replica to when its membership was last seen (local clock): it
+	// is live for a TTL after that.
+	members map[string]time.Duration
 	poke    chan struct{} // something changed: rebalance
 
 	// partitions, when set, is the balancing this replica takes part in.
@@ -230,7 +232,7 @@ func New(kv jetstream.KeyValue, cfg Config, logger *slog.Logger, reg prometheus.
 		logger:  logger.With("component", "lease", "replica", id),
 		held:    map[string]*Lease{},
 		holders: map[string]string{},
-		members: map[string]bool{},
+		members: map[string]time.Duration{},
 		poke:    make(chan struct{}, 1),
 		metrics: newMetrics(reg),
 	}
@@ -318,7 +320,7 @@ func (m *Manager) observe(e jetstream.KeyValueEntry) {
 		if gone {
 			delete(m.members, id)
 		} else {
-			m.members[id] = true
+			m.members[id] = m.clock()
 		}
 	} else if gone {
 		delete(m.holders, key)
@@ -459,12 +461,16 @@ func (m *Manager) balance(ctx context.Context) {
 		return
 	}
 	m.mu.Lock()
-	members := make([]string, 0, len(m.members)+1)
-	members = append(members, m.id)
-	for id := range m.members {
-		if id != m.id {
-			members = append(members, id)
+	now := m.clock()
+	live := map[string]bool{m.id: true}
+	for id, seen := range m.members {
+		if now-seen < m.ttl {
+			live[id] = true
 		}
+	}
+	members := make([]string, 0, len(live))
+	for id := range live {
+		members = append(members, id)
 	}
 	m.metrics.members.Set(float64(len(members)))
 	var take []int
@@ -481,7 +487,10 @@ func (m *Manager) balance(ctx context.Context) {
 		}
 		l, mine := m.held[key]
 		switch {
-		case !mine && want == m.id && m.holders[key] == "":
+		// A key held by nobody, by a replica no longer live, or by this replica before it
+		// lost the lease (a NATS outage, a pause) is worth a try: Create fails while the
+		// server still holds it, and the watch is only a shortcut, not the authority.
+		case !mine && want == m.id && (m.holders[key] == "" || m.holders[key] == m.id || !live[m.holders[key]]):
 			take = append(take, p)
 		case mine && want != m.id && !ps.releasing[p]:
 			ps.releasing[p] = true

@@ -28,7 +28,9 @@ const (
 	StatusTooFewPairs = "too_few_pairs" // within_teams: too few teams seen in two periods or more, or under 2 degrees of freedom
 )
 
-// Scopes of a linkage row.
+// Scopes of a linkage row. Rows of scope "pooled" (team-periods pooled as if each
+// were another team) were written before between_teams and within_teams replaced them;
+// readers ignore them.
 const (
 	// ScopePeriod: the teams of one employee period t, one pair per team.
 	ScopePeriod = "period"
@@ -39,10 +41,6 @@ const (
 	ScopeWithinTeams = "within_teams"
 )
 
-// Scopes are the scopes Compute writes, in report order. Rows of scope "pooled"
-// (team-periods pooled as if independent) were written before between_teams and
-// within_teams replaced them; readers ignore them.
-var Scopes = []string{ScopeBetweenTeams, ScopeWithinTeams, ScopePeriod}
 
 // Params of one computation.
 type Params struct {

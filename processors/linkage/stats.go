@@ -111,4 +111,3 @@ func constant(v []float64) bool {
 
 // clamp keeps rounding from pushing a correlation outside [−1, 1].
 func clamp(r float64) float64 { return math.Max(-1, math.Min(1, r)) }
-

@@ -41,7 +41,6 @@ const (
 	ScopeWithinTeams = "within_teams"
 )
 
-
 // Params of one computation.
 type Params struct {
 	Period     time.Duration

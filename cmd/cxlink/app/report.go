@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -249,10 +250,25 @@ func writeLinkageText(w io.Writer, period string, computed time.Time, links []re
 		fmt.Fprintf(w, ", over the %d periods t ending with the period shown", links[0].SpanPeriods)
 	}
 	fmt.Fprintln(w, ".")
+	// Metric pairs without a single pair at any lag (no eNPS question asked, say) are
+	// named once at the end instead of filling the tables.
+	withData := map[string]bool{}
+	for _, l := range links {
+		if l.Pairs > 0 {
+			withData[l.EmployeeMetric+" → "+l.CustomerMetric] = true
+		}
+	}
+	var noData []string
+	for _, l := range links {
+		name := l.EmployeeMetric + " → " + l.CustomerMetric
+		if !withData[name] && !slices.Contains(noData, name) {
+			noData = append(noData, name)
+		}
+	}
 	for _, scope := range scopes {
 		var shown []records.Linkage
 		for _, l := range links {
-			if l.Scope == scope {
+			if l.Scope == scope && withData[l.EmployeeMetric+" → "+l.CustomerMetric] {
 				shown = append(shown, l)
 			}
 		}
@@ -287,6 +303,9 @@ func writeLinkageText(w io.Writer, period string, computed time.Time, links []re
 		tw.Flush()
 	}
 	fmt.Fprintln(w)
+	if len(noData) > 0 {
+		fmt.Fprintf(w, "No team-period has both scores yet: %s.\n", strings.Join(noData, ", "))
+	}
 	fmt.Fprintln(w, "detectable: the smallest correlation this n finds with 80% power (p < 0.05, two-sided): a weaker link")
 	fmt.Fprintln(w, "would most likely go unseen. A correlation, not a cause (README: Reading the linkage).")
 }

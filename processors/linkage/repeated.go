@@ -8,8 +8,9 @@ import (
 )
 
 // Observation is one team's pair in one period: the team's employee value x in period
-// t and its customers' value y in period t + lag. A team has at most one observation
-// per period.
+// t and its customers' value y in period t + lag. Compute gives a team one observation
+// per period; WithinTeams also takes several (rmcorr's data has no periods: all of its
+// observations share one).
 type Observation struct {
 	Team   string
 	Period int64

@@ -223,11 +223,12 @@ func (c *Client) apply(ctx context.Context, m Migration) error {
 var addColumn = regexp.MustCompile(`(?is)^ALTER\s+TABLE\s+\S+\s+ADD\s+COLUMN\s`)
 
 // columnExists reports whether err says that the column an ADD COLUMN statement adds is
-// already there (ClickHouse code 44, ILLEGAL_COLUMN): the statement was applied before,
-// by an interrupted run of its migration or by a process migrating at the same time.
-// ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS.
+// already there (ClickHouse 18.16: code 44, ILLEGAL_COLUMN; current ClickHouse: code 15,
+// DUPLICATE_COLUMN): the statement was applied before, by an interrupted run of its
+// migration or by a process migrating at the same time. ClickHouse 18.16 has no ADD
+// COLUMN IF NOT EXISTS.
 func columnExists(stmt string, err error) bool {
 	var e *ch.Exception
-	return addColumn.MatchString(stmt) && errors.As(err, &e) && e.Code == 44 &&
+	return addColumn.MatchString(stmt) && errors.As(err, &e) && (e.Code == 44 || e.Code == 15) &&
 		strings.Contains(e.Message, "already exists")
 }

@@ -346,8 +346,12 @@ func (m *Manager) renew(ctx context.Context) {
 	sent := m.clock()
 	rctx, cancel := context.WithTimeout(ctx, m.ttl/3)
 	defer cancel()
-	if _, err := m.kv.Put(rctx, memberPrefix+m.id, []byte(m.id)); err != nil {
-		m.logger.Warn("renew membership", "err", err)
+	// Only replicas that share the partitions are members: a replica running a
+	// singleton stage alone must not be given partitions.
+	if m.partitions != nil {
+		if _, err := m.kv.Put(rctx, memberPrefix+m.id, []byte(m.id)); err != nil {
+			m.logger.Warn("renew membership", "err", err)
+		}
 	}
 	m.mu.Lock()
 	leases := make([]*Lease, 0, len(m.held))
@@ -445,9 +449,11 @@ func (m *Manager) releaseAll() {
 	for _, l := range leases {
 		m.release(l)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), m.ttl/3)
-	defer cancel()
-	_ = m.kv.Delete(ctx, memberPrefix+m.id)
+	if m.partitions != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), m.ttl/3)
+		defer cancel()
+		_ = m.kv.Delete(ctx, memberPrefix+m.id)
+	}
 }
 
 // balance takes the partitions this replica should own that nobody holds, and asks for

@@ -83,6 +83,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config, duplicates 
 		Duplicates:  duplicates,
 		Replicas:    cfg.Replicas,
 		Metadata:    map[string]string{partitionsKey: strconv.Itoa(cfg.Partitions)},
+		// Lets the publisher store a request's events as one atomic batch, with one
+		// sync (nats-server 2.12+; an older server ignores the field, see Atomic).
+		AllowAtomicPublish: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create or update stream %s: %w", Name, err)

@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -190,6 +192,7 @@ func wholePipeline(b *testing.B, policy string) float64 {
 	sent := make([]time.Time, len(bodies))
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	stopProfile := cpuProfile(b, policy)
 	b.ResetTimer()
 	start := time.Now()
 	for range 4 { // concurrent senders, as several helpdesk connectors would be
@@ -226,6 +229,7 @@ func wholePipeline(b *testing.B, policy string) float64 {
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
+	stopProfile()
 
 	var lat []time.Duration
 	sink.mu.Lock()
@@ -263,6 +267,27 @@ func wholePipeline(b *testing.B, policy string) float64 {
 	stopReplayed()
 	b.ReportMetric(durableConsume(b, s, b.N), "consume-msgs/s")
 	return rate
+}
+
+// cpuProfile writes the CPU profile of the measured stretch alone (not of nats bench,
+// whose server runs in this process) to $CXLINK_BENCH_PROFILE_DIR/cpu-sync=<policy>.pprof,
+// when that variable is set; the returned function stops it.
+func cpuProfile(b *testing.B, policy string) func() {
+	dir := os.Getenv("CXLINK_BENCH_PROFILE_DIR")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, "cpu-sync="+policy+".pprof"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 // durableConsume reads n messages of s with a new durable consumer that acks each, as

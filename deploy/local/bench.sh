@@ -28,8 +28,8 @@ if [ ! -x "$out/bin/nats" ]; then
 fi
 
 echo "whole pipeline, $events events per policy (4 senders, 500 events a request)…" >&2
-PATH=$out/bin:$PATH go test -run '^$' -bench WholePipeline -benchtime "${events}x" -count 1 -timeout 60m \
-  -cpuprofile "$out/cpu.pprof" -o "$out/cxlink.test" ./cmd/cxlink/ >"$out/pipeline.txt" 2>&1 || {
+PATH=$out/bin:$PATH CXLINK_BENCH_PROFILE_DIR=$out go test -run '^$' -bench WholePipeline -benchtime "${events}x" \
+  -count 1 -timeout 60m -o "$out/cxlink.test" ./cmd/cxlink/ >"$out/pipeline.txt" 2>&1 || {
   cat "$out/pipeline.txt"
   exit 1
 }
@@ -109,7 +109,10 @@ if [ -n "${CXLINK_BENCH_COMPARE:-}" ]; then
 fi
 
 echo
-echo "CPU profile of the whole-pipeline run (cumulative; the ClickHouse server runs outside it):"
-go tool pprof -top -cum "$out/cxlink.test" "$out/cpu.pprof" 2>/dev/null | sed -n '1,6p'
-go tool pprof -top -cum -nodecount 400 "$out/cxlink.test" "$out/cpu.pprof" 2>/dev/null |
-  grep -E 'httpapi\.\(\*Handler\)\.serveEvents|event\.Validator\.Decode|stream\.\(\*Publisher\)\.Publish|pipeline\.\(\*worker\)\.(handle|apply|replay)|pipeline\.\(\*writer\)\.run|clickhouse\.\(\*Client\)\.WriteBatch|nats-server.*processJetStream(Atomic)?(Batch)?Msg|filestore.*writeMsgRecord|encoding/json\.(Marshal|Unmarshal)$|syscall\.Fsync|os\.\(\*File\)\.Sync' || true
+for policy in always 2m; do
+  echo "CPU profile of the whole pipeline with sync $policy, while events flowed (cumulative; ClickHouse runs outside it):"
+  go tool pprof -top -cum "$out/cxlink.test" "$out/cpu-sync=$policy.pprof" 2>/dev/null | sed -n '4,5p'
+  go tool pprof -top -cum -nodecount 400 "$out/cxlink.test" "$out/cpu-sync=$policy.pprof" 2>/dev/null |
+    grep -E 'httpapi\.\(\*Handler\)\.serveEvents|event\.Validator\.Decode|stream\.\(\*Publisher\)\.Publish|pipeline\.\(\*worker\)\.(handle|apply)$|pipeline\.\(\*writer\)\.run$|clickhouse\.\(\*Client\)\.WriteBatch$|nats-server.*processJetStream(Atomic)?(Batch)?Msg$|nats-server.*\(\*consumer\)\.processAck|filestore.*writeMsgRecord$|encoding/json\.(Marshal|Unmarshal)$|syscall\.Fsync' || true
+  echo
+done

@@ -36,6 +36,9 @@ type Config struct {
 	// and ingest answers 503 rather than dropping old, possibly unprocessed, events.
 	// 0: the stream's, or unbounded.
 	MaxBytes int64 `env:"CXLINK_STREAM_MAX_BYTES"`
+	// PublishBatch is the most events ingest stores as one atomic batch, with one sync
+	// (at most MaxAtomicBatch, the server's limit); 1 publishes each event on its own.
+	PublishBatch int `env:"CXLINK_PUBLISH_BATCH" envDefault:"1000"`
 }
 
 // Defaults of a new stream.
@@ -63,6 +66,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBytes < -1 {
 		errs = append(errs, fmt.Errorf("CXLINK_STREAM_MAX_BYTES: %d is neither -1 nor positive", c.MaxBytes))
+	}
+	if c.PublishBatch < 1 || c.PublishBatch > MaxAtomicBatch {
+		errs = append(errs, fmt.Errorf("CXLINK_PUBLISH_BATCH: %d is not between 1 and %d", c.PublishBatch, MaxAtomicBatch))
 	}
 	return errors.Join(errs...)
 }
@@ -146,6 +152,9 @@ func streamConfig(cfg Config, duplicates time.Duration) jetstream.StreamConfig {
 		Duplicates:  duplicates,
 		Replicas:    cfg.Replicas,
 		Metadata:    map[string]string{partitionsKey: strconv.Itoa(cfg.Partitions)},
+		// Lets the publisher store a request's events as one atomic batch, with one
+		// sync (nats-server 2.12+; an older server ignores the field, see Atomic).
+		AllowAtomicPublish: true,
 	}
 }
 

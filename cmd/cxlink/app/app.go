@@ -125,6 +125,9 @@ type roles struct {
 	logger *slog.Logger
 	reg    *prometheus.Registry
 	pub    *stream.Publisher // see publisher
+	// noAtomic: the stream does not take atomic batches (a server before 2.12 drops
+	// the setting), so the publisher sends each event on its own.
+	noAtomic bool
 }
 
 // jetStream connects to NATS (or starts the embedded server when allowed) and defines or
@@ -202,6 +205,11 @@ func (r *roles) connect(ctx context.Context, role string, embed, define bool) (j
 	}
 	if err != nil {
 		return nil, nil, nil, close, err
+	}
+	if !defs.stream.CachedInfo().Config.AllowAtomicPublish {
+		r.noAtomic = true
+		r.logger.Warn("the NATS server does not take atomic batches (nats-server 2.12 or newer does): every event is published on its own, with a sync each where the server syncs always",
+			"server_version", nc.ConnectedServerVersion())
 	}
 	return js, defs, nc, close, nil
 }

@@ -234,7 +234,7 @@ func TestScaleOutOnANATSCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.db.Close() })
-	waitPartitionsStored(t, js, scalePartitions)
+	waitPartitionsStored(t, js, scalePartitions, 2*time.Minute)
 	live := []*replica{procs[1], procs[2]}
 
 	// Every accepted event stored once, every rejected one absent, surveys attributed.
@@ -297,7 +297,7 @@ func TestScaleOutOnANATSCluster(t *testing.T) {
 	renv["CXLINK_HTTP_ADDR"], renv["CXLINK_REPLICA_ID"] = proc.FreeAddr(t), "single"
 	single := newChild(t, "single", renv, "process")
 	single.start()
-	waitPartitionsStored(t, js, scalePartitions)
+	waitPartitionsStored(t, js, scalePartitions, 2*time.Minute)
 	compareDatabases(t, c, scaled, reference)
 }
 

@@ -41,7 +41,9 @@ type worker struct {
 	// once it applied that far.
 	readyAt uint64
 	applied uint64 // the last sequence applied
-	chunk   *chunk // rows not yet handed to the writer
+	// caughtUp: no message of the partition was pending after the last one read.
+	caughtUp bool
+	chunk    *chunk // rows not yet handed to the writer
 
 	mu sync.Mutex
 	// progress is what the writer stored so far; persisted is its last saved value.
@@ -146,6 +148,7 @@ func (w *worker) run(ctx context.Context) error {
 
 func (w *worker) becomeReady(start time.Time, from string) {
 	w.ready.Store(true)
+	w.caughtUp = true // it applied everything the partition held when it started
 	w.logger.Info("partition ready", "from", from, "replayed", w.metrics.replayedBy(w.id), "applied_seq", w.applied,
 		"stored_seq", w.stored, "took", time.Since(start).Round(time.Millisecond))
 }
@@ -185,6 +188,7 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
 		return nil // the ordered consumer delivers each message once; a restart may repeat
 	}
 	w.applied = seq
+	w.caughtUp = meta.NumPending == 0
 	w.metrics.pending.WithLabelValues(partLabel(w.id)).Set(float64(meta.NumPending))
 	live := seq > w.stored
 	if !live {
@@ -349,7 +353,7 @@ func (w *worker) tick(t time.Time) {
 	w.metrics.stateSize.WithLabelValues(part, "tickets").Set(float64(tickets))
 	w.metrics.stateSize.WithLabelValues(part, "waiting_surveys").Set(float64(waiting))
 	w.mu.Lock()
-	if w.chunk == nil && w.outstanding == 0 && w.ready.Load() {
+	if w.chunk == nil && w.outstanding == 0 && w.ready.Load() && w.caughtUp {
 		// Nothing applied is unstored, and the last message read left nothing pending:
 		// everything received until about now is stored.
 		if now := w.opts.Now().Add(-time.Second); now.After(w.progress.Watermark) {

@@ -101,6 +101,8 @@ func (w *worker) run(ctx context.Context) error {
 	go w.read(readCtx, it, msgs)
 	defer it.Stop()
 	if w.readyAt <= w.applied {
+		// Nothing to read: the partition held nothing after the snapshot (or at all).
+		w.caughtUp = true
 		w.becomeReady(start, from)
 	}
 
@@ -148,7 +150,6 @@ func (w *worker) run(ctx context.Context) error {
 
 func (w *worker) becomeReady(start time.Time, from string) {
 	w.ready.Store(true)
-	w.caughtUp = true // it applied everything the partition held when it started
 	w.logger.Info("partition ready", "from", from, "replayed", w.metrics.replayedBy(w.id), "applied_seq", w.applied,
 		"stored_seq", w.stored, "took", time.Since(start).Round(time.Millisecond))
 }

@@ -65,7 +65,7 @@ type dashboard struct {
 	} `json:"panels"`
 }
 
-func loadDashboards(t *testing.T) map[string]dashboard {
+func loadDashboards(t testing.TB) map[string]dashboard {
 	t.Helper()
 	files, _ := filepath.Glob("grafana/dashboards/*.json")
 	if len(files) < 5 {

@@ -146,8 +146,10 @@ func (s *Server) NewDatabase(t testing.TB) string {
 				t.Logf("chtest: keeping database %s for inspection", name)
 				return
 			}
-			if err := s.exec(context.Background(), "DROP DATABASE IF EXISTS "+name); err != nil {
-				t.Logf("chtest: drop database %s: %v", name, err)
+			for _, db := range []string{name, name + "_private"} { // and its private database
+				if err := s.exec(context.Background(), "DROP DATABASE IF EXISTS "+db); err != nil {
+					t.Logf("chtest: drop database %s: %v", db, err)
+				}
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package clickhouse_test
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -64,16 +65,33 @@ func TestAnalyticsReadsAndWrites(t *testing.T) {
 	}
 
 	off := pulses.EpochOffset(week)
-	emp, err := c.EmployeeAggregates(ctx, week, off, monday.Add(-week), monday.Add(week), 3)
+	var never time.Time
+	emp, err := c.PulseGroups(ctx, week, off, monday.Add(-week), monday.Add(week), never, never, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := fmt.Sprint(emp); got != fmt.Sprintf("[{red engagement %s 3 8 26 0 0} {red enps %s 3 21 173 1 1}]", monday, monday) {
-		t.Errorf("employee aggregates: %s", got)
+		t.Errorf("pulse groups: %s", got)
 	}
-	// The threshold applies to the stored rows too: red's previous week has one answer.
-	if emp, _ := c.EmployeeAggregates(ctx, week, off, monday.Add(-week), monday.Add(week), 1); len(emp) != 3 {
+	// The threshold: red's previous week has one answer.
+	if emp, _ := c.PulseGroups(ctx, week, off, monday.Add(-week), monday.Add(week), never, never, 1); len(emp) != 3 {
 		t.Errorf("with threshold 1: %v", emp)
+	}
+	// Only the groups that changed: none stored since a minute from now, and periods
+	// closed from this week on are this week's.
+	now, err := c.ServerNow(ctx)
+	if err != nil || time.Since(now).Abs() > time.Minute {
+		t.Fatalf("server clock %s: %v", now, err)
+	}
+	later := now.Add(time.Minute)
+	if emp, _ := c.PulseGroups(ctx, week, off, monday.Add(-week), monday.Add(week), later, later, 1); len(emp) != 0 {
+		t.Errorf("nothing stored since %s, yet %v", later, emp)
+	}
+	if emp, _ := c.PulseGroups(ctx, week, off, monday.Add(-week), monday.Add(week), later, monday, 1); len(emp) != 2 {
+		t.Errorf("this week's groups: %v", emp)
+	}
+	if emp, _ := c.PulseGroups(ctx, week, off, monday.Add(-week), monday.Add(week), now.Add(-time.Minute), later, 1); len(emp) != 3 {
+		t.Errorf("stored in the last minute: %v", emp)
 	}
 	cust, err := c.CustomerAggregates(ctx, week, off, monday, monday.Add(week))
 	if err != nil {
@@ -103,11 +121,15 @@ func TestAnalyticsReadsAndWrites(t *testing.T) {
 		CILow: &r, CIHigh: &r, P: &p, Status: "ok"}}
 	rank := uint16(1)
 	impact := []records.EffortImpact{{Window: "7d", WindowEnd: monday, Category: "billing", Tickets: 1, Impact: &r, Rank: &rank, Status: "ok"}}
-	teams := []records.TeamPeriod{{Period: "7d", PeriodStart: monday, Team: "red", EngagementRespondents: 3, Engagement: &r}}
+	teams := []records.TeamPeriod{{Period: "7d", PeriodStart: monday, Team: "red", EngagementRespondents: 3, Engagement: &r, EngagementSD: &p,
+		ENPSRespondents: 3, ENPS: &r, ENPSPromoters: &r, ENPSDetractors: &p}}
 	for v := uint64(1); v <= 2; v++ { // a rerun rewrites: one row each under FINAL
 		if err := c.WriteAnalytics(ctx, teams, links, impact, monday, v); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if got, err := c.TeamPeriods(ctx, "7d", monday, monday.Add(week)); err != nil || len(got) != 1 || !reflect.DeepEqual(got[0], teams[0]) {
+		t.Errorf("team periods read back: %+v %v", got, err)
 	}
 	db := c.Database()
 	for table, want := range map[string]uint64{"linkage": 1, "team_periods": 1, "effort_impact": 1} {

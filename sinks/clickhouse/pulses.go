@@ -1,0 +1,120 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/cxlink/cxlink/processors/records"
+)
+
+// Reads of the disclosure step of the analytics stage (processors/pulses): the groups of
+// individual answers in the private database, and what team_periods published of them.
+
+// ServerNow is ClickHouse's clock, the clock of the private table's stored_at.
+func (c *Client) ServerNow(ctx context.Context) (time.Time, error) {
+	var now time.Time
+	if err := c.conn.QueryRow(ctx, "SELECT now()").Scan(&now); err != nil {
+		return time.Time{}, fmt.Errorf("read clickhouse's clock: %w", err)
+	}
+	return now.UTC(), nil
+}
+
+// stdScore is the SQL of an answer on its question's standard scale: engagement 1–5,
+// every other question 0–10.
+const stdScore = `multiIf(question = 'engagement' AND scale_min = 1 AND scale_max = 5, score,
+                       question = 'engagement', 1 + (score - scale_min) * 4 / (scale_max - scale_min),
+                       scale_min = 0 AND scale_max = 10, score,
+                       (score - scale_min) * 10 / (scale_max - scale_min))`
+
+// PulseGroups reads, from the private database, the engagement and eNPS groups (team,
+// question, period of length p; offset from pulses.EpochOffset) of the periods in
+// [from, to) that may have changed: a row stored at or after since (ClickHouse's clock),
+// or a period starting at or after closedFrom (newly closed). Each employee's latest
+// answer in the period counts once; groups below minRespondents are left out. A zero
+// since and closedFrom read every group of [from, to).
+func (c *Client) PulseGroups(ctx context.Context, p time.Duration, offset int64, from, to, since, closedFrom time.Time, minRespondents int) ([]records.EmployeeAggregate, error) {
+	priv := c.cfg.Private() + ".employee_pulses"
+	start := periodExpr("occurred_at", p, offset)
+	// Which periods changed, read without FINAL (a duplicate only repeats a key): the
+	// aggregate below then reads from the earliest of them only, not the whole lookback.
+	changed := `SELECT DISTINCT team, question, ` + start + ` AS start FROM ` + priv + `
+WHERE question IN ('engagement', 'enps') AND occurred_at >= toDateTime(?) AND occurred_at < toDateTime(?)
+  AND (stored_at >= toDateTime(?) OR occurred_at >= toDateTime(?))`
+	var (
+		earliest int64 = -1
+		n        uint64
+	)
+	if err := c.conn.QueryRow(ctx, "SELECT min(start), count() FROM ("+changed+")",
+		from.Unix(), to.Unix(), since.Unix(), max(closedFrom.Unix(), 0)).Scan(&earliest, &n); err != nil {
+		return nil, fmt.Errorf("read changed pulse groups: %w", err)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	q := `SELECT team, question, toDateTime(start) AS period_start, count() AS respondents, sum(s) AS total, sum(s * s) AS total_sq,
+       countIf(question = 'enps' AND s >= 9) AS promoters, countIf(question = 'enps' AND s <= 6) AS detractors
+FROM
+(
+    SELECT team, question, employee_id, start, argMax(std, (occurred_at, seq)) AS s
+    FROM
+    (
+        SELECT team, question, employee_id, occurred_at, seq, ` + start + ` AS start, ` + stdScore + ` AS std
+        FROM ` + priv + ` FINAL
+        WHERE question IN ('engagement', 'enps') AND occurred_at >= toDateTime(?) AND occurred_at < toDateTime(?)
+    )
+    WHERE (team, question, start) IN (` + changed + `)
+    GROUP BY team, question, employee_id, start
+)
+GROUP BY team, question, start
+HAVING respondents >= ?
+ORDER BY team, question, start`
+	rows, err := c.conn.Query(ctx, q, max(earliest, from.Unix()), to.Unix(),
+		from.Unix(), to.Unix(), since.Unix(), max(closedFrom.Unix(), 0), minRespondents)
+	if err != nil {
+		return nil, fmt.Errorf("read pulse groups: %w", err)
+	}
+	defer rows.Close()
+	var out []records.EmployeeAggregate
+	for rows.Next() {
+		var a records.EmployeeAggregate
+		if err := rows.Scan(&a.Team, &a.Question, &a.PeriodStart, &a.Respondents, &a.Sum, &a.SquareSum, &a.Promoters, &a.Detractors); err != nil {
+			return nil, fmt.Errorf("read pulse groups: %w", err)
+		}
+		a.PeriodStart = a.PeriodStart.UTC()
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read pulse groups: %w", err)
+	}
+	return out, nil
+}
+
+// TeamPeriods reads the team_periods rows of the pulse period named period (as
+// configured, "7d") with period_start in [from, to): what is published.
+func (c *Client) TeamPeriods(ctx context.Context, period string, from, to time.Time) ([]records.TeamPeriod, error) {
+	q := "SELECT period, period_start, team, engagement_respondents, engagement, engagement_sd, enps_respondents, enps, " +
+		"enps_promoters, enps_detractors, ces_responses, ces, pct_difficult, csat_responses, csat FROM " +
+		c.cfg.Database + "." + TableTeamPeriods + " FINAL WHERE period = ? AND period_start >= toDateTime(?) AND period_start < toDateTime(?) " +
+		"ORDER BY period_start, team"
+	rows, err := c.conn.Query(ctx, q, period, from.Unix(), to.Unix())
+	if err != nil {
+		return nil, fmt.Errorf("read team periods: %w", err)
+	}
+	defer rows.Close()
+	var out []records.TeamPeriod
+	for rows.Next() {
+		var r records.TeamPeriod
+		if err := rows.Scan(&r.Period, &r.PeriodStart, &r.Team, &r.EngagementRespondents, &r.Engagement, &r.EngagementSD,
+			&r.ENPSRespondents, &r.ENPS, &r.ENPSPromoters, &r.ENPSDetractors, &r.CESResponses, &r.CES, &r.PctDifficult,
+			&r.CSATResponses, &r.CSAT); err != nil {
+			return nil, fmt.Errorf("read team periods: %w", err)
+		}
+		r.PeriodStart = r.PeriodStart.UTC()
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read team periods: %w", err)
+	}
+	return out, nil
+}

@@ -161,15 +161,18 @@ func (s *Stage) Compute(ctx context.Context, now time.Time) (Result, error) {
 	if res.readAt, err = s.opts.Store.ServerNow(ctx); err != nil {
 		return res, err
 	}
+	// A group is published once no row joined it for a whole run interval; one that
+	// has not settled yet is read again next time, since reaches back past it.
+	settle := s.cfg.Every
 	since := time.Time{}
 	if !s.readAt.IsZero() {
-		since = s.readAt.Add(-storeLag)
+		since = s.readAt.Add(-storeLag - settle)
 	}
 	groups, err := s.opts.Store.PulseGroups(ctx, p, off, pubFrom, closedTo, since, s.closedTo, pol.MinRespondents)
 	if err != nil {
 		return res, err
 	}
-	res.Published, res.closedTo = pub.publish(pol, groups), closedTo
+	res.Published, res.closedTo = pub.publish(pol, groups, res.readAt.Add(-settle)), closedTo
 
 	cust, err := s.opts.Store.CustomerAggregates(ctx, p, off, from, to)
 	if err != nil {

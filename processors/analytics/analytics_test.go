@@ -132,7 +132,7 @@ func TestRunOnceWritesAndExportsTheCurrentLinkage(t *testing.T) {
 	if err := s.RunOnce(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if got := st.reads[0]; got != "pulses 2025-12-01T00:00:00Z..2026-03-09T00:00:00Z since 2026-03-11T14:59:05Z closed from 2026-03-09T00:00:00Z min 5" {
+	if got := st.reads[0]; got != "pulses 2025-12-01T00:00:00Z..2026-03-09T00:00:00Z since 2026-03-11T14:58:05Z closed from 2026-03-09T00:00:00Z min 5" {
 		t.Fatalf("second run reads %s", got)
 	}
 	if len(st.written.Teams) != 0 {

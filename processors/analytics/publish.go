@@ -30,11 +30,16 @@ func newPublished(rows []records.TeamPeriod) published {
 }
 
 // publish applies the policy to the groups read from the private database: a group's
-// figures replace the published ones only when the policy allows it. It returns how
-// many groups it published.
-func (p published) publish(policy pulses.Config, groups []records.EmployeeAggregate) int {
+// figures replace the published ones only when the policy allows it, and only once the
+// group settled (no row stored after settledBefore: an import still under way is not
+// published half-way, which would hold its remaining answers back until k more came).
+// It returns how many groups it published.
+func (p published) publish(policy pulses.Config, groups []records.EmployeeAggregate, settledBefore time.Time) int {
 	n := 0
 	for _, g := range groups {
+		if g.LastStored.After(settledBefore) {
+			continue // read again at the next run: since reaches back past it
+		}
 		k := teamPeriod{g.Team, g.PeriodStart.Unix()}
 		row := p[k]
 		if row == nil {

@@ -20,6 +20,9 @@ type EmployeeAggregate struct {
 	SquareSum   float64 // of their squares
 	Promoters   uint64  // enps: answers 9–10
 	Detractors  uint64  // enps: answers 0–6
+	// LastStored is when the group's latest row reached the private database (its
+	// clock); zero for published figures.
+	LastStored time.Time
 }
 
 // CustomerAggregate is one team's survey responses of one kind in one period.

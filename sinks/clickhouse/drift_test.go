@@ -166,11 +166,12 @@ func TestDriftJudgesStoredPulses(t *testing.T) {
 	}
 	policy := pulses.Config{Period: "7d", MinRespondents: 5, Grace: time.Hour, Lookback: "92d"}
 	tick := monday.Add(5*week + 3*time.Hour) // week 4 closed two hours ago
-	publish, err := analytics.New(analytics.Config{Enabled: "on", Every: time.Minute, Span: 4, MaxLag: 0, MinTeams: 4,
+	publish, err := analytics.New(analytics.Config{Enabled: "on", Every: time.Second, Span: 4, MaxLag: 0, MinTeams: 4,
 		MinResponses: 1, ImpactWindows: "7d", ImpactMinResponses: 30}, analytics.Options{Store: c, Pulses: policy, Now: func() time.Time { return tick }})
 	if err != nil {
 		t.Fatal(err)
 	}
+	time.Sleep(1100 * time.Millisecond) // groups are published once settled for a run interval
 	if err := publish.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}

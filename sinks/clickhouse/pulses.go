@@ -32,7 +32,8 @@ const stdScore = `multiIf(question = 'engagement' AND scale_min = 1 AND scale_ma
 // [from, to) that may have changed: a row stored at or after since (ClickHouse's clock),
 // or a period starting at or after closedFrom (newly closed). Each employee's latest
 // answer in the period counts once; groups below minRespondents are left out. A zero
-// since and closedFrom read every group of [from, to).
+// since and closedFrom read every group of [from, to). LastStored is the group's latest
+// stored_at.
 func (c *Client) PulseGroups(ctx context.Context, p time.Duration, offset int64, from, to, since, closedFrom time.Time, minRespondents int) ([]records.EmployeeAggregate, error) {
 	priv := c.cfg.Private() + ".employee_pulses"
 	start := periodExpr("occurred_at", p, offset)
@@ -53,13 +54,14 @@ WHERE question IN ('engagement', 'enps') AND occurred_at >= toDateTime(?) AND oc
 		return nil, nil
 	}
 	q := `SELECT team, question, toDateTime(start) AS period_start, count() AS respondents, sum(s) AS total, sum(s * s) AS total_sq,
-       countIf(question = 'enps' AND s >= 9) AS promoters, countIf(question = 'enps' AND s <= 6) AS detractors
+       countIf(question = 'enps' AND s >= 9) AS promoters, countIf(question = 'enps' AND s <= 6) AS detractors,
+       max(st) AS last_stored
 FROM
 (
-    SELECT team, question, employee_id, start, argMax(std, (occurred_at, seq)) AS s
+    SELECT team, question, employee_id, start, argMax(std, (occurred_at, seq)) AS s, max(stored_at) AS st
     FROM
     (
-        SELECT team, question, employee_id, occurred_at, seq, ` + start + ` AS start, ` + stdScore + ` AS std
+        SELECT team, question, employee_id, occurred_at, seq, stored_at, ` + start + ` AS start, ` + stdScore + ` AS std
         FROM ` + priv + ` FINAL
         WHERE question IN ('engagement', 'enps') AND occurred_at >= toDateTime(?) AND occurred_at < toDateTime(?)
     )
@@ -78,10 +80,10 @@ ORDER BY team, question, start`
 	var out []records.EmployeeAggregate
 	for rows.Next() {
 		var a records.EmployeeAggregate
-		if err := rows.Scan(&a.Team, &a.Question, &a.PeriodStart, &a.Respondents, &a.Sum, &a.SquareSum, &a.Promoters, &a.Detractors); err != nil {
+		if err := rows.Scan(&a.Team, &a.Question, &a.PeriodStart, &a.Respondents, &a.Sum, &a.SquareSum, &a.Promoters, &a.Detractors, &a.LastStored); err != nil {
 			return nil, fmt.Errorf("read pulse groups: %w", err)
 		}
-		a.PeriodStart = a.PeriodStart.UTC()
+		a.PeriodStart, a.LastStored = a.PeriodStart.UTC(), a.LastStored.UTC()
 		out = append(out, a)
 	}
 	if err := rows.Err(); err != nil {

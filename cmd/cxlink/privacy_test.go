@@ -301,8 +301,10 @@ func TestDifferencingAttackChangesNothing(t *testing.T) {
 			t.Errorf("the sixth answer changed %s:\n%s", part.what, diffLines(part.before, part.after))
 		}
 	}
-	t.Logf("unchanged after the sixth answer: %d table lines, %d metric lines, %d dashboard query lines",
-		strings.Count(before.tables, "\n"), strings.Count(before.metrics, "\n"), strings.Count(before.dashboards, "\n"))
+	if !t.Failed() {
+		t.Logf("unchanged after the sixth answer: %d table lines, %d metric lines, %d dashboard query lines",
+			strings.Count(before.tables, "\n"), strings.Count(before.metrics, "\n"), strings.Count(before.dashboards, "\n"))
+	}
 
 	// Four more new respondents: ten, five more than published, and the figures move.
 	events = nil
@@ -331,7 +333,7 @@ func observe(t *testing.T, in *apptest.Instance, cutoff time.Time) observed {
 		name, engine := r[0].(string), r[1].(string)
 		var cols []string
 		timeCol := ""
-		for _, c := range in.Query("SELECT name FROM system.columns WHERE database = ? AND table = ? ORDER BY position", db, name) {
+		for _, c := range in.Query("SELECT name FROM system.columns WHERE database = ? AND table = ?", db, name) {
 			col := c[0].(string)
 			switch col {
 			case "computed_at", "version", "applied_at":

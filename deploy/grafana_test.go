@@ -316,6 +316,7 @@ func TestDashboardQueries(t *testing.T) {
 		"CXLINK_PARTITIONS":       "2",
 		// Link per 10-minute pulse period, as the simulator pulses, and often.
 		"CXLINK_LINKAGE_PERIOD":  "10m",
+		"CXLINK_PULSE_GRACE":     "0s",
 		"CXLINK_ANALYTICS_EVERY": "10s",
 	})
 	db := in.Database()

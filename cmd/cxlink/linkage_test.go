@@ -307,6 +307,7 @@ func TestLinkageEndToEndReproducesReference(t *testing.T) {
 func TestSimulatedEffortImpactAndReport(t *testing.T) {
 	c := newCluster(t)
 	c.env["CXLINK_LINKAGE_PERIOD"] = "10m"
+	c.env["CXLINK_PULSE_GRACE"] = "0s"
 	c.env["CXLINK_ANALYTICS_EVERY"] = "1s"
 	c.startProcessor()
 	stats, err := simulator.Run(t.Context(), simulator.Config{

@@ -267,7 +267,9 @@ func TestDifferencingAttackChangesNothing(t *testing.T) {
 	in.WaitCount(uint64(len(teams)*3), "SELECT count() FROM "+db+".team_periods FINAL WHERE engagement_respondents = 5 AND enps_respondents = 5")
 	in.WaitCount(1, "SELECT count() FROM "+db+".linkage FINAL WHERE scope = 'period' AND status = 'ok' AND period_start = ?", yesterday)
 
-	runs := func() float64 { return metricValue(t, get(t, in.URL+"/metrics"), `cxlink_analytics_runs_total{outcome="ok"}`) }
+	runs := func() float64 {
+		return metricValue(t, get(t, in.URL+"/metrics"), `cxlink_analytics_runs_total{outcome="ok"}`)
+	}
 	settle := func() {
 		// Three more runs of the analytics stage, and of the drift detector.
 		for r0 := runs(); runs() < r0+3; {

@@ -87,8 +87,16 @@ func TestClickHouseUsers(t *testing.T) {
 		t.Errorf("the pulse is not in the private database for the writer: %d %v", n, err)
 	}
 
-	// (18.16 lets every user read system.tables and system.parts: table names and row
-	// counts per month, never a row. docs/privacy.md.)
+	// Nor does it learn anything of it from the system tables: no table name, part or
+	// column.
+	for _, q := range []string{"SELECT count() FROM system.tables WHERE database = 'cxlink_private'",
+		"SELECT count() FROM system.parts WHERE database = 'cxlink_private'",
+		"SELECT count() FROM system.columns WHERE database = 'cxlink_private'"} {
+		var k uint64
+		if err := g.QueryRow(ctx, q).Scan(&k); err != nil || k != 0 {
+			t.Errorf("grafana: %s → %d %v", q, k, err)
+		}
+	}
 
 	// Every ClickHouse query of every dashboard runs as grafana.
 	ran := 0

@@ -39,6 +39,8 @@ type Store interface {
 	PulseGroups(ctx context.Context, p time.Duration, offset int64, from, to, since, closedFrom time.Time, minRespondents int) ([]records.EmployeeAggregate, error)
 	// TeamPeriods reads what team_periods holds (is published) for [from, to).
 	TeamPeriods(ctx context.Context, period string, from, to time.Time) ([]records.TeamPeriod, error)
+	// DropPulsesBefore deletes the individual answers of the months ended by t.
+	DropPulsesBefore(ctx context.Context, t time.Time) ([]string, error)
 	CustomerAggregates(ctx context.Context, p time.Duration, offset int64, from, to time.Time) ([]records.CustomerAggregate, error)
 	CategoryTickets(ctx context.Context, from, to time.Time) ([]records.CategoryTickets, error)
 	CategoryCES(ctx context.Context, from, to time.Time) ([]records.CategoryCES, error)
@@ -131,6 +133,16 @@ func (s *Stage) RunOnce(ctx context.Context) (err error) {
 	s.readAt, s.closedTo = res.readAt, res.closedTo
 	s.metrics.published.Add(float64(res.Published))
 	s.metrics.linkage.set(s.current(res.Linkage))
+	// Retention: individual answers no period can publish any more are deleted, whole
+	// months at a time (the private table's partitions).
+	dropped, err := s.opts.Store.DropPulsesBefore(ctx, s.opts.Pulses.PublishFrom(start))
+	if len(dropped) > 0 {
+		s.opts.Logger.Info("deleted employee answers older than the pulse lookback", "months", dropped,
+			"CXLINK_PULSE_LOOKBACK", s.opts.Pulses.Lookback)
+	}
+	if err != nil {
+		return fmt.Errorf("retention of employee answers: %w", err)
+	}
 	return nil
 }
 

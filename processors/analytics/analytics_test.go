@@ -17,16 +17,22 @@ import (
 )
 
 type fakeStore struct {
-	emp      []records.EmployeeAggregate // the private database's groups
-	cust     []records.CustomerAggregate
-	teams    map[string]records.TeamPeriod // team_periods under FINAL, by team and period
-	clock    time.Time
-	reads    []string
-	written  Result
-	failRead bool
+	emp        []records.EmployeeAggregate // the private database's groups
+	cust       []records.CustomerAggregate
+	teams      map[string]records.TeamPeriod // team_periods under FINAL, by team and period
+	clock      time.Time
+	dropBefore time.Time
+	reads      []string
+	written    Result
+	failRead   bool
 }
 
 func (f *fakeStore) ServerNow(context.Context) (time.Time, error) { return f.clock, nil }
+
+func (f *fakeStore) DropPulsesBefore(_ context.Context, t time.Time) ([]string, error) {
+	f.dropBefore = t
+	return nil, nil
+}
 
 func (f *fakeStore) PulseGroups(_ context.Context, p time.Duration, off int64, from, to, since, closedFrom time.Time, min int) ([]records.EmployeeAggregate, error) {
 	f.reads = append(f.reads, fmt.Sprintf("pulses %s..%s since %s closed from %s min %d", from.Format(time.RFC3339), to.Format(time.RFC3339),
@@ -110,6 +116,10 @@ func TestRunOnceWritesAndExportsTheCurrentLinkage(t *testing.T) {
 	}
 	if len(st.written.Teams) != 5 || len(st.written.Impact) != 2 || st.written.Impact[0].WindowEnd != now.Truncate(time.Minute) {
 		t.Fatalf("written: %+v", st.written)
+	}
+	// Answers no period can publish any more are deleted: those before the lookback.
+	if want := time.Date(2025, 12, 1, 0, 0, 0, 0, time.UTC); !st.dropBefore.Equal(want) {
+		t.Fatalf("answers deleted before %s, want %s", st.dropBefore, want)
 	}
 	out, err := testutil.GatherAndCount(reg, "cxlink_linkage_pearson_r")
 	if err != nil || out != 2 { // lag 0, engagement–ces: pooled and period; other pairs lack data

@@ -145,3 +145,28 @@ func TestAnalyticsReadsAndWrites(t *testing.T) {
 		}
 	}
 }
+
+// Retention of the private table: the months ended before the given time go, whole.
+func TestDropPulsesBefore(t *testing.T) {
+	c, _ := open(t, chtest.Start(t))
+	ctx := t.Context()
+	var b records.Batch
+	for i, at := range []time.Time{at("2026-01-20T10:00:00Z"), at("2026-02-27T10:00:00Z"), at("2026-03-02T10:00:00Z")} {
+		seq := uint64(i + 1)
+		b.Pulses = append(b.Pulses, records.Pulse{Origin: records.Origin{ReceivedAt: at, Seq: seq, Version: records.Version(seq, 0)},
+			ID: fmt.Sprint("p", i), EmployeeID: "emp-1", Team: "red", Question: "engagement", OccurredAt: at, Score: 3, ScaleMin: 1, ScaleMax: 5})
+	}
+	if err := c.WriteBatch(ctx, &b); err != nil {
+		t.Fatal(err)
+	}
+	for run := range 2 {
+		dropped, err := c.DropPulsesBefore(ctx, at("2026-03-01T00:00:00Z"))
+		if err != nil || (run == 0 && fmt.Sprint(dropped) != "[202601 202602]") || (run == 1 && len(dropped) != 0) {
+			t.Fatalf("run %d: dropped %v, %v", run, dropped, err)
+		}
+	}
+	var n uint64
+	if err := c.Conn().QueryRow(ctx, "SELECT count() FROM "+c.PrivateDatabase()+".employee_pulses").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d answers left, want March's one: %v", n, err)
+	}
+}

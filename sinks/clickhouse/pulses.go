@@ -120,3 +120,37 @@ func (c *Client) TeamPeriods(ctx context.Context, period string, from, to time.T
 	}
 	return out, nil
 }
+
+// DropPulsesBefore drops the month partitions of the private employee_pulses whose
+// months end at or before t: answers no period published from t on can use. It returns
+// the partitions dropped (YYYYMM). Dropping is idempotent.
+func (c *Client) DropPulsesBefore(ctx context.Context, t time.Time) ([]string, error) {
+	db := c.cfg.Private()
+	limit := t.UTC().Year()*100 + int(t.UTC().Month()) // partitions below hold months ended by t's month
+	rows, err := c.conn.Query(ctx, "SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = 'employee_pulses' AND active ORDER BY partition", db)
+	if err != nil {
+		return nil, fmt.Errorf("read partitions of %s.employee_pulses: %w", db, err)
+	}
+	var old []string
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read partitions of %s.employee_pulses: %w", db, err)
+		}
+		var month int
+		if _, err := fmt.Sscan(p, &month); err == nil && month < limit {
+			old = append(old, p)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read partitions of %s.employee_pulses: %w", db, err)
+	}
+	for i, p := range old {
+		if err := c.conn.Exec(ctx, "ALTER TABLE "+db+".employee_pulses DROP PARTITION "+p); err != nil {
+			return old[:i], fmt.Errorf("drop partition %s of %s.employee_pulses: %w", p, db, err)
+		}
+	}
+	return old, nil
+}

@@ -231,7 +231,7 @@ func (s *Stage) Evaluate(ctx context.Context, t time.Time) error {
 		}
 		s.judge(snap, seen, k, t, readings, r.Responses, b.Responses, eligible)
 	}
-	// A pulse series has a reading only when it can start an episode: released groups,
+	// A pulse series has a reading only when it can start an episode: published groups,
 	// with enough baseline periods.
 	for k, r := range pulseReadings {
 		s.judge(snap, seen, k, t, map[string]reading{Mean: r}, r.nRecent, r.nBaseline, true)

@@ -148,10 +148,11 @@ var fixtureRows = map[string]string{
 		SELECT 'week', toStartOfHour(now()), 'alpha', 7, 3.9, 0.8, 7, 20, 40, 20, 40, 5.1, 12.5, 30, 80, now(), 1
 		UNION ALL SELECT 'week', toStartOfHour(now()), 'beta', 6, 3.1, 1.1, 6, -10, 30, 40, 35, 4.2, 30, 28, 60, now(), 1`,
 	"linkage": `INSERT INTO %s.linkage
-		SELECT 'week', toStartOfHour(now()) - 3600, 'period', 1, 0, 'engagement', 'ces', 6, 6, 1, 0.57, 0.6, -0.15, 0.9, 0.108, 'ok', now(), 1
-		UNION ALL SELECT 'week', toStartOfHour(now()), 'period', 1, 0, 'engagement', 'ces', 6, 6, 1, 0.61, 0.66, -0.1, 0.91, 0.09, 'ok', now(), 1
-		UNION ALL SELECT 'week', toStartOfHour(now()), 'period', 1, 1, 'engagement', 'ces', 3, 3, 1, NULL, NULL, NULL, NULL, NULL, 'too_few_teams', now(), 1
-		UNION ALL SELECT 'week', toStartOfHour(now()), 'pooled', 4, 0, 'engagement', 'ces', 6, 24, 4, 0.52, 0.5, 0.15, 0.76, 0.009, 'ok', now(), 1`,
+		SELECT 'week', toStartOfHour(now()) - 3600, 'period', 1, 0, 'engagement', 'ces', 6, 6, 1, 4, 0.57, 0.6, -0.15, 0.9, 0.108, 0.89, 'ok', 'too_uncertain', now(), 1
+		UNION ALL SELECT 'week', toStartOfHour(now()), 'period', 1, 0, 'engagement', 'ces', 6, 6, 1, 4, 0.61, 0.66, -0.1, 0.91, 0.09, 0.89, 'ok', 'too_uncertain', now(), 1
+		UNION ALL SELECT 'week', toStartOfHour(now()), 'period', 1, 1, 'engagement', 'ces', 3, 3, 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'too_few_teams', 'no_result', now(), 1
+		UNION ALL SELECT 'week', toStartOfHour(now()), 'between_teams', 4, 0, 'engagement', 'ces', 6, 24, 4, 4, 0.52, 0.5, -0.49, 0.94, 0.29, 0.89, 'ok', 'too_uncertain', now(), 1
+		UNION ALL SELECT 'week', toStartOfHour(now()), 'within_teams', 4, 0, 'engagement', 'ces', 6, 24, 4, 14, 0.61, NULL, 0.13, 0.86, 0.02, 0.64, 'ok', 'underpowered', now(), 1`,
 	"drift_events": `INSERT INTO %s.drift_events
 		SELECT 'ces', 'category', 'plan_correction', 'product', 'mean', 'worse', now() - 3600, now() - 600, now() - 1800,
 			-4.1, 2.9, 4.2, 40, 900, '1h', '7d', 1`,

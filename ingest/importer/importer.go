@@ -76,8 +76,10 @@ type Stats struct {
 	Duplicates int `json:"duplicates"`
 	Rejected   int `json:"rejected"`
 	Skipped    int `json:"skipped"`
-	// ResumedAt is the line a resumed import continued from (0: from the start).
-	ResumedAt int `json:"-"`
+	// ResumedAt is the line a resumed import continued from (0: from the start), and
+	// ResumedRows the rows read before it.
+	ResumedAt   int `json:"-"`
+	ResumedRows int `json:"-"`
 }
 
 // state is what a resumed import needs.
@@ -120,7 +122,7 @@ func Run(ctx context.Context, opts Options) (Stats, error) {
 					"run with --restart to import from the start (event ids keep that safe), or remove it", opts.StatePath)
 			}
 			st.Offset, st.Line, st.Stats = prev.Offset, prev.Line, prev.Stats
-			st.Stats.ResumedAt = prev.Line
+			st.Stats.ResumedAt, st.Stats.ResumedRows = prev.Line, prev.Stats.Rows
 		}
 	}
 	rd, header, err := opts.open(f, st.Offset, st.Line)

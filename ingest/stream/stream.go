@@ -30,6 +30,9 @@ type Config struct {
 	// MaxBytes bounds the stream's disk use (-1: unbounded). When full, publishing fails
 	// and ingest answers 503 rather than dropping old, possibly unprocessed, events.
 	MaxBytes int64 `env:"CXLINK_STREAM_MAX_BYTES" envDefault:"-1"`
+	// PublishBatch is the most events ingest stores as one atomic batch, with one sync
+	// (at most MaxAtomicBatch, the server's limit); 1 publishes each event on its own.
+	PublishBatch int `env:"CXLINK_PUBLISH_BATCH" envDefault:"1000"`
 }
 
 // Validate reports every problem of the configuration.
@@ -46,6 +49,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBytes == 0 || c.MaxBytes < -1 {
 		errs = append(errs, fmt.Errorf("CXLINK_STREAM_MAX_BYTES: %d is neither -1 nor positive", c.MaxBytes))
+	}
+	if c.PublishBatch < 1 || c.PublishBatch > MaxAtomicBatch {
+		errs = append(errs, fmt.Errorf("CXLINK_PUBLISH_BATCH: %d is not between 1 and %d", c.PublishBatch, MaxAtomicBatch))
 	}
 	return errors.Join(errs...)
 }
@@ -83,6 +89,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config, duplicates 
 		Duplicates:  duplicates,
 		Replicas:    cfg.Replicas,
 		Metadata:    map[string]string{partitionsKey: strconv.Itoa(cfg.Partitions)},
+		// Lets the publisher store a request's events as one atomic batch, with one
+		// sync (nats-server 2.12+; an older server ignores the field, see Atomic).
+		AllowAtomicPublish: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create or update stream %s: %w", Name, err)

@@ -230,8 +230,8 @@ func (s *Stage) Compute(ctx context.Context, now time.Time) (Result, error) {
 	return res, nil
 }
 
-// current picks the rows the gauges show: per lag and metric pair, the pooled row and
-// the latest period row.
+// current picks the rows the gauges show: per lag and metric pair, the between-team
+// and within-team rows and the latest period row.
 func (s *Stage) current(links []records.Linkage) []records.Linkage {
 	type key struct {
 		scope, em, cm string

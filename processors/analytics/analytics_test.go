@@ -121,13 +121,25 @@ func TestRunOnceWritesAndExportsTheCurrentLinkage(t *testing.T) {
 	if want := time.Date(2025, 12, 1, 0, 0, 0, 0, time.UTC); !st.dropBefore.Equal(want) {
 		t.Fatalf("answers deleted before %s, want %s", st.dropBefore, want)
 	}
+	// lag 0, engagement–ces: between teams and period; within teams needs teams seen in
+	// two periods; other pairs lack data.
 	out, err := testutil.GatherAndCount(reg, "cxlink_linkage_pearson_r")
-	if err != nil || out != 2 { // lag 0, engagement–ces: pooled and period; other pairs lack data
+	if err != nil || out != 2 {
 		t.Fatalf("pearson gauges: %d %v", out, err)
 	}
-	teams := gauge(t, reg, "cxlink_linkage_teams", map[string]string{"scope": "pooled", "lag": "0", "employee_metric": "engagement", "customer_metric": "ces"})
-	if teams != 5 {
+	between := map[string]string{"scope": "between_teams", "lag": "0", "employee_metric": "engagement", "customer_metric": "ces"}
+	if teams := gauge(t, reg, "cxlink_linkage_teams", between); teams != 5 {
 		t.Fatalf("teams gauge %v", teams)
+	}
+	// Five teams: 3 degrees of freedom, and only a correlation of 0.94 or more would be
+	// found with 80% power.
+	if df, md := gauge(t, reg, "cxlink_linkage_df", between), gauge(t, reg, "cxlink_linkage_min_detectable_r", between); df != 3 || md < 0.93 || md > 0.94 {
+		t.Fatalf("df %v, detectable %v", df, md)
+	}
+	// Between and within teams for each of 2 lags × 6 metric pairs, and the period rows
+	// of the pairs with data: engagement–ces and engagement–pct_difficult (no variance).
+	if n, _ := testutil.GatherAndCount(reg, "cxlink_linkage_teams"); n != 2*2*6+2 {
+		t.Fatalf("teams series: %d", n)
 	}
 	if n, _ := testutil.GatherAndCount(reg, "cxlink_analytics_runs_total"); n != 2 {
 		t.Fatalf("runs series %d", n)

@@ -19,7 +19,7 @@ type Config struct {
 	Enabled string `env:"CXLINK_ANALYTICS" envDefault:"auto"`
 	// Every is how often linkage and effort impact are computed.
 	Every time.Duration `env:"CXLINK_ANALYTICS_EVERY" envDefault:"5m"`
-	// Span is the number of pulse periods pooled into one linkage result.
+	// Span is the number of pulse periods of the between-team and within-team results.
 	Span int `env:"CXLINK_LINKAGE_SPAN" envDefault:"12"`
 	// MaxLag: employee period t is linked with customer periods t … t+MaxLag.
 	MaxLag int `env:"CXLINK_LINKAGE_MAX_LAG" envDefault:"4"`

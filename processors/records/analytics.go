@@ -90,7 +90,7 @@ func (r TeamPeriod) Aggregates() []EmployeeAggregate {
 type Linkage struct {
 	Period         string
 	PeriodStart    time.Time
-	Scope          string // period, pooled
+	Scope          string // period, between_teams, within_teams
 	SpanPeriods    uint16
 	Lag            uint8
 	EmployeeMetric string
@@ -98,11 +98,14 @@ type Linkage struct {
 	Teams          uint32
 	Pairs          uint32
 	Periods        uint16
+	DF             *uint32 // degrees of freedom of the test
 	Pearson        *float64
 	Spearman       *float64
 	CILow, CIHigh  *float64
 	P              *float64
+	MinDetectable  *float64 // smallest |r| detectable with 80% power at this DF
 	Status         string
+	Reading        string // no_result, too_uncertain, underpowered, supported
 }
 
 // CategoryTickets is the solved tickets of one category in a window.

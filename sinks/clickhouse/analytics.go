@@ -23,7 +23,7 @@ const (
 	teamPeriodColumns = "period, period_start, team, engagement_respondents, engagement, engagement_sd, enps_respondents, enps, enps_promoters, enps_detractors, " +
 		"ces_responses, ces, pct_difficult, csat_responses, csat, computed_at, version"
 	linkageColumns = "period, period_start, scope, span_periods, lag, employee_metric, customer_metric, teams, pairs, " +
-		"periods, pearson_r, spearman_r, ci_low, ci_high, p_value, status, computed_at, version"
+		"periods, df, pearson_r, spearman_r, ci_low, ci_high, p_value, min_detectable_r, status, reading, computed_at, version"
 	effortImpactColumns = "`window`, window_end, category, tickets, volume_share, handle_share, handle_hours, avg_handle_seconds, " +
 		"contacts_per_resolution, ces_responses, ces, ces_ci_low, ces_ci_high, pct_difficult, pct_difficult_low, " +
 		"pct_difficult_high, impact, impact_rank, status, computed_at, version"
@@ -160,8 +160,8 @@ func (c *Client) WriteAnalytics(ctx context.Context, teams []records.TeamPeriod,
 		if err := c.insert(ctx, TableLinkage, linkageColumns, len(links), func(b driver.Batch, i int) error {
 			r := &links[i]
 			return b.Append(r.Period, utc(r.PeriodStart), r.Scope, r.SpanPeriods, r.Lag, r.EmployeeMetric,
-				r.CustomerMetric, r.Teams, r.Pairs, r.Periods, r.Pearson, r.Spearman, r.CILow, r.CIHigh, r.P,
-				r.Status, at, version)
+				r.CustomerMetric, r.Teams, r.Pairs, r.Periods, r.DF, r.Pearson, r.Spearman, r.CILow, r.CIHigh, r.P,
+				r.MinDetectable, r.Status, r.Reading, at, version)
 		}); err != nil {
 			return err
 		}

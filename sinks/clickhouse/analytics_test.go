@@ -121,10 +121,15 @@ func TestAnalyticsReadsAndWrites(t *testing.T) {
 		t.Errorf("ces: %s", got)
 	}
 
-	r, p := 0.5, 0.1
+	r, p, md, df := 0.5, 0.1, 0.79, uint32(7)
 	links := []records.Linkage{{Period: "7d", PeriodStart: monday, Scope: "period", SpanPeriods: 1, Lag: 1,
-		EmployeeMetric: "engagement", CustomerMetric: "ces", Teams: 9, Pairs: 9, Periods: 1, Pearson: &r, Spearman: &r,
-		CILow: &r, CIHigh: &r, P: &p, Status: "ok"}}
+		EmployeeMetric: "engagement", CustomerMetric: "ces", Teams: 9, Pairs: 9, Periods: 1, DF: &df, Pearson: &r, Spearman: &r,
+		CILow: &r, CIHigh: &r, P: &p, MinDetectable: &md, Status: "ok", Reading: "underpowered"},
+		// A row of the scope written before between_teams and within_teams: never read.
+		{Period: "7d", PeriodStart: monday, Scope: "pooled", SpanPeriods: 4, EmployeeMetric: "engagement", CustomerMetric: "ces",
+			Teams: 6, Pairs: 24, Periods: 4, Pearson: &r, CILow: &r, CIHigh: &r, P: &p, Status: "ok"},
+		{Period: "7d", PeriodStart: monday.Add(-week), Scope: "within_teams", SpanPeriods: 4, EmployeeMetric: "engagement", CustomerMetric: "ces",
+			Teams: 6, Pairs: 24, Periods: 4, Status: "too_few_pairs", Reading: "no_result"}}
 	rank := uint16(1)
 	impact := []records.EffortImpact{{Window: "7d", WindowEnd: monday, Category: "billing", Tickets: 1, Impact: &r, Rank: &rank, Status: "ok"}}
 	teams := []records.TeamPeriod{{Period: "7d", PeriodStart: monday, Team: "red", EngagementRespondents: 3, Engagement: &r, EngagementSD: &p,
@@ -138,11 +143,19 @@ func TestAnalyticsReadsAndWrites(t *testing.T) {
 		t.Errorf("team periods read back: %+v %v", got, err)
 	}
 	db := c.Database()
-	for table, want := range map[string]uint64{"linkage": 1, "team_periods": 1, "effort_impact": 1} {
+	for table, want := range map[string]uint64{"linkage": 3, "team_periods": 1, "effort_impact": 1} {
 		var n uint64
 		if err := c.Conn().QueryRow(ctx, "SELECT count() FROM "+db+"."+table+" FINAL").Scan(&n); err != nil || n != want {
 			t.Errorf("%s: %d rows (%v)", table, n, err)
 		}
+	}
+	got, at, err := c.CurrentLinkage(ctx, "7d", []string{"within_teams", "between_teams", "period"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Scope != "within_teams" || got[0].DF != nil || got[0].Reading != "no_result" ||
+		got[1].Scope != "period" || *got[1].DF != 7 || *got[1].MinDetectable != md || got[1].Reading != "underpowered" || !at.Equal(monday) {
+		t.Errorf("current linkage: %+v at %v", got, at)
 	}
 }
 

@@ -89,20 +89,20 @@ func TestDriftEventsRewrite(t *testing.T) {
 	}
 }
 
-// A migration whose ADD COLUMN ran but that was not recorded (the process died in
-// between) is applied again without error.
+// Migrations whose ADD COLUMNs ran but that were not recorded (the process died in
+// between) are applied again without error.
 func TestMigrateAddColumnTwice(t *testing.T) {
 	srv := chtest.Start(t)
 	c, _ := open(t, srv)
 	ctx := context.Background()
-	if err := c.Conn().Exec(ctx, "ALTER TABLE "+c.Database()+".schema_migrations DELETE WHERE version = 5"); err != nil {
+	if err := c.Conn().Exec(ctx, "ALTER TABLE "+c.Database()+".schema_migrations DELETE WHERE version IN (5, 6)"); err != nil {
 		t.Fatal(err)
 	}
 	// ALTER … DELETE is asynchronous: wait until the record is gone.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var n uint64
-		if err := c.Conn().QueryRow(ctx, "SELECT count() FROM "+c.Database()+".schema_migrations WHERE version = 5").Scan(&n); err != nil {
+		if err := c.Conn().QueryRow(ctx, "SELECT count() FROM "+c.Database()+".schema_migrations WHERE version IN (5, 6)").Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		if n == 0 {
@@ -121,8 +121,8 @@ func TestMigrateAddColumnTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range ms {
-		if m.Version == 5 && m.AppliedAt.IsZero() {
-			t.Errorf("migration 5 not recorded: %+v", m)
+		if (m.Version == 5 || m.Version == 6) && m.AppliedAt.IsZero() {
+			t.Errorf("migration %d not recorded: %+v", m.Version, m)
 		}
 	}
 }

@@ -226,7 +226,7 @@ func (c *Client) apply(ctx context.Context, m Migration) error {
 var addColumn = regexp.MustCompile(`(?is)^ALTER\s+TABLE\s+\S+\s+ADD\s+COLUMN\s`)
 
 // columnExists reports whether err says that the column an ADD COLUMN statement adds is
-// already there (ClickHouse 18.16: code 44, ILLEGAL_COLUMN; current: code 15,
+// already there (ClickHouse 18.16: code 44, ILLEGAL_COLUMN; current ClickHouse: code 15,
 // DUPLICATE_COLUMN): the statement was applied before, by an interrupted run of its
 // migration or by a process migrating at the same time. ClickHouse 18.16 has no ADD
 // COLUMN IF NOT EXISTS.

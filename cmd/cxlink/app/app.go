@@ -123,6 +123,9 @@ type roles struct {
 	logger *slog.Logger
 	reg    *prometheus.Registry
 	pub    *stream.Publisher // see publisher
+	// noAtomic: the stream does not take atomic batches (a server before 2.12 drops
+	// the setting), so the publisher sends each event on its own.
+	noAtomic bool
 }
 
 // jetStream connects to NATS (or starts the embedded server when allowed) and makes sure
@@ -188,6 +191,11 @@ func (r *roles) jetStream(ctx context.Context, role string, embed bool) (js jets
 	s, err = stream.Ensure(ctx, js, r.cfg.Stream, r.cfg.Process.DuplicateWindow(r.cfg.HTTP.MaxFuture))
 	if err != nil {
 		return nil, nil, nil, close, err
+	}
+	if !s.CachedInfo().Config.AllowAtomicPublish {
+		r.noAtomic = true
+		r.logger.Warn("the NATS server does not take atomic batches (nats-server 2.12 or newer does): every event is published on its own, with a sync each where the server syncs always",
+			"server_version", nc.ConnectedServerVersion())
 	}
 	return js, s, nc, close, nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/cxlink/cxlink/ingest/event"
 	"github.com/cxlink/cxlink/ingest/importer"
@@ -134,7 +135,9 @@ func runImport(ctx context.Context, args []string, opts Options) error {
 		BatchSize: *batch, StatePath: *statePath, ReportPath: *reportPath, Restart: *restart,
 		Progress: progress, Interactive: interactive, IDKey: []byte(idKey),
 	}
+	start := time.Now()
 	stats, err := importer.Run(ctx, o)
+	took := time.Since(start)
 	if stats.ResumedAt > 0 {
 		fmt.Fprintf(opts.Stdout, "resumed at line %d\n", stats.ResumedAt)
 	}
@@ -142,8 +145,9 @@ func runImport(ctx context.Context, args []string, opts Options) error {
 	if report == "" {
 		report = filepath.Base(path) + ".import-errors.csv"
 	}
-	fmt.Fprintf(opts.Stdout, "%s: %d rows (%d unreadable), %d events: %d accepted, %d duplicates, %d rejected, %d skipped (empty)\n",
-		path, stats.Rows, stats.BadRows, stats.Events, stats.Accepted, stats.Duplicates, stats.Rejected, stats.Skipped)
+	fmt.Fprintf(opts.Stdout, "%s: %d rows (%d unreadable), %d events: %d accepted, %d duplicates, %d rejected, %d skipped (empty); %d rows in %s, %.0f rows/s\n",
+		path, stats.Rows, stats.BadRows, stats.Events, stats.Accepted, stats.Duplicates, stats.Rejected, stats.Skipped,
+		stats.Rows-stats.ResumedRows, took.Round(100*time.Millisecond), float64(stats.Rows-stats.ResumedRows)/took.Seconds())
 	if stats.Rejected+stats.BadRows > 0 {
 		fmt.Fprintf(opts.Stdout, "problems, by line: %s\n", report)
 	}

@@ -72,7 +72,11 @@ func (c SourcesConfig) adapters() ([]adapters.Adapter, map[string]string) {
 // the vendor webhooks: both publish the same way, and its metrics are registered once.
 func (r *roles) publisher(js jetstream.JetStream) *stream.Publisher {
 	if r.pub == nil {
-		r.pub = stream.NewPublisher(js, r.cfg.Stream.Partitions, r.reg)
+		batch := r.cfg.Stream.PublishBatch
+		if r.noAtomic {
+			batch = 1
+		}
+		r.pub = stream.NewPublisher(js, r.cfg.Stream.Partitions, r.reg, stream.AtomicBatches(batch))
 	}
 	return r.pub
 }

@@ -32,8 +32,8 @@ const stdScore = `multiIf(question = 'engagement' AND scale_min = 1 AND scale_ma
 // [from, to) that may have changed: a row stored at or after since (ClickHouse's clock),
 // or a period starting at or after closedFrom (newly closed). Each employee's latest
 // answer in the period counts once; groups below minRespondents are left out. A zero
-// since and closedFrom read every group of [from, to). LastStored is the group's latest
-// stored_at.
+// since and closedFrom (times before 1970 count as 1970, which DateTime cannot hold)
+// read every group of [from, to). LastStored is the group's latest stored_at.
 func (c *Client) PulseGroups(ctx context.Context, p time.Duration, offset int64, from, to, since, closedFrom time.Time, minRespondents int) ([]records.EmployeeAggregate, error) {
 	priv := c.cfg.Private() + ".employee_pulses"
 	start := periodExpr("occurred_at", p, offset)
@@ -47,7 +47,7 @@ WHERE question IN ('engagement', 'enps') AND occurred_at >= toDateTime(?) AND oc
 		n        uint64
 	)
 	if err := c.conn.QueryRow(ctx, "SELECT min(start), count() FROM ("+changed+")",
-		from.Unix(), to.Unix(), since.Unix(), max(closedFrom.Unix(), 0)).Scan(&earliest, &n); err != nil {
+		from.Unix(), to.Unix(), max(since.Unix(), 0), max(closedFrom.Unix(), 0)).Scan(&earliest, &n); err != nil {
 		return nil, fmt.Errorf("read changed pulse groups: %w", err)
 	}
 	if n == 0 {
@@ -72,7 +72,7 @@ GROUP BY team, question, start
 HAVING respondents >= ?
 ORDER BY team, question, start`
 	rows, err := c.conn.Query(ctx, q, max(earliest, from.Unix()), to.Unix(),
-		from.Unix(), to.Unix(), since.Unix(), max(closedFrom.Unix(), 0), minRespondents)
+		from.Unix(), to.Unix(), max(since.Unix(), 0), max(closedFrom.Unix(), 0), minRespondents)
 	if err != nil {
 		return nil, fmt.Errorf("read pulse groups: %w", err)
 	}

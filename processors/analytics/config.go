@@ -13,8 +13,9 @@ import (
 type Config struct {
 	// Enabled: "auto" runs the stage in the process that owns partition 0 (with
 	// CXLINK_PROCESS_PARTITIONS=all, every `cxlink run` and single `cxlink process`),
-	// "on" and "off" force it. Exactly one process should run it; two are harmless
-	// (each run rewrites the same rows) but do the work twice.
+	// "on" and "off" force it. Exactly one process must run it: what a run publishes of
+	// employee figures depends on what was published before, so two at once could each
+	// publish a figure the other would have held back (docs/privacy.md).
 	Enabled string `env:"CXLINK_ANALYTICS" envDefault:"auto"`
 	// Every is how often linkage and effort impact are computed.
 	Every time.Duration `env:"CXLINK_ANALYTICS_EVERY" envDefault:"5m"`

@@ -69,7 +69,7 @@ func (w *writer) run(ctx context.Context) (drained bool) {
 		if len(done) == 0 {
 			return true
 		}
-		// Messages may produce no rows (pulses held back): they are acked all the same.
+		// Messages may produce no rows: they are acked all the same.
 		rejected := map[msgKey]string{}
 		if batch.Len() > 0 && !w.write(ctx, &batch, rejected) {
 			return false

@@ -14,9 +14,10 @@ import (
 
 // The tables WriteBatch writes.
 const (
-	TableSurveys  = "survey_responses"
-	TableTickets  = "tickets"
-	TablePulses   = "employee_pulses"
+	TableSurveys = "survey_responses"
+	TableTickets = "tickets"
+	TablePulses  = "employee_pulses" // in the private database
+
 	TableRollups  = "rollup_partials"
 	surveyColumns = "id, survey, occurred_at, received_at, source, score, scale_min, scale_max, " +
 		"standard_score, ticket_id, customer_id, channel, category, team, agent_id, comment, " +
@@ -117,7 +118,7 @@ func (c *Client) insert(ctx context.Context, table, columns string, n int, appen
 		}
 		c.metrics.rowsWritten.WithLabelValues(table).Add(float64(n))
 	}()
-	batch, err := c.conn.PrepareBatch(ctx, "INSERT INTO "+c.cfg.Database+"."+table+" ("+columns+")")
+	batch, err := c.conn.PrepareBatch(ctx, "INSERT INTO "+c.qualified(table)+" ("+columns+")")
 	if err != nil {
 		return fmt.Errorf("insert into %s: prepare: %w", table, err)
 	}
@@ -131,6 +132,14 @@ func (c *Client) insert(ctx context.Context, table, columns string, n int, appen
 		return fmt.Errorf("insert into %s: send %d rows: %w", table, n, err)
 	}
 	return nil
+}
+
+// qualified names table with its database: employee pulses are in the private one.
+func (c *Client) qualified(table string) string {
+	if table == TablePulses {
+		return c.cfg.Private() + "." + table
+	}
+	return c.cfg.Database + "." + table
 }
 
 // utc drops the location, so that the driver, which sends t.Unix(), and a reader of

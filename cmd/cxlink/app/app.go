@@ -231,7 +231,7 @@ func (r *roles) ingestHandler(js jetstream.JetStream, nc *nats.Conn) (*httpapi.H
 		Ready:      natsReady(nc),
 		Logger:     r.logger.With("component", "ingest"),
 		Registerer: r.reg,
-		Prepare:    r.pseudonymizer().Event,
+		Prepare:    r.preparePulse(),
 		Guard:      guard,
 	})
 }

@@ -16,7 +16,7 @@ func (r *roles) newDriftStage(ch *clickhouse.Client) (*drift.Stage, error) {
 		Sink:       ch,
 		Windows:    r.cfg.Process.Windows,
 		Step:       r.cfg.Process.Step,
-		Pulses:     r.cfg.Process.Pulses,
+		Pulses:     r.cfg.Pulses,
 		MaxKeys:    r.cfg.Process.MetricsMaxKeys,
 		Logger:     r.logger,
 		Registerer: r.reg,

@@ -206,7 +206,7 @@ func TestKubernetesRolesStart(t *testing.T) {
 	defer db.Close()
 	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
 		var n uint64
-		err := db.Conn().QueryRow(ctx, "SELECT count() FROM survey_responses FINAL WHERE id LIKE 'k8s-test-%'").Scan(&n)
+		err := db.Conn().QueryRow(ctx, "SELECT count() FROM "+database+".survey_responses FINAL WHERE id LIKE 'k8s-test-%'").Scan(&n)
 		if err == nil && n == uint64(len(ingests)) {
 			break
 		}

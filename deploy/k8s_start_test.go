@@ -163,7 +163,7 @@ func TestKubernetesRolesStart(t *testing.T) {
 	}
 	t.Logf("stream %s: %d partitions, %d replicas", stream.Name, partitions, s.CachedInfo().Config.Replicas)
 
-	// Every partition and both singleton stages held, by the pods that should.
+	// Every partition and both singleton stages held.
 	kv, err := js.KeyValue(ctx, lease.Bucket)
 	if err != nil {
 		t.Fatal(err)

@@ -429,6 +429,7 @@ func TestKubernetesDependencies(t *testing.T) {
 		Spec struct {
 			Configuration struct {
 				Users    map[string]any `json:"users"`
+				Profiles map[string]any `json:"profiles"`
 				Clusters []struct {
 					Name string `json:"name"`
 				} `json:"clusters"`
@@ -451,5 +452,16 @@ func TestKubernetesDependencies(t *testing.T) {
 	}
 	if _, ok := chi.Spec.Configuration.Users[cm["CLICKHOUSE_USER"]+"/password_sha256_hex"]; !ok {
 		t.Errorf("clickhouse.yaml defines no user %q", cm["CLICKHOUSE_USER"])
+	}
+	// The users of deploy/clickhouse (tested on a real server in clickhouse_test.go): the
+	// writer limited to both databases, Grafana's read-only user to the dashboards' one.
+	u, p := chi.Spec.Configuration.Users, chi.Spec.Configuration.Profiles
+	db := cm["CLICKHOUSE_DATABASE"]
+	if got := fmt.Sprint(u[cm["CLICKHOUSE_USER"]+"/allow_databases/database"]); got != fmt.Sprintf("[%s %s_private]", db, db) {
+		t.Errorf("the writer's databases: %s", got)
+	}
+	if got := fmt.Sprint(u["grafana/allow_databases/database"]); got != fmt.Sprintf("[%s]", db) || u["grafana/profile"] != "cxlink_readonly" ||
+		fmt.Sprint(p["cxlink_readonly/readonly"]) != "2" || u[cm["CLICKHOUSE_USER"]+"/access_management"] != nil {
+		t.Errorf("grafana's user: databases %s, profile %v, readonly %v", got, u["grafana/profile"], p["cxlink_readonly/readonly"])
 	}
 }

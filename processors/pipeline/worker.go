@@ -251,9 +251,6 @@ func (w *worker) apply(msg jetstream.Msg, meta *jetstream.MsgMetadata, live bool
 		if oc.Unattributed > 0 {
 			w.metrics.attribution.WithLabelValues("unattributed").Add(float64(oc.Unattributed))
 		}
-		if oc.PulseTooLate {
-			w.metrics.pulsesTooLate.Inc()
-		}
 	}
 	return rows, nil
 }

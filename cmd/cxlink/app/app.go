@@ -245,7 +245,7 @@ func (r *roles) ingestHandler(js jetstream.JetStream, defs *definitions, nc *nat
 		Ready:      natsReady(nc),
 		Logger:     r.logger.With("component", "ingest"),
 		Registerer: r.reg,
-		Prepare:    r.pseudonymizer().Event,
+		Prepare:    r.preparePulse(),
 		Guard:      guard,
 	})
 }

@@ -689,36 +689,6 @@ func (j *testJob) complete(t *testing.T) {
 	t.Errorf("%s: did not complete within its backoff limit of %d:\n%v", j.name, j.backoffLimit, errors.Join(errs...))
 }
 
-// secretData is the content of a Secret of the manifests: data and stringData.
-func (m *manifests) secretData(name string) (map[string][]byte, bool) {
-	for _, s := range m.secrets {
-		if s.Name == name {
-			out := map[string][]byte{}
-			maps.Copy(out, s.Data)
-			for k, v := range s.StringData {
-				out[k] = []byte(v)
-			}
-			return out, true
-		}
-	}
-	return nil, false
-}
-
-// configMapData is the content of a ConfigMap of the manifests.
-func (m *manifests) configMapData(name string) (map[string][]byte, bool) {
-	for _, c := range m.configMaps {
-		if c.Name == name {
-			out := map[string][]byte{}
-			maps.Copy(out, c.BinaryData)
-			for k, v := range c.Data {
-				out[k] = []byte(v)
-			}
-			return out, true
-		}
-	}
-	return nil, false
-}
-
 // waitLeases waits until every key of want is held, and returns the holders.
 func waitLeases(t *testing.T, kv jetstream.KeyValue, want []string) map[string]string {
 	t.Helper()

@@ -95,6 +95,36 @@ func (m *manifests) decodeStrict(t *testing.T, file string, doc []byte) {
 	}
 }
 
+// secretData is the content of a Secret of the manifests: data and stringData.
+func (m *manifests) secretData(name string) (map[string][]byte, bool) {
+	for _, s := range m.secrets {
+		if s.Name == name {
+			out := map[string][]byte{}
+			maps.Copy(out, s.Data)
+			for k, v := range s.StringData {
+				out[k] = []byte(v)
+			}
+			return out, true
+		}
+	}
+	return nil, false
+}
+
+// configMapData is the content of a ConfigMap of the manifests.
+func (m *manifests) configMapData(name string) (map[string][]byte, bool) {
+	for _, c := range m.configMaps {
+		if c.Name == name {
+			out := map[string][]byte{}
+			maps.Copy(out, c.BinaryData)
+			for k, v := range c.Data {
+				out[k] = []byte(v)
+			}
+			return out, true
+		}
+	}
+	return nil, false
+}
+
 func loadManifests(t *testing.T) *manifests {
 	t.Helper()
 	var kust struct {

@@ -341,7 +341,7 @@ func (r *roles) processing(ctx context.Context, role string, embed bool) (pr *pr
 	opts := pipeline.Options{
 		Stream:      defs.stream,
 		Partitions:  defs.info.Partitions,
-		Sink:        ch,
+		Sink:        r.processSink(js, defs, ch),
 		DeadLetters: defs.deadLetters,
 		Checkpoints: defs.checkpoints,
 		MaxFuture:   r.cfg.HTTP.MaxFuture,
@@ -361,17 +361,24 @@ func (r *roles) processing(ctx context.Context, role string, embed bool) (pr *pr
 	} else {
 		r.logger.Warn("CXLINK_LEASES_OFF: running partitions without leases; another process may run them too")
 	}
-	p, err := pipeline.New(r.cfg.Process, opts)
+	pcfg := r.cfg.Process
+	if fu := r.followUps(); fu.On() {
+		pcfg.FollowUps = fu
+	}
+	p, err := pipeline.New(pcfg, opts)
 	if err != nil {
 		return nil, err
 	}
 	return &processing{js: js, nc: nc, defs: defs, ch: ch, leases: leases, p: p, close: func() { ch.Close(); closeJS() }}, nil
 }
 
-// tasks are what every processing role runs: the leases, the pipeline, and the
-// analytics stage when this process may hold it.
+// tasks are what every processing role runs: the leases, the pipeline, the follow-up
+// stage when answers open cases, and the analytics stage when this process may hold it.
 func (pr *processing) tasks(r *roles) ([]func(context.Context) error, error) {
 	tasks := []func(context.Context) error{pr.leases.Run, pr.p.Run}
+	if pr.defs.followUps != nil {
+		tasks = append(tasks, r.followUpTask(pr.defs, pr.ch, pr.leases))
+	}
 	return r.withAnalytics(tasks, pr.ch, pr.leases)
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/cxlink/cxlink/ingest/stream"
 	"github.com/cxlink/cxlink/processors/checkpoint"
 	"github.com/cxlink/cxlink/processors/deadletter"
+	"github.com/cxlink/cxlink/processors/followup"
 	"github.com/cxlink/cxlink/processors/lease"
 )
 
@@ -22,6 +23,8 @@ type definitions struct {
 	deadLetters *deadletter.Queue
 	leases      jetstream.KeyValue
 	checkpoints *checkpoint.Store
+	// followUps is the follow-up stream; nil when no answer opens a case.
+	followUps jetstream.Stream
 }
 
 // defineNATS creates or updates every definition to this configuration: only the owner
@@ -46,6 +49,11 @@ func (r *roles) defineNATS(ctx context.Context, js jetstream.JetStream) (*defini
 	}
 	if d.checkpoints, err = checkpoint.Open(ctx, js); err != nil {
 		return nil, err
+	}
+	if fu := r.followUps(); fu.On() {
+		if d.followUps, err = followup.Define(ctx, js, fu, info.Replicas); err != nil {
+			return nil, err
+		}
 	}
 	return d, nil
 }
@@ -78,7 +86,18 @@ func (r *roles) openNATS(ctx context.Context, js jetstream.JetStream) (*definiti
 	if d.checkpoints, err = checkpoint.Open(ctx, js); err != nil {
 		return nil, err
 	}
+	if fu := r.followUps(); fu.On() {
+		if d.followUps, err = followup.Open(ctx, js, fu, info.Replicas); err != nil {
+			return nil, err
+		}
+	}
 	return d, nil
+}
+
+// followUps are the follow-up settings (validated with the configuration).
+func (r *roles) followUps() *followup.Settings {
+	s, _ := r.cfg.FollowUps.Settings(r.cfg.Drift.Owners)
+	return s
 }
 
 func openOrCreateKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {

@@ -1,0 +1,48 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/cxlink/cxlink/processors/records"
+)
+
+// TableFollowUps holds the follow-up cases, one row per change.
+const TableFollowUps = "followups"
+
+const followUpColumns = "id, state, owner, rule, opened_at, due_at, acknowledged_at, acknowledged_by, " +
+	"closed_at, closed_by, close_reason, close_note, survey_id, survey, score, scale_min, scale_max, " +
+	"standard_score, occurred_at, ticket_id, customer_id, channel, category, team, agent_id, comment, " +
+	"partition, seq, version"
+
+// WriteFollowUps inserts follow-up rows (each the whole case after one change).
+func (c *Client) WriteFollowUps(ctx context.Context, rows []records.FollowUp) error {
+	return c.insert(ctx, TableFollowUps, followUpColumns, len(rows), func(b driver.Batch, i int) error {
+		r := &rows[i]
+		return b.Append(r.ID, r.State, r.Owner, r.Rule, utc(r.OpenedAt), utc(r.DueAt),
+			nullableTime(r.AcknowledgedAt), r.AcknowledgedBy, nullableTime(r.ClosedAt), r.ClosedBy,
+			r.CloseReason, r.CloseNote, r.SurveyID, r.Survey, r.Score, r.ScaleMin, r.ScaleMax,
+			r.StandardScore, utc(r.OccurredAt), r.TicketID, r.CustomerID, r.Channel, r.Category,
+			r.Team, r.AgentID, r.Comment, r.Partition, r.Seq, r.Version)
+	})
+}
+
+// FollowUpsStoredThrough is the highest version (follow-up stream sequence) stored.
+func (c *Client) FollowUpsStoredThrough(ctx context.Context) (uint64, error) {
+	var v uint64
+	if err := c.conn.QueryRow(ctx, "SELECT max(version) FROM "+c.qualified(TableFollowUps)).Scan(&v); err != nil {
+		return 0, fmt.Errorf("read %s: %w", TableFollowUps, err)
+	}
+	return v, nil
+}
+
+func nullableTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}

@@ -124,8 +124,8 @@ func TestFollowUpOpensOneCase(t *testing.T) {
 
 	var (
 		id, state, owner, rule, survey, ticketID, customer, category, channel, team, agent, comment string
-		score                                                                                      float64
-		openedAt, dueAt                                                                            time.Time
+		score                                                                                       float64
+		openedAt, dueAt                                                                             time.Time
 	)
 	if err := db.Conn().QueryRow(t.Context(), "SELECT id, state, owner, rule, survey, score, ticket_id, customer_id, category, channel, team, agent_id, comment, opened_at, due_at FROM "+
 		database+".followups FINAL").Scan(&id, &state, &owner, &rule, &survey, &score, &ticketID, &customer, &category, &channel, &team, &agent, &comment, &openedAt, &dueAt); err != nil {

@@ -14,9 +14,7 @@ package followup
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,49 +34,22 @@ type Config struct {
 	// Due is how long an owner has to close a case before it is overdue: one duration,
 	// or per owner (ParsePerOwner). A day is the usual call-back promise.
 	Due string `env:"CXLINK_FOLLOWUP_DUE" envDefault:"24h"`
-	// CloseReasons are the reasons a case may be closed with: bounded, so that they can
-	// be counted and charted; a free-text note goes with them.
-	CloseReasons string `env:"CXLINK_FOLLOWUP_CLOSE_REASONS" envDefault:"resolved,contacted,unreachable,not_actionable,duplicate"`
-	// RateLimit bounds the deliveries to each owner's target: N per period (one case per
-	// delivery), or per owner. Cases beyond it wait their turn, oldest first; none is
-	// dropped. 30 a minute keeps a chat channel readable during an incident.
-	RateLimit string `env:"CXLINK_FOLLOWUP_RATE_LIMIT" envDefault:"30/1m"`
 	// MaxAge: cases leave the follow-up stream this long after their last change (the
 	// followups table keeps them). 90 days outlast any reasonable due time.
 	MaxAge time.Duration `env:"CXLINK_FOLLOWUP_MAX_AGE" envDefault:"2160h"`
-	// History is how far back a delivered case lists the customer's earlier answers
-	// (0: none).
-	History time.Duration `env:"CXLINK_FOLLOWUP_HISTORY" envDefault:"2160h"`
-	// APIURL is the base URL of the follow-up API as the owners reach it (e.g.
-	// https://cxlink.example.com): deliveries then carry links to acknowledge and close.
-	APIURL string `env:"CXLINK_FOLLOWUP_API_URL"`
 }
 
 // Settings are a Config read into values.
 type Settings struct {
-	Rules        *Rules
-	Owners       *drift.Owners
-	Window       time.Duration
-	Due          PerOwner[time.Duration]
-	CloseReasons []string
-	RateLimit    PerOwner[Rate]
-	MaxAge       time.Duration
-	History      time.Duration
-	APIURL       string
+	Rules  *Rules
+	Owners *drift.Owners
+	Window time.Duration
+	Due    PerOwner[time.Duration]
+	MaxAge time.Duration
 	// Fingerprint names what shapes the partitions' decisions (rules, owners, window,
 	// due): a partition snapshot taken under others is not used.
 	Fingerprint string
 }
-
-// Rate is N deliveries per Per.
-type Rate struct {
-	N   int
-	Per time.Duration
-}
-
-func (r Rate) String() string { return strconv.Itoa(r.N) + "/" + r.Per.String() }
-
-var reasonName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
 
 // Validate reports every problem; owners is CXLINK_OWNERS.
 func (c Config) Validate(owners string) error {
@@ -91,7 +62,7 @@ func (c Config) Validate(owners string) error {
 func (c Config) Settings(owners string) (*Settings, error) {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	s := &Settings{Window: c.Window, MaxAge: c.MaxAge, History: c.History, APIURL: strings.TrimRight(c.APIURL, "/")}
+	s := &Settings{Window: c.Window, MaxAge: c.MaxAge}
 	var err error
 	if s.Rules, err = ParseRules(c.Rules); err != nil {
 		add("CXLINK_FOLLOWUP_RULES: %v", err)
@@ -109,34 +80,8 @@ func (c Config) Settings(owners string) (*Settings, error) {
 	if s.Due, err = ParsePerOwner(c.Due, parseDue); err != nil {
 		add("CXLINK_FOLLOWUP_DUE: %v", err)
 	}
-	for _, r := range strings.Split(c.CloseReasons, ",") {
-		r = strings.TrimSpace(r)
-		switch {
-		case r == "":
-		case !reasonName.MatchString(r):
-			add("CXLINK_FOLLOWUP_CLOSE_REASONS: %q: want 1–40 characters of a-z, 0-9 and '_', starting with a letter", r)
-		case slices.Contains(s.CloseReasons, r):
-			add("CXLINK_FOLLOWUP_CLOSE_REASONS: %q is given twice", r)
-		default:
-			s.CloseReasons = append(s.CloseReasons, r)
-		}
-	}
-	if len(s.CloseReasons) == 0 {
-		add("CXLINK_FOLLOWUP_CLOSE_REASONS: no reason: a case could never be closed")
-	}
-	if s.RateLimit, err = ParsePerOwner(c.RateLimit, parseRate); err != nil {
-		add("CXLINK_FOLLOWUP_RATE_LIMIT: %v", err)
-	}
 	if c.MaxAge < 24*time.Hour {
 		add("CXLINK_FOLLOWUP_MAX_AGE: %s is shorter than a day", c.MaxAge)
-	}
-	if c.History < 0 {
-		add("CXLINK_FOLLOWUP_HISTORY: %s is negative", c.History)
-	}
-	if c.APIURL != "" {
-		if u, err := url.Parse(c.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			add("CXLINK_FOLLOWUP_API_URL: %q is not an http(s) URL such as https://cxlink.example.com", c.APIURL)
-		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -218,17 +163,6 @@ func parseDue(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q is not a positive duration such as 4h or 2d", s)
 	}
 	return d, nil
-}
-
-// parseRate reads N/duration, e.g. 30/1m.
-func parseRate(s string) (Rate, error) {
-	n, per, ok := strings.Cut(s, "/")
-	v, err := strconv.Atoi(strings.TrimSpace(n))
-	d, derr := parseDuration(strings.TrimSpace(per))
-	if !ok || err != nil || derr != nil || v < 1 || d < time.Second {
-		return Rate{}, fmt.Errorf("%q is not a rate such as 30/1m (at least 1 per period, a period of 1s or more)", s)
-	}
-	return Rate{N: v, Per: d}, nil
 }
 
 func parseDuration(s string) (time.Duration, error) {

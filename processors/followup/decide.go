@@ -3,6 +3,7 @@ package followup
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"maps"
 	"time"
 
 	"github.com/cxlink/cxlink/processors/records"
@@ -96,12 +97,12 @@ type DeciderSnapshot struct {
 
 // Snapshot returns what the decider holds.
 func (d *Decider) Snapshot() DeciderSnapshot {
-	return DeciderSnapshot{Tickets: d.tickets}
+	return DeciderSnapshot{Tickets: maps.Clone(d.tickets)}
 }
 
 // Restore replaces what the decider holds.
 func (d *Decider) Restore(s DeciderSnapshot) {
-	d.tickets = s.Tickets
+	d.tickets = maps.Clone(s.Tickets)
 	if d.tickets == nil {
 		d.tickets = map[string]time.Time{}
 	}

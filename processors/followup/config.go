@@ -4,11 +4,10 @@
 // closed with a reason.
 //
 // The partitions decide which answers open a case (Decider, part of each partition's
-// state machine, so that a replay or a second replica decides the same); the cases go
-// onto their own stream (Stream), one subject per case, where acknowledging and closing
-// append to them; one replica at a time (Stage) reads that stream, writes the followups
-// table, delivers new cases to their owners' targets and exports the loop's metrics.
-// See docs/followups.md.
+// state machine, so that a replay or a second replica decides the same); the writer
+// publishes the cases onto their own stream (OpeningSink), one subject per case, before
+// their batch counts as stored; one replica at a time (Stage) reads that stream and
+// writes the followups table. See docs/followups.md.
 package followup
 
 import (

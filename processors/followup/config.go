@@ -13,6 +13,8 @@ package followup
 import (
 	"errors"
 	"fmt"
+	"net/url"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -36,6 +38,23 @@ type Config struct {
 	// MaxAge: cases leave the follow-up stream this long after their last change (the
 	// followups table keeps them). 90 days outlast any reasonable due time.
 	MaxAge time.Duration `env:"CXLINK_FOLLOWUP_MAX_AGE" envDefault:"2160h"`
+
+	// Webhooks are where each owner's new cases are posted: owner=URL, separated by
+	// commas, `*` for every other owner; `slack:` before a URL posts a Slack message
+	// instead of cxlink's JSON. An owner without one gets no delivery (the table and
+	// `cxlink followups` still show its cases).
+	Webhooks string `env:"CXLINK_FOLLOWUP_WEBHOOKS"`
+	// WebhookSecret signs every delivery (HMAC-SHA256); required with webhooks.
+	WebhookSecret     string `env:"CXLINK_FOLLOWUP_WEBHOOK_SECRET"`
+	WebhookSecretFile string `env:"CXLINK_FOLLOWUP_WEBHOOK_SECRET_FILE"`
+	// RateLimit bounds the deliveries to each owner: N per period, one value or per
+	// owner. Cases beyond it wait their turn; none is dropped. 30 a minute keeps a chat
+	// channel readable during an incident.
+	RateLimit string `env:"CXLINK_FOLLOWUP_RATE_LIMIT" envDefault:"30/1m"`
+	// RetryMax caps the wait between two attempts of a failing delivery (1s, 2s, 4s, …).
+	RetryMax time.Duration `env:"CXLINK_FOLLOWUP_RETRY_MAX" envDefault:"10m"`
+	// History is how far back a delivery lists the customer's earlier answers (0: none).
+	History time.Duration `env:"CXLINK_FOLLOWUP_HISTORY" envDefault:"2160h"`
 }
 
 // Settings are a Config read into values.
@@ -45,6 +64,12 @@ type Settings struct {
 	Window time.Duration
 	Due    PerOwner[time.Duration]
 	MaxAge time.Duration
+	// Webhooks by owner; "*" for the others.
+	Webhooks  map[string]Target
+	Secret    []byte
+	RateLimit PerOwner[Rate]
+	RetryMax  time.Duration
+	History   time.Duration
 	// Fingerprint names what shapes the partitions' decisions (rules, owners, window,
 	// due): a partition snapshot taken under others is not used.
 	Fingerprint string
@@ -82,6 +107,31 @@ func (c Config) Settings(owners string) (*Settings, error) {
 	if c.MaxAge < 24*time.Hour {
 		add("CXLINK_FOLLOWUP_MAX_AGE: %s is shorter than a day", c.MaxAge)
 	}
+	if s.Webhooks, err = parseTargets(c.Webhooks); err != nil {
+		add("CXLINK_FOLLOWUP_WEBHOOKS: %v", err)
+	}
+	secret := c.WebhookSecret
+	if c.WebhookSecretFile != "" {
+		b, err := os.ReadFile(c.WebhookSecretFile)
+		if err != nil {
+			add("CXLINK_FOLLOWUP_WEBHOOK_SECRET_FILE: %v", err)
+		}
+		secret = strings.TrimRight(string(b), "\r\n")
+	}
+	if strings.TrimSpace(c.Webhooks) != "" && len(secret) < 16 {
+		add("CXLINK_FOLLOWUP_WEBHOOK_SECRET: webhooks need a secret of 16 characters or more to sign deliveries")
+	}
+	s.Secret = []byte(secret)
+	if s.RateLimit, err = ParsePerOwner(c.RateLimit, parseRate); err != nil {
+		add("CXLINK_FOLLOWUP_RATE_LIMIT: %v", err)
+	}
+	if c.RetryMax < time.Second {
+		add("CXLINK_FOLLOWUP_RETRY_MAX: %s is shorter than a second", c.RetryMax)
+	}
+	if c.History < 0 {
+		add("CXLINK_FOLLOWUP_HISTORY: %s is negative", c.History)
+	}
+	s.RetryMax, s.History = c.RetryMax, c.History
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -153,6 +203,78 @@ func ParsePerOwner[T any](s string, parse func(string) (T, error)) (PerOwner[T],
 		errs = append(errs, errors.New("no value for everybody else: add *=…"))
 	}
 	return p, errors.Join(errs...)
+}
+
+// Rate is N deliveries per Per.
+type Rate struct {
+	N   int
+	Per time.Duration
+}
+
+// parseRate reads N/duration, e.g. 30/1m.
+func parseRate(s string) (Rate, error) {
+	n, per, ok := strings.Cut(s, "/")
+	v, err := strconv.Atoi(strings.TrimSpace(n))
+	d, derr := parseDuration(strings.TrimSpace(per))
+	if !ok || err != nil || derr != nil || v < 1 || d < time.Second {
+		return Rate{}, fmt.Errorf("%q is not a rate such as 30/1m (at least 1 per period, a period of 1s or more)", s)
+	}
+	return Rate{N: v, Per: d}, nil
+}
+
+// Target is where an owner's cases are posted.
+type Target struct {
+	URL   string
+	Slack bool // a Slack-compatible message instead of cxlink's JSON
+}
+
+// Target returns the owner's webhook, if any.
+func (s *Settings) Target(owner string) (Target, bool) {
+	if t, ok := s.Webhooks[owner]; ok {
+		return t, true
+	}
+	t, ok := s.Webhooks["*"]
+	return t, ok
+}
+
+// parseTargets reads owner=URL or owner=slack:URL, separated by commas.
+func parseTargets(s string) (map[string]Target, error) {
+	out := map[string]Target{}
+	var errs []error
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		owner, raw, ok := strings.Cut(part, "=")
+		owner, raw = strings.TrimSpace(owner), strings.TrimSpace(raw)
+		if !ok || (owner != "*" && !ownerToken.MatchString(owner)) {
+			errs = append(errs, fmt.Errorf("%q: want owner=https://… or owner=slack:https://…", redactTarget(part)))
+			continue
+		}
+		t := Target{URL: raw}
+		if rest, ok := strings.CutPrefix(raw, "slack:"); ok {
+			t = Target{URL: rest, Slack: true}
+		}
+		if u, err := url.Parse(t.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("%s: not an http(s) URL", owner))
+			continue
+		}
+		if _, dup := out[owner]; dup {
+			errs = append(errs, fmt.Errorf("%s is given twice", owner))
+			continue
+		}
+		out[owner] = t
+	}
+	return out, errors.Join(errs...)
+}
+
+// redactTarget keeps a webhook URL, which often holds a token, out of error messages.
+func redactTarget(s string) string {
+	if i := strings.Index(s, "://"); i >= 0 {
+		return s[:i] + "://…"
+	}
+	return s
 }
 
 // parseDue reads a positive duration; "d" counts days.

@@ -7,11 +7,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caarlos0/env/v11"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cxlink/cxlink/ingest/broker"
 	"github.com/cxlink/cxlink/processors/records"
 )
+
+// defaults is the configuration with every default, as read from an empty environment.
+func defaults(t *testing.T) Config {
+	t.Helper()
+	var c Config
+	if err := env.ParseWithOptions(&c, env.Options{Environment: map[string]string{}}); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
 
 func TestParseRules(t *testing.T) {
 	r, err := ParseRules("ces<=2, csat < 2\n# detractors\nnps<=6\ncsat<=3&comment~cancel|Lawyer, comment~refund")
@@ -60,7 +71,8 @@ func TestParseRulesErrors(t *testing.T) {
 }
 
 func TestConfigErrorsNameTheVariable(t *testing.T) {
-	c := Config{Rules: "ces<=2", Owners: "billing", Window: 0, Due: "billing=4h", MaxAge: time.Hour}
+	c := defaults(t)
+	c.Rules, c.Owners, c.Window, c.Due, c.MaxAge = "ces<=2", "billing", 0, "billing=4h", time.Hour
 	err := c.Validate("*=support")
 	if err == nil {
 		t.Fatal("no error")
@@ -70,7 +82,8 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
 	}
-	ok := Config{Rules: "ces<=2", Window: time.Hour, Due: "billing=4h, *=2d", MaxAge: 48 * time.Hour}
+	ok := defaults(t)
+	ok.Rules, ok.Due = "ces<=2", "billing=4h, *=2d"
 	s, err := ok.Settings("category:billing=billing, *=support")
 	if err != nil {
 		t.Fatal(err)
@@ -78,15 +91,16 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 	if s.Due.For("billing") != 4*time.Hour || s.Due.For("web") != 48*time.Hour {
 		t.Fatalf("due: %s %s", s.Due.For("billing"), s.Due.For("web"))
 	}
-	if (Config{Window: time.Hour, Due: "1h", MaxAge: 48 * time.Hour}).Validate("*=x") != nil {
+	if defaults(t).Validate("*=x") != nil {
 		t.Fatal("no rules must be valid: follow-ups are off")
 	}
 }
 
 func settings(t *testing.T, rules string) *Settings {
 	t.Helper()
-	s, err := Config{Rules: rules, Window: 24 * time.Hour, Due: "billing=4h, *=24h", MaxAge: 90 * 24 * time.Hour}.
-		Settings("category:billing=billing, channel:chat=chat, team:*=support, *=cx")
+	c := defaults(t)
+	c.Rules, c.Window, c.Due = rules, 24*time.Hour, "billing=4h, *=24h"
+	s, err := c.Settings("category:billing=billing, channel:chat=chat, team:*=support, *=cx")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,3 +222,65 @@ func TestOpenedOnce(t *testing.T) {
 type nopSink struct{}
 
 func (nopSink) WriteBatch(context.Context, *records.Batch) error { return nil }
+
+func TestRateLimitAndBackoff(t *testing.T) {
+	c := defaults(t)
+	c.Rules, c.RateLimit, c.RetryMax = "ces<=2", "billing=2/1m, *=1/10s", time.Minute
+	s, err := c.Settings("*=support")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &deliverer{s: s, limits: map[string][]time.Time{}}
+	t0 := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	if d.reserve("billing", t0) != 0 || d.reserve("billing", t0.Add(10*time.Second)) != 0 {
+		t.Fatal("billing's first two must go at once")
+	}
+	if w := d.reserve("billing", t0.Add(20*time.Second)); w != 40*time.Second {
+		t.Fatalf("third waits %s, want 40s", w)
+	}
+	if d.reserve("web", t0) != 0 || d.reserve("web", t0.Add(5*time.Second)) != 5*time.Second {
+		t.Fatal("web: 1 per 10s")
+	}
+	if d.reserve("billing", t0.Add(time.Minute)) != 0 {
+		t.Fatal("billing: a minute later, one more")
+	}
+	for n, want := range map[uint64]time.Duration{1: time.Second, 2: 2 * time.Second, 6: 32 * time.Second, 7: time.Minute, 100: time.Minute} {
+		if got := backoff(n, s.RetryMax); got != want {
+			t.Errorf("backoff after attempt %d: %s, want %s", n, got, want)
+		}
+	}
+}
+
+func TestWebhookConfig(t *testing.T) {
+	base := defaults(t)
+	base.Rules = "ces<=2"
+	c := base
+	c.Webhooks = "billing=https://hooks.example.com/b?token=abc, web=slack:https://hooks.slack.com/services/T/B/x"
+	c.WebhookSecret = "0123456789abcdef"
+	s, err := c.Settings("*=support")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tg, ok := s.Target("web"); !ok || !tg.Slack || tg.URL != "https://hooks.slack.com/services/T/B/x" {
+		t.Fatalf("web: %+v %v", tg, ok)
+	}
+	if _, ok := s.Target("support"); ok {
+		t.Fatal("support has no webhook")
+	}
+	bad := base
+	bad.Webhooks = "billing=ftp://x, Bad Owner=https://secret.example.com/tok"
+	bad.WebhookSecret = "short"
+	bad.RateLimit = "30"
+	err = bad.Validate("*=support")
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"CXLINK_FOLLOWUP_WEBHOOKS: billing: not an http(s) URL", "CXLINK_FOLLOWUP_WEBHOOK_SECRET", "CXLINK_FOLLOWUP_RATE_LIMIT"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "secret.example.com") {
+		t.Errorf("the error shows a webhook URL: %v", err)
+	}
+}

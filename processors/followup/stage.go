@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -25,22 +26,29 @@ type Store interface {
 
 // StageOptions are the stage's collaborators.
 type StageOptions struct {
-	Stream     jetstream.Stream // the follow-up stream
-	Store      Store
+	Settings *Settings
+	Stream   jetstream.Stream // the follow-up stream
+	Store    Store
+	History  History // the customers' earlier answers, sent with a case; nil: none
+	// Client posts deliveries; nil: a client with a 20s timeout.
+	Client     *http.Client
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
 
 // Stage reads the follow-up stream in order and writes every change of every case to
 // the followups table, each row versioned by its message's sequence: whoever writes it
-// writes the same row, so a second runner or a restart changes nothing. Run it while
-// holding the stage's lease (one reader suffices; deliveries rely on it).
+// writes the same row, so a second runner or a restart changes nothing. With webhooks
+// configured it also delivers each new case to its owner (through a durable consumer:
+// see DeliveryConsumer). Run it while holding the stage's lease: the per-owner rate
+// limits hold for one deliverer.
 type Stage struct {
-	opts    StageOptions
-	logger  *slog.Logger
-	stored  prometheus.Counter
-	errors  prometheus.Counter
-	maxRows int
+	opts     StageOptions
+	logger   *slog.Logger
+	stored   prometheus.Counter
+	errors   prometheus.Counter
+	delivery *deliveryMetrics
+	maxRows  int
 }
 
 // NewStage returns the stage; Run runs it.
@@ -57,12 +65,37 @@ func NewStage(opts StageOptions) *Stage {
 	if opts.Registerer != nil {
 		opts.Registerer.MustRegister(s.stored, s.errors)
 	}
+	if opts.Client == nil {
+		opts.Client = &http.Client{Timeout: 20 * time.Second}
+		s.opts.Client = opts.Client
+	}
+	if len(opts.Settings.Webhooks) > 0 {
+		s.delivery = newDeliveryMetrics(opts.Registerer)
+	}
 	return s
 }
 
-// Run writes the follow-up stream's changes to the table until ctx ends, from the
-// first change not stored yet.
+// Run writes the follow-up stream's changes to the table and delivers new cases until
+// ctx ends.
 func (s *Stage) Run(ctx context.Context) error {
+	if s.delivery == nil {
+		return s.store(ctx)
+	}
+	d := &deliverer{s: s.opts.Settings, stream: s.opts.Stream, history: s.opts.History, client: s.opts.Client,
+		logger: s.logger, now: time.Now, limits: map[string][]time.Time{}, metrics: s.delivery}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, 2)
+	go func() { errs <- s.store(ctx) }()
+	go func() { errs <- d.run(ctx) }()
+	err := <-errs
+	cancel()
+	return errors.Join(err, <-errs)
+}
+
+// store writes the follow-up stream's changes to the table until ctx ends, from the
+// first change not stored yet.
+func (s *Stage) store(ctx context.Context) error {
 	var from uint64
 	if err := s.retry(ctx, "read stored follow-ups", func() (err error) {
 		from, err = s.opts.Store.FollowUpsStoredThrough(ctx)

@@ -3,10 +3,12 @@ package clickhouse
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/cxlink/cxlink/processors/followup"
 	"github.com/cxlink/cxlink/processors/records"
 )
 
@@ -45,4 +47,26 @@ func nullableTime(t time.Time) *time.Time {
 	}
 	u := t.UTC()
 	return &u
+}
+
+// CustomerAnswers returns the customer's survey answers that occurred in [since,
+// before), newest first, at most limit, without the answer excluded: the history sent
+// with a follow-up case.
+func (c *Client) CustomerAnswers(ctx context.Context, customerID, excluded string, since, before time.Time, limit int) ([]followup.Answer, error) {
+	rows, err := c.conn.Query(ctx, "SELECT id, survey, standard_score, occurred_at, ticket_id, category FROM "+
+		c.qualified(TableSurveys)+" FINAL WHERE customer_id = ? AND id != ? AND occurred_at >= ? AND occurred_at < ?"+
+		" ORDER BY occurred_at DESC LIMIT "+strconv.Itoa(limit), customerID, excluded, utc(since), utc(before))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", TableSurveys, err)
+	}
+	defer rows.Close()
+	var out []followup.Answer
+	for rows.Next() {
+		var a followup.Answer
+		if err := rows.Scan(&a.SurveyID, &a.Survey, &a.StandardScore, &a.OccurredAt, &a.TicketID, &a.Category); err != nil {
+			return nil, fmt.Errorf("read %s: %w", TableSurveys, err)
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
 }

@@ -24,7 +24,8 @@ func (r *roles) processSink(js jetstream.JetStream, defs *definitions, ch *click
 // it stands by.
 func (r *roles) followUpTask(defs *definitions, ch *clickhouse.Client, leases *lease.Manager) func(context.Context) error {
 	stage := followup.NewStage(followup.StageOptions{
-		Stream: defs.followUps, Store: ch, Logger: r.logger, Registerer: r.reg,
+		Settings: r.followUps(), Stream: defs.followUps, Store: ch, History: ch,
+		Logger: r.logger, Registerer: r.reg,
 	})
 	return func(ctx context.Context) error {
 		return leases.Singleton(ctx, "followups", func(ctx context.Context, _ *lease.Lease) error {

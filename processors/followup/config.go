@@ -6,8 +6,9 @@
 // The partitions decide which answers open a case (Decider, part of each partition's
 // state machine, so that a replay or a second replica decides the same); the writer
 // publishes the cases onto their own stream (OpeningSink), one subject per case, before
-// their batch counts as stored; one replica at a time (Stage) reads that stream and
-// writes the followups table. See docs/followups.md.
+// their batch counts as stored; one replica at a time (Stage) reads that stream, writes
+// the followups table and delivers new cases to their owners' webhooks. See
+// docs/followups.md.
 package followup
 
 import (

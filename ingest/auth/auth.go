@@ -13,7 +13,9 @@
 //	hr        token   sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08  types=employee_pulse teams=alpha,bravo
 //
 // The scope says which event types the credential may send, and, with teams=, for
-// which teams only (Scope); an event outside it is rejected, naming the field. Employee
+// which teams only (Scope); an event outside it is rejected, naming the field. With
+// followups=<owner,...> (or followups=*) it may acknowledge and close those owners'
+// follow-up cases; a line with followups= and no types= sends no events. Employee
 // pulses need types=employee_pulse: give it to HR sources only. A line without types=
 // (written before scopes existed) may send survey_response and ticket, never pulses,
 // and is reported in the log. A source may have several credentials (two tokens while
@@ -419,8 +421,8 @@ func parse(r io.Reader) (*credentials, error) {
 		if len(f) == 0 {
 			continue
 		}
-		if len(f) < 3 || len(f) > 5 {
-			errs = append(errs, fmt.Errorf("line %d: want \"<source> <scheme> <credential> [types=…] [teams=…]\", got %d fields", n, len(f)))
+		if len(f) < 3 || len(f) > 6 {
+			errs = append(errs, fmt.Errorf("line %d: want \"<source> <scheme> <credential> [types=…] [teams=…] [followups=…]\", got %d fields", n, len(f)))
 			continue
 		}
 		if err := checkSource(f[0]); err != nil {

@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -56,6 +57,9 @@ type Config struct {
 	RetryMax time.Duration `env:"CXLINK_FOLLOWUP_RETRY_MAX" envDefault:"10m"`
 	// History is how far back a delivery lists the customer's earlier answers (0: none).
 	History time.Duration `env:"CXLINK_FOLLOWUP_HISTORY" envDefault:"2160h"`
+	// CloseReasons are the reasons a case may be closed with: bounded, so that they can
+	// be counted and charted; a free-text note goes with them.
+	CloseReasons string `env:"CXLINK_FOLLOWUP_CLOSE_REASONS" envDefault:"resolved,contacted,unreachable,not_actionable,duplicate"`
 }
 
 // Settings are a Config read into values.
@@ -71,6 +75,8 @@ type Settings struct {
 	RateLimit PerOwner[Rate]
 	RetryMax  time.Duration
 	History   time.Duration
+	// CloseReasons in the configured order.
+	CloseReasons []string
 	// Fingerprint names what shapes the partitions' decisions (rules, owners, window,
 	// due): a partition snapshot taken under others is not used.
 	Fingerprint string
@@ -133,6 +139,21 @@ func (c Config) Settings(owners string) (*Settings, error) {
 		add("CXLINK_FOLLOWUP_HISTORY: %s is negative", c.History)
 	}
 	s.RetryMax, s.History = c.RetryMax, c.History
+	for _, r := range strings.Split(c.CloseReasons, ",") {
+		r = strings.TrimSpace(r)
+		switch {
+		case r == "":
+		case !reasonName.MatchString(r):
+			add("CXLINK_FOLLOWUP_CLOSE_REASONS: %q: want 1–40 characters of a-z, 0-9 and '_', starting with a letter", r)
+		case slices.Contains(s.CloseReasons, r):
+			add("CXLINK_FOLLOWUP_CLOSE_REASONS: %q is given twice", r)
+		default:
+			s.CloseReasons = append(s.CloseReasons, r)
+		}
+	}
+	if len(s.CloseReasons) == 0 {
+		add("CXLINK_FOLLOWUP_CLOSE_REASONS: no reason: a case could never be closed")
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -160,6 +181,8 @@ func (p PerOwner[T]) For(owner string) T {
 	}
 	return p.fallback
 }
+
+var reasonName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
 
 var ownerToken = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,39}$`)
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -22,7 +23,19 @@ type Store interface {
 	// WriteFollowUps stores rows; writing one again is harmless (it carries its
 	// version).
 	WriteFollowUps(ctx context.Context, rows []records.FollowUp) error
+	// FollowUpCounts counts each owner's cases that are not closed, and those of them
+	// due before now.
+	FollowUpCounts(ctx context.Context, now time.Time) ([]OwnerCount, error)
 }
+
+// OwnerCount is where an owner's cases stand.
+type OwnerCount struct {
+	Owner         string
+	Open, Overdue uint64
+}
+
+// countEvery is how often the stage counts the open and overdue cases.
+const countEvery = 15 * time.Second
 
 // StageOptions are the stage's collaborators.
 type StageOptions struct {
@@ -48,7 +61,72 @@ type Stage struct {
 	stored   prometheus.Counter
 	errors   prometheus.Counter
 	delivery *deliveryMetrics
+	loop     *loopMetrics
 	maxRows  int
+}
+
+// loopMetrics say how the loop is doing: exported by the stage's holder only.
+type loopMetrics struct {
+	open, overdue  *prometheus.GaugeVec
+	toAck, toClose *prometheus.HistogramVec
+	closed         *prometheus.CounterVec
+	lastCount      prometheus.Gauge
+}
+
+// loopBuckets: from a minute to a week.
+var loopBuckets = []float64{60, 300, 900, 1800, 3600, 2 * 3600, 4 * 3600, 8 * 3600, 86400, 2 * 86400, 7 * 86400}
+
+func newLoopMetrics(reg prometheus.Registerer) *loopMetrics {
+	m := &loopMetrics{
+		open: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cxlink_followup_open_cases",
+			Help: "Follow-up cases not closed yet (open or acknowledged), by owner.",
+		}, []string{"owner"}),
+		overdue: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cxlink_followup_overdue_cases",
+			Help: "Follow-up cases not closed and past their due time, by owner.",
+		}, []string{"owner"}),
+		toAck: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "cxlink_followup_time_to_acknowledge_seconds",
+			Help:    "From a case's opening to its acknowledgement (or its closing, when it was closed unacknowledged), by owner.",
+			Buckets: loopBuckets,
+		}, []string{"owner"}),
+		toClose: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "cxlink_followup_time_to_close_seconds",
+			Help:    "From a case's opening to its closing, by owner.",
+			Buckets: loopBuckets,
+		}, []string{"owner"}),
+		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cxlink_followup_closed_total",
+			Help: "Follow-up cases closed, by owner, reason and whether before their due time (within_due=true|false).",
+		}, []string{"owner", "reason", "within_due"}),
+		lastCount: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cxlink_followup_counted_timestamp_seconds",
+			Help: "When the open and overdue cases were last counted (the follow-up stage runs here).",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.open, m.overdue, m.toAck, m.toClose, m.closed, m.lastCount)
+	}
+	return m
+}
+
+// observe counts a change of a case read from the stream.
+func (m *loopMetrics) observe(h nats.Header, c *records.FollowUp) {
+	switch h.Get(HeaderChange) {
+	case records.FollowUpAcknowledged:
+		m.toAck.WithLabelValues(c.Owner).Observe(c.AcknowledgedAt.Sub(c.OpenedAt).Seconds())
+	case records.FollowUpClosed:
+		if h.Get(HeaderAcknowledgedOnClose) == "true" {
+			m.toAck.WithLabelValues(c.Owner).Observe(c.AcknowledgedAt.Sub(c.OpenedAt).Seconds())
+		}
+		m.toClose.WithLabelValues(c.Owner).Observe(c.ClosedAt.Sub(c.OpenedAt).Seconds())
+		within := "true"
+		if c.ClosedAt.After(c.DueAt) {
+			within = "false"
+		}
+		m.closed.WithLabelValues(c.Owner, c.CloseReason, within).Inc()
+	}
 }
 
 // NewStage returns the stage; Run runs it.
@@ -72,25 +150,63 @@ func NewStage(opts StageOptions) *Stage {
 	if len(opts.Settings.Webhooks) > 0 {
 		s.delivery = newDeliveryMetrics(opts.Registerer)
 	}
+	s.loop = newLoopMetrics(opts.Registerer)
 	return s
+}
+
+// count exports the open and overdue cases per owner every countEvery until ctx ends.
+func (s *Stage) count(ctx context.Context) error {
+	t := time.NewTicker(countEvery)
+	defer t.Stop()
+	defer func() {
+		// A standby exports nothing: the holder's figures are the ones.
+		s.loop.open.Reset()
+		s.loop.overdue.Reset()
+	}()
+	for {
+		now := time.Now()
+		counts, err := s.opts.Store.FollowUpCounts(ctx, now)
+		if err != nil && ctx.Err() == nil {
+			s.errors.Inc()
+			s.logger.Warn("count follow-ups", "err", err)
+		} else if err == nil {
+			s.loop.open.Reset()
+			s.loop.overdue.Reset()
+			for _, c := range counts {
+				s.loop.open.WithLabelValues(c.Owner).Set(float64(c.Open))
+				s.loop.overdue.WithLabelValues(c.Owner).Set(float64(c.Overdue))
+			}
+			s.loop.lastCount.Set(float64(now.Unix()))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // Run writes the follow-up stream's changes to the table and delivers new cases until
 // ctx ends.
 func (s *Stage) Run(ctx context.Context) error {
-	if s.delivery == nil {
-		return s.store(ctx)
+	tasks := []func(context.Context) error{s.store, s.count}
+	if s.delivery != nil {
+		d := &deliverer{s: s.opts.Settings, stream: s.opts.Stream, history: s.opts.History, client: s.opts.Client,
+			logger: s.logger, now: time.Now, limits: map[string][]time.Time{}, metrics: s.delivery}
+		tasks = append(tasks, d.run)
 	}
-	d := &deliverer{s: s.opts.Settings, stream: s.opts.Stream, history: s.opts.History, client: s.opts.Client,
-		logger: s.logger, now: time.Now, limits: map[string][]time.Time{}, metrics: s.delivery}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errs := make(chan error, 2)
-	go func() { errs <- s.store(ctx) }()
-	go func() { errs <- d.run(ctx) }()
-	err := <-errs
-	cancel()
-	return errors.Join(err, <-errs)
+	errs := make(chan error, len(tasks))
+	for _, task := range tasks {
+		go func() { errs <- task(ctx) }()
+	}
+	var all []error
+	for range tasks {
+		all = append(all, <-errs)
+		cancel() // one ends: the stage ends, and its lease's next holder carries on
+	}
+	return errors.Join(all...)
 }
 
 // store writes the follow-up stream's changes to the table until ctx ends, from the
@@ -139,6 +255,7 @@ func (s *Stage) store(ctx context.Context) error {
 		} else {
 			c.Version = meta.Sequence.Stream
 			rows = append(rows, c)
+			s.loop.observe(msg.Headers(), &c)
 		}
 		if len(rows) > 0 && (meta.NumPending == 0 || len(rows) >= s.maxRows) {
 			if err := s.retry(ctx, "write follow-ups", func() error { return s.opts.Store.WriteFollowUps(ctx, rows) }); err != nil {

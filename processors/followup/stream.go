@@ -20,6 +20,9 @@ const (
 	SubjectPrefix = "cxlink.followups."
 	// HeaderChange names the change a message records: opened, acknowledged or closed.
 	HeaderChange = "Cxlink-Followup-Change"
+	// HeaderAcknowledgedOnClose marks the closing of a case nobody had acknowledged:
+	// closing acknowledges it too.
+	HeaderAcknowledgedOnClose = "Cxlink-Followup-Acknowledged-On-Close"
 )
 
 // Subject is the subject of a case's messages.

@@ -70,3 +70,51 @@ func (c *Client) CustomerAnswers(ctx context.Context, customerID, excluded strin
 	}
 	return out, rows.Err()
 }
+
+// FollowUpCounts counts each owner's cases that are not closed, and those of them due
+// before now.
+func (c *Client) FollowUpCounts(ctx context.Context, now time.Time) ([]followup.OwnerCount, error) {
+	rows, err := c.conn.Query(ctx, "SELECT owner, countIf(state != 'closed'), countIf(state != 'closed' AND due_at < toDateTime("+
+		strconv.FormatInt(now.Unix(), 10)+")) FROM "+c.qualified(TableFollowUps)+" FINAL GROUP BY owner ORDER BY owner")
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", TableFollowUps, err)
+	}
+	defer rows.Close()
+	var out []followup.OwnerCount
+	for rows.Next() {
+		var o followup.OwnerCount
+		if err := rows.Scan(&o.Owner, &o.Open, &o.Overdue); err != nil {
+			return nil, fmt.Errorf("read %s: %w", TableFollowUps, err)
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+// OpenFollowUps returns the cases that are not closed, of owner (empty: every owner),
+// those due first first, at most limit.
+func (c *Client) OpenFollowUps(ctx context.Context, owner string, limit int) ([]records.FollowUp, error) {
+	q := "SELECT id, state, owner, rule, opened_at, due_at, ticket_id, customer_id, category, team, survey, score, comment FROM " +
+		c.qualified(TableFollowUps) + " FINAL WHERE state != 'closed'"
+	var args []any
+	if owner != "" {
+		q += " AND owner = ?"
+		args = append(args, owner)
+	}
+	q += " ORDER BY due_at, id LIMIT " + strconv.Itoa(limit)
+	rows, err := c.conn.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", TableFollowUps, err)
+	}
+	defer rows.Close()
+	var out []records.FollowUp
+	for rows.Next() {
+		var f records.FollowUp
+		if err := rows.Scan(&f.ID, &f.State, &f.Owner, &f.Rule, &f.OpenedAt, &f.DueAt, &f.TicketID, &f.CustomerID,
+			&f.Category, &f.Team, &f.Survey, &f.Score, &f.Comment); err != nil {
+			return nil, fmt.Errorf("read %s: %w", TableFollowUps, err)
+		}
+		out = append(out, f)
+	}
+	return out, rows.Err()
+}

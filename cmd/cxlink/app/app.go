@@ -55,6 +55,7 @@ Commands:
   report     print the effort-impact ranking and the EX–CX linkage (--format json)
   import     import a CSV or NDJSON export through an ingest API (cxlink import -h)
   deadletters  list, show, replay or discard the events that could never be processed
+  followups  list the follow-up cases not closed yet, overdue first (--owner, --overdue, --format json)
   token      make an API token for a source (its line goes into CXLINK_AUTH_FILE)
   alerts-receiver
              print the notifications Alertmanager sends to its webhooks
@@ -115,6 +116,8 @@ func Run(ctx context.Context, args []string, opts Options) error {
 		return r.report(ctx, args)
 	case "deadletters":
 		return r.deadLettersCommand(ctx, args)
+	case "followups":
+		return r.followUpsCommand(ctx, args)
 	}
 	return fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
 }
@@ -128,6 +131,10 @@ type roles struct {
 	// noAtomic: the stream does not take atomic batches (a server before 2.12 drops
 	// the setting), so the publisher sends each event on its own.
 	noAtomic bool
+	// guard authenticates API requests (authGuard).
+	guardOnce sync.Once
+	guard     func(http.Handler) http.Handler
+	guardErr  error
 }
 
 // jetStream connects to NATS (or starts the embedded server when allowed) and defines or
@@ -292,7 +299,11 @@ func (r *roles) ingest(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, serve, err := r.listen(ctx, func(mux *http.ServeMux) { h.EventRoutes(mux); sources(mux) }, h.ProbeRoutes)
+	followUps, err := r.followUpRoutes(js, defs)
+	if err != nil {
+		return err
+	}
+	_, serve, err := r.listen(ctx, func(mux *http.ServeMux) { h.EventRoutes(mux); sources(mux); followUps(mux) }, h.ProbeRoutes)
 	if err != nil {
 		return err
 	}
@@ -440,7 +451,11 @@ func (r *roles) run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	addr, serve, err := r.listen(ctx, func(mux *http.ServeMux) { h.EventRoutes(mux); sources(mux) }, h.ProbeRoutes)
+	followUps, err := r.followUpRoutes(js, pr.defs)
+	if err != nil {
+		return err
+	}
+	addr, serve, err := r.listen(ctx, func(mux *http.ServeMux) { h.EventRoutes(mux); sources(mux); followUps(mux) }, h.ProbeRoutes)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"net/http"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -18,6 +19,20 @@ func (r *roles) processSink(js jetstream.JetStream, defs *definitions, ch *click
 		return ch
 	}
 	return followup.OpeningSink{Next: ch, Cases: followup.NewPublisher(js)}
+}
+
+// followUpRoutes mounts the follow-up API (read, acknowledge, close) next to the
+// ingest API, behind the same authentication; nothing when follow-ups are off.
+func (r *roles) followUpRoutes(js jetstream.JetStream, defs *definitions) (func(*http.ServeMux), error) {
+	if defs.followUps == nil {
+		return func(*http.ServeMux) {}, nil
+	}
+	guard, err := r.authGuard()
+	if err != nil {
+		return nil, err
+	}
+	api := followup.NewAPI(r.followUps(), js, defs.followUps)
+	return func(mux *http.ServeMux) { api.Routes(mux, guard) }, nil
 }
 
 // followUpTask runs the follow-up stage while this process holds its lease; otherwise

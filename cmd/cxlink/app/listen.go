@@ -15,6 +15,12 @@ import (
 // authGuard returns the authentication of POST /v1/events, or nil when ingest serves
 // without (CXLINK_AUTH=off, or auto on a loopback address).
 func (r *roles) authGuard() (func(http.Handler) http.Handler, error) {
+	// One authenticator guards the events and the follow-up API alike.
+	r.guardOnce.Do(func() { r.guard, r.guardErr = r.newAuthGuard() })
+	return r.guard, r.guardErr
+}
+
+func (r *roles) newAuthGuard() (func(http.Handler) http.Handler, error) {
 	enabled, err := r.cfg.Auth.Enabled(r.cfg.HTTP.Addr)
 	if err != nil {
 		return nil, err

@@ -330,6 +330,8 @@ func TestDashboardQueries(t *testing.T) {
 		"CXLINK_LINKAGE_PERIOD":  "10m",
 		"CXLINK_PULSE_GRACE":     "0s",
 		"CXLINK_ANALYTICS_EVERY": "10s",
+		// Unhappy answers open follow-up cases for the follow-ups dashboard.
+		"CXLINK_FOLLOWUP_RULES": "ces<=2, nps<=6",
 	})
 	db := in.Database()
 
@@ -362,6 +364,7 @@ func TestDashboardQueries(t *testing.T) {
 	// The drift panel draws categories with 20 responses in both windows at one tick.
 	in.WaitCount(1, fmt.Sprintf("SELECT count() FROM %s.rollups WHERE survey = 'ces' AND dimension = 'category' AND `window` = '1h' AND responses >= 20", db))
 	in.WaitCount(1, fmt.Sprintf("SELECT count() FROM %s.linkage FINAL WHERE scope = 'period' AND status = 'ok' AND lag = 0", db))
+	in.WaitCount(1, fmt.Sprintf("SELECT count() FROM %s.followups FINAL WHERE state != 'closed'", db))
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		r, err := promQuery(t, prom, `cxlink:rolling_mean{survey="ces",window="1h",dimension="category"}`, time.Now().Add(-time.Minute), time.Now())

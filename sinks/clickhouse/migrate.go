@@ -66,18 +66,30 @@ func migrations() ([]Migration, error) {
 	return out, nil
 }
 
-// statements renders the migration for a database and splits it into statements.
-func (m Migration) statements(database string) ([]string, error) {
+// file is the migration's file name under migrations/.
+func (m Migration) file() string { return fmt.Sprintf("%04d_%s.sql", m.Version, m.Name) }
+
+// render is the migration's text for a database.
+func (m Migration) render(database string) (string, error) {
 	tmpl, err := template.New(m.Name).Option("missingkey=error").Parse(m.sql)
 	if err != nil {
-		return nil, fmt.Errorf("parse migration %04d_%s: %w", m.Version, m.Name, err)
+		return "", fmt.Errorf("parse migration %04d_%s: %w", m.Version, m.Name, err)
 	}
 	var buf bytes.Buffer
 	if err := tmpl.Execute(&buf, struct{ Database string }{database}); err != nil {
-		return nil, fmt.Errorf("render migration %04d_%s: %w", m.Version, m.Name, err)
+		return "", fmt.Errorf("render migration %04d_%s: %w", m.Version, m.Name, err)
+	}
+	return buf.String(), nil
+}
+
+// statements renders the migration for a database and splits it into statements.
+func (m Migration) statements(database string) ([]string, error) {
+	text, err := m.render(database)
+	if err != nil {
+		return nil, err
 	}
 	var code strings.Builder
-	for line := range strings.Lines(buf.String()) {
+	for line := range strings.Lines(text) {
 		if !strings.HasPrefix(strings.TrimSpace(line), "--") {
 			code.WriteString(line)
 		}

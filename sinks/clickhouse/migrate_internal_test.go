@@ -16,7 +16,7 @@ func TestEmbeddedMigrations(t *testing.T) {
 		if i > 0 && m.Version <= ms[i-1].Version || i == 0 && m.Version != 1 {
 			t.Errorf("migration %d has version %d: versions must ascend from 1", i, m.Version)
 		}
-		stmts, err := m.statements("db_x")
+		stmts, err := m.statements(schema{Database: "db_x"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -43,7 +43,7 @@ func TestEmbeddedMigrations(t *testing.T) {
 func TestStatementsSplitAndRender(t *testing.T) {
 	m := Migration{Version: 9, Name: "x", sql: "-- a comment\nCREATE TABLE IF NOT EXISTS {{.Database}}.a (x UInt8) ENGINE = Memory;\n\n" +
 		"  -- another\nCREATE VIEW IF NOT EXISTS {{.Database}}.b AS SELECT x FROM {{.Database}}.a;\n"}
-	got, err := m.statements("d1")
+	got, err := m.statements(schema{Database: "d1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestStatementsSplitAndRender(t *testing.T) {
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("statements = %q, want %q", got, want)
 	}
-	if _, err := (Migration{Name: "bad", sql: "{{.Nope}}"}).statements("d1"); err == nil {
+	if _, err := (Migration{Name: "bad", sql: "{{.Nope}}"}).statements(schema{Database: "d1"}); err == nil {
 		t.Error("unknown template field rendered without error")
 	}
 }

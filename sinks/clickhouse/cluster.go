@@ -45,14 +45,13 @@ var shardingKeys = map[string]string{
 }
 
 // clusterSettings are the settings of every query of a client of a cluster.
-//   - insert_distributed_sync: an insert into a Distributed table returns once every shard
-//     stored its rows, not once they are queued on the node the client talks to; so a
-//     batch reported stored is stored (progress and watermarks rely on it), and a failed
-//     one is written again, which the sharding keys make idempotent.
-//   - distributed_product_mode: a subquery on a Distributed table inside a query on one
-//     (IN, JOIN) reads the whole table once, on the node the client talks to, as on one
-//     node; ClickHouse refuses such a query by default.
-var clusterSettings = ch.Settings{"insert_distributed_sync": 1, "distributed_product_mode": "global"}
+// insert_distributed_sync: an insert into a Distributed table returns once every shard
+// stored its rows, not once they are queued on the node the client talks to; so a batch
+// reported stored is stored (progress and watermarks rely on it), and a failed one is
+// written again, which the sharding keys make idempotent. (A query whose subquery reads a
+// Distributed table, IN or JOIN, says GLOBAL: ClickHouse refuses it otherwise, and the
+// driver cannot send 18.16 the setting distributed_product_mode.)
+var clusterSettings = ch.Settings{"insert_distributed_sync": 1}
 
 // localSuffix names the table that holds a shard's rows on a cluster.
 const localSuffix = "_local"

@@ -6,6 +6,8 @@
 #   prometheus-alertmanager    amtool checks the Alertmanager configuration; the alerting
 #                              test and the demo run prometheus-alertmanager
 #   docker-compose             validates docker-compose.yml offline (no engine needed)
+#   zookeeper                  coordinates the replicated tables of the ClickHouse cluster
+#                              test (sinks/clickhouse/chtest); brings a Java runtime
 # Go modules come from the module proxy through `go` itself.
 set -euo pipefail
 
@@ -19,6 +21,7 @@ command -v clickhouse-client >/dev/null || missing+=(clickhouse-client)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
+{ [ -f /usr/share/java/zookeeper.jar ] && command -v java >/dev/null; } || missing+=(zookeeper)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "packages.sh: installing ${missing[*]}" >&2

@@ -62,14 +62,28 @@ func TestClusterMatchesOneNode(t *testing.T) {
 	t.Logf("every migration applied again in %s", time.Since(start).Round(time.Millisecond))
 	checkClusterTables(t, cl, single, db)
 
+	// A cluster the servers do not know is named before any DDL waits on it.
+	wrong := cl.Config(0, db)
+	wrong.Cluster = "no_such_cluster"
+	c, err := clickhouse.Open(ctx, wrong, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Migrate(ctx)
+	c.Close()
+	if err == nil || !strings.Contains(err.Error(), "CLICKHOUSE_CLUSTER=no_such_cluster") {
+		t.Errorf("migrate with an unknown cluster: %v", err)
+	}
+
 	// Writes: the batch through node 1; corrections and a redelivery through the
 	// second shard's node; the same batch again, as a retry, through node 1's replica.
 	now := time.Now().UTC().Truncate(time.Minute)
 	first, second := clusterBatches(now)
-	steps := []struct {
+	type step struct {
 		node int
 		do   func(*clickhouse.Client) error
-	}{
+	}
+	steps := []step{
 		{0, func(c *clickhouse.Client) error { return c.WriteBatch(ctx, first) }},
 		{0, func(c *clickhouse.Client) error {
 			return c.WriteWindows(ctx, time.Minute, []effort.Window{{Name: "1h", Length: time.Hour},
@@ -84,16 +98,10 @@ func TestClusterMatchesOneNode(t *testing.T) {
 	}
 	for v := uint64(1); v <= 2; v++ { // a rerun of the analytics stage rewrites its rows
 		teams, links, impact := clusterAnalytics(now, v)
-		steps = append(steps, struct {
-			node int
-			do   func(*clickhouse.Client) error
-		}{int(v), func(c *clickhouse.Client) error { return c.WriteAnalytics(ctx, teams, links, impact, now, v) }})
+		steps = append(steps, step{int(v), func(c *clickhouse.Client) error { return c.WriteAnalytics(ctx, teams, links, impact, now, v) }})
 	}
 	for i, events := range clusterDriftEvents(now) {
-		steps = append(steps, struct {
-			node int
-			do   func(*clickhouse.Client) error
-		}{i % 3, func(c *clickhouse.Client) error { return c.WriteDriftEvents(ctx, events) }})
+		steps = append(steps, step{i % 3, func(c *clickhouse.Client) error { return c.WriteDriftEvents(ctx, events) }})
 	}
 	start = time.Now()
 	for i, s := range steps {

@@ -179,3 +179,28 @@ func (c *Client) checkCluster(ctx context.Context) error {
 	}
 	return nil
 }
+
+// checkLayout refuses a database made for the other layout: CLICKHOUSE_CLUSTER does not
+// convert a database created on one server (its tables would stay on that node), and a
+// cluster's database cannot be migrated as one server's.
+func (c *Client) checkLayout(ctx context.Context) error {
+	var (
+		n      uint64
+		engine string
+	)
+	if err := c.conn.QueryRow(ctx, "SELECT count(), any(engine) FROM system.tables WHERE database = ? AND name = 'schema_migrations'",
+		c.cfg.Database).Scan(&n, &engine); err != nil {
+		return fmt.Errorf("look for table %s.schema_migrations: %w", c.cfg.Database, err)
+	}
+	onCluster := engine == "Distributed"
+	switch {
+	case n == 0:
+		return nil
+	case c.cfg.Cluster != "" && !onCluster:
+		return fmt.Errorf("CLICKHOUSE_CLUSTER=%s: database %s on %s was created for one server, and a cluster needs a database of its own: "+
+			"migrate a new CLICKHOUSE_DATABASE and copy the rows (docs/storage.md, ClickHouse past one node)", c.cfg.Cluster, c.cfg.Database, c.cfg.Addr)
+	case c.cfg.Cluster == "" && onCluster:
+		return fmt.Errorf("database %s on %s was created on a ClickHouse cluster: set CLICKHOUSE_CLUSTER to its name", c.cfg.Database, c.cfg.Addr)
+	}
+	return nil
+}

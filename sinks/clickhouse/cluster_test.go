@@ -74,6 +74,25 @@ func TestClusterMatchesOneNode(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "CLICKHOUSE_CLUSTER=no_such_cluster") {
 		t.Errorf("migrate with an unknown cluster: %v", err)
 	}
+	// Neither layout's database is migrated as the other's.
+	for _, m := range []struct {
+		cluster, database, want string
+	}{
+		{"", db, "was created on a ClickHouse cluster: set CLICKHOUSE_CLUSTER"},
+		{chtest.ClusterName, oneServerDatabase(t, cl), "was created for one server"},
+	} {
+		cfg := cl.Config(0, m.database)
+		cfg.Cluster = m.cluster
+		c, err := clickhouse.Open(ctx, cfg, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Migrate(ctx)
+		c.Close()
+		if err == nil || !strings.Contains(err.Error(), m.want) {
+			t.Errorf("migrate %s with CLICKHOUSE_CLUSTER=%q: %v, want an error saying %q", m.database, m.cluster, err, m.want)
+		}
+	}
 
 	// Writes: the batch through node 1; corrections and a redelivery through the
 	// second shard's node; the same batch again, as a retry, through node 1's replica.
@@ -135,6 +154,23 @@ func TestClusterMatchesOneNode(t *testing.T) {
 		t.Error("the rollups view is empty: the comparison proves nothing")
 	}
 	checkShardsShareTheRows(t, cl, nodes, db)
+}
+
+// oneServerDatabase is a database migrated on the cluster's first node as if it were one
+// server.
+func oneServerDatabase(t *testing.T, cl *chtest.Cluster) string {
+	t.Helper()
+	cfg := cl.Config(0, cl.NewDatabase())
+	cfg.Cluster = ""
+	c, err := clickhouse.Open(context.Background(), cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Database
 }
 
 // checkClusterTables: every node has the tables one server has, each as a replicated

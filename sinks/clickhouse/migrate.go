@@ -128,6 +128,9 @@ func (c *Client) Migrate(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := c.checkLayout(ctx); err != nil {
+		return err
+	}
 	if err := c.ensureMigrationsTable(ctx); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,8 +24,8 @@ import (
 // remote_servers and in their clients' CLICKHOUSE_CLUSTER.
 const ClusterName = "cxlink_test"
 
-// zooKeeperJar is where Debian's zookeeper package puts the server; its manifest names
-// the libraries it needs.
+// zooKeeperJar is where Debian's libzookeeper-java puts the server; its manifest names the
+// libraries it needs.
 const zooKeeperJar = "/usr/share/java/zookeeper.jar"
 
 // Cluster is a ClickHouse cluster for tests: one ZooKeeper and a private clickhouse-server
@@ -169,25 +170,34 @@ func (s *Server) waitZooKeeper() {
 	}
 }
 
-// startZooKeeper runs a standalone ZooKeeper from Debian's package and returns its
-// host:port.
+// startZooKeeper runs a standalone ZooKeeper and returns its host:port.
 func startZooKeeper(t testing.TB) string {
 	t.Helper()
-	java := proc.LookPath(t, "default-jre-headless", "java")
-	if _, err := os.Stat(zooKeeperJar); err != nil {
-		t.Fatalf("chtest: no ZooKeeper at %s (replicated tables need one): install it with `apt-get install zookeeper`, "+
-			"or run deploy/local/test.sh, which does", zooKeeperJar)
+	argv, err := findZooKeeper(zooKeeperJar)
+	if err != nil {
+		t.Fatalf("chtest: %v", err)
 	}
 	dir := t.TempDir()
 	port := proc.FreePort(t)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	proc.Start(t, proc.Spec{Name: "zookeeper", Dir: dir, Argv: []string{java,
-		"-Xmx128m", "-XX:+UseSerialGC",
-		"-Dzookeeper.admin.enableServer=false", // its HTTP server would take port 8080
-		"-Dzookeeper.4lw.commands.whitelist=ruok",
-		"-cp", zooKeeperJar, "org.apache.zookeeper.server.ZooKeeperServerMain", strconv.Itoa(port), filepath.Join(dir, "data")},
+	proc.Start(t, proc.Spec{Name: "zookeeper", Dir: dir,
+		Argv:  append(argv, strconv.Itoa(port), filepath.Join(dir, "data")),
 		Ready: func(ctx context.Context) error { return zooKeeperOK(ctx, addr) }})
 	return addr
+}
+
+// findZooKeeper returns the command line of a standalone ZooKeeper server from the jar
+// of Debian's libzookeeper-java, without its port and data directory.
+func findZooKeeper(jar string) ([]string, error) {
+	java, err := exec.LookPath("java")
+	if _, jerr := os.Stat(jar); err != nil || jerr != nil {
+		return nil, fmt.Errorf("replicated tables need ZooKeeper, which needs %s and java on PATH: "+
+			"install them with `apt-get install libzookeeper-java default-jre-headless`, or run deploy/local/test.sh, which does", jar)
+	}
+	return []string{java, "-Xmx128m", "-XX:+UseSerialGC",
+		"-Dzookeeper.admin.enableServer=false", // its HTTP server would take port 8080
+		"-Dzookeeper.4lw.commands.whitelist=ruok",
+		"-cp", jar, "org.apache.zookeeper.server.ZooKeeperServerMain"}, nil
 }
 
 // zooKeeperOK asks ZooKeeper at addr whether it runs ("ruok"; it answers "imok").
@@ -296,12 +306,15 @@ var nodeConfig = template.Must(template.New("config.xml").Parse(`<?xml version="
 </yandex>
 `))
 
-// clusterUsersXML lets the user default in from loopback without a password.
+// clusterUsersXML lets the user default in from loopback without a password, with the
+// profile docs/storage.md recommends for cxlink's user on a cluster.
 const clusterUsersXML = `<?xml version="1.0"?>
 <yandex>
     <profiles>
         <default>
             <poll_interval>1</poll_interval>
+            <load_balancing>in_order</load_balancing>
+            <prefer_localhost_replica>0</prefer_localhost_replica>
         </default>
     </profiles>
     <users>

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+
 	"github.com/cxlink/cxlink/processors/effort"
 	"github.com/cxlink/cxlink/processors/pulses"
 	"github.com/cxlink/cxlink/processors/records"
@@ -33,12 +35,7 @@ func TestClusterMatchesOneNode(t *testing.T) {
 	db := cl.NewDatabase()
 	nodes := make([]*clickhouse.Client, cl.Nodes())
 	for i := range nodes {
-		c, err := clickhouse.Open(ctx, cl.Config(i, db), testLogger(t), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		nodes[i] = c
+		nodes[i] = openNode(t, cl, i, db)
 	}
 	single, _ := open(t, chtest.Start(t))
 
@@ -130,30 +127,62 @@ func TestClusterMatchesOneNode(t *testing.T) {
 		if err := s.do(single); err != nil {
 			t.Fatalf("write %d to one server: %v", i, err)
 		}
+		if i == 0 {
+			// A batch is stored when every shard stored its rows, not when the node
+			// queued them: with the second shard down, writing fails (and is retried
+			// below, after the shard is back).
+			cl.Stop(2)
+			if err := nodes[0].WriteBatch(ctx, second); err == nil {
+				t.Error("a batch was reported stored while a shard was down")
+			}
+			cl.Start(2)
+			nodes[2] = openNode(t, cl, 2, db)
+		}
 	}
 	t.Logf("%d writes through the nodes in %s", len(steps), time.Since(start).Round(time.Millisecond))
 	cl.SyncReplicas(db)
 	// ALTER … DELETE is a mutation, applied in the background on 18.16.
 	waitMutations(t, cl, nodes, db)
 
-	want := readEverything(t, single, now)
+	want := readEverything(ctx, t, single, now)
+	// Reads go to each shard's first replica (the servers' profile, as docs/storage.md
+	// advises), and also, as ClickHouse does by default, to the node's own replica of its
+	// shard and over the network to the others.
+	modes := map[string]context.Context{
+		"profile":                    ctx,
+		"prefer_localhost_replica=1": ch.Context(ctx, ch.WithSettings(ch.Settings{"prefer_localhost_replica": 1})),
+	}
 	for i, c := range nodes {
-		got := readEverything(t, c, now)
-		for _, name := range slices.Sorted(maps.Keys(want)) {
-			if !reflect.DeepEqual(got[name], want[name]) {
-				_, shard, replica := cl.Node(i)
-				t.Errorf("%s through shard %d replica %d differs from one server:\n got %d rows: %s\nwant %d rows: %s",
-					name, shard, replica, len(got[name]), head(got[name]), len(want[name]), head(want[name]))
+		for mode, ctx := range modes {
+			got := readEverything(ctx, t, c, now)
+			got["rollups"], want["rollups"] = readRollups(ctx, t, c, single)
+			if len(want["rollups"]) == 0 {
+				t.Error("the rollups view is empty: comparing it proves nothing")
+			}
+			for _, name := range slices.Sorted(maps.Keys(want)) {
+				if !reflect.DeepEqual(got[name], want[name]) {
+					_, shard, replica := cl.Node(i)
+					t.Errorf("%s through shard %d replica %d (%s) differs from one server:\n got %d rows: %s\nwant %d rows: %s",
+						name, shard, replica, mode, len(got[name]), head(got[name]), len(want[name]), head(want[name]))
+				}
 			}
 		}
 	}
 	if n := len(want["survey_responses"]); n != len(first.Surveys)+20 {
 		t.Errorf("survey_responses: %d rows under FINAL, want %d", n, len(first.Surveys)+20)
 	}
-	if rows := want["rollups"]; len(rows) == 0 {
-		t.Error("the rollups view is empty: the comparison proves nothing")
-	}
 	checkShardsShareTheRows(t, cl, nodes, db)
+}
+
+// openNode opens a client of the cluster through node i.
+func openNode(t *testing.T, cl *chtest.Cluster, i int, db string) *clickhouse.Client {
+	t.Helper()
+	c, err := clickhouse.Open(context.Background(), cl.Config(i, db), testLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }
 
 // oneServerDatabase is a database migrated on the cluster's first node as if it were one
@@ -287,9 +316,8 @@ func waitMutations(t *testing.T, cl *chtest.Cluster, nodes []*clickhouse.Client,
 
 // readEverything is every table under FINAL and what every reader of the sink returns,
 // as text.
-func readEverything(t *testing.T, c *clickhouse.Client, now time.Time) map[string][]string {
+func readEverything(ctx context.Context, t *testing.T, c *clickhouse.Client, now time.Time) map[string][]string {
 	t.Helper()
-	ctx := context.Background()
 	out := map[string][]string{}
 	for _, table := range []string{"survey_responses", "tickets", "employee_pulses", "rollup_buckets", "rollup_windows",
 		"team_periods", "linkage", "effort_impact", "drift_events"} {
@@ -297,9 +325,8 @@ func readEverything(t *testing.T, c *clickhouse.Client, now time.Time) map[strin
 		if table == "rollup_windows" {
 			leaveOut = []string{"version"} // the writer's clock
 		}
-		out[table] = dump(t, c, table+" FINAL", leaveOut...)
+		out[table] = dump(ctx, t, c, table+" FINAL", leaveOut...)
 	}
-	out["rollups"] = dump(t, c, "rollups")
 	week := 7 * 24 * time.Hour
 	off := pulses.EpochOffset(week)
 	from, to := now.Add(-2*week), now.Add(week)
@@ -334,11 +361,24 @@ func readEverything(t *testing.T, c *clickhouse.Client, now time.Time) map[strin
 	return out
 }
 
+// readRollups reads the view rollups through c and from one server within one minute: its
+// windows end at the current minute.
+func readRollups(ctx context.Context, t *testing.T, c, single *clickhouse.Client) (got, want []string) {
+	t.Helper()
+	for range 3 {
+		minute := time.Now().Truncate(time.Minute)
+		got, want = dump(ctx, t, c, "rollups"), dump(ctx, t, single, "rollups")
+		if time.Now().Truncate(time.Minute).Equal(minute) {
+			break
+		}
+	}
+	return got, want
+}
+
 // dump is every row of from (a table or view, and FINAL) as text, sorted, without the
 // columns left out.
-func dump(t *testing.T, c *clickhouse.Client, from string, leaveOut ...string) []string {
+func dump(ctx context.Context, t *testing.T, c *clickhouse.Client, from string, leaveOut ...string) []string {
 	t.Helper()
-	ctx := context.Background()
 	table, _, _ := strings.Cut(from, " ")
 	rows, err := c.Conn().Query(ctx, "SELECT name FROM system.columns WHERE database = ? AND table = ? ORDER BY name",
 		c.Database(), table)
@@ -360,7 +400,8 @@ func dump(t *testing.T, c *clickhouse.Client, from string, leaveOut ...string) [
 	if len(cols) == 0 {
 		t.Fatalf("%s.%s has no columns", c.Database(), table)
 	}
-	// Sorted outside the FINAL read: 18.16 cannot sort a FINAL read of a Distributed table.
+	// Sorted outside the FINAL read: 18.16 cannot sort a FINAL read of a Distributed table
+	// that has no WHERE (docs/storage.md).
 	rows, err = c.Conn().Query(ctx, "SELECT line FROM (SELECT arrayStringConcat(["+strings.Join(cols, ", ")+"], ' | ') AS line FROM "+
 		c.Database()+"."+from+") ORDER BY line")
 	if err != nil {

@@ -8,19 +8,17 @@ import (
 	"github.com/cxlink/cxlink/processors/records"
 )
 
-// The reports' queries work on one server and on a cluster (CLICKHOUSE_CLUSTER): their
-// subquery on the same table says GLOBAL IN, which finds the latest rows once over every
-// shard (a plain IN on a Distributed table is refused there, and on one server GLOBAL IN
-// is IN); and they sort outside the FINAL read, because ClickHouse 18.16 cannot sort a
-// FINAL read of a Distributed table over two shards ("Cannot find column version").
+// The reports' subqueries on the same table say GLOBAL IN: on a cluster (CLICKHOUSE_CLUSTER)
+// the latest rows are found once over every shard, where ClickHouse refuses a plain IN on a
+// Distributed table; on one server GLOBAL IN is IN.
 
 // LatestEffortImpact reads the latest effort_impact rows of every window, ranked first.
 func (c *Client) LatestEffortImpact(ctx context.Context) ([]records.EffortImpact, error) {
 	db := c.cfg.Database
-	q := "SELECT * FROM (SELECT `window`, window_end, category, tickets, volume_share, handle_share, handle_hours, avg_handle_seconds, " +
+	q := "SELECT `window`, window_end, category, tickets, volume_share, handle_share, handle_hours, avg_handle_seconds, " +
 		"contacts_per_resolution, ces_responses, ces, ces_ci_low, ces_ci_high, pct_difficult, pct_difficult_low, " +
 		"pct_difficult_high, impact, impact_rank, status FROM " + db + ".effort_impact FINAL " +
-		"WHERE (`window`, window_end) GLOBAL IN (SELECT `window`, max(window_end) FROM " + db + ".effort_impact GROUP BY `window`)) " +
+		"WHERE (`window`, window_end) GLOBAL IN (SELECT `window`, max(window_end) FROM " + db + ".effort_impact GROUP BY `window`) " +
 		"ORDER BY `window`, isNull(impact_rank), impact_rank, category"
 	rows, err := c.conn.Query(ctx, q)
 	if err != nil {
@@ -49,12 +47,12 @@ func (c *Client) LatestEffortImpact(ctx context.Context) ([]records.EffortImpact
 // computed. Rows come in the order of scopes, then metrics and lag.
 func (c *Client) CurrentLinkage(ctx context.Context, period string, scopes []string) ([]records.Linkage, time.Time, error) {
 	db := c.cfg.Database
-	q := "SELECT * FROM (SELECT period, period_start, scope, span_periods, lag, employee_metric, customer_metric, teams, pairs, " +
+	q := "SELECT period, period_start, scope, span_periods, lag, employee_metric, customer_metric, teams, pairs, " +
 		"periods, df, pearson_r, spearman_r, ci_low, ci_high, p_value, min_detectable_r, status, reading, computed_at " +
 		"FROM " + db + ".linkage FINAL " +
 		"WHERE period = ? AND has(?, scope) AND (scope, employee_metric, customer_metric, lag, period_start) GLOBAL IN " +
 		"(SELECT scope, employee_metric, customer_metric, lag, max(period_start) FROM " + db + ".linkage " +
-		"WHERE period = ? AND has(?, scope) GROUP BY scope, employee_metric, customer_metric, lag)) " +
+		"WHERE period = ? AND has(?, scope) GROUP BY scope, employee_metric, customer_metric, lag) " +
 		"ORDER BY indexOf(?, scope), employee_metric, customer_metric, lag"
 	rows, err := c.conn.Query(ctx, q, period, scopes, period, scopes, scopes)
 	if err != nil {

@@ -88,6 +88,23 @@ func StartCluster(t testing.TB, replicas ...int) *Cluster {
 	return c
 }
 
+// Stop stops node i (SIGTERM), keeping its ports and data for Start.
+func (c *Cluster) Stop(i int) {
+	c.t.Helper()
+	if err := c.nodes[i].p.Stop(); err != nil {
+		c.t.Fatalf("chtest: %v", err)
+	}
+}
+
+// Start starts the stopped node i again and waits until it answers and reaches ZooKeeper.
+func (c *Cluster) Start(i int) {
+	c.t.Helper()
+	if err := c.nodes[i].p.Start(); err != nil {
+		c.t.Fatalf("chtest: %v", err)
+	}
+	c.nodes[i].srv.waitZooKeeper()
+}
+
 // Nodes is the number of servers.
 func (c *Cluster) Nodes() int { return len(c.nodes) }
 

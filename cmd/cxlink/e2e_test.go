@@ -325,8 +325,9 @@ func (c *cluster) query(q string, args ...any) [][]any {
 func (c *cluster) checkStored(stored, rejected map[string]bool) {
 	c.t.Helper()
 	got := map[string]int{}
-	for _, table := range []string{"survey_responses", "tickets", "employee_pulses"} {
-		for _, r := range c.query(fmt.Sprintf("SELECT id FROM %s.%s FINAL", c.env["CLICKHOUSE_DATABASE"], table)) {
+	db := c.env["CLICKHOUSE_DATABASE"]
+	for _, table := range []string{db + ".survey_responses", db + ".tickets", db + "_private.employee_pulses"} {
+		for _, r := range c.query(fmt.Sprintf("SELECT id FROM %s FINAL", table)) {
 			got[*r[0].(*string)]++
 		}
 	}

@@ -280,29 +280,46 @@ func (m *Manager) Partitions(n int, only []int) <-chan Change {
 
 // Run keeps the membership and the leases until ctx ends, then releases every lease.
 func (m *Manager) Run(ctx context.Context) error {
-	watcher, err := m.kv.WatchAll(ctx)
-	if err != nil {
-		return fmt.Errorf("watch %s: %w", Bucket, err)
-	}
-	defer watcher.Stop()
 	period := m.ttl / 3
 	renew := time.NewTicker(period)
 	defer renew.Stop()
 	m.renew(ctx)
+	var updates <-chan jetstream.KeyValueEntry
+	var watcher jetstream.KeyWatcher
+	watch := true // start a watch at the top of the loop
+	defer func() {
+		if watcher != nil {
+			_ = watcher.Stop()
+		}
+	}()
 	for {
+		if updates == nil && watch {
+			watch = false
+			// The watch only speeds decisions up (renewals decide too), so a watch that
+			// cannot start or ends is started again at the next renewal.
+			w, err := m.kv.WatchAll(ctx)
+			if err == nil {
+				watcher, updates = w, w.Updates()
+			} else if ctx.Err() == nil {
+				m.logger.Warn("watch leases; trying again", "err", err)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			m.releaseAll()
 			return nil
-		case e, ok := <-watcher.Updates():
+		case e, ok := <-updates:
 			if !ok {
-				return fmt.Errorf("watch %s: closed", Bucket)
+				_ = watcher.Stop()
+				watcher, updates = nil, nil
+				continue
 			}
 			if e != nil {
 				m.observe(e)
 			}
 		case <-renew.C:
 			m.renew(ctx)
+			watch = true
 		case <-m.poke:
 			m.balance(ctx)
 		}

@@ -97,6 +97,9 @@ func (c *Client) Conn() driver.Conn { return c.conn }
 // Database is the configured database.
 func (c *Client) Database() string { return c.cfg.Database }
 
+// PrivateDatabase is the database of individual employee answers (Config.Private).
+func (c *Client) PrivateDatabase() string { return c.cfg.Private() }
+
 // Close closes the connections. In-flight writes fail.
 func (c *Client) Close() error {
 	if err := c.conn.Close(); err != nil {

@@ -59,8 +59,18 @@ const localSuffix = "_local"
 // schema is what the migrations render for: a database, on one node (Cluster empty) or on
 // the ClickHouse cluster named Cluster in the servers' remote_servers.
 type schema struct {
-	Database string
-	Cluster  string
+	Database        string
+	PrivateDatabase string
+	Cluster         string
+}
+
+// in is the schema with its tables in database db, if one is given (the private
+// database's tables: {{table "t" .PrivateDatabase}}).
+func (s schema) in(db []string) schema {
+	if len(db) > 0 {
+		s.Database = db[0]
+	}
+	return s
 }
 
 // funcs are the functions a migration's template may call. On one node each renders the
@@ -71,21 +81,23 @@ type schema struct {
 //	PARTITION BY … ORDER BY (…){{distributed "t"}};
 //	ALTER TABLE {{table "t"}} ADD COLUMN …{{redistribute "t"}};
 //	CREATE VIEW IF NOT EXISTS {{.Database}}.v{{onCluster}} AS SELECT … FROM {{.Database}}.t FINAL;
+//	{{drop "t"}};
 //
-// Reads and inserts name {{.Database}}.t, the Distributed table on a cluster. A new table
-// needs its entry in shardingKeys.
+// Reads and inserts name {{.Database}}.t, the Distributed table on a cluster. A table of
+// another database names it last: {{table "t" .PrivateDatabase}}. A new table needs its
+// entry in shardingKeys.
 func (s schema) funcs() template.FuncMap {
 	return template.FuncMap{
-		"table": s.table,
+		"table": func(name string, db ...string) string { return s.in(db).table(name) },
 		// engine is the table engine: a Replicated one on a cluster.
-		"engine": s.engine,
+		"engine": func(name, engine string, db ...string) (string, error) { return s.in(db).engine(name, engine) },
 		// distributed follows the CREATE of a table: on a cluster, it adds the statement
 		// that creates the Distributed table over it.
-		"distributed": func(name string) (string, error) {
+		"distributed": func(name string, db ...string) (string, error) {
 			if s.Cluster == "" {
 				return "", nil
 			}
-			d, err := s.createDistributed(name)
+			d, err := s.in(db).createDistributed(name)
 			return ";\n\n" + d, err
 		},
 		// redistribute follows the last ALTER of a table's columns: on a cluster, the
@@ -98,6 +110,16 @@ func (s schema) funcs() template.FuncMap {
 			}
 			d, err := s.createDistributed(name)
 			return ";\n\nDROP TABLE IF EXISTS " + s.Database + "." + name + s.onCluster() + ";\n\n" + d, err
+		},
+		// drop drops a table, and on a cluster its Distributed table and the local one
+		// on every node.
+		"drop": func(name string, db ...string) string {
+			t := s.in(db)
+			if s.Cluster == "" {
+				return "DROP TABLE IF EXISTS " + t.Database + "." + name
+			}
+			return "DROP TABLE IF EXISTS " + t.Database + "." + name + s.onCluster() + ";\n\n" +
+				"DROP TABLE IF EXISTS " + t.Database + "." + name + localSuffix + s.onCluster()
 		},
 		// onCluster follows the name of anything else every node has (the database,
 		// views).
@@ -152,7 +174,9 @@ func (s schema) createDistributed(name string) (string, error) {
 		strings.Join([]string{s.Cluster, s.Database, name + localSuffix, key}, ", ") + ")", nil
 }
 
-func (c *Client) schema() schema { return schema{Database: c.cfg.Database, Cluster: c.cfg.Cluster} }
+func (c *Client) schema() schema {
+	return schema{Database: c.cfg.Database, PrivateDatabase: c.cfg.Private(), Cluster: c.cfg.Cluster}
+}
 
 // checkCluster makes sure that the server knows the configured cluster and has the macros
 // the replicated tables need, so that a mistake is named before any DDL waits on it.

@@ -24,7 +24,7 @@ func TestSingleNodeRenderingIsFrozen(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range ms {
-		got, err := m.render(schema{Database: "cxlink"})
+		got, err := m.render(schema{Database: "cxlink", PrivateDatabase: "cxlink_private"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -66,12 +66,13 @@ func TestClusterRendering(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := schema{Database: "db", Cluster: "c1"}
+	s := schema{Database: "db", PrivateDatabase: "db_private", Cluster: "c1"}
+	// Tables are named with their database (db, or db_private for employee answers).
 	var (
-		ddl         = regexp.MustCompile(`^(?:CREATE (?:TABLE|VIEW|DATABASE) IF NOT EXISTS|DROP TABLE IF EXISTS|ALTER TABLE) db(?:\.(\w+))? ON CLUSTER c1(?:\s|$)`)
-		createLocal = regexp.MustCompile(`(?s)^CREATE TABLE IF NOT EXISTS db\.(\w+)_local ON CLUSTER c1\s.*\sENGINE = Replicated\w*MergeTree\('/clickhouse/tables/\{shard\}/db\.(\w+)', '\{replica\}'`)
-		createDist  = regexp.MustCompile(`^CREATE TABLE IF NOT EXISTS db\.(\w+) ON CLUSTER c1 AS db\.(\w+)_local\nENGINE = Distributed\(c1, db, (\w+)_local, .+\)$`)
-		alterLocal  = regexp.MustCompile(`^ALTER TABLE db\.(\w+)_local ON CLUSTER c1 ADD COLUMN `)
+		ddl         = regexp.MustCompile(`^(?:CREATE (?:TABLE|VIEW|DATABASE) IF NOT EXISTS|DROP TABLE IF EXISTS|ALTER TABLE) db(?:_private)?(?:\.(\w+))? ON CLUSTER c1(?:\s|$)`)
+		createLocal = regexp.MustCompile(`(?s)^CREATE TABLE IF NOT EXISTS (db(?:_private)?\.\w+)_local ON CLUSTER c1\s.*\sENGINE = Replicated\w*MergeTree\('/clickhouse/tables/\{shard\}/(db(?:_private)?\.\w+)', '\{replica\}'`)
+		createDist  = regexp.MustCompile(`^CREATE TABLE IF NOT EXISTS (db(?:_private)?\.\w+) ON CLUSTER c1 AS (db(?:_private)?\.\w+)_local\nENGINE = Distributed\(c1, (db(?:_private)?), (\w+)_local, .+\)$`)
+		alterLocal  = regexp.MustCompile(`^ALTER TABLE (db(?:_private)?\.\w+)_local ON CLUSTER c1 ADD COLUMN `)
 	)
 	for _, m := range ms {
 		stmts, err := m.statements(s)
@@ -98,13 +99,13 @@ func TestClusterRendering(t *testing.T) {
 			case strings.HasPrefix(q, "CREATE TABLE") && strings.Contains(q, "_local ON CLUSTER"):
 				g := createLocal.FindStringSubmatch(q)
 				if g == nil || g[1] != g[2] {
-					t.Errorf("%s: local table not replicated at /clickhouse/tables/{shard}/db.<table>:\n%s", m.file(), q)
+					t.Errorf("%s: local table not replicated at /clickhouse/tables/{shard}/<database>.<table>:\n%s", m.file(), q)
 					continue
 				}
 				pending[g[1]] = true
 			case strings.HasPrefix(q, "CREATE TABLE"):
 				g := createDist.FindStringSubmatch(q)
-				if g == nil || g[1] != g[2] || g[1] != g[3] {
+				if g == nil || g[1] != g[2] || g[1] != g[3]+"."+g[4] {
 					t.Errorf("%s: a table that is neither local and replicated nor Distributed over one:\n%s", m.file(), q)
 					continue
 				}

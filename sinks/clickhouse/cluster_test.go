@@ -268,7 +268,11 @@ func checkShardsShareTheRows(t *testing.T, cl *chtest.Cluster, nodes []*clickhou
 		_, shard, _ := cl.Node(i)
 		shardNode[shard] = i
 	}
-	for _, table := range []string{"survey_responses", "tickets", "employee_pulses", "rollup_buckets", "linkage", "drift_events"} {
+	for _, table := range []string{"survey_responses", "tickets", privateTable, "rollup_buckets", "linkage", "drift_events"} {
+		db := db
+		if table == privateTable {
+			db, table = nodes[0].PrivateDatabase(), "employee_pulses"
+		}
 		var total uint64
 		if err := nodes[0].Conn().QueryRow(ctx, "SELECT count() FROM "+db+"."+table+" FINAL").Scan(&total); err != nil {
 			t.Fatal(err)
@@ -319,7 +323,7 @@ func waitMutations(t *testing.T, cl *chtest.Cluster, nodes []*clickhouse.Client,
 func readEverything(ctx context.Context, t *testing.T, c *clickhouse.Client, now time.Time) map[string][]string {
 	t.Helper()
 	out := map[string][]string{}
-	for _, table := range []string{"survey_responses", "tickets", "employee_pulses", "rollup_buckets", "rollup_windows",
+	for _, table := range []string{"survey_responses", "tickets", privateTable, "rollup_buckets", "rollup_windows",
 		"team_periods", "linkage", "effort_impact", "drift_events"} {
 		var leaveOut []string
 		if table == "rollup_windows" {
@@ -330,8 +334,8 @@ func readEverything(ctx context.Context, t *testing.T, c *clickhouse.Client, now
 	week := 7 * 24 * time.Hour
 	off := pulses.EpochOffset(week)
 	from, to := now.Add(-2*week), now.Add(week)
-	emp, err := c.EmployeeAggregates(ctx, week, off, from, to, 3)
-	out["EmployeeAggregates"] = texts(emp, err)
+	emp, err := c.PulseGroups(ctx, week, off, from, to, time.Time{}, time.Time{}, 3)
+	out["PulseGroups"] = texts(emp, err)
 	cust, err := c.CustomerAggregates(ctx, week, off, from, to)
 	out["CustomerAggregates"] = texts(cust, err)
 	tk, err := c.CategoryTickets(ctx, from, to)
@@ -375,13 +379,20 @@ func readRollups(ctx context.Context, t *testing.T, c, single *clickhouse.Client
 	return got, want
 }
 
+// privateTable names the employee answers, which live in the private database.
+const privateTable = "private.employee_pulses"
+
 // dump is every row of from (a table or view, and FINAL) as text, sorted, without the
 // columns left out.
 func dump(ctx context.Context, t *testing.T, c *clickhouse.Client, from string, leaveOut ...string) []string {
 	t.Helper()
+	db := c.Database()
+	if strings.HasPrefix(from, privateTable) {
+		db, from = c.PrivateDatabase(), strings.Replace(from, privateTable, "employee_pulses", 1)
+	}
 	table, _, _ := strings.Cut(from, " ")
 	rows, err := c.Conn().Query(ctx, "SELECT name FROM system.columns WHERE database = ? AND table = ? ORDER BY name",
-		c.Database(), table)
+		db, table)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,12 +409,12 @@ func dump(ctx context.Context, t *testing.T, c *clickhouse.Client, from string, 
 	}
 	rows.Close()
 	if len(cols) == 0 {
-		t.Fatalf("%s.%s has no columns", c.Database(), table)
+		t.Fatalf("%s.%s has no columns", db, table)
 	}
 	// Sorted outside the FINAL read: 18.16 cannot sort a FINAL read of a Distributed table
 	// that has no WHERE (docs/storage.md).
 	rows, err = c.Conn().Query(ctx, "SELECT line FROM (SELECT arrayStringConcat(["+strings.Join(cols, ", ")+"], ' | ') AS line FROM "+
-		c.Database()+"."+from+") ORDER BY line")
+		db+"."+from+") ORDER BY line")
 	if err != nil {
 		t.Fatalf("read %s: %v", from, err)
 	}

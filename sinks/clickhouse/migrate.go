@@ -17,15 +17,15 @@ import (
 )
 
 // migrationFiles are the schema's versions, NNNN_name.sql. Each is a text/template with
-// {{.Database}} for the database name and the functions of schema.funcs, which give the
+// {{.Database}} for the dashboards' database, {{.PrivateDatabase}} for the database of
+// individual employee answers, and the functions of schema.funcs, which give the
 // cluster variant (cluster.go), and holds statements ended by ';'. Lines starting
 // with -- are dropped before splitting, so only a statement itself may not contain a ';'.
-// Every statement must be idempotent (IF NOT EXISTS, DROP … IF EXISTS, an ALTER TABLE …
-// ADD COLUMN, whose "already exists" error counts as done, or an INSERT … SELECT into a
-// ReplacingMergeTree that writes the same rows with the same versions when run again):
-// two processes may migrate at once, and a version interrupted half-way is applied again
-// from its start. A released file is
-// never edited; a change is a new version.
+// Every statement must be idempotent (IF NOT EXISTS, IF EXISTS, an ALTER TABLE … ADD
+// COLUMN, whose "already exists" error counts as done, or an INSERT … SELECT into a
+// ReplacingMergeTree whose copied rows keep their version): two processes may migrate at
+// once, and a version interrupted half-way is applied again from its start. A released
+// file is never edited; a change is a new version.
 //
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
@@ -236,7 +236,7 @@ func (c *Client) apply(ctx context.Context, m Migration) error {
 		return err
 	}
 	for i, q := range stmts {
-		if err := c.conn.Exec(ctx, q); err != nil && !columnExists(q, err) {
+		if err := c.conn.Exec(ctx, q); err != nil && !columnExists(q, err) && !sourceMoved(q, err) {
 			return fmt.Errorf("apply migration %04d_%s, statement %d: %w", m.Version, m.Name, i+1, err)
 		}
 	}
@@ -266,4 +266,16 @@ func columnExists(stmt string, err error) bool {
 	var e *ch.Exception
 	return addColumn.MatchString(stmt) && errors.As(err, &e) && (e.Code == 44 || e.Code == 15) &&
 		strings.Contains(e.Message, "already exists")
+}
+
+// copyRows matches an INSERT … SELECT … FROM a table FINAL: a copy of rows into a
+// ReplacingMergeTree, whose rows keep their version, so a second copy is read once.
+var copyRows = regexp.MustCompile(`(?s)^INSERT INTO \S+\s*\([^)]*\)\s*SELECT .*\sFROM \S+ FINAL$`)
+
+// sourceMoved reports whether err says that the table a copy reads from is gone (code
+// 60, UNKNOWN_TABLE): a process migrating at the same time copied its rows and dropped
+// it, in that order (218, TABLE_IS_DROPPED: while this copy started).
+func sourceMoved(stmt string, err error) bool {
+	var e *ch.Exception
+	return copyRows.MatchString(stmt) && errors.As(err, &e) && (e.Code == 60 || e.Code == 218)
 }

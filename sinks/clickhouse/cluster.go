@@ -42,6 +42,8 @@ var shardingKeys = map[string]string{
 	TableLinkage:      "cityHash64(period, scope, employee_metric, customer_metric, lag, period_start)",
 	TableEffortImpact: "cityHash64(`window`, window_end, category)",
 	TableDriftEvents:  "cityHash64(survey, dimension, key, detector, direction, started_at)",
+	// A follow-up case's every change on one shard.
+	TableFollowUps: "cityHash64(id)",
 }
 
 // clusterSettings are the settings of every query of a client of a cluster.

@@ -2,7 +2,7 @@
 -- acknowledged, closed), the whole case each time, versioned by the change's sequence in
 -- the follow-up stream; FINAL shows where each case stands. Partitioned by the month it
 -- opened, which every change of a case shares.
-CREATE TABLE IF NOT EXISTS {{.Database}}.followups
+CREATE TABLE IF NOT EXISTS {{table "followups"}}
 (
     id String,
     state String,
@@ -34,6 +34,6 @@ CREATE TABLE IF NOT EXISTS {{.Database}}.followups
     seq UInt64,
     version UInt64
 )
-ENGINE = ReplacingMergeTree(version)
+ENGINE = {{engine "followups" "ReplacingMergeTree(version)"}}
 PARTITION BY toYYYYMM(opened_at)
-ORDER BY id;
+ORDER BY id{{distributed "followups"}};

@@ -69,6 +69,12 @@ type Config struct {
 	MaxWait time.Duration `env:"CXLINK_DRIFT_MAX_WAIT" envDefault:"2m"`
 	// Owners maps series to the owning department; see ParseOwners.
 	Owners string `env:"CXLINK_OWNERS" envDefault:"*=support"`
+	// BaselineHistory: the baseline also counts the late answers (imported history, a
+	// helpdesk export sent days later), which the rolling windows leave out, read from
+	// the raw survey_responses by when they occurred. The recent window stays live (on
+	// time answers only). So a deployment that imported last week's answers judges its
+	// first hour against them instead of an empty baseline.
+	BaselineHistory bool `env:"CXLINK_DRIFT_BASELINE_HISTORY" envDefault:"true"`
 }
 
 // Validate reports every problem; windows is CXLINK_WINDOWS, whose own problems are

@@ -67,6 +67,56 @@ func (c *Client) WindowTotals(ctx context.Context, w effort.Window, ends []time.
 	return out, nil
 }
 
+// LateWindowTotals is WindowTotals of the answers that arrived late (late = 1 in
+// survey_responses, left out of the rollup buckets), by occurred_at, their dimensions as
+// attributed: with WindowTotals' it covers every answer, for baselines that count
+// imported history. Squares are rounded to 1e-6 and answers classified as the
+// processors do (docs/metrics.md).
+func (c *Client) LateWindowTotals(ctx context.Context, w effort.Window, ends []time.Time) ([]records.WindowTotal, error) {
+	if len(ends) == 0 {
+		return nil, nil
+	}
+	in := make([]string, len(ends))
+	lo, hi := ends[0], ends[0]
+	for i, t := range ends {
+		in[i] = strconv.FormatInt(t.Unix(), 10)
+		lo, hi = minTime(lo, t), maxTime(hi, t)
+	}
+	length := strconv.FormatInt(int64(w.Length/time.Second), 10)
+	q := "SELECT survey, dimension, key, toDateTime(e, 'UTC') AS window_end, count(), sum(standard_score), " +
+		"sum(round(standard_score * standard_score, 6)), sum(positive), sum(negative) FROM (" +
+		"SELECT survey, dimension, key, toUInt32(occurred_at) AS o, standard_score, " +
+		"toUInt64(multiIf(survey = 'ces', standard_score >= 5, survey = 'csat', standard_score >= 4, standard_score >= 9)) AS positive, " +
+		"toUInt64(multiIf(survey = 'ces', standard_score <= 3, survey = 'csat', standard_score <= 2, standard_score <= 6)) AS negative, " +
+		"arrayJoin([" + strings.Join(in, ", ") + "]) AS e FROM (" +
+		"SELECT survey, occurred_at, standard_score, late, channel, category, team FROM " + c.cfg.Database + "." + TableSurveys + " FINAL " +
+		"WHERE occurred_at >= toDateTime(" + strconv.FormatInt(lo.Unix(), 10) + " - " + length + ", 'UTC') " +
+		"AND occurred_at < toDateTime(" + strconv.FormatInt(hi.Unix(), 10) + ", 'UTC')" +
+		") ARRAY JOIN ['overall', 'category', 'channel', 'team'] AS dimension, ['', category, channel, team] AS key " +
+		"WHERE late = 1 AND (dimension = 'overall' OR key != '')" +
+		") WHERE o >= e - " + length + " AND o < e " +
+		"GROUP BY survey, dimension, key, window_end"
+	rows, err := c.conn.Query(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("read late answers' %s windows: %w", w.Name, err)
+	}
+	defer rows.Close()
+	var out []records.WindowTotal
+	for rows.Next() {
+		var w records.WindowTotal
+		if err := rows.Scan(&w.Survey, &w.Dimension, &w.Key, &w.WindowEnd, &w.Responses, &w.ScoreSum,
+			&w.SquareSum, &w.Positive, &w.Negative); err != nil {
+			return nil, fmt.Errorf("read late answers' windows: %w", err)
+		}
+		w.WindowEnd = w.WindowEnd.UTC()
+		out = append(out, w)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read late answers' %s windows: %w", w.Name, err)
+	}
+	return out, nil
+}
+
 func minTime(a, b time.Time) time.Time {
 	if b.Before(a) {
 		return b

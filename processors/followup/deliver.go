@@ -121,8 +121,9 @@ func (d *deliverer) run(ctx context.Context) error {
 		Description:   "delivers new follow-up cases to their owners' webhooks",
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		// Longer than one attempt (the client's timeout) and the history query.
-		AckWait:       time.Minute,
+		// Longer than one attempt (the client's timeout) and the history query; the
+		// clock restarts when a message's handling starts (InProgress).
+		AckWait:       2 * time.Minute,
 		MaxDeliver:    -1,
 		MaxAckPending: 1000,
 		FilterSubject: SubjectPrefix + "*",
@@ -130,7 +131,8 @@ func (d *deliverer) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", DeliveryConsumer, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(64))
+	// A few at a time: they are handled one after the other.
+	it, err := cons.Messages(jetstream.PullMaxMessages(4))
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", DeliveryConsumer, err)
 	}
@@ -144,8 +146,10 @@ func (d *deliverer) run(ctx context.Context) error {
 		}
 		if err != nil {
 			d.logger.Warn("read follow-ups to deliver", "err", err)
+			pause(ctx, time.Second)
 			continue
 		}
+		_ = msg.InProgress()
 		d.handle(ctx, msg)
 	}
 }
@@ -193,6 +197,14 @@ func (d *deliverer) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	d.metrics.outcomes.WithLabelValues(c.Owner, "delivered").Inc()
 	d.metrics.latency.Observe(d.now().Sub(c.OpenedAt).Seconds())
+}
+
+// pause waits d or until ctx ends.
+func pause(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
 }
 
 // backoff is the wait before attempt n+1: 1s, 2s, 4s, … up to max.

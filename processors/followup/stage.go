@@ -111,16 +111,20 @@ func newLoopMetrics(reg prometheus.Registerer) *loopMetrics {
 	return m
 }
 
+// since is the seconds from a to b, at least 0: changes are stamped in whole seconds of
+// the API's clock, openings with the stream's.
+func since(a, b time.Time) float64 { return max(0, b.Sub(a).Seconds()) }
+
 // observe counts a change of a case read from the stream.
 func (m *loopMetrics) observe(h nats.Header, c *records.FollowUp) {
 	switch h.Get(HeaderChange) {
 	case records.FollowUpAcknowledged:
-		m.toAck.WithLabelValues(c.Owner).Observe(c.AcknowledgedAt.Sub(c.OpenedAt).Seconds())
+		m.toAck.WithLabelValues(c.Owner).Observe(since(c.OpenedAt, c.AcknowledgedAt))
 	case records.FollowUpClosed:
 		if h.Get(HeaderAcknowledgedOnClose) == "true" {
-			m.toAck.WithLabelValues(c.Owner).Observe(c.AcknowledgedAt.Sub(c.OpenedAt).Seconds())
+			m.toAck.WithLabelValues(c.Owner).Observe(since(c.OpenedAt, c.AcknowledgedAt))
 		}
-		m.toClose.WithLabelValues(c.Owner).Observe(c.ClosedAt.Sub(c.OpenedAt).Seconds())
+		m.toClose.WithLabelValues(c.Owner).Observe(since(c.OpenedAt, c.ClosedAt))
 		within := "true"
 		if c.ClosedAt.After(c.DueAt) {
 			within = "false"
@@ -242,6 +246,7 @@ func (s *Stage) store(ctx context.Context) error {
 		}
 		if err != nil {
 			s.logger.Warn("read follow-ups", "err", err)
+			pause(ctx, time.Second)
 			continue
 		}
 		meta, err := msg.Metadata()

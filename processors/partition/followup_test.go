@@ -12,7 +12,7 @@ import (
 // restored state decides as the full run does.
 func TestFollowUpCases(t *testing.T) {
 	fu, err := followup.Config{Rules: "ces<=2", Window: 24 * time.Hour, Due: "24h", MaxAge: 90 * 24 * time.Hour,
-		RateLimit: "30/1m", RetryMax: time.Minute}.Settings("category:billing=billing, *=support")
+		RateLimit: "30/1m", RetryMax: time.Minute, CloseReasons: "resolved"}.Settings("category:billing=billing, *=support")
 	if err != nil {
 		t.Fatal(err)
 	}

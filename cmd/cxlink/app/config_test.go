@@ -87,7 +87,9 @@ func TestLoadConfigChecksTheStreamKeepsAPulsePeriod(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "CXLINK_STREAM_MAX_AGE") {
 		t.Fatalf("got %v", err)
 	}
-	if _, err := LoadConfig(map[string]string{"CXLINK_LINKAGE_PERIOD": "30d", "CXLINK_STREAM_MAX_AGE": "800h"}); err != nil {
+	// Monthly periods: the analytics stage reads 17 of them back, longer than the default retention.
+	if _, err := LoadConfig(map[string]string{"CXLINK_LINKAGE_PERIOD": "30d", "CXLINK_STREAM_MAX_AGE": "800h",
+		"CXLINK_RETENTION_RAW": "520d", "CXLINK_RETENTION_RESULTS": "520d"}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -119,5 +121,17 @@ func TestLoadConfigSources(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s: %v", want, err)
 		}
+	}
+}
+
+func TestRetentionMustCoverWhatIsRead(t *testing.T) {
+	_, err := LoadConfig(map[string]string{"CXLINK_RETENTION_ROLLUPS": "7d", "CXLINK_RETENTION_RAW": "30d"})
+	for _, want := range []string{"CXLINK_RETENTION_ROLLUPS: 7d is shorter than the longest window", "CXLINK_RETENTION_RAW: 30d is shorter"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q: %v", want, err)
+		}
+	}
+	if _, err := LoadConfig(map[string]string{"CXLINK_RETENTION_ROLLUPS": "0", "CXLINK_RETENTION_RAW": "0", "CXLINK_RETENTION_RESULTS": "0"}); err != nil {
+		t.Errorf("keeping everything forever: %v", err)
 	}
 }

@@ -158,7 +158,9 @@ func soakExpandMacros(sql, database string, from, to time.Time, interval time.Du
 func timeReads(b *testing.B, out io.Writer, scenarios []readScenario, end time.Time, set soakSettings) {
 	ctx := b.Context()
 	queries := append(soakPanels(b), soakDocumentedReads()...)
-	fmt.Fprintf(out, "Each query run until %d runs or %s (at least 5), end to end through clickhouse-go: p50 / p99 (nearest rank), rows ClickHouse read, rows returned. %s\n", set.PanelRuns, set.PanelTime, loadAverage())
+	fmt.Fprintf(out, "Each query run until %d runs or %s (at least 5), end to end through clickhouse-go: p50 / p99 (nearest rank); "+
+		"the ClickHouse server's CPU time per run (mean; its background merges included), which the machine's load changes little; "+
+		"the rows it read; the rows returned. %s\n", set.PanelRuns, set.PanelTime, loadAverage())
 	header := "| query |"
 	for _, s := range scenarios {
 		header += " " + s.name + " |"
@@ -176,6 +178,7 @@ func timeReads(b *testing.B, out io.Writer, scenarios []readScenario, end time.T
 			var took []time.Duration
 			rowsOut := 0
 			var read uint64
+			cpu0 := serverCPU()
 			qctx := ch.Context(ctx, ch.WithProgress(func(p *ch.Progress) { read += p.Rows }))
 			started := time.Now()
 			for len(took) < set.PanelRuns && (len(took) < 5 || time.Since(started) < set.PanelTime) {
@@ -203,9 +206,10 @@ func timeReads(b *testing.B, out io.Writer, scenarios []readScenario, end time.T
 				cells[i] = "error"
 				continue
 			}
+			cpu := (serverCPU() - cpu0) / time.Duration(len(took))
 			p99 := quantile(took, 0.99)
 			worst[i] = max(worst[i], p99)
-			cells[i] = fmt.Sprintf("%s / %s, read %s, %d rows", ms(quantile(took, 0.5)), ms(p99), count(read), rowsOut)
+			cells[i] = fmt.Sprintf("%s / %s, CPU %s, read %s, %d rows", ms(quantile(took, 0.5)), ms(p99), ms(cpu), count(read), rowsOut)
 		}
 		fmt.Fprintf(out, "| %s | %s |\n", q.name, strings.Join(cells, " | "))
 	}
@@ -238,4 +242,35 @@ func loadAverage() string {
 		return ""
 	}
 	return fmt.Sprintf("(load average %s %s %s on %d cores)", f[0], f[1], f[2], runtime.NumCPU())
+}
+
+// serverCPU is the CPU time (user and system) of the private ClickHouse server this test
+// started (a child of this process), 0 when there is none (an external server).
+func serverCPU() time.Duration {
+	self := os.Getpid()
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var total time.Duration
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid … utime stime at fields 14 and 15; comm may hold spaces.
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 || !strings.Contains(s[:i], "clickhouse") {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 13 {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(f[1]); ppid != self {
+			continue
+		}
+		utime, _ := strconv.ParseInt(f[11], 10, 64)
+		stime, _ := strconv.ParseInt(f[12], 10, 64)
+		total += time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+	}
+	return total
 }

@@ -490,6 +490,7 @@ func timeStages(b *testing.B, out io.Writer, dbs map[string]*clickhouse.Client, 
 			b.Fatal(err)
 		}
 		var runs []time.Duration
+		cpu0 := serverCPU()
 		for range 3 {
 			t0 := time.Now()
 			if err := st.RunOnce(ctx); err != nil {
@@ -497,17 +498,19 @@ func timeStages(b *testing.B, out io.Writer, dbs map[string]*clickhouse.Client, 
 			}
 			runs = append(runs, time.Since(t0))
 		}
+		runCPU := (serverCPU() - cpu0) / 3
 		d, err := drift.New(dcfg, drift.Options{Source: db, Sink: db, Windows: pcfg.Windows, Step: pcfg.Step, Pulses: pcfg.Pulses,
 			Registerer: prometheus.NewRegistry()})
 		if err != nil {
 			b.Fatal(err)
 		}
-		t0 := time.Now()
+		t0, cpu0 := time.Now(), serverCPU()
 		if err := d.Evaluate(ctx, end.Add(-pcfg.Step)); err != nil {
 			b.Fatal(err)
 		}
-		first := time.Since(t0)
+		first, firstCPU := time.Since(t0), serverCPU()-cpu0
 		var ticks []time.Duration
+		cpu0 = serverCPU()
 		for i := range 5 {
 			t0 := time.Now()
 			if err := d.Evaluate(ctx, end.Add(time.Duration(i)*pcfg.Step)); err != nil {
@@ -515,7 +518,9 @@ func timeStages(b *testing.B, out io.Writer, dbs map[string]*clickhouse.Client, 
 			}
 			ticks = append(ticks, time.Since(t0))
 		}
-		fmt.Fprintf(out, "| %s | %s | %s | %s |\n", name, ms(median(runs)), ms(first), ms(median(ticks)))
+		tickCPU := (serverCPU() - cpu0) / 5
+		fmt.Fprintf(out, "| %s | %s (ClickHouse CPU %s) | %s (CPU %s) | %s (CPU %s) |\n", name, ms(median(runs)), ms(runCPU),
+			ms(first), ms(firstCPU), ms(median(ticks)), ms(tickCPU))
 	}
 }
 

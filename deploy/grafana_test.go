@@ -65,7 +65,7 @@ type dashboard struct {
 	} `json:"panels"`
 }
 
-func loadDashboards(t *testing.T) map[string]dashboard {
+func loadDashboards(t testing.TB) map[string]dashboard {
 	t.Helper()
 	files, _ := filepath.Glob("grafana/dashboards/*.json")
 	if len(files) < 5 {
@@ -148,8 +148,8 @@ var fixtureRows = map[string]string{
 		UNION ALL SELECT '7d', {minute}, 'refund_request', 3166, 0.6, 0.4, 272.6, 310, 1.1, 900, 6.31, 6.28, 6.34, 0.2, 0.1, 0.4, 0.001, 2, 'ok', {now}, 1
 		UNION ALL SELECT '7d', {minute}, 'login_problem', 3, 0.001, 0.001, 0.2, 200, NULL, 2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'too_few_responses', {now}, 1`,
 	"team_periods": `INSERT INTO %s.team_periods
-		SELECT 'week', {hour}, 'alpha', 7, 3.9, 7, 20, 40, 5.1, 12.5, 30, 80, {now}, 1
-		UNION ALL SELECT 'week', {hour}, 'beta', 6, 3.1, 6, -10, 35, 4.2, 30, 28, 60, {now}, 1`,
+		SELECT 'week', {hour}, 'alpha', 7, 3.9, 0.8, 7, 20, 40, 20, 40, 5.1, 12.5, 30, 80, {now}, 1
+		UNION ALL SELECT 'week', {hour}, 'beta', 6, 3.1, 1.1, 6, -10, 30, 40, 35, 4.2, 30, 28, 60, {now}, 1`,
 	"linkage": `INSERT INTO %s.linkage
 		SELECT 'week', {hour} - 3600, 'period', 1, 0, 'engagement', 'ces', 6, 6, 1, 4, 0.57, 0.6, -0.15, 0.9, 0.108, 0.89, 'ok', 'too_uncertain', {now}, 1
 		UNION ALL SELECT 'week', {hour}, 'period', 1, 0, 'engagement', 'ces', 6, 6, 1, 4, 0.61, 0.66, -0.1, 0.91, 0.09, 0.89, 'ok', 'too_uncertain', {now}, 1
@@ -328,6 +328,7 @@ func TestDashboardQueries(t *testing.T) {
 		"CXLINK_PARTITIONS":       "2",
 		// Link per 10-minute pulse period, as the simulator pulses, and often.
 		"CXLINK_LINKAGE_PERIOD":  "10m",
+		"CXLINK_PULSE_GRACE":     "0s",
 		"CXLINK_ANALYTICS_EVERY": "10s",
 	})
 	db := in.Database()

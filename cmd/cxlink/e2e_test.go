@@ -256,7 +256,7 @@ func (c *cluster) postAll(events []map[string]any, batch int) (stored, rejected 
 // the rows of every message in the stream are stored.
 func (c *cluster) waitProcessed() {
 	c.t.Helper()
-	waitPartitionsStored(c.t, c.js, partitions)
+	waitPartitionsStored(c.t, c.js, partitions, 2*time.Minute)
 }
 
 // partitionsOwned reports whether each of n partitions has a lease holder.
@@ -274,11 +274,11 @@ func partitionsOwned(t *testing.T, js jetstream.JetStream, n int) bool {
 }
 
 // waitPartitionsStored waits until the progress of each of n partitions has passed the
-// partition's last message in the stream.
-func waitPartitionsStored(t *testing.T, js jetstream.JetStream, n int) {
+// partition's last message in the stream, for at most timeout.
+func waitPartitionsStored(t testing.TB, js jetstream.JetStream, n int, timeout time.Duration) {
 	t.Helper()
 	ctx := t.Context()
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(timeout)
 	for {
 		busy := ""
 		s, err := js.Stream(ctx, stream.Name)
@@ -325,8 +325,9 @@ func (c *cluster) query(q string, args ...any) [][]any {
 func (c *cluster) checkStored(stored, rejected map[string]bool) {
 	c.t.Helper()
 	got := map[string]int{}
-	for _, table := range []string{"survey_responses", "tickets", "employee_pulses"} {
-		for _, r := range c.query(fmt.Sprintf("SELECT id FROM %s.%s FINAL", c.env["CLICKHOUSE_DATABASE"], table)) {
+	db := c.env["CLICKHOUSE_DATABASE"]
+	for _, table := range []string{db + ".survey_responses", db + ".tickets", db + "_private.employee_pulses"} {
+		for _, r := range c.query(fmt.Sprintf("SELECT id FROM %s FINAL", table)) {
 			got[*r[0].(*string)]++
 		}
 	}

@@ -655,8 +655,9 @@ func (f *faultCluster) check(l *load) counts {
 		}
 	}
 	got := map[string]int{}
-	for _, table := range []string{"survey_responses", "tickets", "employee_pulses"} {
-		for _, r := range f.query(fmt.Sprintf("SELECT id, count() FROM %s.%s FINAL GROUP BY id", f.env["CLICKHOUSE_DATABASE"], table)) {
+	db := f.env["CLICKHOUSE_DATABASE"]
+	for _, table := range []string{db + ".survey_responses", db + ".tickets", db + "_private.employee_pulses"} {
+		for _, r := range f.query(fmt.Sprintf("SELECT id, count() FROM %s FINAL GROUP BY id", table)) {
 			got[*r[0].(*string)] += int(*r[1].(*uint64))
 		}
 	}

@@ -114,9 +114,11 @@ func (c *cluster) processURL() string {
 	}
 }
 
-// dumpClickHouse renders every row of every table of the test database.
-func (c *cluster) dumpClickHouse() string {
-	db := c.env["CLICKHOUSE_DATABASE"]
+// dumpClickHouse renders every row of every table of the test database (the dashboards'
+// one; dumpDatabase(db + "_private") the private one).
+func (c *cluster) dumpClickHouse() string { return c.dumpDatabase(c.env["CLICKHOUSE_DATABASE"]) }
+
+func (c *cluster) dumpDatabase(db string) string {
 	var out strings.Builder
 	for _, r := range c.query("SELECT name FROM system.tables WHERE database = ? AND engine != 'View'", db) {
 		table := *r[0].(*string)
@@ -172,11 +174,13 @@ func readTuna(t *testing.T) (x, y []float64) {
 
 // Nine teams whose engagement means are the tuna data's x / 20 (on 1–5) and whose CES
 // means are its y (on 1–7), sent over HTTP: the linkage row read from ClickHouse has R's
-// published r, interval, p-value and rho. A tenth team with four respondents appears
-// nowhere; no raw employee id reaches JetStream, ClickHouse, metrics or logs.
+// published r, interval, p-value and rho. A tenth team with four respondents is stored
+// in the private database only and published nowhere; no raw employee id reaches
+// JetStream, ClickHouse, metrics or logs, and no pseudonym the dashboards' database.
 func TestLinkageEndToEndReproducesReference(t *testing.T) {
 	c := newCluster(t)
 	c.env["CXLINK_LINKAGE_PERIOD"] = "10m"
+	c.env["CXLINK_PULSE_GRACE"] = "0s"
 	c.env["CXLINK_ANALYTICS_EVERY"] = "1s"
 	c.env["CXLINK_LOG_LEVEL"] = "debug"
 	c.startProcessor()
@@ -252,34 +256,40 @@ func TestLinkageEndToEndReproducesReference(t *testing.T) {
 		}
 	}
 
-	// kilo below the threshold: no pulse row, no team-period, not in any count.
-	if n := c.query("SELECT count() FROM " + db + ".employee_pulses WHERE team = 'kilo'")[0][0].(*uint64); *n != 0 {
-		t.Errorf("%d kilo pulses stored", *n)
+	// Every pulse is stored, in the private database: kilo's too (a fifth respondent
+	// may still come), but kilo is published nowhere.
+	if n := c.query("SELECT count() FROM " + db + "_private.employee_pulses FINAL WHERE team = 'kilo'")[0][0].(*uint64); *n != 5 {
+		t.Errorf("%d kilo pulses stored, want 5", *n)
 	}
-	if n := c.query("SELECT count() FROM " + db + ".employee_pulses FINAL")[0][0].(*uint64); *n != 45 {
-		t.Errorf("%d pulses stored, want the 45 of the nine teams", *n)
+	if n := c.query("SELECT count() FROM " + db + "_private.employee_pulses FINAL")[0][0].(*uint64); *n != 50 {
+		t.Errorf("%d pulses stored, want the 45 of the nine teams and kilo's 5", *n)
 	}
 	procMetrics := get(t, c.processURL()+"/metrics")
 	if !strings.Contains(procMetrics, `cxlink_linkage_teams{customer_metric="ces",employee_metric="engagement",lag="0",scope="period"} 9`) {
 		t.Errorf("linkage gauges missing from the process role's metrics")
 	}
 	procLog, _ := os.ReadFile(c.procLog.Name())
+	private := c.dumpDatabase(db + "_private")
 	places := map[string]string{
 		"ClickHouse": c.dumpClickHouse(), "process metrics": procMetrics, "ingest metrics": get(t, url+"/metrics"),
 		"process log": string(procLog), "ingest log": ingestLogs.String(), "JetStream": c.dumpStream(),
+		"the private database": private,
 	}
 	for where, text := range places {
 		if strings.Contains(text, rawPrefix) {
 			t.Errorf("a raw employee id is in %s", where)
 		}
-		if where != "JetStream" && strings.Contains(text, "kilo") {
-			// JetStream holds the accepted pulses (pseudonymized) until the processor
-			// can decide: it is the processor's own state, replayed.
+		if where != "JetStream" && where != "the private database" && strings.Contains(text, "kilo") {
+			// JetStream and the private database hold the accepted pulses
+			// (pseudonymized), kilo's too; nothing that anyone else reads does.
 			t.Errorf("team kilo, below the anonymity threshold, is in %s", where)
 		}
 	}
-	if !strings.Contains(places["JetStream"], "emp-") || !strings.Contains(places["ClickHouse"], "emp-") {
-		t.Error("no pseudonyms found: the check above proves nothing")
+	if strings.Contains(places["ClickHouse"], "emp-") {
+		t.Error("a pseudonymized employee id is in the dashboards' database: it holds per-employee rows")
+	}
+	if !strings.Contains(places["JetStream"], "emp-") || !strings.Contains(private, "emp-") || !strings.Contains(private, "kilo") {
+		t.Error("no pseudonyms found: the checks above prove nothing")
 	}
 
 	// An ingest without a key refuses pulses, naming the field.
@@ -300,6 +310,7 @@ func TestLinkageEndToEndReproducesReference(t *testing.T) {
 func TestLinkageBetweenAndWithinTeamsEndToEnd(t *testing.T) {
 	c := newCluster(t)
 	c.env["CXLINK_LINKAGE_PERIOD"] = "10m"
+	c.env["CXLINK_PULSE_GRACE"] = "0s"
 	c.env["CXLINK_ANALYTICS_EVERY"] = "1s"
 	c.startProcessor()
 
@@ -444,6 +455,7 @@ func TestLinkageBetweenAndWithinTeamsEndToEnd(t *testing.T) {
 func TestSimulatedEffortImpactAndReport(t *testing.T) {
 	c := newCluster(t)
 	c.env["CXLINK_LINKAGE_PERIOD"] = "10m"
+	c.env["CXLINK_PULSE_GRACE"] = "0s"
 	c.env["CXLINK_ANALYTICS_EVERY"] = "1s"
 	c.startProcessor()
 	stats, err := simulator.Run(t.Context(), simulator.Config{

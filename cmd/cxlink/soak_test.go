@@ -29,6 +29,7 @@ import (
 	"github.com/cxlink/cxlink/processors/drift"
 	"github.com/cxlink/cxlink/processors/effort"
 	"github.com/cxlink/cxlink/processors/partition"
+	"github.com/cxlink/cxlink/processors/pulses"
 	"github.com/cxlink/cxlink/processors/pipeline"
 	"github.com/cxlink/cxlink/processors/records"
 	"github.com/cxlink/cxlink/processors/retention"
@@ -227,7 +228,7 @@ func soakPartitionConfig(b *testing.B) partition.Config {
 	cfg := soakPipelineConfig(b, time.Hour)
 	ws, _ := effort.ParseWindows(cfg.Windows)
 	return partition.Config{Step: cfg.Step, Windows: ws, AllowedLateness: cfg.AllowedLateness,
-		AttributionWait: cfg.AttributionWait, Pulses: cfg.Pulses}
+		AttributionWait: cfg.AttributionWait}
 }
 
 // fedFigures is what feeding the history wrote.
@@ -479,12 +480,16 @@ func timeStages(b *testing.B, out io.Writer, dbs map[string]*clickhouse.Client, 
 	if err := env.ParseWithOptions(&dcfg, env.Options{Environment: map[string]string{}}); err != nil {
 		b.Fatal(err)
 	}
-	pcfg := soakPipelineConfig(b, time.Hour)
+	proc := soakPipelineConfig(b, time.Hour)
+	var pcfg pulses.Config
+	if err := env.ParseWithOptions(&pcfg, env.Options{Environment: map[string]string{}}); err != nil {
+		b.Fatal(err)
+	}
 	fmt.Fprintf(out, "\nStages (default configuration; analytics reads up to %d days back) %s\n| history | analytics run (median of 3) | drift: first evaluation, folding a baseline of blocks | drift: one tick (median of 5) |\n|---|---|---|---|\n",
-		acfg.Lookback(pcfg.Pulses.PeriodLength())/(24*time.Hour), loadAverage())
+		acfg.Lookback(pcfg.PeriodLength())/(24*time.Hour), loadAverage())
 	for _, name := range slices.Sorted(maps.Keys(dbs)) {
 		db := dbs[name]
-		st, err := analytics.New(acfg, analytics.Options{Store: db, Pulses: pcfg.Pulses, Registerer: prometheus.NewRegistry(),
+		st, err := analytics.New(acfg, analytics.Options{Store: db, Pulses: pcfg, Registerer: prometheus.NewRegistry(),
 			Now: func() time.Time { return end }})
 		if err != nil {
 			b.Fatal(err)
@@ -499,13 +504,13 @@ func timeStages(b *testing.B, out io.Writer, dbs map[string]*clickhouse.Client, 
 			runs = append(runs, time.Since(t0))
 		}
 		runCPU := (serverCPU() - cpu0) / 3
-		d, err := drift.New(dcfg, drift.Options{Source: db, Sink: db, Windows: pcfg.Windows, Step: pcfg.Step, Pulses: pcfg.Pulses,
+		d, err := drift.New(dcfg, drift.Options{Source: db, Sink: db, Windows: proc.Windows, Step: proc.Step, Pulses: pcfg,
 			Registerer: prometheus.NewRegistry()})
 		if err != nil {
 			b.Fatal(err)
 		}
 		t0, cpu0 := time.Now(), serverCPU()
-		if err := d.Evaluate(ctx, end.Add(-pcfg.Step)); err != nil {
+		if err := d.Evaluate(ctx, end.Add(-proc.Step)); err != nil {
 			b.Fatal(err)
 		}
 		first, firstCPU := time.Since(t0), serverCPU()-cpu0
@@ -513,7 +518,7 @@ func timeStages(b *testing.B, out io.Writer, dbs map[string]*clickhouse.Client, 
 		cpu0 = serverCPU()
 		for i := range 5 {
 			t0 := time.Now()
-			if err := d.Evaluate(ctx, end.Add(time.Duration(i)*pcfg.Step)); err != nil {
+			if err := d.Evaluate(ctx, end.Add(time.Duration(i)*proc.Step)); err != nil {
 				b.Fatal(err)
 			}
 			ticks = append(ticks, time.Since(t0))
@@ -684,16 +689,17 @@ func (st *soakStart) idle(b *testing.B, out io.Writer, d time.Duration) {
 	var acfg analytics.Config
 	var dcfg drift.Config
 	var rcfg retention.Config
-	for _, c := range []any{&acfg, &dcfg, &rcfg} {
+	var pcfg pulses.Config
+	for _, c := range []any{&acfg, &dcfg, &rcfg, &pcfg} {
 		if err := env.ParseWithOptions(c, env.Options{Environment: map[string]string{}}); err != nil {
 			b.Fatal(err)
 		}
 	}
-	an, err := analytics.New(acfg, analytics.Options{Store: db, Pulses: st.cfg.Pulses, Registerer: reg})
+	an, err := analytics.New(acfg, analytics.Options{Store: db, Pulses: pcfg, Registerer: reg})
 	if err != nil {
 		b.Fatal(err)
 	}
-	dr, err := drift.New(dcfg, drift.Options{Source: db, Sink: db, Windows: st.cfg.Windows, Step: st.cfg.Step, Pulses: st.cfg.Pulses,
+	dr, err := drift.New(dcfg, drift.Options{Source: db, Sink: db, Windows: st.cfg.Windows, Step: st.cfg.Step, Pulses: pcfg,
 		Registerer: reg, Watermarks: func(ctx context.Context) ([]time.Time, error) { return st.cps.Watermarks(ctx, soakPartitions) }})
 	if err != nil {
 		b.Fatal(err)

@@ -43,6 +43,11 @@ type Options struct {
 	// Mapping of rows to events. Nil: the rows are contract events already (CSV columns
 	// named as contract fields; NDJSON lines as POST /v1/events takes them).
 	Mapping *Mapping
+	// IDKey keys the ids derived from rows (HMAC-SHA256): without it nobody can
+	// recompute an id from the row's values, such as an employee directory's. Required
+	// for a mapping that derives the ids of employee pulses (at least MinIDKeyLength
+	// bytes); keep it, since the same file imported with another key gets other ids.
+	IDKey []byte
 	// Target is the base URL of the ingest API; Client posts to it.
 	Target string
 	Client *Client
@@ -161,6 +166,11 @@ func (o *Options) defaults() error {
 	if o.Format != CSV && o.Format != NDJSON {
 		return fmt.Errorf("format %q is not csv or ndjson", o.Format)
 	}
+	if o.Mapping != nil {
+		if err := o.Mapping.useIDKey(o.IDKey); err != nil {
+			return err
+		}
+	}
 	if o.Client == nil {
 		o.Client = &Client{}
 	}
@@ -187,7 +197,7 @@ func (o *Options) mappingHash() string {
 	if o.Mapping == nil {
 		return "contract-v1"
 	}
-	return o.Mapping.Hash()
+	return o.Mapping.Hash() + o.Mapping.keyFingerprint()
 }
 
 func (o *Options) open(f *os.File, offset int64, line int) (reader, []string, error) {

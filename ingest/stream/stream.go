@@ -207,7 +207,14 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config, needs Needs) 
 		errs = append(errs, fmt.Errorf("stream %s keeps events %s, shorter than this configuration needs (%s); raise CXLINK_STREAM_MAX_AGE with `cxlink migrate`", Name, cur.MaxAge, needs.MaxAge.Round(time.Minute)))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, Info{}, err
+		return nil, Info{}, &MismatchError{err}
 	}
 	return s, info, nil
 }
+
+// MismatchError is the stream disagreeing with what a role's configuration sets or needs:
+// trying again cannot help; the configuration or the stream (`cxlink migrate`) must change.
+type MismatchError struct{ err error }
+
+func (e *MismatchError) Error() string { return e.err.Error() }
+func (e *MismatchError) Unwrap() error { return e.err }

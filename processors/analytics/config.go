@@ -12,7 +12,10 @@ import (
 // Config of the cross-team stage.
 type Config struct {
 	// Enabled: "auto" or "on": this process stands by to run the stage, and runs it while
-	// it holds the stage's lease (one process at a time); "off": it never does.
+	// it holds the stage's lease; "off": it never does. One process at a time runs it:
+	// what a run publishes of employee figures depends on what was published before, so
+	// two at once could each publish a figure the other would have held back
+	// (docs/privacy.md).
 	Enabled string `env:"CXLINK_ANALYTICS" envDefault:"auto"`
 	// Every is how often linkage and effort impact are computed.
 	Every time.Duration `env:"CXLINK_ANALYTICS_EVERY" envDefault:"5m"`

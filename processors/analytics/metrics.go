@@ -15,6 +15,7 @@ type metrics struct {
 	runs        *prometheus.CounterVec
 	duration    prometheus.Histogram
 	lastSuccess prometheus.Gauge
+	published   prometheus.Counter
 	linkage     *linkageCollector
 }
 
@@ -36,6 +37,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		lastSuccess: f.NewGauge(prometheus.GaugeOpts{
 			Name: "cxlink_analytics_last_success_timestamp_seconds",
 			Help: "When the linkage and effort-impact stage last wrote its results (Unix time).",
+		}),
+		// No team label: when a team's group is published is the team's own business.
+		published: f.NewCounter(prometheus.CounterOpts{
+			Name: "cxlink_pulse_publications_total",
+			Help: "Pulse groups (team, question, closed period) whose figures the disclosure policy published, first or again, into team_periods.",
 		}),
 		linkage: &linkageCollector{},
 	}

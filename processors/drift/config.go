@@ -54,7 +54,7 @@ type Config struct {
 	EWMALambda float64 `env:"CXLINK_DRIFT_EWMA_LAMBDA" envDefault:"0.2"`
 	// PulseBaselinePeriods is how many pulse periods (CXLINK_LINKAGE_PERIOD) before a
 	// team's latest one form the baseline its engagement and eNPS are judged against;
-	// at least PulseMinBaselinePeriods of them must have released answers (a team's
+	// at least PulseMinBaselinePeriods of them must have published figures (a team's
 	// first periods, or one that answers rarely, is not judged). Four weeks pool a few
 	// dozen answers: enough to know a team's usual level, recent enough to be it.
 	PulseBaselinePeriods    int `env:"CXLINK_DRIFT_PULSE_BASELINE_PERIODS" envDefault:"4"`

@@ -38,9 +38,9 @@ type Source interface {
 	// WindowTotals returns window w ending at each tick in ends, for every series with
 	// responses (overall, category, channel, team).
 	WindowTotals(ctx context.Context, w effort.Window, ends []time.Time) ([]records.WindowTotal, error)
-	// EmployeeAggregates returns the released pulse groups (at least minRespondents
-	// employees) per team, question and period of length p with occurred_at in [from, to).
-	EmployeeAggregates(ctx context.Context, p time.Duration, offset int64, from, to time.Time, minRespondents int) ([]records.EmployeeAggregate, error)
+	// TeamPeriods returns the published team figures (team_periods) of the pulse
+	// period named period with period_start in [from, to).
+	TeamPeriods(ctx context.Context, period string, from, to time.Time) ([]records.TeamPeriod, error)
 	// OpenDriftEvents returns the recorded episodes that have not ended.
 	OpenDriftEvents(ctx context.Context) ([]records.DriftEvent, error)
 }
@@ -291,7 +291,7 @@ func (s *Stage) Evaluate(ctx context.Context, t time.Time) error {
 		}
 		s.judge(snap, seen, k, t, readings, r.Responses, b.Responses, eligible)
 	}
-	// A pulse series has a reading only when it can start an episode: released groups,
+	// A pulse series has a reading only when it can start an episode: published groups,
 	// with enough baseline periods.
 	for k, r := range pulseReadings {
 		s.judge(snap, seen, k, t, map[string]reading{Mean: r}, r.nRecent, r.nBaseline, true)

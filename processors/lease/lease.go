@@ -144,8 +144,12 @@ type Manager struct {
 	logger *slog.Logger
 	start  time.Time
 
-	mu      sync.Mutex
-	held    map[string]*Lease
+	mu   sync.Mutex
+	held map[string]*Lease
+	// expired keeps the last revision of leases this replica stopped using because it
+	// could not renew them in time: if the key still has that revision, nobody took it
+	// since, and the replica may take it back at once instead of waiting for it to expire.
+	expired map[string]uint64
 	holders map[string]string // key → holder, as last seen by the watch
 	// members maps each replica to when its membership was last seen (local clock): it
 	// is live for a TTL after that.
@@ -231,6 +235,7 @@ func New(kv jetstream.KeyValue, cfg Config, logger *slog.Logger, reg prometheus.
 		kv: kv, id: id, ttl: cfg.TTL, start: time.Now(),
 		logger:  logger.With("component", "lease", "replica", id),
 		held:    map[string]*Lease{},
+		expired: map[string]uint64{},
 		holders: map[string]string{},
 		members: map[string]time.Duration{},
 		poke:    make(chan struct{}, 1),
@@ -275,29 +280,46 @@ func (m *Manager) Partitions(n int, only []int) <-chan Change {
 
 // Run keeps the membership and the leases until ctx ends, then releases every lease.
 func (m *Manager) Run(ctx context.Context) error {
-	watcher, err := m.kv.WatchAll(ctx)
-	if err != nil {
-		return fmt.Errorf("watch %s: %w", Bucket, err)
-	}
-	defer watcher.Stop()
 	period := m.ttl / 3
 	renew := time.NewTicker(period)
 	defer renew.Stop()
 	m.renew(ctx)
+	var updates <-chan jetstream.KeyValueEntry
+	var watcher jetstream.KeyWatcher
+	watch := true // start a watch at the top of the loop
+	defer func() {
+		if watcher != nil {
+			_ = watcher.Stop()
+		}
+	}()
 	for {
+		if updates == nil && watch {
+			watch = false
+			// The watch only speeds decisions up (renewals decide too), so a watch that
+			// cannot start or ends is started again at the next renewal.
+			w, err := m.kv.WatchAll(ctx)
+			if err == nil {
+				watcher, updates = w, w.Updates()
+			} else if ctx.Err() == nil {
+				m.logger.Warn("watch leases; trying again", "err", err)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			m.releaseAll()
 			return nil
-		case e, ok := <-watcher.Updates():
+		case e, ok := <-updates:
 			if !ok {
-				return fmt.Errorf("watch %s: closed", Bucket)
+				_ = watcher.Stop()
+				watcher, updates = nil, nil
+				continue
 			}
 			if e != nil {
 				m.observe(e)
 			}
 		case <-renew.C:
 			m.renew(ctx)
+			watch = true
 		case <-m.poke:
 			m.balance(ctx)
 		}
@@ -359,26 +381,40 @@ func (m *Manager) renew(ctx context.Context) {
 		leases = append(leases, l)
 	}
 	m.mu.Unlock()
+	// All at once: one round trip for all of them, however many partitions this replica
+	// holds, so that a slow cluster delays every renewal a little rather than the last
+	// ones a lot.
+	var wg sync.WaitGroup
 	for _, l := range leases {
-		rev, err := m.kv.Update(rctx, l.key, []byte(m.id), l.rev.Load())
-		switch {
-		case err == nil:
-			l.rev.Store(rev)
-			l.deadline.Store(int64(sent + 2*m.ttl/3))
-			m.metrics.renewals.WithLabelValues("ok").Inc()
-		case errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) ||
-			errors.Is(err, jetstream.ErrKeyDeleted):
-			m.metrics.renewals.WithLabelValues("refused").Inc()
-			m.drop(l, "revoked")
-		default:
-			m.metrics.renewals.WithLabelValues("error").Inc()
-			m.logger.Warn("renew lease", "key", l.key, "err", err)
-			if !l.Valid() {
-				m.drop(l, "expired")
-			}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.renewOne(rctx, l, sent)
+		}()
+	}
+	wg.Wait()
+	m.balance(ctx)
+}
+
+// renewOne renews one lease whose renewal was sent at sent (local clock).
+func (m *Manager) renewOne(ctx context.Context, l *Lease, sent time.Duration) {
+	rev, err := m.kv.Update(ctx, l.key, []byte(m.id), l.rev.Load())
+	switch {
+	case err == nil:
+		l.rev.Store(rev)
+		l.deadline.Store(int64(sent + 2*m.ttl/3))
+		m.metrics.renewals.WithLabelValues("ok").Inc()
+	case errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) ||
+		errors.Is(err, jetstream.ErrKeyDeleted):
+		m.metrics.renewals.WithLabelValues("refused").Inc()
+		m.drop(l, "revoked")
+	default:
+		m.metrics.renewals.WithLabelValues("error").Inc()
+		m.logger.Warn("renew lease", "key", l.key, "err", err)
+		if !l.Valid() {
+			m.drop(l, "expired")
 		}
 	}
-	m.balance(ctx)
 }
 
 func (m *Manager) drop(l *Lease, reason string) {
@@ -392,6 +428,9 @@ func (m *Manager) dropLocked(l *Lease, reason string) {
 		return
 	}
 	delete(m.held, l.key)
+	if reason == "expired" {
+		m.expired[l.key] = l.rev.Load()
+	}
 	kind := kindOf(l.key)
 	m.metrics.held.WithLabelValues(kind).Dec()
 	m.metrics.lost.WithLabelValues(kind, reason).Inc()
@@ -408,10 +447,22 @@ func kindOf(key string) string {
 	return "partition"
 }
 
-// acquire takes key if nobody holds it.
+// acquire takes key if nobody holds it, or back if this replica let it expire and
+// nobody wrote it since.
 func (m *Manager) acquire(ctx context.Context, key string) (*Lease, error) {
 	sent := m.clock()
-	rev, err := m.kv.Create(ctx, key, []byte(m.id))
+	m.mu.Lock()
+	last, stale := m.expired[key]
+	delete(m.expired, key)
+	m.mu.Unlock()
+	var rev uint64
+	var err error
+	if stale {
+		rev, err = m.kv.Update(ctx, key, []byte(m.id), last)
+	}
+	if !stale || err != nil {
+		rev, err = m.kv.Create(ctx, key, []byte(m.id))
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -10,7 +10,6 @@ import (
 	"github.com/cxlink/cxlink/ingest/event"
 	"github.com/cxlink/cxlink/processors/attribution"
 	"github.com/cxlink/cxlink/processors/effort"
-	"github.com/cxlink/cxlink/processors/pulses"
 	"github.com/cxlink/cxlink/processors/records"
 )
 
@@ -23,18 +22,15 @@ type Config struct {
 	AllowedLateness time.Duration
 	// AttributionWait: how long a survey waits for its ticket's first event.
 	AttributionWait time.Duration
-	// Pulses: employee answers are held back per team, question and period until enough
-	// employees answered (processors/pulses). Zero values: weekly periods, threshold 5.
-	Pulses pulses.Config
 }
 
 // LongestWindow is the length of the longest window.
 func (c Config) LongestWindow() time.Duration { return c.Windows[len(c.Windows)-1].Length }
 
-// Horizon is how long after it occurred (or its pulse period started) a message can
-// still change the state's output: processors replay at least this far back.
+// Horizon is how long after it occurred a message can still change the state's output:
+// processors replay at least this far back.
 func (c Config) Horizon() time.Duration {
-	return max(c.LongestWindow(), c.pulses().PeriodLength()) + c.AllowedLateness + c.AttributionWait
+	return c.LongestWindow() + c.AllowedLateness + c.AttributionWait
 }
 
 // ChangeHorizon is how far before the latest received_at a message can still change a
@@ -44,17 +40,6 @@ func (c Config) Horizon() time.Duration {
 // changes.
 func (c Config) ChangeHorizon() time.Duration {
 	return c.AllowedLateness + c.AttributionWait + c.Step + time.Minute
-}
-
-func (c Config) pulses() pulses.Config {
-	p := c.Pulses
-	if p.Period == "" {
-		p.Period = "7d"
-	}
-	if p.MinRespondents == 0 {
-		p.MinRespondents = 5
-	}
-	return p
 }
 
 // Message is one stored event with its place in the stream.
@@ -71,9 +56,6 @@ type Outcome struct {
 	Waiting        bool // the survey waits for its ticket
 	LateAttributed int  // surveys attributed by this ticket event
 	Unattributed   int  // surveys that stopped waiting without their ticket
-	// PulseTooLate: an employee pulse received after its period's horizon; not counted
-	// and not stored.
-	PulseTooLate bool
 }
 
 // State of one partition. Not safe for concurrent use.
@@ -82,7 +64,6 @@ type State struct {
 	cfg     Config
 	windows *effort.State
 	index   *attribution.Index[WaitingSurvey]
-	pulses  *pulses.State
 	// lastReceived is the latest received_at applied: no later message changes a bucket
 	// older than lastReceived − changeHorizon.
 	lastReceived time.Time
@@ -95,7 +76,6 @@ func New(id uint16, cfg Config) *State {
 		cfg:     cfg,
 		windows: effort.NewState(id, cfg.Step, cfg.Windows),
 		index:   attribution.NewIndex[WaitingSurvey](cfg.AttributionWait, cfg.LongestWindow()),
-		pulses:  pulses.NewState(cfg.pulses().PeriodLength(), cfg.pulses().MinRespondents, cfg.Horizon()),
 	}
 }
 
@@ -123,10 +103,10 @@ func (s *State) Apply(m Message) (records.Batch, Outcome) {
 		out.Tickets = append(out.Tickets, ticketRow(e, origin))
 		out.Surveys = s.applyTicket(e, m, &oc)
 	case event.TypeEmployeePulse:
-		// Released only once the team's answers in the period are anonymous.
-		rows, poc := s.pulses.Apply(pulseRow(e, origin), m.ReceivedAt)
-		out.Pulses = append(out.Pulses, rows...)
-		oc.PulseTooLate = poc == pulses.TooLate
+		// Written at once to the private database, whatever its period: the analytics
+		// stage publishes team figures from there (processors/pulses, docs/privacy.md).
+		// The state keeps nothing of it, so neither do its snapshots.
+		out.Pulses = append(out.Pulses, pulseRow(e, origin))
 	}
 	return out, oc
 }

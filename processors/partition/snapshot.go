@@ -9,13 +9,12 @@ import (
 
 	"github.com/cxlink/cxlink/processors/attribution"
 	"github.com/cxlink/cxlink/processors/effort"
-	"github.com/cxlink/cxlink/processors/pulses"
 	"github.com/cxlink/cxlink/processors/records"
 )
 
 // SnapshotFormat names the encoding of Snapshot. Change it with any change of the
 // structures below: a reader refuses another format, and the partition replays instead.
-const SnapshotFormat = "cxlink-partition-state/1 gob+gzip"
+const SnapshotFormat = "cxlink-partition-state/2 gob+gzip"
 
 // snapshot is everything a State holds.
 type snapshot struct {
@@ -23,7 +22,6 @@ type snapshot struct {
 	LastReceived time.Time
 	Windows      effort.Snapshot
 	Index        attribution.Snapshot[WaitingSurvey]
-	Pulses       pulses.Snapshot
 }
 
 // WaitingSurvey is a survey waiting for its ticket, as held in the attribution index:
@@ -36,13 +34,12 @@ type WaitingSurvey struct {
 // ConfigFingerprint names the configuration that shapes the state: a snapshot taken
 // under another one does not describe what this state would hold.
 func (s *State) ConfigFingerprint() string {
-	p := s.cfg.pulses()
 	ws := ""
 	for _, w := range s.cfg.Windows {
 		ws += w.Name + "=" + w.Length.String() + ";"
 	}
-	return fmt.Sprintf("step=%s windows=%s lateness=%s wait=%s pulses=%s/%d",
-		s.cfg.Step, ws, s.cfg.AllowedLateness, s.cfg.AttributionWait, p.Period, p.MinRespondents)
+	return fmt.Sprintf("step=%s windows=%s lateness=%s wait=%s",
+		s.cfg.Step, ws, s.cfg.AllowedLateness, s.cfg.AttributionWait)
 }
 
 // Snapshot encodes the state. Take it between two messages; restore it only once every
@@ -54,7 +51,6 @@ func (s *State) Snapshot() ([]byte, error) {
 		LastReceived: s.lastReceived,
 		Windows:      s.windows.Snapshot(),
 		Index:        s.index.Snapshot(),
-		Pulses:       s.pulses.Snapshot(),
 	}
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
@@ -84,7 +80,6 @@ func Restore(id uint16, cfg Config, data []byte) (*State, error) {
 	s.lastReceived = snap.LastReceived
 	s.windows.Restore(snap.Windows)
 	s.index.Restore(snap.Index)
-	s.pulses.Restore(snap.Pulses)
 	return s, nil
 }
 

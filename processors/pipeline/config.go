@@ -13,7 +13,6 @@ import (
 
 	"github.com/cxlink/cxlink/processors/effort"
 	"github.com/cxlink/cxlink/processors/partition"
-	"github.com/cxlink/cxlink/processors/pulses"
 )
 
 // Config of the processors.
@@ -37,8 +36,6 @@ type Config struct {
 	// MetricsMaxKeys caps the distinct keys per dimension exported as metric labels;
 	// further keys are summed under key="_other".
 	MetricsMaxKeys int `env:"CXLINK_METRICS_MAX_KEYS" envDefault:"50"`
-	// Pulses: the pulse period and the anonymity threshold (processors/pulses).
-	Pulses pulses.Config
 }
 
 // Validate reports every problem of the configuration. maxFuture is ingest's tolerance
@@ -82,7 +79,6 @@ func (c Config) Validate() error {
 	if c.MetricsMaxKeys < 1 {
 		add("CXLINK_METRICS_MAX_KEYS: %d is not positive", c.MetricsMaxKeys)
 	}
-	errs = append(errs, c.Pulses.Validate())
 	return errors.Join(errs...)
 }
 
@@ -94,7 +90,6 @@ func (c Config) partitionConfig() partition.Config {
 		Windows:         ws,
 		AllowedLateness: c.AllowedLateness,
 		AttributionWait: c.AttributionWait,
-		Pulses:          c.Pulses,
 	}
 }
 

@@ -32,7 +32,6 @@ type metrics struct {
 	flushErrors   prometheus.Counter
 	storedLatency prometheus.Histogram
 	rolling       *rollingCollector
-	pulsesTooLate prometheus.Counter
 
 	mu              sync.Mutex
 	replayedPerPart map[int]int
@@ -153,10 +152,6 @@ func newMetrics(reg prometheus.Registerer, maxKeys int) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
 		}),
 		rolling: newRollingCollector(maxKeys),
-		pulsesTooLate: f.NewCounter(prometheus.CounterOpts{
-			Name: "cxlink_pulses_too_late_total",
-			Help: "Employee pulses received after their period's horizon (the longest of the windows and the pulse period, plus allowed lateness and attribution wait, from the period's start): not counted, not stored.",
-		}),
 	}
 	for _, r := range []string{reasonInvalid, reasonRejected} {
 		m.deadLetters.WithLabelValues(r)

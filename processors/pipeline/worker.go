@@ -41,7 +41,9 @@ type worker struct {
 	// once it applied that far.
 	readyAt uint64
 	applied uint64 // the last sequence applied
-	chunk   *chunk // rows not yet handed to the writer
+	// caughtUp: no message of the partition was pending after the last one read.
+	caughtUp bool
+	chunk    *chunk // rows not yet handed to the writer
 
 	mu sync.Mutex
 	// progress is what the writer stored so far; persisted is its last saved value.
@@ -99,6 +101,8 @@ func (w *worker) run(ctx context.Context) error {
 	go w.read(readCtx, it, msgs)
 	defer it.Stop()
 	if w.readyAt <= w.applied {
+		// Nothing to read: the partition held nothing after the snapshot (or at all).
+		w.caughtUp = true
 		w.becomeReady(start, from)
 	}
 
@@ -185,6 +189,7 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
 		return nil // the ordered consumer delivers each message once; a restart may repeat
 	}
 	w.applied = seq
+	w.caughtUp = meta.NumPending == 0
 	w.metrics.pending.WithLabelValues(partLabel(w.id)).Set(float64(meta.NumPending))
 	live := seq > w.stored
 	if !live {
@@ -245,9 +250,6 @@ func (w *worker) apply(msg jetstream.Msg, meta *jetstream.MsgMetadata, live bool
 		}
 		if oc.Unattributed > 0 {
 			w.metrics.attribution.WithLabelValues("unattributed").Add(float64(oc.Unattributed))
-		}
-		if oc.PulseTooLate {
-			w.metrics.pulsesTooLate.Inc()
 		}
 	}
 	return rows, nil
@@ -349,7 +351,7 @@ func (w *worker) tick(t time.Time) {
 	w.metrics.stateSize.WithLabelValues(part, "tickets").Set(float64(tickets))
 	w.metrics.stateSize.WithLabelValues(part, "waiting_surveys").Set(float64(waiting))
 	w.mu.Lock()
-	if w.chunk == nil && w.outstanding == 0 && w.ready.Load() {
+	if w.chunk == nil && w.outstanding == 0 && w.ready.Load() && w.caughtUp {
 		// Nothing applied is unstored, and the last message read left nothing pending:
 		// everything received until about now is stored.
 		if now := w.opts.Now().Add(-time.Second); now.After(w.progress.Watermark) {

@@ -8,31 +8,55 @@ import (
 	"github.com/cxlink/cxlink/processors/effort"
 )
 
-// Config of employee pulse handling, shared by the processors (which hold answers back)
-// and the linkage stage (which reads the released ones per period).
+// Config of employee pulse periods and of the disclosure policy, shared by ingest
+// (which refuses pulses that could never count), the analytics stage (which publishes
+// team figures) and the drift detector and report (which read what was published).
 type Config struct {
-	// Period is the pulse period: employee answers are counted, and linked to customer
-	// scores, per team and period. "7d" (weeks starting Monday 00:00 UTC) by default;
-	// demos use minutes. Periods are aligned like time.Truncate.
+	// Period is the pulse period: employee answers are counted, published, and linked
+	// to customer scores, per team and period. "7d" (weeks starting Monday 00:00 UTC)
+	// by default; demos use minutes. Periods are aligned like time.Truncate.
 	Period string `env:"CXLINK_LINKAGE_PERIOD" envDefault:"7d"`
-	// MinRespondents is the anonymity threshold: the answers to one question of one team
-	// in one period are stored, and counted anywhere, only once at least this many
-	// distinct employees gave one. Never below MinThreshold.
+	// MinRespondents is k, the anonymity threshold: a team's answers to one question in
+	// one period are published only once at least k distinct employees gave one, and
+	// published again only once k more did. Never below MinThreshold.
 	MinRespondents int `env:"CXLINK_ANONYMITY_MIN_RESPONDENTS" envDefault:"5"`
+	// Grace is how long after its end a period is closed: its team figures are
+	// published only then, so that the answers given on time are published together.
+	// An hour lets a weekly pulse's stragglers of Sunday night in; later answers count
+	// too, but need k more respondents to change what was published.
+	Grace time.Duration `env:"CXLINK_PULSE_GRACE" envDefault:"1h"`
+	// Lookback is how far back pulses count: a pulse that occurred earlier is refused
+	// at ingest (it could never be published), and the analytics stage publishes the
+	// closed periods in it. 92 days hold a quarter of HR exports.
+	Lookback string `env:"CXLINK_PULSE_LOOKBACK" envDefault:"92d"`
 }
 
 // MinThreshold is the lowest anonymity threshold allowed: with fewer, an answer is too
 // easily traced to the person who gave it.
 const MinThreshold = 3
 
+// Slack is how much further back than Lookback the analytics stage reads: a pulse
+// accepted at ingest may reach ClickHouse later (a ClickHouse outage), and must still
+// find its period published.
+const Slack = 7 * 24 * time.Hour
+
 // Validate reports every problem of the configuration.
 func (c Config) Validate() error {
 	var errs []error
-	if _, err := ParsePeriod(c.Period); err != nil {
+	p, err := ParsePeriod(c.Period)
+	if err != nil {
 		errs = append(errs, fmt.Errorf("CXLINK_LINKAGE_PERIOD: %w", err))
 	}
 	if c.MinRespondents < MinThreshold {
 		errs = append(errs, fmt.Errorf("CXLINK_ANONYMITY_MIN_RESPONDENTS: %d is below %d, the least that keeps answers anonymous", c.MinRespondents, MinThreshold))
+	}
+	if c.Grace < 0 || c.Grace > 31*24*time.Hour {
+		errs = append(errs, fmt.Errorf("CXLINK_PULSE_GRACE: %s is not between 0 and 31 days", c.Grace))
+	}
+	if l, err := ParsePeriod(c.Lookback); err != nil {
+		errs = append(errs, fmt.Errorf("CXLINK_PULSE_LOOKBACK: %w", err))
+	} else if p > 0 && l < p {
+		errs = append(errs, fmt.Errorf("CXLINK_PULSE_LOOKBACK: %s is shorter than a period (%s)", c.Lookback, c.Period))
 	}
 	return errors.Join(errs...)
 }
@@ -40,6 +64,12 @@ func (c Config) Validate() error {
 // PeriodLength is the parsed Period; call on a valid Config.
 func (c Config) PeriodLength() time.Duration {
 	d, _ := ParsePeriod(c.Period)
+	return d
+}
+
+// LookbackLength is the parsed Lookback; call on a valid Config.
+func (c Config) LookbackLength() time.Duration {
+	d, _ := ParsePeriod(c.Lookback)
 	return d
 }
 

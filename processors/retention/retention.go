@@ -22,7 +22,7 @@ type Class string
 
 // The kinds of tables.
 const (
-	// Raw: the events as received (survey_responses, tickets, employee_pulses). They
+	// Raw: the events as received (survey_responses, tickets). They
 	// are the record, from which everything else can be computed again: kept longest.
 	Raw Class = "raw"
 	// Rollups: the rollup buckets, which dashboards and the drift detector read.

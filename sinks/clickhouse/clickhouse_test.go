@@ -132,9 +132,14 @@ func TestMigrate(t *testing.T) {
 		tables = append(tables, n)
 	}
 	rows.Close()
-	wantTables := []string{"drift_events", "effort_impact", "employee_pulses", "linkage", "rollup_buckets", "rollup_partials", "rollup_windows", "rollups", "schema_migrations", "survey_responses", "team_periods", "tickets"}
+	// No table of individual employee answers in the dashboards' database.
+	wantTables := []string{"drift_events", "effort_impact", "linkage", "rollup_buckets", "rollup_partials", "rollup_windows", "rollups", "schema_migrations", "survey_responses", "team_periods", "tickets"}
 	if !reflect.DeepEqual(tables, wantTables) {
 		t.Errorf("tables = %v, want %v", tables, wantTables)
+	}
+	var private uint64
+	if err := c.Conn().QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = 'employee_pulses'", c.PrivateDatabase()).Scan(&private); err != nil || private != 1 {
+		t.Errorf("%s.employee_pulses: %d tables, %v", c.PrivateDatabase(), private, err)
 	}
 }
 
@@ -332,7 +337,7 @@ func TestWriteBatchRoundTrip(t *testing.T) {
 	}
 	var p pulseRow
 	if err := c.Conn().QueryRow(ctx, "SELECT id, employee_id, team, question, occurred_at, received_at, source, "+
-		"score, scale_min, scale_max, late, partition, seq, version FROM "+c.Database()+".employee_pulses FINAL").Scan(
+		"score, scale_min, scale_max, late, partition, seq, version FROM "+c.PrivateDatabase()+".employee_pulses FINAL").Scan(
 		&p.ID, &p.Employee, &p.Team, &p.Question, &p.OccurredAt, &p.ReceivedAt, &p.Source, &p.Score, &p.ScaleMin,
 		&p.ScaleMax, &p.Late, &p.Partition, &p.Seq, &p.Version); err != nil {
 		t.Fatal(err)
@@ -401,13 +406,13 @@ func TestWriteBatchTwiceIsIdempotent(t *testing.T) {
 	}{
 		{"survey_responses", "id", 2},
 		{"tickets", "id", 2},
-		{"employee_pulses", "id", 1},
+		{"employee_pulses", "id", 1}, // in the private database
 		{"rollup_buckets", "survey, dimension, key, bucket_start, partition", 1},
 	} {
 		table, want := tc.table, tc.want
 		var all, final, ids uint64
 		q := fmt.Sprintf("SELECT (SELECT count() FROM %[1]s.%[2]s), (SELECT count() FROM %[1]s.%[2]s FINAL), "+
-			"(SELECT uniqExact(%[3]s) FROM %[1]s.%[2]s FINAL)", c.Database(), table, tc.key)
+			"(SELECT uniqExact(%[3]s) FROM %[1]s.%[2]s FINAL)", dbOf(c, table), table, tc.key)
 		if err := c.Conn().QueryRow(ctx, q).Scan(&all, &final, &ids); err != nil {
 			t.Fatal(err)
 		}
@@ -727,4 +732,67 @@ func BenchmarkWriteBatch(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(rows*b.N)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// dbOf is the database of table: employee pulses are in the private one.
+func dbOf(c *clickhouse.Client, table string) string {
+	if table == clickhouse.TablePulses {
+		return c.PrivateDatabase()
+	}
+	return c.Database()
+}
+
+// Migration 0008 moves the pulse rows of a database migrated before it into the private
+// database and drops the old table; run again (as after an interruption, the old table
+// gone and the version not recorded) it changes nothing.
+func TestMigrateMovesPulsesToThePrivateDatabase(t *testing.T) {
+	srv := chtest.Start(t)
+	c, _ := open(t, srv)
+	ctx := t.Context()
+	db, priv := c.Database(), c.PrivateDatabase()
+	exec := func(q string) {
+		t.Helper()
+		if err := c.Conn().Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	count := func(q string) uint64 {
+		t.Helper()
+		var n uint64
+		if err := c.Conn().QueryRow(ctx, q).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		return n
+	}
+	// The state before 0008: pulses in the dashboards' database, 0008 not applied.
+	exec("DROP TABLE " + priv + ".employee_pulses")
+	exec("CREATE TABLE " + db + ".employee_pulses (id String, employee_id String, team String, question String, " +
+		"occurred_at DateTime('UTC'), received_at DateTime('UTC'), source String, score Float64, scale_min Float64, " +
+		"scale_max Float64, late UInt8, partition UInt16, seq UInt64, version UInt64) ENGINE = ReplacingMergeTree(version) " +
+		"PARTITION BY toYYYYMM(occurred_at) ORDER BY (team, id)")
+	exec("INSERT INTO " + db + ".employee_pulses SELECT concat('p', toString(number)), concat('emp-', toString(number)), 'red', " +
+		"'engagement', toDateTime('2026-03-02 10:00:00', 'UTC'), toDateTime('2026-03-02 10:00:01', 'UTC'), 'hr', 4, 1, 5, 0, 0, " +
+		"number, number FROM system.numbers LIMIT 7")
+	exec("CREATE TABLE " + db + ".schema_keep ENGINE = MergeTree ORDER BY version AS SELECT * FROM " + db + ".schema_migrations WHERE version != 8")
+	exec("DROP TABLE " + db + ".schema_migrations")
+	exec("RENAME TABLE " + db + ".schema_keep TO " + db + ".schema_migrations")
+
+	for run := 1; run <= 2; run++ {
+		if err := c.Migrate(ctx); err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		if n := count("SELECT count() FROM system.tables WHERE database = '" + db + "' AND name = 'employee_pulses'"); n != 0 {
+			t.Errorf("run %d: employee_pulses still in %s", run, db)
+		}
+		if n := count("SELECT count() FROM " + priv + ".employee_pulses FINAL"); n != 7 {
+			t.Errorf("run %d: %d pulses in %s, want the 7 moved", run, n, priv)
+		}
+		if n := count("SELECT uniqExact(employee_id) FROM " + priv + ".employee_pulses WHERE stored_at > toDateTime(0)"); n != 7 {
+			t.Errorf("run %d: stored_at not set on the moved rows", run)
+		}
+		// An interrupted run: the version not recorded, the old table already gone.
+		exec("CREATE TABLE " + db + ".schema_keep ENGINE = MergeTree ORDER BY version AS SELECT * FROM " + db + ".schema_migrations WHERE version != 8")
+		exec("DROP TABLE " + db + ".schema_migrations")
+		exec("RENAME TABLE " + db + ".schema_keep TO " + db + ".schema_migrations")
+	}
 }

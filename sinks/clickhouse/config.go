@@ -23,8 +23,13 @@ type Config struct {
 	Addr string `env:"CLICKHOUSE_ADDR" envDefault:"127.0.0.1:9000"`
 	// Database is created by Migrate when missing; every table is qualified with it.
 	Database string `env:"CLICKHOUSE_DATABASE" envDefault:"cxlink"`
-	User     string `env:"CLICKHOUSE_USER" envDefault:"default"`
-	Password string `env:"CLICKHOUSE_PASSWORD"`
+	// PrivateDatabase holds the individual employee pulse answers, apart from the
+	// aggregates the dashboards read: grant it to the cxlink writer only (docs/privacy.md).
+	// Empty: Database + "_private", so that two installations on one server (or two
+	// tests) never share one.
+	PrivateDatabase string `env:"CLICKHOUSE_PRIVATE_DATABASE"`
+	User            string `env:"CLICKHOUSE_USER" envDefault:"default"`
+	Password        string `env:"CLICKHOUSE_PASSWORD"`
 	// PasswordFile names a file holding the password (a mounted secret), read at Open.
 	PasswordFile string `env:"CLICKHOUSE_PASSWORD_FILE"`
 	// TLS speaks the native protocol over TLS (ClickHouse's tcp_port_secure, 9440 by
@@ -32,6 +37,10 @@ type Config struct {
 	TLS           bool   `env:"CLICKHOUSE_TLS"`
 	TLSCAFile     string `env:"CLICKHOUSE_TLS_CA_FILE"`
 	TLSServerName string `env:"CLICKHOUSE_TLS_SERVER_NAME"`
+	// Cluster names the ClickHouse cluster (the servers' remote_servers) that holds the
+	// database: migrations then create replicated tables on every node, with Distributed
+	// tables under the names readers and writers use (cluster.go). Empty: one server.
+	Cluster string `env:"CLICKHOUSE_CLUSTER"`
 	// DialTimeout bounds connecting, and waiting for a free connection of the pool.
 	DialTimeout time.Duration `env:"CLICKHOUSE_DIAL_TIMEOUT" envDefault:"5s"`
 	// InsertTimeout bounds one table's insert of a batch. 30 s is far above the time of
@@ -52,7 +61,7 @@ func LoadConfig() (Config, error) {
 	return cfg, nil
 }
 
-// identifier is what a database name may be; it is pasted into SQL unquoted.
+// identifier is what a database or cluster name may be; it is pasted into SQL unquoted.
 var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // Validate reports every problem of the Config at once.
@@ -65,6 +74,12 @@ func (c Config) Validate() error {
 	}
 	if !identifier.MatchString(c.Database) {
 		errs = append(errs, fmt.Errorf("CLICKHOUSE_DATABASE %q must match %s", c.Database, identifier))
+	}
+	if c.Cluster != "" && !identifier.MatchString(c.Cluster) {
+		errs = append(errs, fmt.Errorf("CLICKHOUSE_CLUSTER %q must match %s", c.Cluster, identifier))
+	}
+	if c.PrivateDatabase != "" && (!identifier.MatchString(c.PrivateDatabase) || c.PrivateDatabase == c.Database) {
+		errs = append(errs, fmt.Errorf("CLICKHOUSE_PRIVATE_DATABASE %q must match %s and differ from CLICKHOUSE_DATABASE", c.PrivateDatabase, identifier))
 	}
 	if c.User == "" {
 		errs = append(errs, errors.New("CLICKHOUSE_USER must not be empty"))
@@ -85,6 +100,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("invalid clickhouse config: %w", err)
 	}
 	return nil
+}
+
+// Private is the database of individual employee answers.
+func (c Config) Private() string {
+	if c.PrivateDatabase != "" {
+		return c.PrivateDatabase
+	}
+	return c.Database + "_private"
 }
 
 // password is the configured password, read from PasswordFile when that is set.

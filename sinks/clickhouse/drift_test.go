@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cxlink/cxlink/processors/analytics"
 	"github.com/cxlink/cxlink/processors/drift"
 	"github.com/cxlink/cxlink/processors/effort"
 	"github.com/cxlink/cxlink/processors/pulses"
@@ -131,10 +132,11 @@ func TestMigrateAddColumnTwice(t *testing.T) {
 	}
 }
 
-// The drift stage judges teams' engagement from the pulses as stored: each employee's
-// latest answer per period, groups below the anonymity threshold nowhere. red's 6
-// employees answer 4-5 for four weekly periods, then 1-2 (one of them first answers 5
-// and corrects it to 1: counted once, as 1); tiny's 3 employees fall as hard.
+// The drift stage judges teams' engagement from the pulses as stored and published by
+// the analytics stage: each employee's latest answer per period, groups below the
+// anonymity threshold nowhere. red's 6 employees answer 4-5 for four weekly periods,
+// then 1-2 (one of them first answers 5 and corrects it to 1: counted once, as 1);
+// tiny's 3 employees fall as hard.
 func TestDriftJudgesStoredPulses(t *testing.T) {
 	c, _ := open(t, chtest.Start(t))
 	ctx := context.Background()
@@ -167,13 +169,23 @@ func TestDriftJudgesStoredPulses(t *testing.T) {
 	if err := c.WriteBatch(ctx, &b); err != nil {
 		t.Fatal(err)
 	}
-	stage, err := drift.New(drift.Config{MinRecent: 30, MinBaseline: 100, Z: 3, ClearZ: 2, MinEffect: 0.3, EWMALambda: 0.2,
-		PulseBaselinePeriods: 4, PulseMinBaselinePeriods: 2, Owners: "*=people"},
-		drift.Options{Source: c, Sink: c, Windows: "1h,7d", Step: time.Minute, Pulses: pulses.Config{Period: "7d", MinRespondents: 5}})
+	policy := pulses.Config{Period: "7d", MinRespondents: 5, Grace: time.Hour, Lookback: "92d"}
+	tick := monday.Add(5*week + 3*time.Hour) // week 4 closed two hours ago
+	publish, err := analytics.New(analytics.Config{Enabled: "on", Every: time.Second, Span: 4, MaxLag: 0, MinTeams: 4,
+		MinResponses: 1, ImpactWindows: "7d", ImpactMinResponses: 30}, analytics.Options{Store: c, Pulses: policy, Now: func() time.Time { return tick }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tick := monday.Add(4*week + 3*time.Hour)
+	time.Sleep(1100 * time.Millisecond) // groups are published once settled for a run interval
+	if err := publish.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stage, err := drift.New(drift.Config{MinRecent: 30, MinBaseline: 100, Z: 3, ClearZ: 2, MinEffect: 0.3, EWMALambda: 0.2,
+		PulseBaselinePeriods: 4, PulseMinBaselinePeriods: 2, Owners: "*=people"},
+		drift.Options{Source: c, Sink: c, Windows: "1h,7d", Step: time.Minute, Pulses: policy})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := stage.Evaluate(ctx, tick); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/cxlink/cxlink/processors/retention"
@@ -15,11 +16,12 @@ import (
 const TablePartials = "rollup_partials"
 
 // retained are the tables the retention applies to, by kind. The others (rollup_windows,
-// schema_migrations) are a handful of bookkeeping rows.
+// schema_migrations) are a handful of bookkeeping rows; individual employee answers, in the
+// private database, are deleted by the analytics stage once older than
+// CXLINK_PULSE_LOOKBACK (docs/privacy.md).
 var retained = map[string]retention.Class{
 	TableSurveys:      retention.Raw,
 	TableTickets:      retention.Raw,
-	TablePulses:       retention.Raw,
 	TableBuckets:      retention.Rollups,
 	TablePartials:     retention.Rollups,
 	TableTeamPeriods:  retention.Results,
@@ -33,8 +35,22 @@ var retained = map[string]retention.Class{
 // YYYYMMDD).
 var partitionKey = regexp.MustCompile("^(toYYYYMM|toYYYYMMDD)\\(`?([A-Za-z_][A-Za-z0-9_]*)`?\\)$")
 
+// retainedTable is the retained table whose rows the table name holds: on a cluster, the
+// local tables hold them (the Distributed ones hold none and have no partition key).
+func (c *Client) retainedTable(name string) (string, retention.Class, bool) {
+	if c.cfg.Cluster != "" {
+		var local bool
+		if name, local = strings.CutSuffix(name, localSuffix); !local {
+			return "", "", false
+		}
+	}
+	class, ok := retained[name]
+	return name, class, ok
+}
+
 // Partitions lists the partitions of the retained tables (system.parts) with the time
-// range each covers. A drift_events partition holding an episode that has not ended is
+// range each covers. On a cluster they are those of the node the client talks to, and a
+// drop runs on every node: each shard holds rows of every month. A drift_events partition holding an episode that has not ended is
 // Open; one whose episodes ended after its month ends where the last of them ended.
 func (c *Client) Partitions(ctx context.Context) ([]retention.Partition, error) {
 	keys, err := c.partitionKeys(ctx)
@@ -50,11 +66,15 @@ func (c *Client) Partitions(ctx context.Context) ([]retention.Partition, error) 
 	var out []retention.Partition
 	for rows.Next() {
 		var p retention.Partition
-		if err := rows.Scan(&p.Table, &p.ID, &p.Rows); err != nil {
+		var table string
+		if err := rows.Scan(&table, &p.ID, &p.Rows); err != nil {
 			return nil, fmt.Errorf("list partitions: %w", err)
 		}
-		class, ok := retained[p.Table]
-		if !ok {
+		var (
+			class retention.Class
+			ok    bool
+		)
+		if p.Table, class, ok = c.retainedTable(table); !ok {
 			continue
 		}
 		p.Class = class
@@ -82,11 +102,12 @@ func (c *Client) partitionKeys(ctx context.Context) (map[string]string, error) {
 	defer rows.Close()
 	keys := map[string]string{}
 	for rows.Next() {
-		var name, key string
-		if err := rows.Scan(&name, &key); err != nil {
+		var table, key string
+		if err := rows.Scan(&table, &key); err != nil {
 			return nil, fmt.Errorf("read partition keys: %w", err)
 		}
-		if _, ok := retained[name]; !ok {
+		name, _, ok := c.retainedTable(table)
+		if !ok {
 			continue
 		}
 		m := partitionKey.FindStringSubmatch(key)
@@ -170,7 +191,7 @@ func (c *Client) DropPartition(ctx context.Context, p retention.Partition) error
 	if _, ok := retained[p.Table]; !ok || !partitionID.MatchString(p.ID) {
 		return fmt.Errorf("drop partition %q of %s: not a retained table's partition", p.ID, p.Table)
 	}
-	if err := c.conn.Exec(ctx, "ALTER TABLE "+c.cfg.Database+"."+p.Table+" DROP PARTITION ID '"+p.ID+"'"); err != nil {
+	if err := c.conn.Exec(ctx, "ALTER TABLE "+c.schema().table(p.Table)+" DROP PARTITION ID '"+p.ID+"'"); err != nil {
 		return fmt.Errorf("drop partition %s of %s: %w", p.ID, p.Table, err)
 	}
 	return nil

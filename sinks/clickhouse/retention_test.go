@@ -118,7 +118,6 @@ func TestRetentionDropsOnlyWhatIsOlder(t *testing.T) {
 	want := []string{
 		"drift_events/202603",
 		"effort_impact/202603",
-		"employee_pulses/202601", "employee_pulses/202602",
 		"linkage/202603",
 		"rollup_buckets/20260603", "rollup_buckets/20260604",
 		"rollup_partials/20260601",

@@ -18,7 +18,7 @@ import (
 const (
 	TableSurveys  = "survey_responses"
 	TableTickets  = "tickets"
-	TablePulses   = "employee_pulses"
+	TablePulses   = "employee_pulses" // in the private database
 	TableBuckets  = "rollup_buckets"
 	TableWindows  = "rollup_windows"
 	surveyColumns = "id, survey, occurred_at, received_at, source, score, scale_min, scale_max, " +
@@ -120,7 +120,7 @@ func (c *Client) insert(ctx context.Context, table, columns string, n int, appen
 		}
 		c.metrics.rowsWritten.WithLabelValues(table).Add(float64(n))
 	}()
-	batch, err := c.conn.PrepareBatch(ctx, "INSERT INTO "+c.cfg.Database+"."+table+" ("+columns+")")
+	batch, err := c.conn.PrepareBatch(ctx, "INSERT INTO "+c.qualified(table)+" ("+columns+")")
 	if err != nil {
 		return fmt.Errorf("insert into %s: prepare: %w", table, err)
 	}
@@ -134,6 +134,14 @@ func (c *Client) insert(ctx context.Context, table, columns string, n int, appen
 		return fmt.Errorf("insert into %s: send %d rows: %w", table, n, err)
 	}
 	return nil
+}
+
+// qualified names table with its database: employee pulses are in the private one.
+func (c *Client) qualified(table string) string {
+	if table == TablePulses {
+		return c.cfg.Private() + "." + table
+	}
+	return c.cfg.Database + "." + table
 }
 
 // utc drops the location, so that the driver, which sends t.Unix(), and a reader of
@@ -180,7 +188,7 @@ func (c *Client) WriteWindows(ctx context.Context, step time.Duration, windows [
 	if stale == 0 {
 		return nil
 	}
-	if err := c.conn.Exec(ctx, "ALTER TABLE "+c.cfg.Database+"."+TableWindows+
+	if err := c.conn.Exec(ctx, "ALTER TABLE "+c.schema().table(TableWindows)+
 		" DELETE WHERE `window` NOT IN ("+strings.Join(names, ", ")+")"); err != nil {
 		return fmt.Errorf("remove windows no longer configured from %s: %w", TableWindows, err)
 	}

@@ -138,6 +138,10 @@ func (r *roles) jetStream(ctx context.Context, role string, embed bool) (js jets
 	return r.connect(ctx, role, embed, false)
 }
 
+// definitionsTimeout bounds how long a role waits for the stream and its buckets to be
+// usable at start.
+const definitionsTimeout = 2 * time.Minute
+
 // connect is jetStream; define makes this role the owner of the definitions (`cxlink
 // migrate`), as the embedded server's process always is.
 func (r *roles) connect(ctx context.Context, role string, embed, define bool) (js jetstream.JetStream, defs *definitions, nc *nats.Conn, close func(), err error) {
@@ -152,6 +156,7 @@ func (r *roles) connect(ctx context.Context, role string, embed, define bool) (j
 			close()
 		}
 	}()
+	started := time.Now()
 	embedded := r.cfg.NATSURL == ""
 	if embedded {
 		if !embed {
@@ -198,13 +203,27 @@ func (r *roles) connect(ctx context.Context, role string, embed, define bool) (j
 	if err != nil {
 		return nil, nil, nil, close, fmt.Errorf("jetstream: %w", err)
 	}
-	if embedded || define {
-		defs, err = r.defineNATS(ctx, js)
-	} else {
-		defs, err = r.openNATS(ctx, js)
-	}
-	if err != nil {
-		return nil, nil, nil, close, err
+	// Roles starting together on a new cluster create the stream and its buckets at the
+	// same moment, and a replicated one takes a moment to elect its leader: try again for
+	// a while, unless the stream disagrees with this configuration.
+	for wait := 500 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		if embedded || define {
+			defs, err = r.defineNATS(ctx, js)
+		} else {
+			defs, err = r.openNATS(ctx, js)
+		}
+		if err == nil {
+			break
+		}
+		if _, mismatch := errors.AsType[*stream.MismatchError](err); mismatch || time.Since(started) > definitionsTimeout {
+			return nil, nil, nil, close, err
+		}
+		r.logger.Warn("stream and buckets not ready; trying again", "retry_in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, nil, nil, close, err
+		case <-time.After(wait):
+		}
 	}
 	if !defs.stream.CachedInfo().Config.AllowAtomicPublish {
 		r.noAtomic = true
@@ -245,7 +264,7 @@ func (r *roles) ingestHandler(js jetstream.JetStream, defs *definitions, nc *nat
 		Ready:      natsReady(nc),
 		Logger:     r.logger.With("component", "ingest"),
 		Registerer: r.reg,
-		Prepare:    r.pseudonymizer().Event,
+		Prepare:    r.preparePulse(),
 		Guard:      guard,
 	})
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/cxlink/cxlink/processors/drift"
 	"github.com/cxlink/cxlink/processors/lease"
 	"github.com/cxlink/cxlink/processors/pipeline"
+	"github.com/cxlink/cxlink/processors/pulses"
 	"github.com/cxlink/cxlink/processors/retention"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
 )
@@ -38,6 +39,7 @@ type Config struct {
 	Process    pipeline.Config
 	ClickHouse clickhouse.Config
 	Employees  pseudonym.Config
+	Pulses     pulses.Config
 	Analytics  analytics.Config
 	Sources    SourcesConfig
 	DeadLetter deadletter.Config
@@ -62,7 +64,7 @@ func LoadConfig(environ map[string]string) (Config, error) {
 // Validate reports every problem of the configuration.
 func (c Config) Validate() error {
 	errs := []error{c.Broker.Validate(), c.Stream.Validate(), c.HTTP.Validate(), c.Process.Validate(), c.ClickHouse.Validate(),
-		c.Employees.Validate(), c.Analytics.Validate(), c.validateLinkage(), c.Sources.Validate(),
+		c.Employees.Validate(), c.Pulses.Validate(), c.Analytics.Validate(), c.Sources.Validate(),
 		c.DeadLetter.Validate(), c.Auth.Validate(), c.NATS.Validate(),
 		c.Drift.Validate(c.Process.Windows), c.Leases.Validate(), c.validateRetention()}
 	if c.NATSURL != "" {

@@ -82,18 +82,6 @@ func TestLoadConfigDefaultsAreValid(t *testing.T) {
 	}
 }
 
-func TestLoadConfigChecksTheStreamKeepsAPulsePeriod(t *testing.T) {
-	_, err := LoadConfig(map[string]string{"CXLINK_LINKAGE_PERIOD": "30d", "CXLINK_STREAM_MAX_AGE": "336h"})
-	if err == nil || !strings.Contains(err.Error(), "CXLINK_STREAM_MAX_AGE") {
-		t.Fatalf("got %v", err)
-	}
-	// Monthly periods: the analytics stage reads 17 of them back, longer than the default retention.
-	if _, err := LoadConfig(map[string]string{"CXLINK_LINKAGE_PERIOD": "30d", "CXLINK_STREAM_MAX_AGE": "800h",
-		"CXLINK_RETENTION_RAW": "520d", "CXLINK_RETENTION_RESULTS": "520d"}); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestLoadConfigSources(t *testing.T) {
 	cfg, err := LoadConfig(map[string]string{
 		"CXLINK_ZENDESK_SIGNING_SECRET": "zd-secret",

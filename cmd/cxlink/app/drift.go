@@ -19,7 +19,7 @@ func (r *roles) driftTask(ch *clickhouse.Client, defs *definitions, leases *leas
 		Sink:       ch,
 		Windows:    r.cfg.Process.Windows,
 		Step:       r.cfg.Process.Step,
-		Pulses:     r.cfg.Process.Pulses,
+		Pulses:     r.cfg.Pulses,
 		MaxKeys:    r.cfg.Process.MetricsMaxKeys,
 		Logger:     r.logger,
 		Registerer: r.reg,

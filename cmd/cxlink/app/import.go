@@ -29,6 +29,10 @@ NDJSON lines contract events. Bad rows are listed with line and reason in the re
 (--report); an interrupted import resumes when run again; importing a file twice stores
 nothing twice.
 
+Ids derived from rows are keyed (HMAC-SHA256) with CXLINK_IMPORT_ID_KEY, or the key in
+--id-key-file: employee pulses need one, so that nobody can recompute an id from an
+employee directory. Keep the key: the same file imported with another gets other ids.
+
 Flags:
 `
 
@@ -81,6 +85,7 @@ func runImport(ctx context.Context, args []string, opts Options) error {
 	reportPath := fs.String("report", "", "error report, CSV (default: NAME.import-errors.csv in the current directory)")
 	restart := fs.Bool("restart", false, "ignore a saved state and import from the first row")
 	quiet := fs.Bool("quiet", false, "no progress bar")
+	idKeyFile := fs.String("id-key-file", "", "file holding the key of derived ids (default: CXLINK_IMPORT_ID_KEY)")
 	header := headerFlags{}
 	fs.Var(header, "header", "HTTP header for every request, e.g. \"Authorization: Bearer …\" (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -116,11 +121,19 @@ func runImport(ctx context.Context, args []string, opts Options) error {
 	if *quiet {
 		progress = nil
 	}
+	idKey := opts.Environ["CXLINK_IMPORT_ID_KEY"]
+	if *idKeyFile != "" {
+		b, err := os.ReadFile(*idKeyFile)
+		if err != nil {
+			return fmt.Errorf("import: --id-key-file: %w", err)
+		}
+		idKey = strings.TrimRight(string(b), "\r\n")
+	}
 	client := &importer.Client{Header: http.Header(header)}
 	o := importer.Options{
 		Path: path, Format: importer.Format(*format), Mapping: m, Target: *target, Client: client,
 		BatchSize: *batch, StatePath: *statePath, ReportPath: *reportPath, Restart: *restart,
-		Progress: progress, Interactive: interactive,
+		Progress: progress, Interactive: interactive, IDKey: []byte(idKey),
 	}
 	start := time.Now()
 	stats, err := importer.Run(ctx, o)

@@ -2,8 +2,6 @@ package app
 
 import (
 	"context"
-	"fmt"
-	"time"
 
 	"github.com/cxlink/cxlink/processors/analytics"
 	"github.com/cxlink/cxlink/processors/effort"
@@ -22,7 +20,7 @@ func (r *roles) withAnalytics(tasks []func(context.Context) error, ch *clickhous
 	}
 	stage, err := analytics.New(r.cfg.Analytics, analytics.Options{
 		Store:      ch,
-		Pulses:     r.cfg.Process.Pulses,
+		Pulses:     r.cfg.Pulses,
 		Logger:     r.logger.With("component", "analytics"),
 		Registerer: r.reg,
 	})
@@ -45,21 +43,8 @@ func (r *roles) withAnalytics(tasks []func(context.Context) error, ch *clickhous
 // stage read.
 func (c Config) validateRetention() error {
 	ws, err := effort.ParseWindows(c.Process.Windows)
-	if err != nil || c.Analytics.Validate() != nil || c.Process.Pulses.Validate() != nil {
+	if err != nil || c.Analytics.Validate() != nil || c.Pulses.Validate() != nil {
 		return nil // reported by the components
 	}
-	return c.Retention.Validate(ws[len(ws)-1].Length, c.Analytics.Lookback(c.Process.Pulses.PeriodLength()))
-}
-
-// validateLinkage checks what spans components: processors replay a pulse period's
-// messages, so the stream must keep them that long.
-func (c Config) validateLinkage() error {
-	if c.Process.Pulses.Validate() != nil || c.Stream.Validate() != nil || c.Stream.MaxAge == 0 {
-		return nil // reported by the components, or the stream's own, checked when it is opened
-	}
-	need := c.Process.Pulses.PeriodLength() + c.Process.AllowedLateness + c.Process.AttributionWait + c.HTTP.MaxFuture + c.Process.Step
-	if c.Stream.MaxAge < need {
-		return fmt.Errorf("CXLINK_STREAM_MAX_AGE: %s is shorter than CXLINK_LINKAGE_PERIOD + CXLINK_ALLOWED_LATENESS + CXLINK_ATTRIBUTION_WAIT + CXLINK_MAX_FUTURE + CXLINK_ROLLUP_STEP (%s): processors could not rebuild a period's pulses", c.Stream.MaxAge, need.Round(time.Minute))
-	}
-	return nil
+	return c.Retention.Validate(ws[len(ws)-1].Length, c.Analytics.Lookback(c.Pulses.PeriodLength()))
 }

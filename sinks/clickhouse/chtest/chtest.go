@@ -54,6 +54,7 @@ type Server struct {
 	argv    []string // binary and its arguments
 	dir     string
 	logPath string
+	usersD  []string // files merged into users.xml (its users.d directory)
 
 	mu   sync.Mutex
 	proc *process // nil while stopped
@@ -69,7 +70,23 @@ type process struct {
 // is set, else a private server that t.Cleanup stops. A missing binary fails the test.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	if addr := os.Getenv(EnvAddr); addr != "" {
+	return start(t, nil)
+}
+
+// StartWithUsers starts a private server whose users.xml is merged with the given
+// files, as a server merges its users.d directory (e.g. deploy/clickhouse/users.d): for
+// tests of users and their rights. It never uses an external server.
+func StartWithUsers(t testing.TB, usersD ...string) *Server {
+	t.Helper()
+	if len(usersD) == 0 {
+		t.Fatal("chtest: StartWithUsers needs a users file")
+	}
+	return start(t, usersD)
+}
+
+func start(t testing.TB, usersD []string) *Server {
+	t.Helper()
+	if addr := os.Getenv(EnvAddr); addr != "" && usersD == nil {
 		s := &Server{t: t, addr: addr, user: os.Getenv(EnvUser), password: os.Getenv(EnvPassword)}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -82,7 +99,7 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		t.Fatalf("chtest: %v", err)
 	}
-	s := &Server{t: t, argv: argv, dir: t.TempDir(), user: "default"}
+	s := &Server{t: t, argv: argv, dir: t.TempDir(), user: "default", usersD: usersD}
 	s.logPath = filepath.Join(s.dir, "clickhouse-server.log")
 	t.Cleanup(func() {
 		// The data is thrown away, so there is nothing to shut down gracefully.
@@ -146,8 +163,10 @@ func (s *Server) NewDatabase(t testing.TB) string {
 				t.Logf("chtest: keeping database %s for inspection", name)
 				return
 			}
-			if err := s.exec(context.Background(), "DROP DATABASE IF EXISTS "+name); err != nil {
-				t.Logf("chtest: drop database %s: %v", name, err)
+			for _, db := range []string{name, name + "_private"} { // and its private database
+				if err := s.exec(context.Background(), "DROP DATABASE IF EXISTS "+db); err != nil {
+					t.Logf("chtest: drop database %s: %v", db, err)
+				}
 			}
 		})
 	}
@@ -218,6 +237,16 @@ func (s *Server) configure() error {
 	}
 	if err := os.WriteFile(filepath.Join(s.dir, "users.xml"), []byte(usersXML), 0o644); err != nil {
 		return fmt.Errorf("write server users: %w", err)
+	}
+	if len(s.usersD) > 0 {
+		if err := os.MkdirAll(filepath.Join(s.dir, "users.d"), 0o755); err != nil {
+			return fmt.Errorf("create users.d: %w", err)
+		}
+	}
+	for i, u := range s.usersD {
+		if err := os.WriteFile(filepath.Join(s.dir, "users.d", fmt.Sprintf("%02d.xml", i)), []byte(u), 0o644); err != nil {
+			return fmt.Errorf("write users.d: %w", err)
+		}
 	}
 	s.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 	return nil

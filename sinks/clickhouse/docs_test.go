@@ -14,8 +14,8 @@ import (
 	"github.com/cxlink/cxlink/sinks/clickhouse/chtest"
 )
 
-// The query docs/storage.md gives for a window over time runs on this server and gives
-// the windows WindowTotals (the drift detector's read) gives.
+// The query docs/storage.md gives for a window over time (1 h windows every 5 min) runs
+// on this server and gives the windows WindowTotals (the drift detector's read) gives.
 func TestDocumentedWindowOverTime(t *testing.T) {
 	doc, err := os.ReadFile("../../docs/storage.md")
 	if err != nil {
@@ -23,12 +23,12 @@ func TestDocumentedWindowOverTime(t *testing.T) {
 	}
 	var query string
 	for _, m := range regexp.MustCompile("(?s)```sql\n(.*?)```").FindAllStringSubmatch(string(doc), -1) {
-		if strings.Contains(m[1], "{W}") {
+		if strings.Contains(m[1], "intDiv(toUInt32(bucket_start)") {
 			query = m[1]
 		}
 	}
 	if query == "" {
-		t.Fatal("docs/storage.md has no query with {W}")
+		t.Fatal("docs/storage.md has no window-over-time query (intDiv(toUInt32(bucket_start), …))")
 	}
 	c, _ := open(t, chtest.Start(t))
 	ctx := context.Background()

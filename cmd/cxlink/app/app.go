@@ -20,8 +20,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/cxlink/cxlink/ingest/admit"
 	"github.com/cxlink/cxlink/ingest/broker"
 	"github.com/cxlink/cxlink/ingest/httpapi"
+	"github.com/cxlink/cxlink/ingest/labels"
+	"github.com/cxlink/cxlink/ingest/pins"
 	"github.com/cxlink/cxlink/ingest/simulator"
 	"github.com/cxlink/cxlink/ingest/stream"
 	"github.com/cxlink/cxlink/processors/pipeline"
@@ -126,6 +129,8 @@ type roles struct {
 	// noAtomic: the stream does not take atomic batches (a server before 2.12 drops
 	// the setting), so the publisher sends each event on its own.
 	noAtomic bool
+	// buckets next to the stream that ingest admits events with (admissionBuckets).
+	labelValues, pinned jetstream.KeyValue
 }
 
 // jetStream connects to NATS (or starts the embedded server when allowed) and makes sure
@@ -192,6 +197,9 @@ func (r *roles) jetStream(ctx context.Context, role string, embed bool) (js jets
 	if err != nil {
 		return nil, nil, nil, close, err
 	}
+	if r.labelValues, r.pinned, err = admissionBuckets(ctx, js, r.cfg.Stream.Replicas); err != nil {
+		return nil, nil, nil, close, err
+	}
 	if !s.CachedInfo().Config.AllowAtomicPublish {
 		r.noAtomic = true
 		r.logger.Warn("the NATS server does not take atomic batches (nats-server 2.12 or newer does): every event is published on its own, with a sync each where the server syncs always",
@@ -221,19 +229,46 @@ func (r *roles) sink(ctx context.Context) (*clickhouse.Client, error) {
 	}
 }
 
-func (r *roles) ingestHandler(js jetstream.JetStream, nc *nats.Conn) (*httpapi.Handler, error) {
-	guard, err := r.authGuard()
-	if err != nil {
-		return nil, err
-	}
-	return httpapi.New(r.cfg.HTTP, httpapi.Options{
+// ingestRoutes builds the routes that take events: POST /v1/events and the vendor
+// webhooks, on one admission path (ingest/admit), and the probes. task keeps the
+// credentials file watched while ingest serves.
+func (r *roles) ingestRoutes(js jetstream.JetStream, nc *nats.Conn) (events, probes func(*http.ServeMux), task func(context.Context) error, err error) {
+	logger := r.logger.With("component", "ingest")
+	adm, err := admit.New(r.cfg.HTTP.Admission(), admit.Options{
 		Publisher:  r.publisher(js),
-		Ready:      natsReady(nc),
-		Logger:     r.logger.With("component", "ingest"),
-		Registerer: r.reg,
+		Labels:     labels.NewKV(r.labelValues),
+		Pins:       pins.NewKV(r.pinned),
 		Prepare:    r.preparePulse(),
-		Guard:      guard,
+		Logger:     logger,
+		Registerer: r.reg,
 	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	on, off := r.cfg.Sources.adapters()
+	authn, err := r.authenticator(on)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	h, err := httpapi.New(r.cfg.HTTP, httpapi.Options{
+		Admission:  adm,
+		Auth:       authn,
+		Ready:      natsReady(nc),
+		Logger:     logger,
+		Registerer: r.reg,
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	sources, err := r.sourceRoutes(adm, on, off)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	task = func(context.Context) error { return nil }
+	if authn != nil {
+		task = authn.Run
+	}
+	return func(mux *http.ServeMux) { h.EventRoutes(mux); sources(mux) }, h.ProbeRoutes, task, nil
 }
 
 func natsReady(nc *nats.Conn) func(context.Context) error {
@@ -251,19 +286,15 @@ func (r *roles) ingest(ctx context.Context) error {
 		return err
 	}
 	defer closeJS()
-	h, err := r.ingestHandler(js, nc)
+	events, probes, watch, err := r.ingestRoutes(js, nc)
 	if err != nil {
 		return err
 	}
-	sources, err := r.sourceRoutes(js)
+	_, serve, err := r.listen(ctx, events, probes)
 	if err != nil {
 		return err
 	}
-	_, serve, err := r.listen(ctx, func(mux *http.ServeMux) { h.EventRoutes(mux); sources(mux) }, h.ProbeRoutes)
-	if err != nil {
-		return err
-	}
-	return serve()
+	return runAll(ctx, func(context.Context) error { return serve() }, watch)
 }
 
 func (r *roles) newPipeline(s jetstream.Stream, ch *clickhouse.Client, dlq pipeline.DeadLetters) (*pipeline.Pipeline, error) {
@@ -364,19 +395,15 @@ func (r *roles) run(ctx context.Context, args []string) error {
 	}
 	defer pr.close()
 	js, nc, ch, p := pr.js, pr.nc, pr.ch, pr.p
-	h, err := r.ingestHandler(js, nc)
+	events, probes, watch, err := r.ingestRoutes(js, nc)
 	if err != nil {
 		return err
 	}
-	sources, err := r.sourceRoutes(js)
+	addr, serve, err := r.listen(ctx, events, probes)
 	if err != nil {
 		return err
 	}
-	addr, serve, err := r.listen(ctx, func(mux *http.ServeMux) { h.EventRoutes(mux); sources(mux) }, h.ProbeRoutes)
-	if err != nil {
-		return err
-	}
-	tasks, err := r.withAnalytics([]func(context.Context) error{p.Run, func(context.Context) error { return serve() }}, ch)
+	tasks, err := r.withAnalytics([]func(context.Context) error{p.Run, func(context.Context) error { return serve() }, watch}, ch)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,10 +11,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cxlink/cxlink/ingest/adapters"
+	"github.com/cxlink/cxlink/ingest/admit"
 	"github.com/cxlink/cxlink/ingest/adapters/delighted"
 	"github.com/cxlink/cxlink/ingest/adapters/freshdesk"
 	"github.com/cxlink/cxlink/ingest/adapters/intercom"
 	"github.com/cxlink/cxlink/ingest/adapters/zendesk"
+	"github.com/cxlink/cxlink/ingest/labels"
+	"github.com/cxlink/cxlink/ingest/pins"
 	"github.com/cxlink/cxlink/ingest/stream"
 )
 
@@ -81,18 +85,15 @@ func (r *roles) publisher(js jetstream.JetStream) *stream.Publisher {
 	return r.pub
 }
 
-// sourceRoutes mounts POST /v1/sources/{name} next to the ingest API.
-func (r *roles) sourceRoutes(js jetstream.JetStream) (func(*http.ServeMux), error) {
-	on, off := r.cfg.Sources.adapters()
+// sourceRoutes mounts POST /v1/sources/{name} next to the ingest API, on its admission
+// path: on are the configured vendors, off the variables that would enable the others.
+func (r *roles) sourceRoutes(adm *admit.Admission, on []adapters.Adapter, off map[string]string) (func(*http.ServeMux), error) {
 	h, err := adapters.New(adapters.Options{
-		Adapters:       on,
-		Disabled:       off,
-		Publisher:      r.publisher(js),
-		MaxBodyBytes:   r.cfg.HTTP.MaxBodyBytes,
-		PublishTimeout: r.cfg.HTTP.PublishTimeout,
-		MaxFuture:      r.cfg.HTTP.MaxFuture,
-		Logger:         r.logger.With("component", "sources"),
-		Registerer:     r.reg,
+		Adapters:   on,
+		Disabled:   off,
+		Admission:  adm,
+		Logger:     r.logger.With("component", "sources"),
+		Registerer: r.reg,
 	})
 	if err != nil {
 		return nil, err
@@ -103,4 +104,17 @@ func (r *roles) sourceRoutes(js jetstream.JetStream) (func(*http.ServeMux), erro
 	}
 	r.logger.Info("webhook sources", "enabled", strings.Join(names, ","))
 	return h.Routes, nil
+}
+
+// admissionBuckets creates (or updates) the key-value buckets next to the stream that
+// ingest admits events with: the label values admitted across the deployment
+// (ingest/labels) and the webhooks' pinned states (ingest/pins).
+func admissionBuckets(ctx context.Context, js jetstream.JetStream, replicas int) (labelValues, pinned jetstream.KeyValue, err error) {
+	if labelValues, err = js.CreateOrUpdateKeyValue(ctx, labels.BucketConfig(replicas)); err != nil {
+		return nil, nil, fmt.Errorf("create or update key-value bucket %s: %w", labels.Bucket, err)
+	}
+	if pinned, err = js.CreateOrUpdateKeyValue(ctx, pins.BucketConfig(replicas)); err != nil {
+		return nil, nil, fmt.Errorf("create or update key-value bucket %s: %w", pins.Bucket, err)
+	}
+	return labelValues, pinned, nil
 }

@@ -11,11 +11,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cxlink/cxlink/ingest/adapters"
-	"github.com/cxlink/cxlink/ingest/admit"
 	"github.com/cxlink/cxlink/ingest/adapters/delighted"
 	"github.com/cxlink/cxlink/ingest/adapters/freshdesk"
 	"github.com/cxlink/cxlink/ingest/adapters/intercom"
 	"github.com/cxlink/cxlink/ingest/adapters/zendesk"
+	"github.com/cxlink/cxlink/ingest/admit"
 	"github.com/cxlink/cxlink/ingest/labels"
 	"github.com/cxlink/cxlink/ingest/pins"
 	"github.com/cxlink/cxlink/ingest/stream"

@@ -100,6 +100,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		if env, known := h.opts.Disabled[name]; known {
 			msg = fmt.Sprintf("the %s source is not configured: set %s", name, env)
 		}
+		w.Header().Set("Connection", "close") // the body is not read
 		admit.WriteJSON(w, http.StatusNotFound, ErrorResponse{Error: msg})
 		return
 	}

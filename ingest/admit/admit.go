@@ -298,6 +298,10 @@ func (a *Admission) serve(route Route, w http.ResponseWriter, r *http.Request) {
 		for k, vs := range ref.Header {
 			w.Header()[k] = vs
 		}
+		// The body is not read (further): closing the connection after the answer
+		// spares the server reading the rest of it first, which a slow client would
+		// otherwise make last as long as it likes.
+		w.Header().Set("Connection", "close")
 		WriteJSON(w, ref.Code, ErrorResponse{Error: ref.Message})
 		route.Refused(r, ref, start)
 	}

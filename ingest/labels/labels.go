@@ -94,6 +94,8 @@ type Reservation struct {
 	g *Guard
 	// hashes[i] are the values of events[i] that must be confirmed when it is stored.
 	hashes [][]fieldHash
+	// added are the values this reservation made count, per field.
+	added map[int]map[uint64]bool
 }
 
 type fieldHash struct {
@@ -156,11 +158,12 @@ func (g *Guard) Reserve(ctx context.Context, events []*event.Event) (errs []even
 				added[fh.field][fh.hash] = true
 			}
 		}
-		conflict, err := v.write(ctx, added, now.Add(ReserveFor).UnixNano())
+		conflict, err := v.write(ctx, added, now.Add(ReserveFor).UnixNano(), nil)
 		if err != nil {
 			return nil, nil, err
 		}
 		if !conflict {
+			res.added = added
 			return errs, res, nil
 		}
 		backOff(attempt)
@@ -168,28 +171,45 @@ func (g *Guard) Reserve(ctx context.Context, events []*event.Event) (errs []even
 	return nil, nil, errBusy
 }
 
-// maxAttempts bounds the rounds of compare-and-set lost to other writers.
-const maxAttempts = 20
+// maxAttempts bounds the rounds of compare-and-set lost to other writers. Writes are
+// rare (a value is written when it is new, and once more when confirmed), so a round is
+// lost only while several replicas learn new values at the same moment.
+const maxAttempts = 50
 
-// backOff pauses after a lost compare-and-set, a random time that doubles with each
-// attempt (up to 100 ms), so that writers that collided spread out.
+// backOff pauses after a lost compare-and-set, a random time whose bound doubles with
+// each attempt (up to 50 ms), so that writers that collided spread out.
 func backOff(attempt int) {
-	limit := min(time.Millisecond<<attempt, 100*time.Millisecond)
+	limit := min(time.Millisecond<<min(attempt, 10), 50*time.Millisecond)
 	time.Sleep(time.Duration(rand.Int64N(int64(limit))))
 }
 
 var errBusy = errors.New("labels: the entries kept changing under concurrent writers; try again")
 
 // Confirm keeps the values of the events that were stored (stored[i] for the i-th
-// event given to Reserve), so that they count for good. Values of events that were not
-// stored are left to lapse. An error leaves them reserved until they lapse; the next
-// event with such a value reserves it again.
+// event given to Reserve), so that they count for good, and gives back the values this
+// reservation added for events that were not. An error leaves them reserved until they
+// lapse; the next event with such a value reserves it again.
 func (r *Reservation) Confirm(ctx context.Context, stored []bool) error {
 	g := r.g
 	var want []fieldHash
+	keep := map[fieldHash]bool{}
 	for i, hs := range r.hashes {
 		if i < len(stored) && stored[i] {
 			want = append(want, hs...)
+			for _, fh := range hs {
+				keep[fh] = true
+			}
+		}
+	}
+	drop := map[int]map[uint64]bool{}
+	for f, hs := range r.added {
+		for h := range hs {
+			if !keep[fieldHash{f, h}] {
+				if drop[f] == nil {
+					drop[f] = map[uint64]bool{}
+				}
+				drop[f][h] = true
+			}
 		}
 	}
 	for attempt := 0; attempt < maxAttempts; attempt++ {
@@ -209,10 +229,18 @@ func (r *Reservation) Confirm(ctx context.Context, stored []bool) error {
 			}
 			pending[fh.field][fh.hash] = true
 		}
+		for f := range drop {
+			if _, err := v.entry(ctx, fieldHash{field: f}); err != nil {
+				return err
+			}
+			if pending[f] == nil {
+				pending[f] = map[uint64]bool{}
+			}
+		}
 		if len(pending) == 0 {
 			return nil
 		}
-		conflict, err := v.write(ctx, pending, 0)
+		conflict, err := v.write(ctx, pending, 0, drop)
 		if err != nil || !conflict {
 			return err
 		}
@@ -304,10 +332,10 @@ func (g *Guard) remember(field int, en *entry) {
 }
 
 // write adds hashes to each field's entry (reserved until the Unix nanosecond until, or
-// confirmed when until is 0) with compare-and-set against the round's revision. It
-// reports a conflict when an entry changed meanwhile: the caller decides again in a new
-// round. Lapsed reservations are dropped on the way.
-func (v *view) write(ctx context.Context, add map[int]map[uint64]bool, until int64) (conflict bool, err error) {
+// confirmed when until is 0) and removes the reservations of drop, with compare-and-set
+// against the round's revision. It reports a conflict when an entry changed meanwhile:
+// the caller decides again in a new round. Lapsed reservations are dropped on the way.
+func (v *view) write(ctx context.Context, add map[int]map[uint64]bool, until int64, drop map[int]map[uint64]bool) (conflict bool, err error) {
 	fields := make([]int, 0, len(add))
 	for f := range add {
 		fields = append(fields, f)
@@ -325,6 +353,16 @@ func (v *view) write(ctx context.Context, add map[int]map[uint64]bool, until int
 			if u, ok := next[h]; !ok || until == 0 || u != 0 {
 				next[h] = until
 			}
+		}
+		changed := len(add[f]) > 0
+		for h := range drop[f] {
+			if u, ok := next[h]; ok && u != 0 {
+				delete(next, h)
+				changed = true
+			}
+		}
+		if !changed {
+			continue
 		}
 		rev, err := v.g.store.Put(ctx, Fields[f], encode(next), cur.revision)
 		if errors.Is(err, ErrConflict) {

@@ -87,18 +87,28 @@ func TestOnlyAcceptedEventsCount(t *testing.T) {
 	}
 
 	g2 := labels.New(labels.NewMemory(), 2, "X", c.now)
-	// Reserved for an event JetStream did not store: counts while it may still be
-	// confirmed, then lapses.
+	// The value of an event JetStream did not store is given back at once.
 	admit(t, g2, false, ticketWith("lost", ""))
 	admit(t, g2, true, ticketWith("kept", ""))
-	if errs := admit(t, g2, true, ticketWith("third", "")); errs[0] == nil {
+	if errs := admit(t, g2, true, ticketWith("second", "")); errs[0] != nil {
+		t.Fatalf("the value of an event that was not stored still counts: %v", errs)
+	}
+
+	// A reservation never confirmed (ingest stopped while publishing) counts while it
+	// may still be, then lapses.
+	g3 := labels.New(labels.NewMemory(), 2, "X", c.now)
+	if _, _, err := g3.Reserve(t.Context(), []*event.Event{ticketWith("in-flight", "")}); err != nil {
+		t.Fatal(err)
+	}
+	admit(t, g3, true, ticketWith("kept", ""))
+	if errs := admit(t, g3, true, ticketWith("third", "")); errs[0] == nil {
 		t.Fatal("a reservation in flight did not count")
 	}
 	c.add(labels.ReserveFor + time.Second)
-	if errs := admit(t, g2, true, ticketWith("third", "")); errs[0] != nil {
+	if errs := admit(t, g3, true, ticketWith("third", "")); errs[0] != nil {
 		t.Fatalf("the lapsed reservation still counts: %v", errs)
 	}
-	if errs := admit(t, g2, true, ticketWith("lost", "")); errs[0] == nil {
+	if errs := admit(t, g3, true, ticketWith("in-flight", "")); errs[0] == nil {
 		t.Fatal("over the limit after the lapse")
 	}
 }

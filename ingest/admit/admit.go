@@ -298,11 +298,12 @@ func (a *Admission) serve(route Route, w http.ResponseWriter, r *http.Request) {
 		for k, vs := range ref.Header {
 			w.Header()[k] = vs
 		}
-		// The body is not read (further): closing the connection after the answer
-		// spares the server reading the rest of it first, which a slow client would
-		// otherwise make last as long as it likes.
+		// The body is not read (further): the connection is closed after the answer,
+		// and the server must not read the rest of the body first (it tries up to
+		// 256 kB), which a slow client would make last until the read timeout.
 		w.Header().Set("Connection", "close")
 		WriteJSON(w, ref.Code, ErrorResponse{Error: ref.Message})
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 		route.Refused(r, ref, start)
 	}
 	id, pending, err := route.Authenticate(r)

@@ -65,7 +65,7 @@ type dashboard struct {
 	} `json:"panels"`
 }
 
-func loadDashboards(t *testing.T) map[string]dashboard {
+func loadDashboards(t testing.TB) map[string]dashboard {
 	t.Helper()
 	files, _ := filepath.Glob("grafana/dashboards/*.json")
 	if len(files) < 5 {
@@ -139,23 +139,34 @@ func TestDashboardsAreWellFormed(t *testing.T) {
 // yet in a short run (no drift, say), so that their panels return data. They are inserted
 // only into an empty table, and fail to insert if the migrated schema differs.
 // INSERT … SELECT: clickhouse-go's Exec of INSERT … VALUES hangs on ClickHouse 18.16.
+// Times are placeholders that fixtureSQL fills with one instant: 18.16 evaluates {now} in
+// each branch of a UNION ALL, and refuses the insert when the branches straddle a second
+// ("values of constants are different in source and result").
 var fixtureRows = map[string]string{
 	"effort_impact": `INSERT INTO %s.effort_impact
-		SELECT '7d', toStartOfMinute(now()), 'plan_correction', 55, 0.01, 0.04, 19.3, 1260, 2.1, 40, 3.35, 3.0, 3.7, 56.4, 43.3, 68.7, 0.43, 1, 'ok', now(), 1
-		UNION ALL SELECT '7d', toStartOfMinute(now()), 'refund_request', 3166, 0.6, 0.4, 272.6, 310, 1.1, 900, 6.31, 6.28, 6.34, 0.2, 0.1, 0.4, 0.001, 2, 'ok', now(), 1
-		UNION ALL SELECT '7d', toStartOfMinute(now()), 'login_problem', 3, 0.001, 0.001, 0.2, 200, NULL, 2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'too_few_responses', now(), 1`,
+		SELECT '7d', {minute}, 'plan_correction', 55, 0.01, 0.04, 19.3, 1260, 2.1, 40, 3.35, 3.0, 3.7, 56.4, 43.3, 68.7, 0.43, 1, 'ok', {now}, 1
+		UNION ALL SELECT '7d', {minute}, 'refund_request', 3166, 0.6, 0.4, 272.6, 310, 1.1, 900, 6.31, 6.28, 6.34, 0.2, 0.1, 0.4, 0.001, 2, 'ok', {now}, 1
+		UNION ALL SELECT '7d', {minute}, 'login_problem', 3, 0.001, 0.001, 0.2, 200, NULL, 2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'too_few_responses', {now}, 1`,
 	"team_periods": `INSERT INTO %s.team_periods
-		SELECT 'week', toStartOfHour(now()), 'alpha', 7, 3.9, 0.8, 7, 20, 40, 20, 40, 5.1, 12.5, 30, 80, now(), 1
-		UNION ALL SELECT 'week', toStartOfHour(now()), 'beta', 6, 3.1, 1.1, 6, -10, 30, 40, 35, 4.2, 30, 28, 60, now(), 1`,
+		SELECT 'week', {hour}, 'alpha', 7, 3.9, 0.8, 7, 20, 40, 20, 40, 5.1, 12.5, 30, 80, {now}, 1
+		UNION ALL SELECT 'week', {hour}, 'beta', 6, 3.1, 1.1, 6, -10, 30, 40, 35, 4.2, 30, 28, 60, {now}, 1`,
 	"linkage": `INSERT INTO %s.linkage
-		SELECT 'week', toStartOfHour(now()) - 3600, 'period', 1, 0, 'engagement', 'ces', 6, 6, 1, 4, 0.57, 0.6, -0.15, 0.9, 0.108, 0.89, 'ok', 'too_uncertain', now(), 1
-		UNION ALL SELECT 'week', toStartOfHour(now()), 'period', 1, 0, 'engagement', 'ces', 6, 6, 1, 4, 0.61, 0.66, -0.1, 0.91, 0.09, 0.89, 'ok', 'too_uncertain', now(), 1
-		UNION ALL SELECT 'week', toStartOfHour(now()), 'period', 1, 1, 'engagement', 'ces', 3, 3, 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'too_few_teams', 'no_result', now(), 1
-		UNION ALL SELECT 'week', toStartOfHour(now()), 'between_teams', 4, 0, 'engagement', 'ces', 6, 24, 4, 4, 0.52, 0.5, -0.49, 0.94, 0.29, 0.89, 'ok', 'too_uncertain', now(), 1
-		UNION ALL SELECT 'week', toStartOfHour(now()), 'within_teams', 4, 0, 'engagement', 'ces', 6, 24, 4, 14, 0.61, NULL, 0.13, 0.86, 0.02, 0.64, 'ok', 'underpowered', now(), 1`,
+		SELECT 'week', {hour} - 3600, 'period', 1, 0, 'engagement', 'ces', 6, 6, 1, 4, 0.57, 0.6, -0.15, 0.9, 0.108, 0.89, 'ok', 'too_uncertain', {now}, 1
+		UNION ALL SELECT 'week', {hour}, 'period', 1, 0, 'engagement', 'ces', 6, 6, 1, 4, 0.61, 0.66, -0.1, 0.91, 0.09, 0.89, 'ok', 'too_uncertain', {now}, 1
+		UNION ALL SELECT 'week', {hour}, 'period', 1, 1, 'engagement', 'ces', 3, 3, 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'too_few_teams', 'no_result', {now}, 1
+		UNION ALL SELECT 'week', {hour}, 'between_teams', 4, 0, 'engagement', 'ces', 6, 24, 4, 4, 0.52, 0.5, -0.49, 0.94, 0.29, 0.89, 'ok', 'too_uncertain', {now}, 1
+		UNION ALL SELECT 'week', {hour}, 'within_teams', 4, 0, 'engagement', 'ces', 6, 24, 4, 14, 0.61, NULL, 0.13, 0.86, 0.02, 0.64, 'ok', 'underpowered', {now}, 1`,
 	"drift_events": `INSERT INTO %s.drift_events
-		SELECT 'ces', 'category', 'plan_correction', 'product', 'mean', 'worse', now() - 3600, now() - 600, now() - 1800,
+		SELECT 'ces', 'category', 'plan_correction', 'product', 'mean', 'worse', {now} - 3600, {now} - 600, {now} - 1800,
 			-4.1, 2.9, 4.2, 40, 900, '1h', '7d', 1`,
+}
+
+// fixtureSQL fills a fixture's database and time placeholders: {now} is now, {minute} and
+// {hour} its start of minute and hour, each a DateTime literal of the same instant.
+func fixtureSQL(rows, database string, now time.Time) string {
+	at := func(t time.Time) string { return fmt.Sprintf("toDateTime(%d)", t.Unix()) }
+	return strings.NewReplacer("{now}", at(now), "{minute}", at(now.Truncate(time.Minute)),
+		"{hour}", at(now.Truncate(time.Hour))).Replace(fmt.Sprintf(rows, database))
 }
 
 func freePort(t *testing.T) int {
@@ -333,10 +344,11 @@ func TestDashboardQueries(t *testing.T) {
 	}()
 	t.Cleanup(func() { stopSim(); <-simDone })
 
+	fixtureTime := time.Now()
 	for table, rows := range fixtureRows {
 		if in.Count(fmt.Sprintf("SELECT count() FROM %s.%s", db, table)) == 0 {
 			t.Logf("FIXTURE rows for %s: nothing written yet", table)
-			if err := in.DB.Conn().Exec(t.Context(), fmt.Sprintf(rows, db)); err != nil {
+			if err := in.DB.Conn().Exec(t.Context(), fixtureSQL(rows, db, fixtureTime)); err != nil {
 				t.Fatalf("FIXTURE rows for %s do not fit its schema (reconcile the panels and this fixture with the migration): %v", table, err)
 			}
 		}

@@ -122,7 +122,7 @@ func wholePipeline(b *testing.B, policy string) float64 {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := stream.Ensure(ctx, js, cfg.Stream, cfg.Process.DuplicateWindow(cfg.HTTP.MaxFuture))
+	s, _, err := stream.Define(ctx, js, cfg.Stream, cfg.Process.DuplicateWindow(cfg.HTTP.MaxFuture))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,6 +30,8 @@ import (
 	"github.com/cxlink/cxlink/cmd/cxlink/apptest"
 	"github.com/cxlink/cxlink/ingest/broker"
 	"github.com/cxlink/cxlink/ingest/stream"
+	"github.com/cxlink/cxlink/processors/checkpoint"
+	"github.com/cxlink/cxlink/processors/lease"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
 	"github.com/cxlink/cxlink/sinks/clickhouse/chtest"
 )
@@ -84,7 +87,8 @@ func newCluster(t *testing.T) *cluster {
 		"CXLINK_ALLOWED_LATENESS":   lateness.String(),
 		"CXLINK_ATTRIBUTION_WAIT":   "1m",
 		"CXLINK_BATCH_MAX_DELAY":    "100ms",
-		"CXLINK_ACK_WAIT":           "5s",
+		"CXLINK_LEASE_TTL":          "3s",
+		"CXLINK_SNAPSHOT_EVERY":     "2s",
 		"CXLINK_METRICS_MAX_KEYS":   "20",
 		"CLICKHOUSE_DIAL_TIMEOUT":   "1s",
 		"CLICKHOUSE_INSERT_TIMEOUT": "5s",
@@ -248,28 +252,64 @@ func (c *cluster) postAll(events []map[string]any, batch int) (stored, rejected 
 	return stored, rejected
 }
 
-// waitProcessed waits until every partition's consumer has delivered and acked all.
+// waitProcessed waits until every partition's progress has passed its last message:
+// the rows of every message in the stream are stored.
 func (c *cluster) waitProcessed() {
 	c.t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
+	waitPartitionsStored(c.t, c.js, partitions, 2*time.Minute)
+}
+
+// partitionsOwned reports whether each of n partitions has a lease holder.
+func partitionsOwned(t *testing.T, js jetstream.JetStream, n int) bool {
+	kv, err := js.KeyValue(t.Context(), lease.Bucket)
+	if err != nil {
+		return false
+	}
+	for p := range n {
+		if _, err := kv.Get(t.Context(), fmt.Sprintf("partition.%d", p)); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// waitPartitionsStored waits until the progress of each of n partitions has passed the
+// partition's last message in the stream, for at most timeout.
+func waitPartitionsStored(t testing.TB, js jetstream.JetStream, n int, timeout time.Duration) {
+	t.Helper()
+	ctx := t.Context()
+	deadline := time.Now().Add(timeout)
 	for {
 		busy := ""
-		for p := range partitions {
-			info, err := c.js.Consumer(c.t.Context(), stream.Name, fmt.Sprintf("processor-p%d", p))
-			if err != nil {
-				busy = err.Error()
+		s, err := js.Stream(ctx, stream.Name)
+		var cp *checkpoint.Store
+		if err == nil {
+			cp, err = checkpoint.Open(ctx, js)
+		}
+		for p := 0; p < n && err == nil && busy == ""; p++ {
+			last, lerr := s.GetLastMsgForSubject(ctx, stream.Subject(p))
+			if errors.Is(lerr, jetstream.ErrMsgNotFound) {
+				continue
+			}
+			if lerr != nil {
+				err = lerr
 				break
 			}
-			if i := info.CachedInfo(); i.NumPending > 0 || i.NumAckPending > 0 {
-				busy = fmt.Sprintf("partition %d: %d pending, %d unacked", p, i.NumPending, i.NumAckPending)
-				break
+			pr, _, perr := cp.Progress(ctx, p)
+			if perr != nil {
+				err = perr
+			} else if pr.Seq < last.Sequence {
+				busy = fmt.Sprintf("partition %d: stored through seq %d of %d", p, pr.Seq, last.Sequence)
 			}
+		}
+		if err != nil {
+			busy = err.Error()
 		}
 		if busy == "" {
 			return
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("not processed in time: %s", busy)
+			t.Fatalf("not processed in time: %s", busy)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

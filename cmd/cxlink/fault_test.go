@@ -348,7 +348,8 @@ func newFaultCluster(t *testing.T, embedded bool) *faultCluster {
 		"CXLINK_ALLOWED_LATENESS":   lateness.String(),
 		"CXLINK_ATTRIBUTION_WAIT":   "1m",
 		"CXLINK_BATCH_MAX_DELAY":    "100ms",
-		"CXLINK_ACK_WAIT":           "5s",
+		"CXLINK_LEASE_TTL":          "3s",
+		"CXLINK_SNAPSHOT_EVERY":     "2s",
 		"CXLINK_METRICS_MAX_KEYS":   "20",
 		"CXLINK_PUBLISH_TIMEOUT":    "5s",
 		"CLICKHOUSE_DIAL_TIMEOUT":   "1s",
@@ -426,7 +427,7 @@ func (f *faultCluster) stopNATS() {
 	}
 }
 
-// waitReady waits until ingest answers and the stream and every consumer exist.
+// waitReady waits until ingest answers and every partition has an owner.
 func (f *faultCluster) waitReady() {
 	f.t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
@@ -437,11 +438,7 @@ func (f *faultCluster) waitReady() {
 			resp.Body.Close()
 		}
 		if ok {
-			for p := range partitions {
-				if _, err := f.js.Consumer(f.t.Context(), "CXLINK_EVENTS", fmt.Sprintf("processor-p%d", p)); err != nil {
-					ok = false
-				}
-			}
+			ok = partitionsOwned(f.t, f.js, partitions)
 		}
 		if ok {
 			return

@@ -1,6 +1,6 @@
 package main
 
-// `cxlink import` of a real helpdesk export (../shared/reference/customer_support_tickets.csv,
+// `cxlink import` of a public helpdesk export (testdata/customer_support_tickets.csv,
 // 2,769 rows, 1,365 of them with a resolution before their first response) into a running
 // cxlink: importing it twice gives the same rows as importing it once, and the bad rows
 // are reported with their line numbers and reasons.
@@ -18,24 +18,10 @@ import (
 	"github.com/cxlink/cxlink/cmd/cxlink/apptest"
 )
 
-// supportCSV finds the reference export: CXLINK_TEST_SUPPORT_CSV, else shared/ beside the
-// repository, as CI checks it out.
-func supportCSV(t *testing.T) string {
-	t.Helper()
-	p := os.Getenv("CXLINK_TEST_SUPPORT_CSV")
-	if p == "" {
-		p = filepath.Join("..", "..", "..", "shared", "reference", "customer_support_tickets.csv")
-	}
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("the reference export is missing (%v): check out shared/ beside the repository, or set CXLINK_TEST_SUPPORT_CSV", err)
-	}
-	return p
-}
-
 func TestImportSupportTicketsTwice(t *testing.T) {
 	in := apptest.Start(t, nil, nil)
 	db := in.Database()
-	src := supportCSV(t)
+	src := filepath.Join("testdata", "customer_support_tickets.csv")
 	dir := t.TempDir()
 	report := filepath.Join(dir, "errors.csv")
 	state := filepath.Join(dir, "state.json")

@@ -132,12 +132,11 @@ func TestPipelineEndToEnd(t *testing.T) {
 		return show(c.query("SELECT (SELECT count() FROM " + db + ".survey_responses), (SELECT count() FROM " + db + ".tickets), (SELECT count() FROM " + db + "_private.employee_pulses)"))[0]
 	}
 	before := countRows()
-	// Ticks a few seconds old are complete: every partition has written them.
-	last := *c.query("SELECT max(window_end) - 3 FROM " + db + ".rollups")[0][0].(*time.Time)
-	rollupsUpTo := func() []string {
-		return show(c.query("SELECT survey, `window`, dimension, key, window_end, responses, mean FROM "+db+".rollups WHERE window_end <= ? ORDER BY survey, `window`, dimension, key, window_end", last))
+	buckets := func() []string {
+		return show(c.query("SELECT survey, dimension, key, bucket_start, sum(responses), sum(score_sum) FROM " + db +
+			".rollup_buckets FINAL GROUP BY survey, dimension, key, bucket_start ORDER BY survey, dimension, key, bucket_start"))
 	}
-	snapshot := rollupsUpTo()
+	snapshot := buckets()
 	again := 0
 	for i := 0; i < len(events); i += 500 {
 		a := c.post(events[i:min(i+500, len(events))])
@@ -150,13 +149,13 @@ func TestPipelineEndToEnd(t *testing.T) {
 	if after := countRows(); after != before {
 		t.Fatalf("rows before %s, after resending %s", before, after)
 	}
-	after := rollupsUpTo()
+	after := buckets()
 	if len(after) != len(snapshot) {
-		t.Fatalf("%d rollup rows before resending, %d after", len(snapshot), len(after))
+		t.Fatalf("%d rollup buckets before resending, %d after", len(snapshot), len(after))
 	}
 	for i := range after {
 		if after[i] != snapshot[i] {
-			t.Fatalf("rollup changed after resending: %s, was %s", after[i], snapshot[i])
+			t.Fatalf("rollup bucket changed after resending: %s, was %s", after[i], snapshot[i])
 		}
 	}
 	t.Logf("resent %d events: %d duplicates, rows unchanged (%s)", len(events), again, before)

@@ -84,10 +84,13 @@ cxlink demo: a simulated contact centre posts events to http://$CXLINK_HTTP_ADDR
   Alerts      tail -f $CXLINK_DATA_DIR/alerts.log   (what on-call receives, by owner; Alertmanager: http://127.0.0.1:$ALERTMANAGER_PORT)
   ClickHouse  clickhouse-client --port $CLICKHOUSE_PORT -d cxlink
 
-Example queries (rollups are written every minute):
+Example queries (rollups: every window as of the current minute):
   SELECT key AS category, responses, round(mean, 2) AS ces, round(pct_difficult, 1) AS pct_difficult
-  FROM rollups WHERE survey = 'ces' AND \`window\` = '1h' AND dimension = 'category'
-    AND window_end = (SELECT max(window_end) FROM rollups) ORDER BY ces;
+  FROM rollups WHERE survey = 'ces' AND \`window\` = '1h' AND dimension = 'category' ORDER BY ces;
+
+  SELECT toStartOfHour(bucket_start) + 3600 AS hour_end, sum(responses) AS n, round(sum(score_sum) / n, 2) AS ces
+  FROM rollup_buckets FINAL WHERE survey = 'ces' AND dimension = 'overall'
+    AND bucket_start >= toStartOfHour(now()) - INTERVAL 6 HOUR GROUP BY hour_end ORDER BY hour_end;
 
   SELECT team, count() AS surveys, round(avg(standard_score), 2) AS ces
   FROM survey_responses FINAL WHERE survey = 'ces' AND late = 0 GROUP BY team ORDER BY ces;

@@ -33,7 +33,7 @@ func startStream(tb testing.TB, cfg stream.Config) (jetstream.JetStream, jetstre
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s, err := stream.Ensure(tb.Context(), js, cfg, time.Hour)
+	s, _, err := stream.Define(tb.Context(), js, cfg, time.Hour)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestAtomicBatchOnTheServer(t *testing.T) {
 		if _, err := jetstreamext.PublishMsgBatch(ctx, js, msgs("a")); errorCode(err) != jetstreamext.JSErrCodeBatchPublishNotEnabled {
 			t.Fatalf("batch on a stream without atomic publish: %v, want error %d", err, jetstreamext.JSErrCodeBatchPublishNotEnabled)
 		}
-		s, err = stream.Ensure(ctx, js, testConfig(), time.Hour)
+		s, _, err = stream.Define(ctx, js, testConfig(), time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}

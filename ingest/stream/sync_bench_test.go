@@ -50,7 +50,7 @@ func benchPublish(b *testing.B, policy string, batch int) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := stream.Ensure(ctx, js, stream.Config{Partitions: 4, Replicas: 1, MaxAge: time.Hour, MaxBytes: -1}, time.Hour); err != nil {
+	if _, _, err := stream.Define(ctx, js, stream.Config{Partitions: 4, Replicas: 1, MaxAge: time.Hour, MaxBytes: -1}, time.Hour); err != nil {
 		b.Fatal(err)
 	}
 	pub := stream.NewPublisher(js, 4, nil, stream.AtomicBatches(batch))
@@ -118,7 +118,7 @@ func BenchmarkPublishModes(b *testing.B) {
 					b.Fatal(err)
 				}
 				ctx := context.Background()
-				s, err := stream.Ensure(ctx, js, stream.Config{Partitions: 4, Replicas: 1, MaxAge: time.Hour, MaxBytes: -1}, time.Hour)
+				s, _, err := stream.Define(ctx, js, stream.Config{Partitions: 4, Replicas: 1, MaxAge: time.Hour, MaxBytes: -1}, time.Hour)
 				if err != nil {
 					b.Fatal(err)
 				}

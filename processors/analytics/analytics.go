@@ -24,6 +24,7 @@ import (
 
 	"github.com/cxlink/cxlink/processors/effort"
 	"github.com/cxlink/cxlink/processors/impact"
+	"github.com/cxlink/cxlink/processors/lease"
 	"github.com/cxlink/cxlink/processors/linkage"
 	"github.com/cxlink/cxlink/processors/pulses"
 	"github.com/cxlink/cxlink/processors/records"
@@ -62,6 +63,7 @@ type Stage struct {
 	opts    Options
 	windows []effort.Window
 	metrics *metrics
+	token   uint64 // of the lease this process holds the stage under
 	// Since the last successful run: the store's clock when it read the private
 	// database, and the end of the closed periods then. Zero at start: the first run
 	// reads every group of the lookback.
@@ -90,9 +92,13 @@ func New(cfg Config, opts Options) (*Stage, error) {
 	return &Stage{cfg: cfg, opts: opts, windows: ws, metrics: newMetrics(opts.Registerer)}, nil
 }
 
-// Run computes at once and then every Config.Every until ctx ends. A failed run is
-// logged, counted and tried again at the next one.
-func (s *Stage) Run(ctx context.Context) error {
+// Run computes at once and then every Config.Every until ctx ends, while this process
+// holds the stage's lease taken at token (processors/lease): token orders its rows after
+// those of earlier holders. A failed run is logged, counted and tried again at the next.
+func (s *Stage) Run(ctx context.Context, token uint64) error {
+	// A new tenure: another holder may have published since this process last ran it,
+	// so the first run reads every group of the lookback again.
+	s.token, s.readAt, s.closedTo = token, time.Time{}, time.Time{}
 	t := time.NewTicker(s.cfg.Every)
 	defer t.Stop()
 	for {
@@ -127,7 +133,7 @@ func (s *Stage) RunOnce(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := s.opts.Store.WriteAnalytics(ctx, res.Teams, res.Linkage, res.Impact, start, uint64(start.UnixNano())); err != nil {
+	if err := s.opts.Store.WriteAnalytics(ctx, res.Teams, res.Linkage, res.Impact, start, lease.Version(start, s.token)); err != nil {
 		return fmt.Errorf("write analytics: %w", err)
 	}
 	s.readAt, s.closedTo = res.readAt, res.closedTo

@@ -172,12 +172,11 @@ func TestRunOnceWritesAndExportsTheCurrentLinkage(t *testing.T) {
 
 func TestActiveAndValidate(t *testing.T) {
 	c := testConfig()
-	if !c.Active([]int{0, 1}) || c.Active([]int{2, 3}) {
-		t.Fatal("auto runs where partition 0 is")
-	}
-	c.Enabled = "on"
-	if !c.Active([]int{3}) {
-		t.Fatal("on")
+	for enabled, want := range map[string]bool{"auto": true, "on": true, "off": false} {
+		c.Enabled = enabled
+		if c.Active() != want {
+			t.Errorf("CXLINK_ANALYTICS=%s: Active() = %v", enabled, !want)
+		}
 	}
 	bad := Config{Enabled: "maybe", Every: 0, Span: 0, MaxLag: -1, MinTeams: 3, MinResponses: 0, ImpactWindows: "x", ImpactMinResponses: 0}
 	err := bad.Validate()

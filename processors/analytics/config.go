@@ -11,11 +11,11 @@ import (
 
 // Config of the cross-team stage.
 type Config struct {
-	// Enabled: "auto" runs the stage in the process that owns partition 0 (with
-	// CXLINK_PROCESS_PARTITIONS=all, every `cxlink run` and single `cxlink process`),
-	// "on" and "off" force it. Exactly one process must run it: what a run publishes of
-	// employee figures depends on what was published before, so two at once could each
-	// publish a figure the other would have held back (docs/privacy.md).
+	// Enabled: "auto" or "on": this process stands by to run the stage, and runs it while
+	// it holds the stage's lease; "off": it never does. One process at a time runs it:
+	// what a run publishes of employee figures depends on what was published before, so
+	// two at once could each publish a figure the other would have held back
+	// (docs/privacy.md).
 	Enabled string `env:"CXLINK_ANALYTICS" envDefault:"auto"`
 	// Every is how often linkage and effort impact are computed.
 	Every time.Duration `env:"CXLINK_ANALYTICS_EVERY" envDefault:"5m"`
@@ -66,13 +66,5 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Active says whether this process runs the stage, given the partitions it owns.
-func (c Config) Active(owned []int) bool {
-	switch c.Enabled {
-	case "on":
-		return true
-	case "off":
-		return false
-	}
-	return slices.Contains(owned, 0)
-}
+// Active says whether this process stands by to run the stage.
+func (c Config) Active() bool { return c.Enabled != "off" }

@@ -4,9 +4,10 @@
 // records each drift episode in ClickHouse.
 //
 // Partitions are keyed by ticket, so no processor holds a whole series: the stage reads
-// the rolling windows back from the rollups, the partitions added up, so that its
-// statistics are the same however many processes share the partitions. One process runs
-// it (`cxlink drift`, or inside `cxlink run`). See docs/architecture.md, Drift.
+// the rolling windows back from the rollup buckets, the partitions added up, so that its
+// statistics are the same however many processes share the partitions. One process at a
+// time runs it, the holder of its lease (`cxlink drift` replicas, or inside `cxlink run`).
+// See docs/architecture.md, Drift.
 package drift
 
 import (
@@ -19,7 +20,7 @@ import (
 )
 
 // Config of the drift stage. The defaults are those of the alert rules in
-// deploy/prometheus/rules/cxlink-alerts.yml: keep both in step.
+// deploy/prometheus/rules/cxlink-drift.yml: keep both in step.
 type Config struct {
 	// Recent is the window judged, Baseline the one it is judged against; both are
 	// among CXLINK_WINDOWS, by default its shortest and longest (1h and 7d). The
@@ -59,8 +60,13 @@ type Config struct {
 	PulseBaselinePeriods    int `env:"CXLINK_DRIFT_PULSE_BASELINE_PERIODS" envDefault:"4"`
 	PulseMinBaselinePeriods int `env:"CXLINK_DRIFT_PULSE_MIN_BASELINE_PERIODS" envDefault:"2"`
 	// Delay after each rollup tick before it is read: the processors need a moment to
-	// write it.
+	// store what arrived just before it.
 	Delay time.Duration `env:"CXLINK_DRIFT_DELAY" envDefault:"10s"`
+	// MaxWait: a tick is judged once every partition's watermark has passed it (every
+	// message received before it is stored), or at the latest this long after it, when
+	// a partition is slow or has no owner (counted in
+	// cxlink_drift_incomplete_ticks_total).
+	MaxWait time.Duration `env:"CXLINK_DRIFT_MAX_WAIT" envDefault:"2m"`
 	// Owners maps series to the owning department; see ParseOwners.
 	Owners string `env:"CXLINK_OWNERS" envDefault:"*=support"`
 }
@@ -105,6 +111,9 @@ func (c Config) Validate(windows string) error {
 	}
 	if c.PulseMinBaselinePeriods < 1 || c.PulseMinBaselinePeriods > c.PulseBaselinePeriods {
 		add("CXLINK_DRIFT_PULSE_MIN_BASELINE_PERIODS: %d must be between 1 and CXLINK_DRIFT_PULSE_BASELINE_PERIODS (%d)", c.PulseMinBaselinePeriods, c.PulseBaselinePeriods)
+	}
+	if c.MaxWait < 0 {
+		add("CXLINK_DRIFT_MAX_WAIT: %s is negative", c.MaxWait)
 	}
 	if c.Delay < 0 {
 		add("CXLINK_DRIFT_DELAY: %s is negative", c.Delay)

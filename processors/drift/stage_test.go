@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/cxlink/cxlink/processors/effort"
+	"github.com/cxlink/cxlink/processors/lease"
 	"github.com/cxlink/cxlink/processors/pulses"
 	"github.com/cxlink/cxlink/processors/records"
 )
@@ -20,7 +22,6 @@ import (
 // rollups do (end − length ≤ t < end), and stores drift rows like drift_events (FINAL).
 type fakeRollups struct {
 	buckets map[seriesKey]map[int64]records.WindowTotal // unix second → bucket
-	windows map[string]int64                            // name → seconds
 	events  map[[6]string]records.DriftEvent
 	pulses  []pulseAnswer
 }
@@ -34,7 +35,7 @@ type pulseAnswer struct {
 
 func newFake() *fakeRollups {
 	return &fakeRollups{buckets: map[seriesKey]map[int64]records.WindowTotal{},
-		windows: map[string]int64{"10s": 10, "60s": 60, "300s": 300}, events: map[[6]string]records.DriftEvent{}}
+		events: map[[6]string]records.DriftEvent{}}
 }
 
 func (f *fakeRollups) add(k seriesKey, at int64, score float64, negative bool) {
@@ -53,12 +54,12 @@ func (f *fakeRollups) add(k seriesKey, at int64, score float64, negative bool) {
 	m[at] = b
 }
 
-func (f *fakeRollups) WindowTotals(_ context.Context, window string, ends []time.Time) ([]records.WindowTotal, error) {
+func (f *fakeRollups) WindowTotals(_ context.Context, window effort.Window, ends []time.Time) ([]records.WindowTotal, error) {
 	var out []records.WindowTotal
 	for k, m := range f.buckets {
 		for _, end := range ends {
 			w := records.WindowTotal{Survey: k.survey, Dimension: k.dimension, Key: k.key, WindowEnd: end}
-			for s := end.Unix() - f.windows[window]; s < end.Unix(); s++ {
+			for s := end.Unix() - int64(window.Length/time.Second); s < end.Unix(); s++ {
 				b := m[s]
 				w.Responses += b.Responses
 				w.ScoreSum += b.ScoreSum
@@ -319,7 +320,7 @@ func TestStageHysteresis(t *testing.T) {
 		t.Fatalf("rows %+v", rows)
 	}
 	e := rows[0]
-	if !e.StartedAt.Equal(at(2)) || !e.EndedAt.Equal(at(5)) || !e.PeakAt.Equal(at(4)) || e.PeakStatistic != -4 || e.Version != version(at(5)) {
+	if !e.StartedAt.Equal(at(2)) || !e.EndedAt.Equal(at(5)) || !e.PeakAt.Equal(at(4)) || e.PeakStatistic != -4 || e.Version != lease.Version(at(5), 0) {
 		t.Errorf("episode %+v", e)
 	}
 }

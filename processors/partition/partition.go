@@ -33,6 +33,15 @@ func (c Config) Horizon() time.Duration {
 	return c.LongestWindow() + c.AllowedLateness + c.AttributionWait
 }
 
+// ChangeHorizon is how far before the latest received_at a message can still change a
+// bucket: an on-time survey occurred at most AllowedLateness before it was received, and
+// it is attributed at most AttributionWait after that. One step rounds down to the bucket,
+// and a minute covers JetStream timestamps that step back a little when a stream's leader
+// changes.
+func (c Config) ChangeHorizon() time.Duration {
+	return c.AllowedLateness + c.AttributionWait + c.Step + time.Minute
+}
+
 // Message is one stored event with its place in the stream.
 type Message struct {
 	Seq        uint64
@@ -54,12 +63,10 @@ type State struct {
 	id      uint16
 	cfg     Config
 	windows *effort.State
-	index   *attribution.Index[waitingSurvey]
-}
-
-type waitingSurvey struct {
-	row records.Survey
-	agg effort.Aggregate
+	index   *attribution.Index[WaitingSurvey]
+	// lastReceived is the latest received_at applied: no later message changes a bucket
+	// older than lastReceived − changeHorizon.
+	lastReceived time.Time
 }
 
 // New returns the empty state of partition id.
@@ -68,7 +75,7 @@ func New(id uint16, cfg Config) *State {
 		id:      id,
 		cfg:     cfg,
 		windows: effort.NewState(id, cfg.Step, cfg.Windows),
-		index:   attribution.NewIndex[waitingSurvey](cfg.AttributionWait, cfg.LongestWindow()),
+		index:   attribution.NewIndex[WaitingSurvey](cfg.AttributionWait, cfg.LongestWindow()),
 	}
 }
 
@@ -77,6 +84,9 @@ func (s *State) Apply(m Message) (records.Batch, Outcome) {
 	var out records.Batch
 	var oc Outcome
 	oc.Unattributed = s.index.Expire(m.ReceivedAt)
+	if m.ReceivedAt.After(s.lastReceived) {
+		s.lastReceived = m.ReceivedAt
+	}
 	e := &m.Event
 	origin := records.Origin{
 		ReceivedAt: m.ReceivedAt,
@@ -130,11 +140,11 @@ func (s *State) applySurvey(e *event.Event, origin records.Origin, oc *Outcome) 
 	setDims(&row, dims)
 	oc.Attributed = row.Attributed
 	if waits {
-		s.index.Wait(e.TicketID, origin.ReceivedAt, waitingSurvey{row: row, agg: agg})
+		s.index.Wait(e.TicketID, origin.ReceivedAt, WaitingSurvey{Row: row, Agg: agg})
 		oc.Waiting = true
 	}
 	if !origin.Late {
-		s.add(row.Survey, row.OccurredAt, agg, attribution.Dims{}, dims, true)
+		s.add(row.Survey, row.OccurredAt, agg, attribution.Dims{}, dims, true, origin.Seq)
 	}
 	return row
 }
@@ -145,7 +155,7 @@ func (s *State) applyTicket(e *event.Event, m Message, oc *Outcome) []records.Su
 	td, released := s.index.Ticket(e.TicketID, attribution.Dims{Channel: e.Channel, Category: e.Category, Team: e.Team, AgentID: e.AgentID}, m.ReceivedAt)
 	var rows []records.Survey
 	for _, w := range released {
-		row := w.row
+		row := w.Row
 		before := dimsOf(row)
 		after := before
 		if !after.Merge(td) {
@@ -155,7 +165,7 @@ func (s *State) applyTicket(e *event.Event, m Message, oc *Outcome) []records.Su
 		row.Attributed = true
 		row.Version = records.Version(row.Seq, 1)
 		if !row.Late {
-			s.add(row.Survey, row.OccurredAt, w.agg, before, after, false)
+			s.add(row.Survey, row.OccurredAt, w.Agg, before, after, false, m.Seq)
 		}
 		rows = append(rows, row)
 		oc.LateAttributed++
@@ -164,10 +174,10 @@ func (s *State) applyTicket(e *event.Event, m Message, oc *Outcome) []records.Su
 }
 
 // add puts a response into the series of every dimension set in after but not in
-// before (and into overall when asked).
-func (s *State) add(survey string, at time.Time, a effort.Aggregate, before, after attribution.Dims, overall bool) {
+// before (and into overall when asked); seq is the message that does it.
+func (s *State) add(survey string, at time.Time, a effort.Aggregate, before, after attribution.Dims, overall bool, seq uint64) {
 	if overall {
-		s.windows.Add(effort.SeriesKey{Survey: survey, Dimension: effort.Overall}, at, a)
+		s.windows.Add(effort.SeriesKey{Survey: survey, Dimension: effort.Overall}, at, a, seq)
 	}
 	for _, d := range []struct{ dim, before, after string }{
 		{effort.Category, before.Category, after.Category},
@@ -176,19 +186,30 @@ func (s *State) add(survey string, at time.Time, a effort.Aggregate, before, aft
 		{effort.Agent, before.AgentID, after.AgentID},
 	} {
 		if d.before == "" && d.after != "" {
-			s.windows.Add(effort.SeriesKey{Survey: survey, Dimension: d.dim, Key: d.after}, at, a)
+			s.windows.Add(effort.SeriesKey{Survey: survey, Dimension: d.dim, Key: d.after}, at, a, seq)
 		}
 	}
 }
 
-// StartAt makes the next Tick write every tick from t on.
-func (s *State) StartAt(t time.Time) { s.windows.StartAt(t) }
+// TakeBuckets returns the rows of the rollup buckets changed since the last call.
+func (s *State) TakeBuckets() []records.Bucket { return s.windows.TakeChanged() }
 
-// Tick returns the rollup rows to write at tick t and forgets what no later tick reads.
-func (s *State) Tick(t time.Time, version uint64) []records.Rollup {
-	rows := s.windows.Tick(t, version)
-	s.windows.Evict(t.Add(-s.cfg.LongestWindow() - s.cfg.AllowedLateness - s.cfg.AttributionWait - s.cfg.Step))
-	return rows
+// Tick sets the instant the windows are read at for metrics (Current), and forgets the
+// buckets that neither a later tick reads nor a later message can change.
+func (s *State) Tick(t time.Time) {
+	s.windows.Tick(t)
+	evict := t.Add(-s.cfg.LongestWindow() - s.cfg.Step)
+	if !s.lastReceived.IsZero() {
+		evict = minTime(evict, s.lastReceived.Add(-s.cfg.ChangeHorizon()))
+	}
+	s.windows.Evict(evict)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // Current reads the windows at the last tick.

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"sort"
 	"testing"
 	"time"
 
 	"github.com/cxlink/cxlink/processors/analytics"
 	"github.com/cxlink/cxlink/processors/drift"
+	"github.com/cxlink/cxlink/processors/effort"
 	"github.com/cxlink/cxlink/processors/pulses"
 	"github.com/cxlink/cxlink/processors/records"
 	"github.com/cxlink/cxlink/sinks/clickhouse/chtest"
@@ -19,22 +21,23 @@ func TestWindowTotalsAddsPartitions(t *testing.T) {
 	c, _ := open(t, srv)
 	ctx := context.Background()
 	end := at("2024-06-01T12:00:00Z")
-	partial := func(window, dim, key string, end time.Time, partition uint16, n uint64, sum, sq float64, neg, version uint64) records.Rollup {
-		return records.Rollup{Survey: "ces", Window: window, Dimension: dim, Key: key, WindowEnd: end,
+	bucket := func(dim, key string, start time.Time, partition uint16, n uint64, sum, sq float64, neg, version uint64) records.Bucket {
+		return records.Bucket{Survey: "ces", Dimension: dim, Key: key, Start: start,
 			Partition: partition, Responses: n, ScoreSum: sum, SquareSum: sq, Negative: neg, Version: version}
 	}
-	if err := c.WriteBatch(ctx, &records.Batch{Rollups: []records.Rollup{
-		partial("1h", "category", "plan", end, 0, 2, 5, 13, 1, 1),
-		partial("1h", "category", "plan", end, 0, 3, 9, 29, 1, 2), // written again: replaces the row above
-		partial("1h", "category", "plan", end, 1, 1, 6, 36, 0, 1),
-		partial("1h", "category", "plan", end.Add(-time.Minute), 1, 7, 7, 7, 7, 1), // another tick
-		partial("7d", "category", "plan", end, 1, 9, 9, 9, 9, 1),                   // another window
-		partial("1h", "agent", "a-1", end, 1, 9, 9, 9, 9, 1),                       // agents are not judged
-		partial("1h", "team", "blue", end, 2, 0, 0, 0, 0, 1),                       // no responses
+	if err := c.WriteBatch(ctx, &records.Batch{Buckets: []records.Bucket{
+		bucket("category", "plan", end.Add(-time.Minute), 0, 2, 5, 13, 1, 1),
+		bucket("category", "plan", end.Add(-time.Minute), 0, 3, 9, 29, 1, 2),   // written again: replaces the row above
+		bucket("category", "plan", end.Add(-time.Hour), 1, 1, 6, 36, 0, 1),     // first bucket of the window
+		bucket("category", "plan", end, 1, 7, 7, 7, 7, 1),                      // after the window
+		bucket("category", "plan", end.Add(-61*time.Minute), 1, 9, 9, 9, 9, 1), // before it
+		bucket("agent", "a-1", end.Add(-time.Minute), 1, 9, 9, 9, 9, 1),        // agents are not judged
+		bucket("team", "blue", end.Add(-time.Minute), 2, 0, 0, 0, 0, 1),        // no responses
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := c.WindowTotals(ctx, "1h", []time.Time{end})
+	hour := effort.Window{Name: "1h", Length: time.Hour}
+	got, err := c.WindowTotals(ctx, hour, []time.Time{end})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,8 +46,10 @@ func TestWindowTotalsAddsPartitions(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("WindowTotals = %+v\nwant %+v", got, want)
 	}
-	got, err = c.WindowTotals(ctx, "1h", []time.Time{end, end.Add(-time.Minute)})
-	if err != nil || len(got) != 2 {
+	got, err = c.WindowTotals(ctx, hour, []time.Time{end, end.Add(time.Minute)})
+	sort.Slice(got, func(i, j int) bool { return got[i].WindowEnd.Before(got[j].WindowEnd) })
+	// At end + 1m the first bucket has left the window and the one at end entered it.
+	if err != nil || len(got) != 2 || got[0].Responses != 4 || got[1].Responses != 10 {
 		t.Errorf("two ticks: %+v, %v", got, err)
 	}
 }

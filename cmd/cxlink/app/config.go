@@ -17,6 +17,7 @@ import (
 	"github.com/cxlink/cxlink/processors/analytics"
 	"github.com/cxlink/cxlink/processors/deadletter"
 	"github.com/cxlink/cxlink/processors/drift"
+	"github.com/cxlink/cxlink/processors/lease"
 	"github.com/cxlink/cxlink/processors/pipeline"
 	"github.com/cxlink/cxlink/processors/pulses"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
@@ -43,6 +44,10 @@ type Config struct {
 	DeadLetter deadletter.Config
 	Auth       auth.Config
 	Drift      drift.Config
+	Leases     lease.Config
+	// LeasesOff runs every partition of CXLINK_PROCESS_PARTITIONS in this process
+	// without taking leases: for tests that show what the leases prevent.
+	LeasesOff bool `env:"CXLINK_LEASES_OFF"`
 }
 
 // LoadConfig reads and validates the configuration from environ (KEY=value pairs).
@@ -59,7 +64,7 @@ func (c Config) Validate() error {
 	errs := []error{c.Broker.Validate(), c.Stream.Validate(), c.HTTP.Validate(), c.Process.Validate(), c.ClickHouse.Validate(),
 		c.Employees.Validate(), c.Pulses.Validate(), c.Analytics.Validate(), c.Sources.Validate(),
 		c.DeadLetter.Validate(), c.Auth.Validate(), c.NATS.Validate(),
-		c.Drift.Validate(c.Process.Windows)}
+		c.Drift.Validate(c.Process.Windows), c.Leases.Validate()}
 	if c.NATSURL != "" {
 		for _, u := range strings.Split(c.NATSURL, ",") {
 			if p, err := url.Parse(strings.TrimSpace(u)); err != nil || p.Host == "" {

@@ -2,21 +2,17 @@ package app
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/cxlink/cxlink/processors/analytics"
-	"github.com/cxlink/cxlink/processors/pipeline"
+	"github.com/cxlink/cxlink/processors/lease"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
 )
 
 // withAnalytics adds the cross-team stage (linkage and effort impact) to a process's
-// tasks when this process is the one to run it (CXLINK_ANALYTICS).
-func (r *roles) withAnalytics(tasks []func(context.Context) error, ch *clickhouse.Client) ([]func(context.Context) error, error) {
-	owned, err := pipeline.ParsePartitions(r.cfg.Process.Partitions, r.cfg.Stream.Partitions)
-	if err != nil {
-		return nil, fmt.Errorf("CXLINK_PROCESS_PARTITIONS: %w", err)
-	}
-	if !r.cfg.Analytics.Active(owned) {
+// tasks unless CXLINK_ANALYTICS is off: every such process stands by, and the one holding
+// the stage's lease runs it.
+func (r *roles) withAnalytics(tasks []func(context.Context) error, ch *clickhouse.Client, leases *lease.Manager) ([]func(context.Context) error, error) {
+	if !r.cfg.Analytics.Active() {
 		r.logger.Info("linkage and effort impact run in another process", "CXLINK_ANALYTICS", r.cfg.Analytics.Enabled)
 		return tasks, nil
 	}
@@ -29,5 +25,9 @@ func (r *roles) withAnalytics(tasks []func(context.Context) error, ch *clickhous
 	if err != nil {
 		return nil, err
 	}
-	return append(tasks, stage.Run), nil
+	return append(tasks, func(ctx context.Context) error {
+		return leases.Singleton(ctx, "analytics", func(ctx context.Context, l *lease.Lease) error {
+			return stage.Run(ctx, l.Token())
+		})
+	}), nil
 }

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -16,8 +15,6 @@ import (
 	"github.com/cxlink/cxlink/ingest/adapters/intercom"
 	"github.com/cxlink/cxlink/ingest/adapters/zendesk"
 	"github.com/cxlink/cxlink/ingest/admit"
-	"github.com/cxlink/cxlink/ingest/labels"
-	"github.com/cxlink/cxlink/ingest/pins"
 	"github.com/cxlink/cxlink/ingest/stream"
 )
 
@@ -74,13 +71,13 @@ func (c SourcesConfig) adapters() ([]adapters.Adapter, map[string]string) {
 
 // publisher is the one stream publisher of this process, shared by POST /v1/events and
 // the vendor webhooks: both publish the same way, and its metrics are registered once.
-func (r *roles) publisher(js jetstream.JetStream) *stream.Publisher {
+func (r *roles) publisher(js jetstream.JetStream, defs *definitions) *stream.Publisher {
 	if r.pub == nil {
 		batch := r.cfg.Stream.PublishBatch
 		if r.noAtomic {
 			batch = 1
 		}
-		r.pub = stream.NewPublisher(js, r.cfg.Stream.Partitions, r.reg, stream.AtomicBatches(batch))
+		r.pub = stream.NewPublisher(js, defs.info.Partitions, r.reg, stream.AtomicBatches(batch))
 	}
 	return r.pub
 }
@@ -104,17 +101,4 @@ func (r *roles) sourceRoutes(adm *admit.Admission, on []adapters.Adapter, off ma
 	}
 	r.logger.Info("webhook sources", "enabled", strings.Join(names, ","))
 	return h.Routes, nil
-}
-
-// admissionBuckets creates (or updates) the key-value buckets next to the stream that
-// ingest admits events with: the label values admitted across the deployment
-// (ingest/labels) and the webhooks' pinned states (ingest/pins).
-func admissionBuckets(ctx context.Context, js jetstream.JetStream, replicas int) (labelValues, pinned jetstream.KeyValue, err error) {
-	if labelValues, err = js.CreateOrUpdateKeyValue(ctx, labels.BucketConfig(replicas)); err != nil {
-		return nil, nil, fmt.Errorf("create or update key-value bucket %s: %w", labels.Bucket, err)
-	}
-	if pinned, err = js.CreateOrUpdateKeyValue(ctx, pins.BucketConfig(replicas)); err != nil {
-		return nil, nil, fmt.Errorf("create or update key-value bucket %s: %w", pins.Bucket, err)
-	}
-	return labelValues, pinned, nil
 }

@@ -292,7 +292,9 @@ func (r *roles) ingestRoutes(js jetstream.JetStream, defs *definitions, nc *nats
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	task = func(context.Context) error { return nil }
+	// Without credentials there is nothing to watch; the task still runs until the end,
+	// since runAll stops every task once one returns.
+	task = func(ctx context.Context) error { <-ctx.Done(); return nil }
 	if authn != nil {
 		task = authn.Run
 	}

@@ -17,8 +17,9 @@ import (
 )
 
 // migrationFiles are the schema's versions, NNNN_name.sql. Each is a text/template with
-// {{.Database}} for the dashboards' database and {{.PrivateDatabase}} for the database
-// of individual employee answers, and holds statements ended by ';'. Lines starting
+// {{.Database}} for the dashboards' database, {{.PrivateDatabase}} for the database of
+// individual employee answers, and the functions of schema.funcs, which give the
+// cluster variant (cluster.go), and holds statements ended by ';'. Lines starting
 // with -- are dropped before splitting, so only a statement itself may not contain a ';'.
 // Every statement must be idempotent (IF NOT EXISTS, IF EXISTS, an ALTER TABLE … ADD
 // COLUMN, whose "already exists" error counts as done, an INSERT … SELECT into a
@@ -67,21 +68,40 @@ func migrations() ([]Migration, error) {
 	return out, nil
 }
 
-// databases are the names a migration's template may use.
-type databases struct{ Database, PrivateDatabase string }
+// file is the migration's file name under migrations/.
+func (m Migration) file() string { return fmt.Sprintf("%04d_%s.sql", m.Version, m.Name) }
 
-// statements renders the migration for the databases and splits it into statements.
-func (m Migration) statements(dbs databases) ([]string, error) {
-	tmpl, err := template.New(m.Name).Option("missingkey=error").Parse(m.sql)
+// render is the migration's text for the schema.
+func (m Migration) render(s schema) (string, error) {
+	return s.render("migration "+m.file(), m.sql)
+}
+
+// render executes the template text named name for the schema.
+func (s schema) render(name, text string) (string, error) {
+	tmpl, err := template.New(name).Option("missingkey=error").Funcs(s.funcs()).Parse(text)
 	if err != nil {
-		return nil, fmt.Errorf("parse migration %04d_%s: %w", m.Version, m.Name, err)
+		return "", fmt.Errorf("parse %s: %w", name, err)
 	}
 	var buf bytes.Buffer
-	if err := tmpl.Execute(&buf, dbs); err != nil {
-		return nil, fmt.Errorf("render migration %04d_%s: %w", m.Version, m.Name, err)
+	if err := tmpl.Execute(&buf, s); err != nil {
+		return "", fmt.Errorf("render %s: %w", name, err)
 	}
+	return buf.String(), nil
+}
+
+// statements renders the migration for the schema and splits it into statements.
+func (m Migration) statements(s schema) ([]string, error) {
+	text, err := m.render(s)
+	if err != nil {
+		return nil, err
+	}
+	return split(text), nil
+}
+
+// split drops the comment lines of text and splits the rest into statements.
+func split(text string) []string {
 	var code strings.Builder
-	for line := range strings.Lines(buf.String()) {
+	for line := range strings.Lines(text) {
 		if !strings.HasPrefix(strings.TrimSpace(line), "--") {
 			code.WriteString(line)
 		}
@@ -92,7 +112,7 @@ func (m Migration) statements(dbs databases) ([]string, error) {
 			out = append(out, s)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // Migrate creates the database if missing and applies the migrations it lacks, in
@@ -102,6 +122,14 @@ func (m Migration) statements(dbs databases) ([]string, error) {
 func (c *Client) Migrate(ctx context.Context) error {
 	all, err := migrations()
 	if err != nil {
+		return err
+	}
+	if c.cfg.Cluster != "" {
+		if err := c.checkCluster(ctx); err != nil {
+			return err
+		}
+	}
+	if err := c.checkLayout(ctx); err != nil {
 		return err
 	}
 	if err := c.ensureMigrationsTable(ctx); err != nil {
@@ -168,16 +196,20 @@ func (c *Client) Migrations(ctx context.Context) ([]Migration, error) {
 	return all, nil
 }
 
+// migrationsTable creates the database and the record of applied versions: one row per
+// applied version; two processes migrating at once may both record a version, so it is
+// read grouped by version.
+const migrationsTable = `CREATE DATABASE IF NOT EXISTS {{.Database}}{{onCluster}};
+CREATE TABLE IF NOT EXISTS {{table "schema_migrations"}} (version UInt32, name String, applied_at DateTime('UTC')) ` +
+	`ENGINE = {{engine "schema_migrations" "MergeTree"}} ORDER BY version{{distributed "schema_migrations"}}`
+
 func (c *Client) ensureMigrationsTable(ctx context.Context) error {
 	db := c.cfg.Database
-	for _, q := range []string{
-		"CREATE DATABASE IF NOT EXISTS " + db,
-		// One row per applied version; two processes migrating at once may both record
-		// a version, so read it grouped by version.
-		"CREATE TABLE IF NOT EXISTS " + db + ".schema_migrations " +
-			"(version UInt32, name String, applied_at DateTime('UTC')) " +
-			"ENGINE = MergeTree ORDER BY version",
-	} {
+	text, err := c.schema().render("the migrations table", migrationsTable)
+	if err != nil {
+		return err
+	}
+	for _, q := range split(text) {
 		if err := c.conn.Exec(ctx, q); err != nil {
 			return fmt.Errorf("prepare migrations of database %s: %w", db, err)
 		}
@@ -211,7 +243,7 @@ func (c *Client) appliedMigrations(ctx context.Context) (map[uint32]time.Time, e
 }
 
 func (c *Client) apply(ctx context.Context, m Migration) error {
-	stmts, err := m.statements(databases{c.cfg.Database, c.cfg.Private()})
+	stmts, err := m.statements(c.schema())
 	if err != nil {
 		return err
 	}
@@ -240,14 +272,14 @@ func (c *Client) apply(ctx context.Context, m Migration) error {
 	return nil
 }
 
-// addColumn matches an ALTER TABLE … ADD COLUMN statement.
-var addColumn = regexp.MustCompile(`(?is)^ALTER\s+TABLE\s+\S+\s+ADD\s+COLUMN\s`)
+// addColumn matches an ALTER TABLE … [ON CLUSTER …] ADD COLUMN statement.
+var addColumn = regexp.MustCompile(`(?is)^ALTER\s+TABLE\s+\S+\s+(?:ON\s+CLUSTER\s+\S+\s+)?ADD\s+COLUMN\s`)
 
 // columnExists reports whether err says that the column an ADD COLUMN statement adds is
 // already there (ClickHouse 18.16: code 44, ILLEGAL_COLUMN; current ClickHouse: code 15,
-// DUPLICATE_COLUMN): the statement was applied before, by an interrupted run of its
-// migration or by a process migrating at the same time. ClickHouse 18.16 has no ADD
-// COLUMN IF NOT EXISTS.
+// DUPLICATE_COLUMN; ON CLUSTER passes on the code and message of the node that failed):
+// the statement was applied before, by an interrupted run of its migration or by a
+// process migrating at the same time. ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS.
 func columnExists(stmt string, err error) bool {
 	var e *ch.Exception
 	return addColumn.MatchString(stmt) && errors.As(err, &e) && (e.Code == 44 || e.Code == 15) &&

@@ -24,9 +24,10 @@ import (
 // Every statement must be idempotent (IF NOT EXISTS, IF EXISTS, an ALTER TABLE … ADD
 // COLUMN, whose "already exists" error counts as done, an INSERT … SELECT into a
 // ReplacingMergeTree whose copied rows keep their version, or a RENAME TABLE a TO b, c
-// TO a, run only while a's sorting key is not c's yet): two processes may migrate at once, and a
-// version interrupted half-way is applied again from its start. A released
-// file is never edited; a change is a new version.
+// TO a ({{swap}}), run only while a's sorting key is not c's yet, with what a swap run
+// again finds done on a cluster: swappedIn): two processes may migrate at once, and a
+// version interrupted half-way is applied again from its start. A released file is
+// never edited; a change is a new version.
 //
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
@@ -254,7 +255,8 @@ func (c *Client) apply(ctx context.Context, m Migration) error {
 			}
 			continue
 		}
-		if err := c.conn.Exec(ctx, q); err != nil && !columnExists(q, err) && !c.sourceMoved(ctx, q, err) {
+		if err := c.conn.Exec(ctx, q); err != nil && !columnExists(q, err) && !c.sourceMoved(ctx, q, err) &&
+			!c.swappedIn(ctx, q, err) {
 			return fmt.Errorf("apply migration %04d_%s, statement %d: %w", m.Version, m.Name, i+1, err)
 		}
 	}
@@ -309,8 +311,39 @@ func (c *Client) tableExists(ctx context.Context, qualified string) bool {
 	return err == nil && n > 0
 }
 
-// swap matches RENAME TABLE a TO b, c TO d: a table replaced by a new one.
-var swap = regexp.MustCompile(`(?is)^RENAME\s+TABLE\s+(\S+)\s+TO\s+(\S+)\s*,\s*(\S+)\s+TO\s+(\S+)$`)
+// swap matches RENAME TABLE a TO b, c TO d [ON CLUSTER x]: a table replaced by a new one.
+var swap = regexp.MustCompile(`(?is)^RENAME\s+TABLE\s+(\S+)\s+TO\s+(\S+)\s*,\s*(\S+)\s+TO\s+(\S+)(?:\s+ON\s+CLUSTER\s+\S+)?$`)
+
+// Statements of a version that replaces a table (a swap), run again on a cluster: the
+// new local table's CREATE, whose replication path the swapped-in table holds now, and
+// the Distributed table over the old local table, which is dropped once copied.
+var (
+	createReplicated = regexp.MustCompile(`(?s)^CREATE TABLE IF NOT EXISTS (\S+) ON CLUSTER .*\sENGINE = Replicated\w*MergeTree\('([^']+)'`)
+	createDistOver   = regexp.MustCompile(`^CREATE TABLE IF NOT EXISTS \S+ ON CLUSTER \S+ AS (\S+)\nENGINE = Distributed\(`)
+)
+
+// swappedIn reports whether err says that a statement of a swap, run again, is done: the
+// replicated table it creates was created and swapped in under the old name (the
+// replication path is taken, on this node, by a table of the database: code 253,
+// REPLICA_IS_ALREADY_EXIST), or the old local table a Distributed
+// table is to read was copied and dropped (code 60, UNKNOWN_TABLE, and it is gone).
+func (c *Client) swappedIn(ctx context.Context, stmt string, err error) bool {
+	var e *ch.Exception
+	if !errors.As(err, &e) {
+		return false
+	}
+	if m := createReplicated.FindStringSubmatch(stmt); m != nil && e.Code == 253 {
+		db, _, _ := strings.Cut(m[1], ".")
+		_, path, _ := strings.Cut(m[2], "{shard}") // this node's shard is in the path before it
+		var n uint64
+		q := "SELECT count() FROM system.replicas WHERE database = ? AND endsWith(zookeeper_path, ?)"
+		return c.conn.QueryRow(ctx, q, db, path).Scan(&n) == nil && n > 0
+	}
+	if m := createDistOver.FindStringSubmatch(stmt); m != nil && e.Code == 60 {
+		return !c.tableExists(ctx, m[1])
+	}
+	return false
+}
 
 // swap runs RENAME TABLE a TO b, c TO a, which replaces table a by c (created just
 // before with another sorting key), unless that is done: a has c's sorting key already,

@@ -8,9 +8,12 @@
 -- a row written again by a redelivered message, before or after the copy, is read once.
 -- Interrupted anywhere, the version runs again from its start: a rename whose tables
 -- are already renamed counts as done, a copy from a table already dropped too, and a
--- second copy is read once.
+-- second copy is read once. On a cluster the local tables are swapped on every node
+-- (the Distributed table over <table>_local then reads the new one), and the old rows
+-- are copied through a Distributed table over the old local tables, with the same
+-- sharding key, so that every copy of a row lands on its shard.
 
-CREATE TABLE IF NOT EXISTS {{.Database}}.survey_responses_by_source
+CREATE TABLE IF NOT EXISTS {{table "survey_responses_by_source"}}
 (
     id String,
     survey String,
@@ -34,21 +37,21 @@ CREATE TABLE IF NOT EXISTS {{.Database}}.survey_responses_by_source
     seq UInt64,
     version UInt64
 )
-ENGINE = ReplacingMergeTree(version)
+ENGINE = {{engine "survey_responses_by_source" "ReplacingMergeTree(version)"}}
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (survey, id, source);
 
-RENAME TABLE {{.Database}}.survey_responses TO {{.Database}}.survey_responses_before_0011, {{.Database}}.survey_responses_by_source TO {{.Database}}.survey_responses;
+{{swap "survey_responses" "survey_responses_before_0011" "survey_responses_by_source"}}{{distributed "survey_responses_before_0011"}};
 
 INSERT INTO {{.Database}}.survey_responses (id, survey, occurred_at, received_at, source, score, scale_min, scale_max, standard_score, ticket_id, customer_id, channel, category, team, agent_id, comment, attributed, late, partition, seq, version)
 SELECT id, survey, occurred_at, received_at, source, score, scale_min, scale_max, standard_score, ticket_id, customer_id, channel, category, team, agent_id, comment, attributed, late, partition, seq, version
 FROM {{.Database}}.survey_responses_before_0011 FINAL;
 
-DROP TABLE IF EXISTS {{.Database}}.survey_responses_before_0011;
+{{drop "survey_responses_before_0011"}};
 
-DROP TABLE IF EXISTS {{.Database}}.survey_responses_by_source;
+{{drop "survey_responses_by_source"}};
 
-CREATE TABLE IF NOT EXISTS {{.Database}}.tickets_by_source
+CREATE TABLE IF NOT EXISTS {{table "tickets_by_source"}}
 (
     id String,
     ticket_id String,
@@ -67,21 +70,21 @@ CREATE TABLE IF NOT EXISTS {{.Database}}.tickets_by_source
     seq UInt64,
     version UInt64
 )
-ENGINE = ReplacingMergeTree(version)
+ENGINE = {{engine "tickets_by_source" "ReplacingMergeTree(version)"}}
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (ticket_id, id, source);
 
-RENAME TABLE {{.Database}}.tickets TO {{.Database}}.tickets_before_0011, {{.Database}}.tickets_by_source TO {{.Database}}.tickets;
+{{swap "tickets" "tickets_before_0011" "tickets_by_source"}}{{distributed "tickets_before_0011"}};
 
 INSERT INTO {{.Database}}.tickets (id, ticket_id, status, occurred_at, received_at, source, channel, category, team, agent_id, handle_seconds, contacts, late, partition, seq, version)
 SELECT id, ticket_id, status, occurred_at, received_at, source, channel, category, team, agent_id, handle_seconds, contacts, late, partition, seq, version
 FROM {{.Database}}.tickets_before_0011 FINAL;
 
-DROP TABLE IF EXISTS {{.Database}}.tickets_before_0011;
+{{drop "tickets_before_0011"}};
 
-DROP TABLE IF EXISTS {{.Database}}.tickets_by_source;
+{{drop "tickets_by_source"}};
 
-CREATE TABLE IF NOT EXISTS {{.PrivateDatabase}}.employee_pulses_by_source
+CREATE TABLE IF NOT EXISTS {{table "employee_pulses_by_source" .PrivateDatabase}}
 (
     id String,
     employee_id String,
@@ -99,16 +102,16 @@ CREATE TABLE IF NOT EXISTS {{.PrivateDatabase}}.employee_pulses_by_source
     version UInt64,
     stored_at DateTime('UTC') DEFAULT now()
 )
-ENGINE = ReplacingMergeTree(version)
+ENGINE = {{engine "employee_pulses_by_source" "ReplacingMergeTree(version)" .PrivateDatabase}}
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (team, id, source);
 
-RENAME TABLE {{.PrivateDatabase}}.employee_pulses TO {{.PrivateDatabase}}.employee_pulses_before_0011, {{.PrivateDatabase}}.employee_pulses_by_source TO {{.PrivateDatabase}}.employee_pulses;
+{{swap "employee_pulses" "employee_pulses_before_0011" "employee_pulses_by_source" .PrivateDatabase}}{{distributed "employee_pulses_before_0011" .PrivateDatabase}};
 
 INSERT INTO {{.PrivateDatabase}}.employee_pulses (id, employee_id, team, question, occurred_at, received_at, source, score, scale_min, scale_max, late, partition, seq, version, stored_at)
 SELECT id, employee_id, team, question, occurred_at, received_at, source, score, scale_min, scale_max, late, partition, seq, version, stored_at
 FROM {{.PrivateDatabase}}.employee_pulses_before_0011 FINAL;
 
-DROP TABLE IF EXISTS {{.PrivateDatabase}}.employee_pulses_before_0011;
+{{drop "employee_pulses_before_0011" .PrivateDatabase}};
 
-DROP TABLE IF EXISTS {{.PrivateDatabase}}.employee_pulses_by_source;
+{{drop "employee_pulses_by_source" .PrivateDatabase}};

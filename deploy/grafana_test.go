@@ -265,9 +265,11 @@ func promQuery(t *testing.T, base, expr string, from, to time.Time) (promResult,
 	return r, nil
 }
 
-// expandVars substitutes Grafana variables ($name and ${name}) with values.
+// expandVars substitutes Grafana variables ($name, ${name} and ${name:percentencode})
+// with values.
 func expandVars(s string, values map[string]string) string {
 	for name, v := range values {
+		s = strings.ReplaceAll(s, "${"+name+":percentencode}", percentEncode(v))
 		s = strings.ReplaceAll(s, "${"+name+"}", v)
 		s = regexp.MustCompile(`\$`+regexp.QuoteMeta(name)+`\b`).ReplaceAllString(s, v)
 	}

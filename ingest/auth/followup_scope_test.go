@@ -9,9 +9,9 @@ import (
 
 func TestFollowUpScope(t *testing.T) {
 	c, err := parse(strings.NewReader(`
-crm     token sha256:` + strings.Repeat("ab", 32) + ` followups=billing,web
-ops     token sha256:` + strings.Repeat("cd", 32) + ` types=ticket followups=*
-`))
+crm     token sha256:`+strings.Repeat("ab", 32)+` followups=billing,web
+ops     token sha256:`+strings.Repeat("cd", 32)+` types=ticket followups=*
+`), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ ops     token sha256:` + strings.Repeat("cd", 32) + ` types=ticket followups=*
 			}
 		}
 	}
-	if _, err := parse(strings.NewReader("x token sha256:" + strings.Repeat("ab", 32) + " followups=")); err == nil {
+	if _, err := parse(strings.NewReader("x token sha256:"+strings.Repeat("ab", 32)+" followups="), nil); err == nil {
 		t.Fatal("an empty followups= must be refused")
 	}
 }

@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -99,19 +98,4 @@ func (s Scope) Check(source string, e *event.Event) *event.FieldError {
 			e.Team, source, strings.Join(s.Teams, ","))}
 	}
 	return nil
-}
-
-// scopeKey carries the authenticated credential's scope.
-type scopeKey struct{}
-
-// WithScope returns ctx carrying the scope of the request's credentials.
-func WithScope(ctx context.Context, s Scope) context.Context {
-	return context.WithValue(ctx, scopeKey{}, s)
-}
-
-// ScopeFrom returns the scope WithScope stored; false for a request that was not
-// authenticated (ingest without credentials), which any event may pass.
-func ScopeFrom(ctx context.Context) (Scope, bool) {
-	s, ok := ctx.Value(scopeKey{}).(Scope)
-	return s, ok
 }

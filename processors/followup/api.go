@@ -27,22 +27,50 @@ type API struct {
 	s      *Settings
 	js     jetstream.JetStream
 	stream jetstream.Stream
-	now    func() time.Time
+	// auth authenticates requests; nil: ingest serves without credentials, and so does
+	// the API.
+	auth *auth.Authenticator
+	now  func() time.Time
 }
 
-// NewAPI returns the API over the follow-up stream.
-func NewAPI(s *Settings, js jetstream.JetStream, stream jetstream.Stream) *API {
-	return &API{s: s, js: js, stream: stream, now: time.Now}
+// NewAPI returns the API over the follow-up stream, authenticating with authn (nil:
+// none).
+func NewAPI(s *Settings, js jetstream.JetStream, stream jetstream.Stream, authn *auth.Authenticator) *API {
+	return &API{s: s, js: js, stream: stream, auth: authn, now: time.Now}
 }
 
-// Routes adds the API's routes to mux, each behind guard (nil: none).
-func (a *API) Routes(mux *http.ServeMux, guard func(http.Handler) http.Handler) {
-	if guard == nil {
-		guard = func(h http.Handler) http.Handler { return h }
+// Routes adds the API's routes to mux.
+func (a *API) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/followups/{id}", a.get)
+	mux.HandleFunc("POST /v1/followups/{id}/acknowledge", a.acknowledge)
+	mux.HandleFunc("POST /v1/followups/{id}/close", a.close)
+}
+
+// caller is who sends a request: its source and scope; open when the API serves
+// without credentials.
+type caller struct {
+	source string
+	scope  auth.Scope
+	open   bool
+}
+
+// mayHandle reports whether the caller may read and change the cases of owner.
+func (c caller) mayHandle(owner string) bool { return c.open || c.scope.MayHandleFollowUp(owner) }
+
+// authenticate checks the request's credentials (a signed one against body). A
+// non-zero status is the answer instead.
+func (a *API) authenticate(r *http.Request, body []byte) (caller, int, string) {
+	if a.auth == nil {
+		return caller{open: true}, 0, ""
 	}
-	mux.Handle("GET /v1/followups/{id}", guard(http.HandlerFunc(a.get)))
-	mux.Handle("POST /v1/followups/{id}/acknowledge", guard(http.HandlerFunc(a.acknowledge)))
-	mux.Handle("POST /v1/followups/{id}/close", guard(http.HandlerFunc(a.close)))
+	source, scope, signed, e := a.auth.Check(r.Header)
+	if e == nil && signed != nil {
+		source, scope, e = signed.Verify(body)
+	}
+	if e != nil {
+		return caller{}, e.Code, e.Message
+	}
+	return caller{source: source, scope: scope}, 0, ""
 }
 
 var caseID = regexp.MustCompile(`^fu-[0-9a-f]{24}$`)
@@ -61,7 +89,12 @@ const maxNote = 2000
 const closedUnacknowledged = "closed-unacknowledged"
 
 func (a *API) get(w http.ResponseWriter, r *http.Request) {
-	c, _, status, msg := a.load(r)
+	who, status, msg := a.authenticate(r, nil)
+	if status != 0 {
+		writeError(w, status, msg)
+		return
+	}
+	c, _, status, msg := a.load(r, who)
 	if status != 0 {
 		writeError(w, status, msg)
 		return
@@ -110,6 +143,11 @@ func (a *API) apply(w http.ResponseWriter, r *http.Request, f func(*records.Foll
 		writeError(w, http.StatusRequestEntityTooLarge, "the body is larger than 16 KiB")
 		return
 	}
+	who, status, msg := a.authenticate(r, body)
+	if status != 0 {
+		writeError(w, status, msg)
+		return
+	}
 	if len(strings.TrimSpace(string(body))) > 0 {
 		dec := json.NewDecoder(strings.NewReader(string(body)))
 		dec.DisallowUnknownFields()
@@ -123,10 +161,10 @@ func (a *API) apply(w http.ResponseWriter, r *http.Request, f func(*records.Foll
 		return
 	}
 	if ch.By == "" {
-		ch.By = auth.SourceFrom(r.Context())
+		ch.By = who.source
 	}
 	for range 5 { // another change at the same moment: read it and decide again
-		c, seq, status, msg := a.load(r)
+		c, seq, status, msg := a.load(r, who)
 		if status != 0 {
 			writeError(w, status, msg)
 			return
@@ -166,9 +204,9 @@ func (a *API) apply(w http.ResponseWriter, r *http.Request, f func(*records.Foll
 	writeError(w, http.StatusConflict, "the case keeps changing; read it and try again")
 }
 
-// load reads the case named in the request as it stands, with its last sequence. A
-// non-zero status is the answer instead.
-func (a *API) load(r *http.Request) (records.FollowUp, uint64, int, string) {
+// load reads the case named in the request as it stands, with its last sequence, if
+// the caller may handle it. A non-zero status is the answer instead.
+func (a *API) load(r *http.Request, who caller) (records.FollowUp, uint64, int, string) {
 	id := r.PathValue("id")
 	if !caseID.MatchString(id) {
 		return records.FollowUp{}, 0, http.StatusBadRequest, "id: a case id is fu- and 24 hex digits"
@@ -186,9 +224,9 @@ func (a *API) load(r *http.Request) (records.FollowUp, uint64, int, string) {
 	if err != nil {
 		return records.FollowUp{}, 0, http.StatusInternalServerError, err.Error()
 	}
-	if scope, ok := auth.ScopeFrom(r.Context()); ok && !scope.MayHandleFollowUp(c.Owner) {
+	if !who.mayHandle(c.Owner) {
 		return records.FollowUp{}, 0, http.StatusForbidden, fmt.Sprintf("the credentials of %q may not handle the cases of %s (their scope: %s); add followups=%s",
-			auth.SourceFrom(r.Context()), c.Owner, scope, c.Owner)
+			who.source, c.Owner, who.scope, c.Owner)
 	}
 	return c, msg.Sequence, 0, ""
 }

@@ -20,8 +20,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/cxlink/cxlink/ingest/admit"
 	"github.com/cxlink/cxlink/ingest/broker"
 	"github.com/cxlink/cxlink/ingest/httpapi"
+	"github.com/cxlink/cxlink/ingest/labels"
+	"github.com/cxlink/cxlink/ingest/pins"
 	"github.com/cxlink/cxlink/ingest/simulator"
 	"github.com/cxlink/cxlink/ingest/stream"
 	"github.com/cxlink/cxlink/processors/effort"
@@ -139,10 +142,6 @@ type roles struct {
 	// noAtomic: the stream does not take atomic batches (a server before 2.12 drops
 	// the setting), so the publisher sends each event on its own.
 	noAtomic bool
-	// guard authenticates API requests (authGuard).
-	guardOnce sync.Once
-	guard     func(http.Handler) http.Handler
-	guardErr  error
 }
 
 // jetStream connects to NATS (or starts the embedded server when allowed) and defines or
@@ -269,19 +268,49 @@ func (r *roles) sink(ctx context.Context) (*clickhouse.Client, error) {
 	}
 }
 
-func (r *roles) ingestHandler(js jetstream.JetStream, defs *definitions, nc *nats.Conn) (*httpapi.Handler, error) {
-	guard, err := r.authGuard()
-	if err != nil {
-		return nil, err
-	}
-	return httpapi.New(r.cfg.HTTP, httpapi.Options{
+// ingestRoutes builds the routes that take events: POST /v1/events and the vendor
+// webhooks, on one admission path (ingest/admit), and the probes. task keeps the
+// credentials file watched while ingest serves.
+func (r *roles) ingestRoutes(js jetstream.JetStream, defs *definitions, nc *nats.Conn) (events, probes func(*http.ServeMux), task func(context.Context) error, err error) {
+	logger := r.logger.With("component", "ingest")
+	adm, err := admit.New(r.cfg.HTTP.Admission(), admit.Options{
 		Publisher:  r.publisher(js, defs),
-		Ready:      natsReady(nc),
-		Logger:     r.logger.With("component", "ingest"),
-		Registerer: r.reg,
+		Labels:     labels.NewKV(defs.labelValues),
+		Pins:       pins.NewKV(defs.pinned),
 		Prepare:    r.preparePulse(),
-		Guard:      guard,
+		Logger:     logger,
+		Registerer: r.reg,
 	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	on, off := r.cfg.Sources.adapters()
+	authn, err := r.authenticator(on)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	h, err := httpapi.New(r.cfg.HTTP, httpapi.Options{
+		Admission:  adm,
+		Auth:       authn,
+		Ready:      natsReady(nc),
+		Logger:     logger,
+		Registerer: r.reg,
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	sources, err := r.sourceRoutes(adm, on, off)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	// Without credentials there is nothing to watch; the task still runs until the end,
+	// since runAll stops every task once one returns.
+	task = func(ctx context.Context) error { <-ctx.Done(); return nil }
+	if authn != nil {
+		task = authn.Run
+	}
+	followUps := r.followUpRoutes(js, defs, authn)
+	return func(mux *http.ServeMux) { h.EventRoutes(mux); sources(mux); followUps(mux) }, h.ProbeRoutes, task, nil
 }
 
 func natsReady(nc *nats.Conn) func(context.Context) error {
@@ -299,23 +328,15 @@ func (r *roles) ingest(ctx context.Context) error {
 		return err
 	}
 	defer closeJS()
-	h, err := r.ingestHandler(js, defs, nc)
+	events, probes, watch, err := r.ingestRoutes(js, defs, nc)
 	if err != nil {
 		return err
 	}
-	sources, err := r.sourceRoutes(js, defs)
+	_, serve, err := r.listen(ctx, events, probes)
 	if err != nil {
 		return err
 	}
-	followUps, err := r.followUpRoutes(js, defs)
-	if err != nil {
-		return err
-	}
-	_, serve, err := r.listen(ctx, func(mux *http.ServeMux) { h.EventRoutes(mux); sources(mux); followUps(mux) }, h.ProbeRoutes)
-	if err != nil {
-		return err
-	}
-	return serve()
+	return runAll(ctx, func(context.Context) error { return serve() }, watch)
 }
 
 // processing is what the process and run roles share: JetStream (embedded when allowed),
@@ -451,19 +472,11 @@ func (r *roles) run(ctx context.Context, args []string) error {
 	}
 	defer pr.close()
 	js, nc, ch := pr.js, pr.nc, pr.ch
-	h, err := r.ingestHandler(js, pr.defs, nc)
+	events, probes, watch, err := r.ingestRoutes(js, pr.defs, nc)
 	if err != nil {
 		return err
 	}
-	sources, err := r.sourceRoutes(js, pr.defs)
-	if err != nil {
-		return err
-	}
-	followUps, err := r.followUpRoutes(js, pr.defs)
-	if err != nil {
-		return err
-	}
-	addr, serve, err := r.listen(ctx, func(mux *http.ServeMux) { h.EventRoutes(mux); sources(mux); followUps(mux) }, h.ProbeRoutes)
+	addr, serve, err := r.listen(ctx, events, probes)
 	if err != nil {
 		return err
 	}
@@ -475,7 +488,7 @@ func (r *roles) run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	tasks = append(tasks, func(context.Context) error { return serve() }, drift)
+	tasks = append(tasks, func(context.Context) error { return serve() }, watch, drift)
 	if *simulate {
 		cfg, err := sim.config()
 		if err != nil {

@@ -8,6 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cxlink/cxlink/ingest/labels"
+	"github.com/cxlink/cxlink/ingest/pins"
 	"github.com/cxlink/cxlink/ingest/stream"
 	"github.com/cxlink/cxlink/processors/checkpoint"
 	"github.com/cxlink/cxlink/processors/deadletter"
@@ -16,13 +18,16 @@ import (
 )
 
 // definitions are the NATS objects cxlink keeps next to its stream: the dead letters,
-// the lease and progress buckets and the snapshot store.
+// the lease and progress buckets, the snapshot store, and the buckets ingest admits
+// events with (the label values admitted across the deployment, the webhooks' pins).
 type definitions struct {
 	stream      jetstream.Stream
 	info        stream.Info
 	deadLetters *deadletter.Queue
 	leases      jetstream.KeyValue
 	checkpoints *checkpoint.Store
+	labelValues jetstream.KeyValue
+	pinned      jetstream.KeyValue
 	// followUps is the follow-up stream; nil when no answer opens a case.
 	followUps jetstream.Stream
 }
@@ -49,6 +54,12 @@ func (r *roles) defineNATS(ctx context.Context, js jetstream.JetStream) (*defini
 	}
 	if d.checkpoints, err = checkpoint.Open(ctx, js); err != nil {
 		return nil, err
+	}
+	if d.labelValues, err = js.CreateOrUpdateKeyValue(ctx, labels.BucketConfig(info.Replicas)); err != nil {
+		return nil, fmt.Errorf("create or update key-value bucket %s: %w", labels.Bucket, err)
+	}
+	if d.pinned, err = js.CreateOrUpdateKeyValue(ctx, pins.BucketConfig(info.Replicas)); err != nil {
+		return nil, fmt.Errorf("create or update key-value bucket %s: %w", pins.Bucket, err)
 	}
 	if fu := r.followUps(); fu.On() {
 		if d.followUps, err = followup.Define(ctx, js, fu, info.Replicas); err != nil {
@@ -84,6 +95,12 @@ func (r *roles) openNATS(ctx context.Context, js jetstream.JetStream) (*definiti
 		return nil, fmt.Errorf("object store %s: %w", checkpoint.SnapshotStore, err)
 	}
 	if d.checkpoints, err = checkpoint.Open(ctx, js); err != nil {
+		return nil, err
+	}
+	if d.labelValues, err = openOrCreateKV(ctx, js, labels.BucketConfig(info.Replicas)); err != nil {
+		return nil, err
+	}
+	if d.pinned, err = openOrCreateKV(ctx, js, pins.BucketConfig(info.Replicas)); err != nil {
 		return nil, err
 	}
 	if fu := r.followUps(); fu.On() {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cxlink/cxlink/ingest/auth"
 	"github.com/cxlink/cxlink/processors/followup"
 	"github.com/cxlink/cxlink/processors/lease"
 	"github.com/cxlink/cxlink/processors/pipeline"
@@ -22,17 +23,13 @@ func (r *roles) processSink(js jetstream.JetStream, defs *definitions, ch *click
 }
 
 // followUpRoutes mounts the follow-up API (read, acknowledge, close) next to the
-// ingest API, behind the same authentication; nothing when follow-ups are off.
-func (r *roles) followUpRoutes(js jetstream.JetStream, defs *definitions) (func(*http.ServeMux), error) {
+// ingest API, with the same credentials (authn nil: none); nothing when follow-ups are
+// off.
+func (r *roles) followUpRoutes(js jetstream.JetStream, defs *definitions, authn *auth.Authenticator) func(*http.ServeMux) {
 	if defs.followUps == nil {
-		return func(*http.ServeMux) {}, nil
+		return func(*http.ServeMux) {}
 	}
-	guard, err := r.authGuard()
-	if err != nil {
-		return nil, err
-	}
-	api := followup.NewAPI(r.followUps(), js, defs.followUps)
-	return func(mux *http.ServeMux) { api.Routes(mux, guard) }, nil
+	return followup.NewAPI(r.followUps(), js, defs.followUps, authn).Routes
 }
 
 // followUpTask runs the follow-up stage while this process holds its lease; otherwise

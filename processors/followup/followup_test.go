@@ -175,6 +175,13 @@ func TestOpenedOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A duplicate window of 100 ms, set before anything is published (the server arms
+	// its purge of message ids with the window it has then): past it the message id no
+	// longer helps, and the subject check must.
+	if _, err := js.UpdateStream(ctx, jetstream.StreamConfig{Name: StreamName, Subjects: []string{SubjectPrefix + "*"},
+		MaxAge: s.MaxAge, Duplicates: 100 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
 	pub := NewPublisher(js)
 	c := records.FollowUp{ID: CaseID("x"), State: records.FollowUpOpen, Owner: "billing"}
 	sink := OpeningSink{Next: nopSink{}, Cases: pub}
@@ -183,12 +190,8 @@ func TestOpenedOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Past the duplicate window the message id no longer helps; the subject check does.
-	if _, err := js.UpdateStream(ctx, jetstream.StreamConfig{Name: StreamName, Subjects: []string{SubjectPrefix + "*"},
-		MaxAge: s.MaxAge, Duplicates: 100 * time.Millisecond}); err != nil {
-		t.Fatal(err)
-	}
 	// Wait until the server forgot the message ids: a probe's id is stored again.
+	deadline := time.Now().Add(time.Minute)
 	for i := 0; ; i++ {
 		ack, err := js.Publish(ctx, Subject("probe"), nil, jetstream.WithMsgID("probe"))
 		if err != nil {
@@ -196,6 +199,9 @@ func TestOpenedOnce(t *testing.T) {
 		}
 		if i > 0 && !ack.Duplicate {
 			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server kept the probe's message id for a minute past a duplicate window of 100 ms")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -105,9 +105,11 @@ type state struct {
 	Stats       Stats     `json:"stats"`
 }
 
-// DefaultInFlight is the default of Options.InFlight. The ingest API reaches its rate
-// with about four senders on two cores (deploy/local/bench.sh), and four leave most of
-// its CXLINK_MAX_CONCURRENT_REQUESTS (32) to live senders while an import runs.
+// DefaultInFlight is the default of Options.InFlight. One request at a time, the API
+// idles while the importer reads the next batch and the request travels; two to four
+// kept a loaded 2-core machine busy (deploy/local/bench.sh), more only add waiting.
+// Four also hide the latency of an API across a network, and leave most of its
+// CXLINK_MAX_CONCURRENT_REQUESTS (32) to live senders while an import runs.
 const DefaultInFlight = 4
 
 // ErrInterrupted is returned when ctx ended before the end of the file; the state file

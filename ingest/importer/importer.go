@@ -61,9 +61,9 @@ type Options struct {
 	Client *Client
 	// BatchSize is the number of events per request.
 	BatchSize int
-	// InFlight is the number of requests sent at once (default 4): the API stores each
-	// batch with one sync, so while one request waits for its sync the next ones are
-	// read, validated and sent, and the server never idles between them.
+	// InFlight is the number of requests sent at once (default DefaultInFlight): while
+	// the API stores one batch (with one sync) the next ones are read, validated and
+	// sent, so that it need not wait for them.
 	InFlight int
 	// StatePath and ReportPath default to the input file's name + ".import-state.json" and
 	// ".import-errors.csv" in the current directory (the input may be read-only).
@@ -107,7 +107,7 @@ type state struct {
 
 // DefaultInFlight is the default of Options.InFlight. One request at a time, the API
 // idles while the importer reads the next batch and the request travels; two to four
-// kept a loaded 2-core machine busy (deploy/local/bench.sh), more only add waiting.
+// kept a loaded 2-core machine busy (deploy/local/bench.sh); eight gained nothing.
 // Four also hide the latency of an API across a network, and leave most of its
 // CXLINK_MAX_CONCURRENT_REQUESTS (32) to live senders while an import runs.
 const DefaultInFlight = 4

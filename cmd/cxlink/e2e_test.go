@@ -256,7 +256,7 @@ func (c *cluster) postAll(events []map[string]any, batch int) (stored, rejected 
 // the rows of every message in the stream are stored.
 func (c *cluster) waitProcessed() {
 	c.t.Helper()
-	waitPartitionsStored(c.t, c.js, partitions, 2*time.Minute)
+	waitPartitionsStored(c.t, c.js, partitions, 5*time.Minute) // a limit for a stuck run, not a speed test
 }
 
 // partitionsOwned reports whether each of n partitions has a lease holder.

@@ -98,6 +98,10 @@ func (c Config) partitionConfig() partition.Config {
 	}
 }
 
+// ChangeHorizon is how long after a bucket's start a message received may still change it
+// (partition.Config.ChangeHorizon): the hourly compaction waits for it.
+func (c Config) ChangeHorizon() time.Duration { return c.partitionConfig().ChangeHorizon() }
+
 // ReplayHorizon is how far back a partition without snapshot reads: the longest window
 // (or pulse period) and everything that can still change it. maxFuture is ingest's
 // tolerance for occurred_at ahead of the clock.

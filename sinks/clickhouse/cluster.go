@@ -42,6 +42,10 @@ var shardingKeys = map[string]string{
 	TableBuckets:      "cityHash64(survey, dimension, key)",
 	"rollup_partials": "cityHash64(survey, dimension, key)",
 	TableWindows:      "cityHash64(`window`)",
+	// Hours as the buckets they add up: a shard compacts its own series.
+	TableHours: "cityHash64(survey, dimension, key)",
+	// Readers take the max over every shard.
+	TableHoursDone: "version",
 	// Results by their whole sorting key.
 	TableTeamPeriods:  "cityHash64(period, period_start, team)",
 	TableLinkage:      "cityHash64(period, scope, employee_metric, customer_metric, lag, period_start)",

@@ -24,6 +24,7 @@ var retained = map[string]retention.Class{
 	TableTickets:      retention.Raw,
 	TableBuckets:      retention.Rollups,
 	TablePartials:     retention.Rollups,
+	TableHours:        retention.Rollups,
 	TableTeamPeriods:  retention.Results,
 	TableLinkage:      retention.Results,
 	TableEffortImpact: retention.Results,

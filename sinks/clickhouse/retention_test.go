@@ -103,6 +103,12 @@ func TestRetentionDropsOnlyWhatIsOlder(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Compacted hours: dropped with the buckets of their day.
+	if err := c.Conn().Exec(ctx, "INSERT INTO "+c.Database()+".rollup_hours (survey, dimension, key, hour_start, responses, version) "+
+		"SELECT 'ces', 'overall', '', toDateTime(arrayJoin(['2026-06-04 23:00:00', '2026-06-05 00:00:00']), 'UTC'), 1, 1"); err != nil {
+		t.Fatal(err)
+	}
+
 	before := partitionRows(t, c)
 	reg := prometheus.NewRegistry()
 	job := retention.New(cfg, retention.Options{Store: c, Logger: testLogger(t), Registerer: reg, Now: func() time.Time { return now }})
@@ -120,6 +126,7 @@ func TestRetentionDropsOnlyWhatIsOlder(t *testing.T) {
 		"effort_impact/202603",
 		"linkage/202603",
 		"rollup_buckets/20260603", "rollup_buckets/20260604",
+		"rollup_hours/20260604",
 		"rollup_partials/20260601",
 		"survey_responses/202601", "survey_responses/202602",
 		"team_periods/202603",
@@ -139,7 +146,7 @@ func TestRetentionDropsOnlyWhatIsOlder(t *testing.T) {
 			t.Errorf("%s: %d rows before, %d after; it is not older than its retention", key, n, after[key])
 		}
 	}
-	for table, n := range map[string]float64{"tickets": 2, "linkage": 1, "rollup_buckets": 2, "drift_events": 1} {
+	for table, n := range map[string]float64{"tickets": 2, "linkage": 1, "rollup_buckets": 2, "rollup_hours": 1, "drift_events": 1} {
 		if got := counter(t, reg, "cxlink_retention_dropped_partitions_total", table); got != n {
 			t.Errorf("cxlink_retention_dropped_partitions_total{table=%s} = %v, want %v", table, got, n)
 		}

@@ -419,7 +419,7 @@ func (pr *processing) tasks(r *roles) ([]func(context.Context) error, error) {
 	if pr.defs.followUps != nil {
 		tasks = append(tasks, r.followUpTask(pr.defs, pr.ch, pr.leases))
 	}
-	return r.withAnalytics(tasks, pr.ch, pr.leases)
+	return r.withAnalytics(tasks, pr.ch, pr.defs, pr.leases)
 }
 
 func (r *roles) process(ctx context.Context) error {

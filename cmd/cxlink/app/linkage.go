@@ -2,18 +2,21 @@ package app
 
 import (
 	"context"
+	"time"
 
 	"github.com/cxlink/cxlink/processors/analytics"
+	"github.com/cxlink/cxlink/processors/compact"
 	"github.com/cxlink/cxlink/processors/effort"
 	"github.com/cxlink/cxlink/processors/lease"
 	"github.com/cxlink/cxlink/processors/retention"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
 )
 
-// withAnalytics adds the cross-team stage (linkage and effort impact) and the retention
-// job to a process's tasks unless CXLINK_ANALYTICS is off: every such process stands by,
-// and the one holding the stage's lease runs both.
-func (r *roles) withAnalytics(tasks []func(context.Context) error, ch *clickhouse.Client, leases *lease.Manager) ([]func(context.Context) error, error) {
+// withAnalytics adds the cross-team stage (linkage and effort impact), the retention job
+// and the hourly compaction of the rollup buckets to a process's tasks unless
+// CXLINK_ANALYTICS is off: every such process stands by, and the one holding the stage's
+// lease runs all three.
+func (r *roles) withAnalytics(tasks []func(context.Context) error, ch *clickhouse.Client, defs *definitions, leases *lease.Manager) ([]func(context.Context) error, error) {
 	if !r.cfg.Analytics.Active() {
 		r.logger.Info("linkage and effort impact run in another process", "CXLINK_ANALYTICS", r.cfg.Analytics.Enabled)
 		return tasks, nil
@@ -32,9 +35,18 @@ func (r *roles) withAnalytics(tasks []func(context.Context) error, ch *clickhous
 		Logger:     r.logger.With("component", "retention"),
 		Registerer: r.reg,
 	})
+	compactor := compact.New(compact.Options{
+		Store: ch,
+		Watermarks: func(ctx context.Context) ([]time.Time, error) {
+			return defs.checkpoints.Watermarks(ctx, defs.info.Partitions)
+		},
+		Horizon:    r.cfg.Process.ChangeHorizon(),
+		Logger:     r.logger.With("component", "compact"),
+		Registerer: r.reg,
+	})
 	return append(tasks, func(ctx context.Context) error {
 		return leases.Singleton(ctx, "analytics", func(ctx context.Context, l *lease.Lease) error {
-			return runAll(ctx, func(ctx context.Context) error { return stage.Run(ctx, l.Token()) }, job.Run)
+			return runAll(ctx, func(ctx context.Context) error { return stage.Run(ctx, l.Token()) }, job.Run, compactor.Run)
 		})
 	}), nil
 }

@@ -34,7 +34,8 @@ const (
 	ticketsPerDay = 20_000 // each created and solved: 40,000 ticket events
 )
 
-// centreFill generates the raw and analytics tables in the server ({db}, {start} (the
+// centreFill generates the raw and analytics tables in the server ({db}, {private} (the
+// database of employee answers), {start} (the
 // first day, Unix seconds), {days}, {perday}, {total}, {runs} replaced), over 16 stream
 // partitions. Deterministic: hashes of the row number.
 var centreFill = []string{
@@ -103,7 +104,7 @@ FROM
     FROM system.numbers LIMIT {total}
 )
 WHERE occurred_at < now()`,
-	`INSERT INTO {db}.employee_pulses
+	`INSERT INTO {private}.employee_pulses (id, employee_id, team, question, occurred_at, received_at, source, score, scale_min, scale_max, late, partition, seq, version)
 SELECT
     concat('p-', toString(week), '-', toString(employee), '-', question) AS id,
     concat('employee-', toString(employee)) AS employee_id,
@@ -140,13 +141,15 @@ FROM
     FROM (SELECT number AS run FROM system.numbers LIMIT {runs})
 )
 WHERE window_end < now()`,
-	`INSERT INTO {db}.team_periods
+	`INSERT INTO {db}.team_periods (period, period_start, team, engagement_respondents, engagement, enps_respondents, enps,
+    ces_responses, ces, pct_difficult, csat_responses, csat, computed_at, version)
 SELECT 'week', toDateTime(toUInt32(toMonday(now())) - week * 7 * 86400, 'UTC') AS period_start,
     concat('team-', toString(tm)) AS team, 14, toNullable(3 + (tm % 10) / 5), 14, toNullable(toFloat64(tm % 40) - 10),
     300, toNullable(4 + (tm % 10) / 4), toNullable(10 + toFloat64(tm % 7)), 120, toNullable(70 + toFloat64(tm % 20)),
     now(), version
 FROM (SELECT intDiv(number, 500) AS week, intDiv(number % 500, 10) AS tm, number % 10 AS version FROM system.numbers LIMIT 2500)`,
-	`INSERT INTO {db}.linkage
+	`INSERT INTO {db}.linkage (period, period_start, scope, span_periods, lag, employee_metric, customer_metric, teams, pairs,
+    periods, pearson_r, spearman_r, ci_low, ci_high, p_value, status, computed_at, version)
 SELECT 'week', toDateTime(toUInt32(toMonday(now())) - week * 7 * 86400, 'UTC') AS period_start, scope, if(scope = 'pooled', 4, 1),
     lag, em, cm, 50, if(scope = 'pooled', 200, 50), if(scope = 'pooled', 4, 1), toNullable(0.4 + lag / 20), toNullable(0.38),
     toNullable(0.15), toNullable(0.6), toNullable(0.01), 'ok', now(), version
@@ -182,7 +185,7 @@ GROUP BY survey, dimension, key, bucket_start, partition`
 
 // centreTables are copied, for the last day, into the database of one day of history.
 var centreTables = map[string]string{
-	"survey_responses": "occurred_at", "tickets": "occurred_at", "employee_pulses": "occurred_at",
+	"survey_responses": "occurred_at", "tickets": "occurred_at",
 	"rollup_buckets": "bucket_start", "effort_impact": "window_end", "team_periods": "period_start",
 	"linkage": "period_start", "drift_events": "started_at",
 }
@@ -230,7 +233,7 @@ func fillCentre(b *testing.B, srv *chtest.Server) *clickhouse.Client {
 		if strings.Contains(q, ".tickets") {
 			perDay = ticketsPerDay
 		}
-		execFill(b, db, q, strings.NewReplacer("{db}", db.Database(), "{start}", fmt.Sprint(today.AddDate(0, 0, -centreDays).Unix()),
+		execFill(b, db, q, strings.NewReplacer("{db}", db.Database(), "{private}", db.PrivateDatabase(), "{start}", fmt.Sprint(today.AddDate(0, 0, -centreDays).Unix()),
 			"{days}", fmt.Sprint(centreDays), "{perday}", fmt.Sprint(perDay), "{total}", fmt.Sprint(days*perDay),
 			"{runs}", fmt.Sprint(days*288)))
 	}

@@ -260,3 +260,142 @@ func TestWindowedPanelsAddUpTheirBuckets(t *testing.T) {
 		}
 	}
 }
+
+// Over a range longer than 3 days the trend and drift panels draw hourly (or wider)
+// points and read the compacted hours before C = max(compacted_until) and the minute
+// buckets from C on (docs/storage.md, "Hourly compaction"). On the same buckets they must
+// draw the points the minute read draws, also when a point's slot straddles C.
+func TestHourlyPanelsMatchTheMinuteRead(t *testing.T) {
+	srv := chtest.Start(t)
+	db, err := clickhouse.Open(t.Context(), srv.Config(srv.NewDatabase(t)), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := db.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	windows, err := effort.ParseWindows("1h,24h,7d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.WriteWindows(t.Context(), time.Minute, windows); err != nil {
+		t.Fatal(err)
+	}
+	// 8 days shown, 7 more read by the 7 d window: a bucket every 7 minutes per series
+	// and partition, some written again with a higher version.
+	from := time.Date(2025, 6, 2, 0, 0, 0, 0, time.UTC)
+	to := from.Add(8 * 24 * time.Hour)
+	var b records.Batch
+	i := 0
+	for start := from.Add(-8 * 24 * time.Hour); start.Before(to); start = start.Add(7 * time.Minute) {
+		for _, dim := range []string{"overall", "category", "channel", "team"} {
+			for k, key := range []string{"k1", "k2"} {
+				if dim == "overall" {
+					if k > 0 {
+						continue
+					}
+					key = ""
+				}
+				i++
+				n := uint64(1 + i%9)
+				bucket := records.Bucket{Survey: "ces", Dimension: dim, Key: key, Start: start, Partition: uint16(i % 3),
+					Responses: n, ScoreSum: float64(n) * float64(1+i%7) * 0.999999, Version: uint64(i)}
+				b.Buckets = append(b.Buckets, bucket)
+				if i%11 == 0 {
+					bucket.Responses, bucket.ScoreSum, bucket.Version = n+2, bucket.ScoreSum+7, uint64(1_000_000+i)
+					b.Buckets = append(b.Buckets, bucket)
+				}
+			}
+		}
+	}
+	if err := db.WriteBatch(t.Context(), &b); err != nil {
+		t.Fatal(err)
+	}
+
+	p := panelRunner{t: t, db: db, dashboards: loadDashboards(t)}
+	type panel struct{ file, title, col, value string }
+	panels := []panel{
+		{"ces-overview.json", "CES trend (overall)", "", "ces"},
+		{"ces-overview.json", "CES by category (trend)", "category", "ces"},
+		{"ces-overview.json", "CES by channel (trend)", "channel", "ces"},
+		{"ces-overview.json", "CES by team (trend)", "team", "ces"},
+		{"drift-alerts.json", "CES: 1 h window minus 7 d window, by category (ClickHouse)", "category", "ces_drift"},
+	}
+	type variant struct {
+		window   string
+		interval time.Duration
+		r        time.Duration // the resolution the panel must pick
+	}
+	variants := []variant{
+		{"1h", 30 * time.Minute, time.Hour}, // at least an hour over 8 days
+		{"24h", 30 * time.Minute, time.Hour},
+		{"24h", 2 * time.Hour, 2 * time.Hour}, // a slot of two hours straddles C
+		{"7d", 2 * time.Hour, 2 * time.Hour},
+	}
+	points := func(pn panel, v variant) map[string]any {
+		t.Helper()
+		rows := p.run(pn.file, pn.title, map[string]string{"window": v.window}, from, to, v.interval)
+		out := map[string]any{}
+		for _, r := range rows {
+			tm := r["time"].(time.Time)
+			if tm.Unix()%int64(v.r/time.Second) != 0 {
+				t.Fatalf("%s %s: a point at %s, not on a multiple of %s", pn.title, v.window, tm, v.r)
+			}
+			id := tm.Format(time.RFC3339)
+			if pn.col != "" {
+				id += "/" + r[pn.col].(string)
+			}
+			out[id] = r[pn.value]
+		}
+		return out
+	}
+	// Before any compaction: C is 1970, every point from the minute buckets.
+	minute := map[string]map[string]any{}
+	for _, pn := range panels {
+		for _, v := range variants {
+			if pn.file == "drift-alerts.json" && (v.window != "24h" || v.r != time.Hour) {
+				continue // no window variable, and its 1 h window allows hourly points only
+			}
+			got := points(pn, v)
+			if len(got) < 90 {
+				t.Fatalf("%s %s every %s: only %d points", pn.title, v.window, v.r, len(got))
+			}
+			minute[pn.title+"/"+v.window+"/"+v.r.String()] = got
+		}
+	}
+	// Compact the hours up to C, an odd hour in the middle of the range.
+	c := from.Add(3*24*time.Hour + 5*time.Hour)
+	if err := db.CompactHours(t.Context(), from.Add(-8*24*time.Hour), c); err != nil {
+		t.Fatal(err)
+	}
+	// A bucket below C written again after its hour was compacted (which the finality
+	// rule prevents): the hourly read below C does not see it, so the points below are
+	// read from the hours.
+	stale := records.Bucket{Survey: "ces", Dimension: "overall", Start: c.Add(-2 * time.Hour), Responses: 1000, ScoreSum: 1000, Version: 1 << 40}
+	if err := db.WriteBatch(t.Context(), &records.Batch{Buckets: []records.Bucket{stale}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, pn := range panels {
+		for _, v := range variants {
+			want, ok := minute[pn.title+"/"+v.window+"/"+v.r.String()]
+			if !ok {
+				continue
+			}
+			got := points(pn, v)
+			if len(got) != len(want) {
+				t.Errorf("%s %s every %s: %d points from hours and buckets, %d from buckets", pn.title, v.window, v.r, len(got), len(want))
+			}
+			for id, w := range want {
+				g, ok := got[id]
+				wf, _ := w.(float64)
+				switch {
+				case !ok:
+					t.Errorf("%s %s every %s: no point %s", pn.title, v.window, v.r, id)
+				case (g == nil) != (w == nil) || (w != nil && !near(g, wf)):
+					t.Errorf("%s %s every %s at %s: %v from hours and buckets, %v from buckets", pn.title, v.window, v.r, id, g, w)
+				}
+			}
+		}
+	}
+}

@@ -25,7 +25,10 @@ const driftColumns = "survey, dimension, key, owner, detector, direction, starte
 // not compared with a baseline): the buckets with end − w ≤ bucket_start < end. It reads
 // only the buckets the windows cover, and first adds them up into slots as wide as the
 // ends and the window allow (an hour for the drift detector's hourly blocks), so that
-// many ends cost slots × ends, not buckets × ends. Series without responses are left out.
+// many ends cost slots × ends, not buckets × ends. When the slots are whole hours, those
+// before the compacted hours' end (max(compacted_until), docs/storage.md) are read from
+// rollup_hours, 60 times fewer rows than their minute buckets. Series without responses
+// are left out.
 func (c *Client) WindowTotals(ctx context.Context, w effort.Window, ends []time.Time) ([]records.WindowTotal, error) {
 	if len(ends) == 0 {
 		return nil, nil
@@ -43,16 +46,25 @@ func (c *Client) WindowTotals(ctx context.Context, w effort.Window, ends []time.
 	}
 	// A slot divides the window and every end: each window is whole slots. Buckets start
 	// on multiples of the step, which divides both, so a slot holds whole buckets.
-	sl, ln := strconv.FormatInt(max(slot, 1), 10), strconv.FormatInt(length, 10)
+	slot = max(slot, 1)
+	sl, ln := strconv.FormatInt(slot, 10), strconv.FormatInt(length, 10)
+	from, to := lo.Unix()-length, hi.Unix()
+	slots := c.slots(TableBuckets, "bucket_start", sl, from, to)
+	if slot%3600 == 0 {
+		done, err := c.CompactedUntil(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if cu := done.Unix(); cu > from {
+			// Each branch adds up its rows into the same slots; one that straddles the
+			// compacted hours' end gets a row from each, and the level above adds them.
+			slots = c.slots(TableHours, "hour_start", sl, from, min(to, cu)) + " UNION ALL " +
+				c.slots(TableBuckets, "bucket_start", sl, max(from, cu), to)
+		}
+	}
 	q := "SELECT survey, dimension, key, toDateTime(e, 'UTC') AS window_end, sum(n), sum(s), sum(sq), sum(pos), sum(neg) FROM (" +
 		"SELECT survey, dimension, key, b, n, s, sq, pos, neg, arrayJoin([" + strings.Join(in, ", ") + "]) AS e FROM (" +
-		"SELECT survey, dimension, key, intDiv(toUInt32(bucket_start), " + sl + ") * " + sl + " AS b, sum(responses) AS n, " +
-		"sum(score_sum) AS s, sum(score_sq_sum) AS sq, sum(positive) AS pos, sum(negative) AS neg FROM " +
-		c.cfg.Database + "." + TableBuckets + " FINAL " +
-		"WHERE bucket_start >= toDateTime(" + strconv.FormatInt(lo.Unix(), 10) + " - " + ln + ", 'UTC') " +
-		"AND bucket_start < toDateTime(" + strconv.FormatInt(hi.Unix(), 10) + ", 'UTC') " +
-		"AND dimension IN ('overall', 'category', 'channel', 'team') GROUP BY survey, dimension, key, b" +
-		")) WHERE b >= e - " + ln + " AND b < e " +
+		slots + ")) WHERE b >= e - " + ln + " AND b < e " +
 		"GROUP BY survey, dimension, key, window_end HAVING sum(n) > 0"
 	rows, err := c.conn.Query(ctx, q)
 	if err != nil {
@@ -73,6 +85,18 @@ func (c *Client) WindowTotals(ctx context.Context, w effort.Window, ends []time.
 		return nil, fmt.Errorf("read %s windows: %w", w.Name, err)
 	}
 	return out, nil
+}
+
+// slots adds up the rows of table (rollup_buckets, or rollup_hours) with from ≤ col < to
+// (Unix seconds) into slots sl seconds wide, per series of the dimensions the drift
+// detector judges.
+func (c *Client) slots(table, col, sl string, from, to int64) string {
+	return "SELECT survey, dimension, key, intDiv(toUInt32(" + col + "), " + sl + ") * " + sl + " AS b, sum(responses) AS n, " +
+		"sum(score_sum) AS s, sum(score_sq_sum) AS sq, sum(positive) AS pos, sum(negative) AS neg FROM " +
+		c.cfg.Database + "." + table + " FINAL " +
+		"WHERE " + col + " >= toDateTime(" + strconv.FormatInt(from, 10) + ", 'UTC') " +
+		"AND " + col + " < toDateTime(" + strconv.FormatInt(to, 10) + ", 'UTC') " +
+		"AND dimension IN ('overall', 'category', 'channel', 'team') GROUP BY survey, dimension, key, b"
 }
 
 // LateWindowTotals is WindowTotals of the answers that arrived late (late = 1 in

@@ -3,6 +3,7 @@ package clickhouse_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"reflect"
 	"sort"
 	"testing"
@@ -202,5 +203,90 @@ func TestDriftJudgesStoredPulses(t *testing.T) {
 		!e.StartedAt.Equal(tick) || e.PeakRecent != 1.5 || e.PeakBaseline != 4.5 || e.PeakRecentResponses != 6 ||
 		e.PeakBaselineResponses != 24 || e.RecentWindow != "7d" || e.BaselineWindow != "4x7d" || e.PeakStatistic > -3 {
 		t.Errorf("episode %+v", e)
+	}
+}
+
+// With hourly ends, WindowTotals reads the compacted hours before max(compacted_until)
+// and the buckets after it, and gives the windows the buckets alone give, also where a
+// slot straddles the compacted hours' end; with minute ends it reads the buckets.
+func TestWindowTotalsReadsCompactedHours(t *testing.T) {
+	c, _ := open(t, chtest.Start(t))
+	ctx := context.Background()
+	end := at("2026-03-10T12:00:00Z")
+	var b records.Batch
+	for i := range 2000 { // every 11 minutes for 15 days
+		n := uint64(1 + i%5)
+		b.Buckets = append(b.Buckets, records.Bucket{Survey: "ces", Dimension: []string{"overall", "category", "team"}[i%3],
+			Key: []string{"", "plan", "blue"}[i%3], Start: end.Add(-time.Duration(i) * 11 * time.Minute), Partition: uint16(i % 4),
+			Responses: n, ScoreSum: float64(n) * 4.5, SquareSum: float64(n) * 20.25, Positive: n / 2, Negative: n / 3, Version: uint64(i + 1)})
+	}
+	if err := c.WriteBatch(ctx, &b); err != nil {
+		t.Fatal(err)
+	}
+	read := func(w effort.Window, ends []time.Time) map[string]records.WindowTotal {
+		t.Helper()
+		rows, err := c.WindowTotals(ctx, w, ends)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]records.WindowTotal{}
+		for _, r := range rows {
+			out[r.Dimension+"/"+r.Key+"/"+r.WindowEnd.Format(time.RFC3339)] = r
+		}
+		return out
+	}
+	type read1 struct {
+		w    effort.Window
+		ends []time.Time
+	}
+	var reads []read1
+	for _, w := range []effort.Window{{Name: "1h", Length: time.Hour}, {Name: "7d", Length: 7 * 24 * time.Hour}} {
+		var hourly, twoHourly, minutes []time.Time
+		for h := 0; h < 72; h++ {
+			hourly = append(hourly, end.Add(-time.Duration(h)*time.Hour))
+			twoHourly = append(twoHourly, end.Add(-time.Duration(2*h)*time.Hour))
+			minutes = append(minutes, end.Add(-time.Duration(h)*37*time.Minute))
+		}
+		reads = append(reads, read1{w, hourly}, read1{w, minutes})
+		if w.Length > time.Hour {
+			reads = append(reads, read1{w, twoHourly})
+		}
+	}
+	var before []map[string]records.WindowTotal
+	for _, r := range reads {
+		before = append(before, read(r.w, r.ends))
+	}
+	// Compact up to an odd hour a day and a half back, then write a bucket below it again
+	// (which the finality rule prevents): the hourly reads do not see it, so below the
+	// compacted end they read the hours.
+	cu := end.Add(-37 * time.Hour)
+	if err := c.CompactHours(ctx, end.Add(-20*24*time.Hour), cu); err != nil {
+		t.Fatal(err)
+	}
+	stale := records.Bucket{Survey: "ces", Dimension: "overall", Start: cu.Add(-3 * time.Hour), Responses: 1000, ScoreSum: 1000, Version: 1 << 40}
+	if err := c.WriteBatch(ctx, &records.Batch{Buckets: []records.Bucket{stale}}); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range reads {
+		got, want := read(r.w, r.ends), before[i]
+		minutes := r.ends[1].Sub(r.ends[0])%time.Hour != 0
+		changed := 0
+		for k, w := range want {
+			g := got[k]
+			same := g.Responses == w.Responses && g.Positive == w.Positive && g.Negative == w.Negative &&
+				math.Abs(g.ScoreSum-w.ScoreSum) < 1e-6 && math.Abs(g.SquareSum-w.SquareSum) < 1e-6
+			if !same {
+				changed++
+				if !minutes {
+					t.Errorf("%s ends %s apart, %s: %+v after compaction, %+v before", r.w.Name, r.ends[0].Sub(r.ends[1]), k, g, w)
+				}
+			}
+		}
+		if len(got) != len(want) && !minutes {
+			t.Errorf("%s: %d windows after compaction, %d before", r.w.Name, len(got), len(want))
+		}
+		if minutes && changed == 0 {
+			t.Errorf("%s at minute ends: the bucket written again below the compacted end is not read", r.w.Name)
+		}
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/xml"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -16,14 +15,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/caarlos0/env/v11"
 
+	"github.com/cxlink/cxlink/cmd/cxlink/apptest/proc"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
 )
 
@@ -42,31 +40,21 @@ const (
 	stopTimeout = 10 * time.Second
 )
 
-// Server is a ClickHouse server for tests. Its methods fail the test that started it,
-// so call them from that test's goroutine.
+// Server is a ClickHouse server for tests. Its methods fail the test that started it.
 type Server struct {
 	t        testing.TB
 	addr     string
 	user     string
 	password string
 
-	// Private servers only.
-	argv    []string // binary and its arguments
-	dir     string
-	logPath string
-
-	mu   sync.Mutex
-	proc *process // nil while stopped
-}
-
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed once the process exited
-	err  error         // of Wait, set before done is closed
+	// Private servers only: the server process, its files under dir.
+	p   *proc.Process
+	dir string
 }
 
 // Start returns a running ClickHouse: the server at CXLINK_TEST_CLICKHOUSE_ADDR when that
-// is set, else a private server that t.Cleanup stops. A missing binary fails the test.
+// is set, else a private server that is killed when the test ends (its log is shown if
+// the test failed). A missing binary fails the test with how to install one.
 func Start(t testing.TB) *Server {
 	t.Helper()
 	if addr := os.Getenv(EnvAddr); addr != "" {
@@ -82,24 +70,17 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		t.Fatalf("chtest: %v", err)
 	}
-	s := &Server{t: t, argv: argv, dir: t.TempDir(), user: "default"}
-	s.logPath = filepath.Join(s.dir, "clickhouse-server.log")
-	t.Cleanup(func() {
-		// The data is thrown away, so there is nothing to shut down gracefully.
-		s.mu.Lock()
-		s.killLocked()
-		s.mu.Unlock()
-		if t.Failed() {
-			t.Logf("chtest: clickhouse-server log (%s), last lines:\n%s", s.logPath, s.logTail())
-		}
-	})
+	s := &Server{t: t, dir: t.TempDir(), user: "default"}
+	config := filepath.Join(s.dir, "config.xml")
+	s.p = proc.New(t, proc.Spec{Name: "clickhouse-server", Dir: s.dir, Argv: append(argv, "--config-file="+config),
+		Ready: s.ping, ReadyTimeout: startTimeout, StopTimeout: stopTimeout})
 	// Free ports are picked by binding port 0 and closing it, so another process may
 	// take one before the server binds it: then try again with new ports.
 	for attempt := 1; ; attempt++ {
-		if err = s.configure(); err != nil {
+		if err = s.configure(t); err != nil {
 			t.Fatalf("chtest: %v", err)
 		}
-		if err = s.start(); err == nil {
+		if err = s.p.Start(); err == nil {
 			return s
 		}
 		if attempt == 3 {
@@ -117,8 +98,8 @@ func (s *Server) Addr() string { return s.addr }
 func (s *Server) Stop() {
 	s.t.Helper()
 	s.mustBePrivate("Stop")
-	if err := s.stop(); err != nil {
-		s.t.Fatalf("chtest: %v", err)
+	if err := s.p.Stop(); err != nil {
+		s.t.Fatalf("chtest: clickhouse-server: %v", err)
 	}
 }
 
@@ -127,7 +108,7 @@ func (s *Server) Stop() {
 func (s *Server) Start() {
 	s.t.Helper()
 	s.mustBePrivate("Start")
-	if err := s.start(); err != nil {
+	if err := s.p.Start(); err != nil {
 		s.t.Fatalf("chtest: %v", err)
 	}
 }
@@ -140,7 +121,7 @@ func (s *Server) NewDatabase(t testing.TB) string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	name := "t_" + hex.EncodeToString(b)
-	if s.argv == nil {
+	if s.p == nil {
 		t.Cleanup(func() {
 			if t.Failed() {
 				t.Logf("chtest: keeping database %s for inspection", name)
@@ -171,7 +152,7 @@ func (s *Server) Config(database string) clickhouse.Config {
 
 func (s *Server) mustBePrivate(op string) {
 	s.t.Helper()
-	if s.argv == nil {
+	if s.p == nil {
 		s.t.Fatalf("chtest: %s needs a private server, but %s=%s names an external one; unset it to run this test",
 			op, EnvAddr, s.addr)
 	}
@@ -197,13 +178,14 @@ func findBinary(debian string) ([]string, error) {
 		"or set %s to host:port of a running server", debian, EnvAddr)
 }
 
-// configure picks free ports and writes the server's config under s.dir.
-func (s *Server) configure() error {
-	ports, err := freePorts(3)
+// configure picks free ports and writes the server's configuration under s.dir: the
+// repository's private-server template (deploy/clickhouse), and a second user.
+func (s *Server) configure(t testing.TB) error {
+	ports, err := proc.FreePorts(3)
 	if err != nil {
 		return err
 	}
-	for _, d := range []string{"data", "tmp", "user_files", "format_schemas"} {
+	for _, d := range []string{"data", "tmp", "user_files", "format_schemas", "users.d"} {
 		if err := os.MkdirAll(filepath.Join(s.dir, d), 0o755); err != nil {
 			return fmt.Errorf("create server dir: %w", err)
 		}
@@ -212,96 +194,42 @@ func (s *Server) configure() error {
 	if err := xml.EscapeText(&dir, []byte(s.dir)); err != nil {
 		return fmt.Errorf("escape server dir: %w", err)
 	}
-	config := fmt.Sprintf(configXML, ports[0], ports[1], ports[2], dir.String())
-	if err := os.WriteFile(filepath.Join(s.dir, "config.xml"), []byte(config), 0o644); err != nil {
-		return fmt.Errorf("write server config: %w", err)
+	vars := map[string]string{"DIR": dir.String(), "TCP_PORT": strconv.Itoa(ports[0]),
+		"HTTP_PORT": strconv.Itoa(ports[1]), "INTERSERVER_PORT": strconv.Itoa(ports[2])}
+	for _, name := range []string{"config.xml", "users.xml"} {
+		b, err := os.ReadFile(proc.RepoPath(t, "deploy/clickhouse/"+name))
+		if err != nil {
+			return fmt.Errorf("server template: %w", err)
+		}
+		text, err := fill(string(b), vars)
+		if err != nil {
+			return fmt.Errorf("deploy/clickhouse/%s: %w", name, err)
+		}
+		if err := os.WriteFile(filepath.Join(s.dir, name), []byte(text), 0o644); err != nil {
+			return fmt.Errorf("write server config: %w", err)
+		}
 	}
-	if err := os.WriteFile(filepath.Join(s.dir, "users.xml"), []byte(usersXML), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(s.dir, "users.d", "secret.xml"), []byte(secretUserXML), 0o644); err != nil {
 		return fmt.Errorf("write server users: %w", err)
 	}
 	s.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 	return nil
 }
 
-// start runs the server process and waits until it answers a ping.
-func (s *Server) start() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.proc != nil {
-		return errors.New("start: server is already running")
-	}
-	logFile, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("open server log: %w", err)
-	}
-	defer logFile.Close() // the child has its own copy
-	args := append(s.argv[1:len(s.argv):len(s.argv)], "--config-file="+filepath.Join(s.dir, "config.xml"))
-	cmd := exec.Command(s.argv[0], args...)
-	cmd.Dir = s.dir
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", s.argv[0], err)
-	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	s.proc = p
-
-	if err := s.waitReady(p); err != nil {
-		s.killLocked()
-		return fmt.Errorf("clickhouse-server on %s did not start: %w; log tail:\n%s", s.addr, err, s.logTail())
-	}
-	return nil
-}
-
-// waitReady polls the server with a ping until it answers, exits or startTimeout passes.
-func (s *Server) waitReady(p *process) error {
-	deadline := time.Now().Add(startTimeout)
-	var err error
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err = s.ping(ctx)
-		cancel()
-		if err == nil {
-			return nil
+// fill replaces the template's ${NAME}s with vars, and refuses a name it has no value for.
+func fill(template string, vars map[string]string) (string, error) {
+	var missing []string
+	text := os.Expand(template, func(name string) string {
+		v, ok := vars[name]
+		if !ok {
+			missing = append(missing, name)
 		}
-		select {
-		case <-p.done:
-			return fmt.Errorf("process exited: %v", p.err)
-		case <-time.After(20 * time.Millisecond):
-		}
+		return v
+	})
+	if missing != nil {
+		return "", fmt.Errorf("no value for ${%s}", strings.Join(missing, "}, ${"))
 	}
-	return fmt.Errorf("no answer within %s: %w", startTimeout, err)
-}
-
-func (s *Server) stop() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p := s.proc
-	if p == nil {
-		return nil
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		s.proc = nil
-		return nil
-	case <-time.After(stopTimeout):
-		s.killLocked()
-		return fmt.Errorf("clickhouse-server did not exit within %s of SIGTERM; killed it", stopTimeout)
-	}
-}
-
-func (s *Server) killLocked() {
-	if s.proc == nil {
-		return
-	}
-	_ = s.proc.cmd.Process.Kill()
-	<-s.proc.done
-	s.proc = nil
+	return text, nil
 }
 
 func (s *Server) ping(ctx context.Context) error {
@@ -332,91 +260,16 @@ func (s *Server) open() (ch.Conn, error) {
 	})
 }
 
-// logTail is the end of the server's log.
-func (s *Server) logTail() string {
-	const max = 4 << 10
-	b, err := os.ReadFile(s.logPath)
-	if err != nil {
-		return fmt.Sprintf("(no log: %v)", err)
-	}
-	if len(b) > max {
-		b = b[len(b)-max:]
-	}
-	return string(b)
-}
-
-// freePorts returns n loopback ports that were free a moment ago.
-func freePorts(n int) ([]int, error) {
-	var (
-		ports []int
-		lns   []net.Listener
-	)
-	defer func() {
-		for _, l := range lns {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find a free port: %w", err)
-		}
-		lns = append(lns, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-// configXML is a minimal server config: loopback only, every file under one directory
-// (%[4]s), logs on the console, which start sends to the log file.
-const configXML = `<?xml version="1.0"?>
-<yandex>
-    <logger>
-        <level>information</level>
-        <console>1</console>
-    </logger>
-    <listen_host>127.0.0.1</listen_host>
-    <tcp_port>%[1]d</tcp_port>
-    <http_port>%[2]d</http_port>
-    <interserver_http_port>%[3]d</interserver_http_port>
-    <path>%[4]s/data/</path>
-    <tmp_path>%[4]s/tmp/</tmp_path>
-    <user_files_path>%[4]s/user_files/</user_files_path>
-    <format_schema_path>%[4]s/format_schemas/</format_schema_path>
-    <users_config>%[4]s/users.xml</users_config>
-    <default_profile>default</default_profile>
-    <default_database>default</default_database>
-    <max_concurrent_queries>100</max_concurrent_queries>
-    <mark_cache_size>268435456</mark_cache_size>
-</yandex>
-`
-
 // A second user of private servers, for tests of password authentication.
 const (
 	SecretUser     = "cxlink_secret"
 	SecretPassword = "chtest-0f3e9a-password"
 )
 
-// usersXML lets the user default in from loopback without a password, and SecretUser
-// with SecretPassword.
-const usersXML = `<?xml version="1.0"?>
+// secretUserXML adds SecretUser with SecretPassword, from loopback.
+const secretUserXML = `<?xml version="1.0"?>
 <yandex>
-    <profiles>
-        <default>
-            <!-- Idle connections notice a shutdown within this many seconds (default
-                 10), which keeps Stop fast while clients are connected. -->
-            <poll_interval>1</poll_interval>
-        </default>
-    </profiles>
     <users>
-        <default>
-            <password></password>
-            <networks>
-                <ip>127.0.0.1</ip>
-            </networks>
-            <profile>default</profile>
-            <quota>default</quota>
-        </default>
         <` + SecretUser + `>
             <password>` + SecretPassword + `</password>
             <networks>
@@ -426,8 +279,5 @@ const usersXML = `<?xml version="1.0"?>
             <quota>default</quota>
         </` + SecretUser + `>
     </users>
-    <quotas>
-        <default></default>
-    </quotas>
 </yandex>
 `

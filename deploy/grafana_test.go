@@ -12,11 +12,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -26,6 +23,7 @@ import (
 	"time"
 
 	"github.com/cxlink/cxlink/cmd/cxlink/apptest"
+	"github.com/cxlink/cxlink/cmd/cxlink/apptest/proc"
 	"github.com/cxlink/cxlink/ingest/simulator"
 )
 
@@ -168,102 +166,6 @@ func fixtureSQL(rows, database string, now time.Time) string {
 		"{hour}", at(now.Truncate(time.Hour))).Replace(fmt.Sprintf(rows, database))
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// startPrometheus runs the Debian prometheus binary scraping target every second with the
-// project's recording rules, and returns its base URL.
-func startPrometheus(t *testing.T, target string) string {
-	t.Helper()
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Fatal("prometheus not found: install it with `apt-get install prometheus`, or run deploy/local/test.sh")
-	}
-	dir := t.TempDir()
-	rules, _ := filepath.Abs("prometheus/rules")
-	cfg := fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}
-rule_files: [%q]
-scrape_configs:
-  - job_name: cxlink
-    static_configs: [{targets: [%q]}]
-`, filepath.Join(rules, "*.yml"), strings.TrimPrefix(target, "http://"))
-	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	logf, _ := os.Create(filepath.Join(dir, "prometheus.log"))
-	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("prometheus log:\n%s", tail(string(b), 30))
-		}
-		logf.Close()
-	})
-	base := "http://" + addr
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(base + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return base
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prometheus at %s not ready in 30s: %v", addr, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-type promResult struct {
-	Status    string `json:"status"`
-	ErrorType string `json:"errorType"`
-	Error     string `json:"error"`
-	Data      struct {
-		Result []json.RawMessage `json:"result"`
-	} `json:"data"`
-}
-
-func promQuery(t *testing.T, base, expr string, from, to time.Time) (promResult, error) {
-	t.Helper()
-	q := url.Values{"query": {expr}, "start": {strconv.FormatInt(from.Unix(), 10)}, "end": {strconv.FormatInt(to.Unix(), 10)}, "step": {"5"}}
-	resp, err := http.Get(base + "/api/v1/query_range?" + q.Encode())
-	if err != nil {
-		return promResult{}, err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var r promResult
-	if err := json.Unmarshal(b, &r); err != nil {
-		return r, fmt.Errorf("%d %s", resp.StatusCode, b)
-	}
-	if r.Status != "success" {
-		return r, fmt.Errorf("%s: %s", r.ErrorType, r.Error)
-	}
-	return r, nil
-}
-
 // expandVars substitutes Grafana variables ($name and ${name}) with values.
 func expandVars(s string, values map[string]string) string {
 	for name, v := range values {
@@ -352,7 +254,8 @@ func TestDashboardQueries(t *testing.T) {
 		}
 	}
 
-	prom := startPrometheus(t, in.URL)
+	prom := apptest.StartPrometheus(t, apptest.PrometheusConfig{Targets: []string{in.Addr},
+		RuleFiles: []string{proc.RepoPath(t, "deploy/prometheus/rules/*.yml")}})
 	// Wait for the history to be stored and rolled up, and for Prometheus to have scraped
 	// the rolling gauges and evaluated the recording rules over them.
 	in.WaitCount(500, fmt.Sprintf("SELECT count() FROM %s.survey_responses FINAL", db))
@@ -362,7 +265,7 @@ func TestDashboardQueries(t *testing.T) {
 	in.WaitCount(1, fmt.Sprintf("SELECT count() FROM %s.linkage FINAL WHERE scope = 'period' AND status = 'ok' AND lag = 0", db))
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		r, err := promQuery(t, prom, `cxlink:rolling_mean{survey="ces",window="1h",dimension="category"}`, time.Now().Add(-time.Minute), time.Now())
+		r, err := prom.QueryRange(`cxlink:rolling_mean{survey="ces",window="1h",dimension="category"}`, time.Now().Add(-time.Minute), time.Now(), 5*time.Second)
 		if err == nil && len(r.Data.Result) > 0 {
 			break
 		}
@@ -373,7 +276,7 @@ func TestDashboardQueries(t *testing.T) {
 	}
 	// Enough scrapes for rate() over the panels' interval.
 	for {
-		r, err := promQuery(t, prom, `sum(rate(cxlink_ingest_events_total[15s])) > 0`, time.Now().Add(-5*time.Second), time.Now())
+		r, err := prom.QueryRange(`sum(rate(cxlink_ingest_events_total[15s])) > 0`, time.Now().Add(-5*time.Second), time.Now(), 5*time.Second)
 		if err == nil && len(r.Data.Result) > 0 {
 			break
 		}
@@ -466,7 +369,7 @@ func TestDashboardQueries(t *testing.T) {
 							t.Errorf("%s: %s is neither exported by cxlink nor a recording rule", what, m)
 						}
 					}
-					r, err := promQuery(t, prom, expr, time.Now().Add(-2*time.Minute), time.Now())
+					r, err := prom.QueryRange(expr, time.Now().Add(-2*time.Minute), time.Now(), 5*time.Second)
 					if err != nil {
 						t.Errorf("%s: %v\n%s", what, err, expr)
 						continue

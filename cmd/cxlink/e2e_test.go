@@ -6,18 +6,10 @@ package main
 // ClickHouse server. Rollups are checked against a recomputation from the raw tables.
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
-	"syscall"
+	"maps"
 	"testing"
 	"time"
 
@@ -25,7 +17,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cxlink/cxlink/cmd/cxlink/app"
 	"github.com/cxlink/cxlink/cmd/cxlink/apptest"
 	"github.com/cxlink/cxlink/ingest/broker"
 	"github.com/cxlink/cxlink/ingest/stream"
@@ -33,16 +24,8 @@ import (
 	"github.com/cxlink/cxlink/sinks/clickhouse/chtest"
 )
 
-// The test binary doubles as cxlink: a child started with this variable runs main.
-const childEnv = "CXLINK_TEST_RUN_MAIN"
-
-func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) == "1" {
-		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
+// The test binary doubles as cxlink: apptest.NewChild runs it again as a role.
+func TestMain(m *testing.M) { apptest.Main(m, main) }
 
 const (
 	partitions = 4
@@ -58,9 +41,7 @@ type cluster struct {
 	db        *clickhouse.Client
 	js        jetstream.JetStream
 	ingestURL string
-	proc      *exec.Cmd
-	procDone  chan struct{}
-	procLog   *os.File
+	processor *apptest.Child // the process role, once startProcessor ran
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -75,8 +56,6 @@ func newCluster(t *testing.T) *cluster {
 	database := ch.NewDatabase(t)
 	c := &cluster{t: t, ch: ch, env: map[string]string{
 		"NATS_URL":                  ns.ClientURL(),
-		"CLICKHOUSE_ADDR":           ch.Addr(),
-		"CLICKHOUSE_DATABASE":       database,
 		"CXLINK_HTTP_ADDR":          "127.0.0.1:0",
 		"CXLINK_PARTITIONS":         fmt.Sprint(partitions),
 		"CXLINK_WINDOWS":            "10m,1h",
@@ -90,6 +69,7 @@ func newCluster(t *testing.T) *cluster {
 		"CLICKHOUSE_INSERT_TIMEOUT": "5s",
 		"CXLINK_EMPLOYEE_ID_KEY":    testEmployeeKey,
 	}}
+	maps.Copy(c.env, ch.Env(database))
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
 		t.Fatal(err)
@@ -98,30 +78,8 @@ func newCluster(t *testing.T) *cluster {
 	if c.js, err = jetstream.New(nc); err != nil {
 		t.Fatal(err)
 	}
-
 	// The ingest role runs in this process; it creates the stream.
-	ingestCtx, stopIngest := context.WithCancel(context.WithoutCancel(ctx))
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ingestCtx, []string{"ingest"}, app.Options{
-			Environ: c.env, Stderr: testWriter{t, "ingest"}, Listening: func(a string) { addr <- a },
-		})
-	}()
-	select {
-	case a := <-addr:
-		c.ingestURL = "http://" + a + "/v1/events"
-	case err := <-done:
-		t.Fatalf("ingest: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("ingest did not start")
-	}
-	t.Cleanup(func() {
-		stopIngest()
-		if err := <-done; err != nil {
-			t.Errorf("ingest: %v", err)
-		}
-	})
+	c.ingestURL = apptest.StartRole(t, c.env, nil, "ingest").URL + "/v1/events"
 	if c.db, err = clickhouse.Open(ctx, ch.Config(database), slog.New(slog.DiscardHandler), prometheus.NewRegistry()); err != nil {
 		t.Fatal(err)
 	}
@@ -129,67 +87,16 @@ func newCluster(t *testing.T) *cluster {
 	return c
 }
 
-type testWriter struct {
-	t    *testing.T
-	name string
-}
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Logf("%s: %s", w.name, bytes.TrimRight(p, "\n"))
-	return len(p), nil
-}
-
-// startProcessor starts the process role as a child process.
+// startProcessor starts the process role as a child process, with the cluster's
+// environment as it is at the first start.
 func (c *cluster) startProcessor() {
 	c.t.Helper()
-	cmd := exec.Command(os.Args[0], "process")
-	cmd.Env = append(os.Environ(), childEnv+"=1")
-	for k, v := range c.env {
-		cmd.Env = append(cmd.Env, k+"="+v)
+	if c.processor == nil {
+		c.processor = apptest.NewChild(c.t, "process", c.env, "process")
 	}
-	if c.procLog == nil {
-		f, err := os.Create(filepath.Join(c.t.TempDir(), "process.log"))
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		c.procLog = f
-		c.t.Cleanup(func() {
-			c.stopProcessor(syscall.SIGKILL)
-			if c.t.Failed() {
-				out, _ := os.ReadFile(f.Name())
-				c.t.Logf("process role log:\n%s", tail(string(out), 60))
-			}
-			f.Close()
-		})
-	}
-	cmd.Stdout, cmd.Stderr = c.procLog, c.procLog
-	if err := cmd.Start(); err != nil {
+	if err := c.processor.Start(); err != nil {
 		c.t.Fatal(err)
 	}
-	c.proc, c.procDone = cmd, make(chan struct{})
-	go func(done chan struct{}) { cmd.Wait(); close(done) }(c.procDone)
-}
-
-func (c *cluster) stopProcessor(sig syscall.Signal) {
-	if c.proc == nil {
-		return
-	}
-	c.proc.Process.Signal(sig)
-	select {
-	case <-c.procDone:
-	case <-time.After(60 * time.Second):
-		c.proc.Process.Kill()
-		<-c.procDone
-	}
-	c.proc = nil
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 type postAnswer struct {
@@ -203,17 +110,10 @@ type postAnswer struct {
 // post sends events as NDJSON and returns the API's answer.
 func (c *cluster) post(events []map[string]any) postAnswer {
 	c.t.Helper()
-	var body bytes.Buffer
-	enc := json.NewEncoder(&body)
-	for _, e := range events {
-		enc.Encode(e)
-	}
-	resp, err := http.Post(c.ingestURL, "application/x-ndjson", &body)
+	resp, raw, err := apptest.PostNDJSON(nil, c.ingestURL, events)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
 	var a postAnswer
 	if err := json.Unmarshal(raw, &a); err != nil {
 		c.t.Fatalf("answer %d %s: %v", resp.StatusCode, raw, err)

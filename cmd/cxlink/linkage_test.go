@@ -6,7 +6,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -15,14 +14,13 @@ import (
 	"maps"
 	"net/http"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cxlink/cxlink/cmd/cxlink/app"
+	"github.com/cxlink/cxlink/cmd/cxlink/apptest"
 	"github.com/cxlink/cxlink/ingest/simulator"
 	"github.com/cxlink/cxlink/ingest/stream"
 )
@@ -30,59 +28,12 @@ import (
 // testEmployeeKey pseudonymizes employee ids in the end-to-end tests.
 const testEmployeeKey = "e2e-test-employee-id-key-0123456789"
 
-// syncBuffer is a log destination that tests read while the role writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// startIngest runs another ingest role in this process with env, logging into logs,
-// and returns its base URL.
-func startIngest(t *testing.T, env map[string]string, logs io.Writer) string {
-	t.Helper()
-	ctx, stop := context.WithCancel(context.WithoutCancel(t.Context()))
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, []string{"ingest"}, app.Options{Environ: env, Stderr: logs, Listening: func(a string) { addr <- a }})
-	}()
-	t.Cleanup(func() { stop(); <-done })
-	select {
-	case a := <-addr:
-		return "http://" + a
-	case err := <-done:
-		t.Fatalf("ingest: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("ingest did not start")
-	}
-	return ""
-}
-
 func postTo(t *testing.T, url string, events []map[string]any) (int, string) {
 	t.Helper()
-	var body bytes.Buffer
-	enc := json.NewEncoder(&body)
-	for _, e := range events {
-		enc.Encode(e)
-	}
-	resp, err := http.Post(url+"/v1/events", "application/x-ndjson", &body)
+	resp, raw, err := apptest.PostNDJSON(nil, url+"/v1/events", events)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(raw)
 }
 
@@ -95,23 +46,6 @@ func get(t *testing.T, url string) string {
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	return string(raw)
-}
-
-// processURL is the process role's HTTP address, from its log.
-func (c *cluster) processURL() string {
-	c.t.Helper()
-	re := regexp.MustCompile(`msg="http listening" addr=(\S+)`)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		out, _ := os.ReadFile(c.procLog.Name())
-		if m := re.FindAllStringSubmatch(string(out), -1); len(m) > 0 {
-			return "http://" + m[len(m)-1][1]
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatal("the process role did not log its address")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // dumpClickHouse renders every row of every table of the test database.
@@ -180,8 +114,8 @@ func TestLinkageEndToEndReproducesReference(t *testing.T) {
 	c.env["CXLINK_ANALYTICS_EVERY"] = "1s"
 	c.env["CXLINK_LOG_LEVEL"] = "debug"
 	c.startProcessor()
-	ingestLogs := &syncBuffer{}
-	url := startIngest(t, maps.Clone(c.env), ingestLogs)
+	ingestLogs := &apptest.LogBuffer{}
+	url := apptest.StartRole(t, maps.Clone(c.env), ingestLogs, "ingest").URL
 
 	// The previous 10-minute period: ended, so the stage links it. Its events are more
 	// than the allowed lateness (10 min) old at times: late events count in linkage.
@@ -259,14 +193,13 @@ func TestLinkageEndToEndReproducesReference(t *testing.T) {
 	if n := c.query("SELECT count() FROM " + db + ".employee_pulses FINAL")[0][0].(*uint64); *n != 45 {
 		t.Errorf("%d pulses stored, want the 45 of the nine teams", *n)
 	}
-	procMetrics := get(t, c.processURL()+"/metrics")
+	procMetrics := get(t, c.processor.URL(t)+"/metrics")
 	if !strings.Contains(procMetrics, `cxlink_linkage_teams{customer_metric="ces",employee_metric="engagement",lag="0",scope="period"} 9`) {
 		t.Errorf("linkage gauges missing from the process role's metrics")
 	}
-	procLog, _ := os.ReadFile(c.procLog.Name())
 	places := map[string]string{
 		"ClickHouse": c.dumpClickHouse(), "process metrics": procMetrics, "ingest metrics": get(t, url+"/metrics"),
-		"process log": string(procLog), "ingest log": ingestLogs.String(), "JetStream": c.dumpStream(),
+		"process log": c.processor.Log(), "ingest log": ingestLogs.String(), "JetStream": c.dumpStream(),
 	}
 	for where, text := range places {
 		if strings.Contains(text, rawPrefix) {
@@ -285,7 +218,7 @@ func TestLinkageEndToEndReproducesReference(t *testing.T) {
 	// An ingest without a key refuses pulses, naming the field.
 	noKey := maps.Clone(c.env)
 	delete(noKey, "CXLINK_EMPLOYEE_ID_KEY")
-	code, body := postTo(t, startIngest(t, noKey, io.Discard), events[:1])
+	code, body := postTo(t, apptest.StartRole(t, noKey, io.Discard, "ingest").URL, events[:1])
 	if code != http.StatusBadRequest || !strings.Contains(body, `"field":"employee_id"`) || !strings.Contains(body, "CXLINK_EMPLOYEE_ID_KEY") {
 		t.Errorf("without a key: %d %s", code, body)
 	}

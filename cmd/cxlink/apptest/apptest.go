@@ -1,11 +1,20 @@
-// Package apptest runs a whole cxlink (`cxlink run`: ingest, embedded JetStream,
-// processors) inside a test, against a private ClickHouse from chtest. Import it from
-// tests only.
+// Package apptest is the one harness of cxlink's end-to-end tests: it starts the real
+// thing on free loopback ports, stops it when the test ends, and shows its logs when the
+// test fails.
+//
+//   - cxlink: Start (a whole `cxlink run` on a private ClickHouse), StartRole (any
+//     command in the test's process), NewChild/StartChild (a role as its own OS process,
+//     which can be killed -9; the package's TestMain calls Main).
+//   - ClickHouse: sinks/clickhouse/chtest (a private server, or one given by address).
+//   - Prometheus and Alertmanager: StartPrometheus, StartAlertmanager (Debian's binaries).
+//   - NATS: the embedded server of ingest/broker in the test's process, or a cluster of
+//     real nats-server processes from apptest/natstest.
+//   - Any other process: apptest/proc, which all of the above run on.
+//
+// Import it from tests only.
 package apptest
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -15,7 +24,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cxlink/cxlink/cmd/cxlink/app"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
 	"github.com/cxlink/cxlink/sinks/clickhouse/chtest"
 )
@@ -23,8 +31,9 @@ import (
 // Instance is a running cxlink.
 type Instance struct {
 	t *testing.T
-	// URL is the base URL of its HTTP API, e.g. http://127.0.0.1:41234.
-	URL string
+	// URL is the base URL of its HTTP API, e.g. http://127.0.0.1:41234; Addr its
+	// host:port.
+	URL, Addr string
 	// Env is the environment it runs with.
 	Env map[string]string
 	// CH is the ClickHouse server, DB a client of its database.
@@ -57,40 +66,12 @@ func Start(t *testing.T, ch *chtest.Server, env map[string]string) *Instance {
 	database := ch.NewDatabase(t)
 	e := maps.Clone(Defaults)
 	e["CXLINK_DATA_DIR"] = t.TempDir()
-	e["CLICKHOUSE_ADDR"] = ch.Addr()
-	e["CLICKHOUSE_DATABASE"] = database
+	maps.Copy(e, ch.Env(database))
 	maps.Copy(e, env)
 	in := &Instance{t: t, Env: e, CH: ch}
 
-	ctx, stop := context.WithCancel(context.WithoutCancel(t.Context()))
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, []string{"run"}, app.Options{
-			Environ: e, Stderr: logWriter{t}, Listening: func(a string) { addr <- a },
-		})
-	}()
-	select {
-	case a := <-addr:
-		in.URL = "http://" + a
-	case err := <-done:
-		stop()
-		t.Fatalf("cxlink run: %v", err)
-	case <-time.After(60 * time.Second):
-		stop()
-		t.Fatal("cxlink run did not start listening in 60s")
-	}
-	t.Cleanup(func() {
-		stop()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("cxlink run: %v", err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Errorf("cxlink run did not stop in 60s")
-		}
-	})
+	role := StartRole(t, e, TestLog(t, "cxlink"), "run")
+	in.URL, in.Addr = role.URL, role.Addr
 	var err error
 	if in.DB, err = clickhouse.Open(t.Context(), ch.Config(database), slog.New(slog.DiscardHandler), prometheus.NewRegistry()); err != nil {
 		t.Fatal(err)
@@ -172,11 +153,4 @@ func (in *Instance) WaitCount(want uint64, q string, args ...any) uint64 {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-type logWriter struct{ t *testing.T }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	w.t.Logf("cxlink: %s", bytes.TrimRight(p, "\n"))
-	return len(p), nil
 }

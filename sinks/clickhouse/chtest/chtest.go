@@ -150,6 +150,19 @@ func (s *Server) Config(database string) clickhouse.Config {
 	return cfg
 }
 
+// Env is the environment that points cxlink at database on this server
+// (CLICKHOUSE_ADDR, CLICKHOUSE_DATABASE, and the user and password when there are).
+func (s *Server) Env(database string) map[string]string {
+	e := map[string]string{"CLICKHOUSE_ADDR": s.addr, "CLICKHOUSE_DATABASE": database}
+	if s.user != "" {
+		e["CLICKHOUSE_USER"] = s.user
+	}
+	if s.password != "" {
+		e["CLICKHOUSE_PASSWORD"] = s.password
+	}
+	return e
+}
+
 func (s *Server) mustBePrivate(op string) {
 	s.t.Helper()
 	if s.p == nil {

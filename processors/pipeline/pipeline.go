@@ -114,6 +114,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 
 	for _, w := range p.workers {
 		if err := w.start(ctx, p.opts.Stream); err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while starting: nothing taken, nothing to report
+			}
 			return err
 		}
 		w.startTicks(ctx)

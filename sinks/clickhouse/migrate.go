@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"io/fs"
 	"regexp"
@@ -12,16 +11,14 @@ import (
 	"strings"
 	"text/template"
 	"time"
-
-	ch "github.com/ClickHouse/clickhouse-go/v2"
 )
 
 // migrationFiles are the schema's versions, NNNN_name.sql. Each is a text/template with
 // {{.Database}} for the database name, and holds statements ended by ';'. Lines starting
 // with -- are dropped before splitting, so only a statement itself may not contain a ';'.
-// Every statement must be idempotent (IF NOT EXISTS, or an ALTER TABLE … ADD COLUMN, whose
-// "already exists" error counts as done): two processes may migrate at once, and a
-// version interrupted half-way is applied again from its start. A released file is
+// Every statement must be idempotent (IF NOT EXISTS, or an ALTER TABLE … ADD COLUMN, which
+// is skipped when the column is there): two processes may migrate at once, and a version
+// interrupted half-way is applied again from its start. A released file is
 // never edited; a change is a new version.
 //
 //go:embed migrations/*.sql
@@ -199,7 +196,7 @@ func (c *Client) apply(ctx context.Context, m Migration) error {
 		return err
 	}
 	for i, q := range stmts {
-		if err := c.conn.Exec(ctx, q); err != nil && !columnExists(q, err) {
+		if err := c.execIdempotent(ctx, q); err != nil {
 			return fmt.Errorf("apply migration %04d_%s, statement %d: %w", m.Version, m.Name, i+1, err)
 		}
 	}
@@ -217,15 +214,42 @@ func (c *Client) apply(ctx context.Context, m Migration) error {
 	return nil
 }
 
-// addColumn matches an ALTER TABLE … ADD COLUMN statement.
-var addColumn = regexp.MustCompile(`(?is)^ALTER\s+TABLE\s+\S+\s+ADD\s+COLUMN\s`)
+// addColumn matches an ALTER TABLE … ADD COLUMN statement; its groups are the database
+// (empty when not named), the table and the column.
+var addColumn = regexp.MustCompile("(?is)^ALTER\\s+TABLE\\s+(?:`?(\\w+)`?\\.)?`?(\\w+)`?\\s+ADD\\s+COLUMN\\s+`?(\\w+)`?\\s")
 
-// columnExists reports whether err says that the column an ADD COLUMN statement adds is
-// already there (ClickHouse code 44, ILLEGAL_COLUMN): the statement was applied before,
-// by an interrupted run of its migration or by a process migrating at the same time.
-// ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS.
-func columnExists(stmt string, err error) bool {
-	var e *ch.Exception
-	return addColumn.MatchString(stmt) && errors.As(err, &e) && e.Code == 44 &&
-		strings.Contains(e.Message, "already exists")
+// execIdempotent runs a migration statement. An ADD COLUMN whose column is there already
+// is done: applied by an interrupted run of its migration, or by a process migrating at
+// the same time (ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS). The catalogue says so
+// before and after the ALTER: the error of a column added meanwhile has another code on
+// each server version (44 ILLEGAL_COLUMN on 18.16, 15 DUPLICATE_COLUMN on current ones).
+func (c *Client) execIdempotent(ctx context.Context, stmt string) error {
+	m := addColumn.FindStringSubmatch(stmt)
+	if m == nil {
+		return c.conn.Exec(ctx, stmt)
+	}
+	database, table, column := m[1], m[2], m[3]
+	if database == "" {
+		database = c.cfg.Database
+	}
+	if there, err := c.hasColumn(ctx, database, table, column); err != nil || there {
+		return err
+	}
+	err := c.conn.Exec(ctx, stmt)
+	if err != nil {
+		if there, cerr := c.hasColumn(ctx, database, table, column); cerr == nil && there {
+			return nil
+		}
+	}
+	return err
+}
+
+// hasColumn reports whether database.table has the column.
+func (c *Client) hasColumn(ctx context.Context, database, table, column string) (bool, error) {
+	var n uint64
+	if err := c.conn.QueryRow(ctx, "SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?",
+		database, table, column).Scan(&n); err != nil {
+		return false, fmt.Errorf("look for column %s.%s.%s: %w", database, table, column, err)
+	}
+	return n > 0, nil
 }

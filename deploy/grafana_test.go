@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+
 	"github.com/cxlink/cxlink/cmd/cxlink/apptest"
 	"github.com/cxlink/cxlink/cmd/cxlink/apptest/proc"
 	"github.com/cxlink/cxlink/ingest/simulator"
@@ -42,23 +44,38 @@ type dashboard struct {
 		} `json:"list"`
 	} `json:"templating"`
 	Panels []struct {
-		ID         int    `json:"id"`
-		Type       string `json:"type"`
-		Title      string `json:"title"`
-		Datasource struct {
+		ID            int    `json:"id"`
+		Type          string `json:"type"`
+		PluginVersion string `json:"pluginVersion"`
+		Title         string `json:"title"`
+		Datasource    struct {
 			Type string `json:"type"`
 			UID  string `json:"uid"`
 		} `json:"datasource"`
+		// Options of an XY chart: which fields are x and y.
+		Options struct {
+			Mapping string `json:"mapping"`
+			Series  []struct {
+				X, Y struct {
+					Matcher struct {
+						ID      string `json:"id"`
+						Options string `json:"options"`
+					} `json:"matcher"`
+				}
+			} `json:"series"`
+		} `json:"options"`
 		Targets []struct {
 			RefID      string `json:"refId"`
 			Datasource struct {
 				Type string `json:"type"`
 				UID  string `json:"uid"`
 			} `json:"datasource"`
-			RawSQL    string          `json:"rawSql"`
-			Expr      string          `json:"expr"`
-			QueryType string          `json:"queryType"`
-			Format    json.RawMessage `json:"format"`
+			PluginVersion string          `json:"pluginVersion"`
+			EditorType    string          `json:"editorType"`
+			RawSQL        string          `json:"rawSql"`
+			Expr          string          `json:"expr"`
+			QueryType     string          `json:"queryType"`
+			Format        json.RawMessage `json:"format"`
 		} `json:"targets"`
 	} `json:"panels"`
 }
@@ -93,8 +110,29 @@ func loadDashboards(t *testing.T) map[string]dashboard {
 	return out
 }
 
+// composePins are the versions of Grafana and of its ClickHouse plugin that
+// docker-compose.yml pins: the dashboards are written for them.
+func composePins(t *testing.T) (grafana, plugin string) {
+	t.Helper()
+	b, err := os.ReadFile("../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := regexp.MustCompile(`image: grafana/grafana:(\d+\.\d+\.\d+)\n`).FindSubmatch(b)
+	p := regexp.MustCompile(`GF_PLUGINS_PREINSTALL_SYNC: grafana-clickhouse-datasource@(\d+\.\d+\.\d+)\n`).FindSubmatch(b)
+	if g == nil || p == nil {
+		t.Fatal("docker-compose.yml pins no Grafana image or ClickHouse plugin version (grafana/grafana:X.Y.Z, GF_PLUGINS_PREINSTALL_SYNC: grafana-clickhouse-datasource@X.Y.Z)")
+	}
+	return string(g[1]), string(p[1])
+}
+
+// databaseName matches a table named with its database: the dashboards' queries run in
+// the datasource's default database, which is cxlink's CLICKHOUSE_DATABASE.
+var databaseName = regexp.MustCompile(`(?i)\b(FROM|JOIN)\s+[a-z_][a-z0-9_]*\.`)
+
 // TestDashboardsAreWellFormed checks what Grafana needs to load them without a server.
 func TestDashboardsAreWellFormed(t *testing.T) {
+	grafanaVersion, pluginVersion := composePins(t)
 	for name, d := range loadDashboards(t) {
 		ids := map[int]bool{}
 		for _, p := range d.Panels {
@@ -105,11 +143,33 @@ func TestDashboardsAreWellFormed(t *testing.T) {
 			if len(p.Targets) == 0 {
 				t.Errorf("%s %q: no query", name, p.Title)
 			}
+			// Without an explicit mapping current Grafana plots the first number as x and
+			// every other number as y; without the panel's version it migrates the options
+			// as those of a pre-11.1 XY chart.
+			if p.Type == "xychart" {
+				o := p.Options
+				if p.PluginVersion != grafanaVersion || o.Mapping != "manual" || len(o.Series) == 0 {
+					t.Errorf("%s %q: XY chart of Grafana %q with mapping %q and %d series, want Grafana %s, manual, one or more",
+						name, p.Title, p.PluginVersion, o.Mapping, len(o.Series), grafanaVersion)
+				}
+				for _, s := range o.Series {
+					if s.X.Matcher.ID != "byName" || s.Y.Matcher.ID != "byName" || s.X.Matcher.Options == "" || s.Y.Matcher.Options == "" {
+						t.Errorf("%s %q: series without x and y fields by name: %+v", name, p.Title, s)
+					}
+				}
+			}
 			for _, q := range p.Targets {
 				switch q.Datasource.UID {
 				case "clickhouse":
 					if q.Datasource.Type != "grafana-clickhouse-datasource" || q.RawSQL == "" || q.Format == nil || (q.QueryType != "table" && q.QueryType != "timeseries") {
 						t.Errorf("%s %q: ClickHouse target %+v", name, p.Title, q)
+					}
+					if q.PluginVersion != pluginVersion || q.EditorType != "sql" {
+						t.Errorf("%s %q: target of plugin version %q, editor %q; want %s (docker-compose.yml), sql: else the editor migrates it as a v3 query",
+							name, p.Title, q.PluginVersion, q.EditorType, pluginVersion)
+					}
+					if m := databaseName.FindString(q.RawSQL); m != "" {
+						t.Errorf("%s %q: %q names a database; the datasource's default database serves", name, p.Title, m)
 					}
 					if strings.Contains(q.RawSQL, "$__timeInterval") {
 						t.Errorf("%s %q: $__timeInterval expands to toStartOfInterval, which ClickHouse 18.16 lacks: use intDiv(toUInt32(col), $__interval_s)", name, p.Title)
@@ -232,6 +292,14 @@ func TestDashboardQueries(t *testing.T) {
 		"CXLINK_ANALYTICS_EVERY": "10s",
 	})
 	db := in.Database()
+	// Panel queries run as the ClickHouse plugin runs them: on a connection whose default
+	// database is the datasource's defaultDatabase.
+	cfg := in.CH.Config(db)
+	grafana, err := ch.Open(&ch.Options{Addr: []string{cfg.Addr}, Auth: ch.Auth{Database: db, Username: cfg.User, Password: cfg.Password}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { grafana.Close() })
 
 	// A simulated contact centre: half an hour of history on time (lateness 1 h), then live.
 	simCtx, stopSim := context.WithCancel(context.Background())
@@ -330,9 +398,6 @@ func TestDashboardQueries(t *testing.T) {
 					seen := map[string]bool{}
 					for _, vars := range combinations(d) {
 						sql := expandClickHouseMacros(expandVars(q.RawSQL, vars), from, to, time.Minute)
-						// The dashboards name the database of the provisioned datasource,
-						// cxlink; this test's database has another name.
-						sql = strings.ReplaceAll(sql, "cxlink.", db+".")
 						if seen[sql] {
 							continue
 						}
@@ -341,10 +406,17 @@ func TestDashboardQueries(t *testing.T) {
 							t.Errorf("%s: unexpanded macro or variable in\n%s", what, sql)
 							continue
 						}
-						rows, err := in.DB.Conn().Query(t.Context(), sql)
+						rows, err := grafana.Query(t.Context(), sql)
 						if err != nil {
 							t.Errorf("%s %v: %v\n%s", what, vars, err, sql)
 							continue
+						}
+						for _, s := range p.Options.Series {
+							for _, field := range []string{s.X.Matcher.Options, s.Y.Matcher.Options} {
+								if !slices.Contains(rows.Columns(), field) {
+									t.Errorf("%s: the XY chart plots field %q, which the query does not return (%v)", what, field, rows.Columns())
+								}
+							}
 						}
 						n := 0
 						for rows.Next() {

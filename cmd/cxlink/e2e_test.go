@@ -52,7 +52,7 @@ func newCluster(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(ns.Shutdown)
-	ch := chtest.Start(t)
+	ch := chtest.StartPrivate(t)
 	database := ch.NewDatabase(t)
 	c := &cluster{t: t, ch: ch, env: map[string]string{
 		"NATS_URL":                  ns.ClientURL(),

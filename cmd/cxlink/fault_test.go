@@ -192,7 +192,7 @@ type faultCluster struct {
 }
 
 func newFaultCluster(t *testing.T, embedded bool) *faultCluster {
-	ch := chtest.Start(t)
+	ch := chtest.StartPrivate(t)
 	database := ch.NewDatabase(t)
 	f := &faultCluster{cluster: &cluster{t: t, ch: ch, env: map[string]string{
 		"CXLINK_PARTITIONS":         fmt.Sprint(partitions),

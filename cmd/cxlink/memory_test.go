@@ -52,7 +52,7 @@ func BenchmarkMemory(b *testing.B) {
 		}
 		phase = d
 	}
-	ch := chtest.Start(b)
+	ch := chtest.StartPrivate(b)
 	addr := proc.FreeAddr(b)
 	env := map[string]string{
 		"CLICKHOUSE_DIAL_TIMEOUT":   "1s",

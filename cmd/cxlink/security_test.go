@@ -102,7 +102,7 @@ func TestSecuredDeployment(t *testing.T) {
 	if !ns.ReadyForConnections(10 * time.Second) {
 		t.Fatal("nats not ready")
 	}
-	ch := chtest.Start(t)
+	ch := chtest.StartPrivate(t)
 	database := ch.NewDatabase(t)
 
 	token, line, err := auth.NewToken("zendesk")

@@ -623,7 +623,7 @@ func TestWriteBatchRowError(t *testing.T) {
 
 // While ClickHouse is down WriteBatch fails; once it is back the same client writes.
 func TestWriteBatchAcrossOutage(t *testing.T) {
-	srv := chtest.Start(t)
+	srv := chtest.StartPrivate(t)
 	c, reg := open(t, srv)
 	ctx := context.Background()
 	if err := c.WriteBatch(ctx, sampleBatch()); err != nil {

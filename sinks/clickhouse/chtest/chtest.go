@@ -1,6 +1,9 @@
 // Package chtest gives tests a real ClickHouse: a private clickhouse-server process on
 // free loopback ports with all its files in the test's temp dir, or the server named by
-// CXLINK_TEST_CLICKHOUSE_ADDR. Import it from tests only.
+// CXLINK_TEST_CLICKHOUSE_ADDR (with _USER and _PASSWORD), e.g. a current ClickHouse from
+// docker-compose, so that the same tests check the current dialect. Tests that stop the
+// server or need its second user start a private one whatever the environment says
+// (StartPrivate). Import it from tests only.
 package chtest
 
 import (
@@ -53,19 +56,27 @@ type Server struct {
 }
 
 // Start returns a running ClickHouse: the server at CXLINK_TEST_CLICKHOUSE_ADDR when that
-// is set, else a private server that is killed when the test ends (its log is shown if
-// the test failed). A missing binary fails the test with how to install one.
+// is set, else a private server (StartPrivate).
 func Start(t testing.TB) *Server {
 	t.Helper()
-	if addr := os.Getenv(EnvAddr); addr != "" {
-		s := &Server{t: t, addr: addr, user: os.Getenv(EnvUser), password: os.Getenv(EnvPassword)}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.ping(ctx); err != nil {
-			t.Fatalf("chtest: %s=%s does not answer: %v", EnvAddr, addr, err)
-		}
-		return s
+	addr := os.Getenv(EnvAddr)
+	if addr == "" {
+		return StartPrivate(t)
 	}
+	s := &Server{t: t, addr: addr, user: os.Getenv(EnvUser), password: os.Getenv(EnvPassword)}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.ping(ctx); err != nil {
+		t.Fatalf("chtest: %s=%s does not answer: %v", EnvAddr, addr, err)
+	}
+	return s
+}
+
+// StartPrivate starts a private server from the local binary, which is killed when the
+// test ends (its log is shown if the test failed). A missing binary fails the test with
+// how to install one.
+func StartPrivate(t testing.TB) *Server {
+	t.Helper()
 	argv, err := findBinary(debianBinary)
 	if err != nil {
 		t.Fatalf("chtest: %v", err)
@@ -166,8 +177,7 @@ func (s *Server) Env(database string) map[string]string {
 func (s *Server) mustBePrivate(op string) {
 	s.t.Helper()
 	if s.p == nil {
-		s.t.Fatalf("chtest: %s needs a private server, but %s=%s names an external one; unset it to run this test",
-			op, EnvAddr, s.addr)
+		s.t.Fatalf("chtest: %s needs a private server (StartPrivate), not the one %s names (%s)", op, EnvAddr, s.addr)
 	}
 }
 

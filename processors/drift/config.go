@@ -19,7 +19,7 @@ import (
 )
 
 // Config of the drift stage. The defaults are those of the alert rules in
-// deploy/prometheus/rules/cxlink-alerts.yml: keep both in step.
+// deploy/prometheus/rules/cxlink-drift.yml: keep both in step.
 type Config struct {
 	// Recent is the window judged, Baseline the one it is judged against; both are
 	// among CXLINK_WINDOWS, by default its shortest and longest (1h and 7d). The

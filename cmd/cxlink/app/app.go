@@ -412,7 +412,7 @@ func (r *roles) migrate(ctx context.Context) error {
 }
 
 // runAll runs tasks until the first returns; then it cancels the others and waits for
-// them. It returns the first error.
+// them. It returns every task's error, joined.
 func runAll(ctx context.Context, tasks ...func(context.Context) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -64,8 +64,7 @@ func New(cfg Config, opts Options) (*Stage, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	ws, _ := effort.ParseWindows(cfg.ImpactWindows)
-	return &Stage{cfg: cfg, opts: opts, windows: ws, metrics: newMetrics(opts.Registerer)}, nil
+	return &Stage{cfg: cfg, opts: opts, windows: cfg.ImpactWindows, metrics: newMetrics(opts.Registerer)}, nil
 }
 
 // Run computes at once and then every Config.Every until ctx ends. A failed run is

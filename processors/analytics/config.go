@@ -9,29 +9,46 @@ import (
 	"github.com/cxlink/cxlink/processors/effort"
 )
 
-// Config of the cross-team stage.
+// Config of the cross-team stage. DefaultConfig holds the defaults.
 type Config struct {
 	// Enabled: "auto" runs the stage in the process that owns partition 0 (with
 	// CXLINK_PROCESS_PARTITIONS=all, every `cxlink run` and single `cxlink process`),
 	// "on" and "off" force it. Exactly one process should run it; two are harmless
 	// (each run rewrites the same rows) but do the work twice.
-	Enabled string `env:"CXLINK_ANALYTICS" envDefault:"auto"`
+	Enabled string `env:"CXLINK_ANALYTICS"`
 	// Every is how often linkage and effort impact are computed.
-	Every time.Duration `env:"CXLINK_ANALYTICS_EVERY" envDefault:"5m"`
+	Every time.Duration `env:"CXLINK_ANALYTICS_EVERY"`
 	// Span is the number of pulse periods pooled into one linkage result.
-	Span int `env:"CXLINK_LINKAGE_SPAN" envDefault:"12"`
+	Span int `env:"CXLINK_LINKAGE_SPAN"`
 	// MaxLag: employee period t is linked with customer periods t … t+MaxLag.
-	MaxLag int `env:"CXLINK_LINKAGE_MAX_LAG" envDefault:"4"`
+	MaxLag int `env:"CXLINK_LINKAGE_MAX_LAG"`
 	// MinTeams is the fewest teams a correlation is reported for; below, the result
 	// says too_few_teams and has no coefficient. Never below 4 (the interval needs it).
-	MinTeams int `env:"CXLINK_LINKAGE_MIN_TEAMS" envDefault:"6"`
+	MinTeams int `env:"CXLINK_LINKAGE_MIN_TEAMS"`
 	// MinResponses is the fewest customer responses a team needs in a period to take
 	// part in a customer metric.
-	MinResponses int `env:"CXLINK_LINKAGE_MIN_RESPONSES" envDefault:"10"`
+	MinResponses int `env:"CXLINK_LINKAGE_MIN_RESPONSES"`
 	// ImpactWindows are the effort-impact windows.
-	ImpactWindows string `env:"CXLINK_IMPACT_WINDOWS" envDefault:"7d,30d"`
+	ImpactWindows effort.Windows `env:"CXLINK_IMPACT_WINDOWS"`
 	// ImpactMinResponses is the fewest CES responses a category needs to be ranked.
-	ImpactMinResponses int `env:"CXLINK_IMPACT_MIN_RESPONSES" envDefault:"30"`
+	ImpactMinResponses int `env:"CXLINK_IMPACT_MIN_RESPONSES"`
+}
+
+// DefaultConfig is the configuration when nothing is set.
+func DefaultConfig() Config {
+	return Config{
+		Enabled: "auto",
+		// Pulse periods are weeks and impact windows days: runs minutes apart keep the
+		// dashboards current for a few queries each.
+		Every: 5 * time.Minute,
+		// A quarter of weekly periods pooled; lags up to a month.
+		Span:               12,
+		MaxLag:             4,
+		MinTeams:           6,
+		MinResponses:       10,
+		ImpactWindows:      effort.MustParseWindows("7d,30d"),
+		ImpactMinResponses: 30,
+	}
 }
 
 // Validate reports every problem of the configuration.
@@ -56,8 +73,8 @@ func (c Config) Validate() error {
 	if c.MinResponses < 1 {
 		add("CXLINK_LINKAGE_MIN_RESPONSES: %d is not positive", c.MinResponses)
 	}
-	if _, err := effort.ParseWindows(c.ImpactWindows); err != nil {
-		add("CXLINK_IMPACT_WINDOWS: %v", err)
+	if len(c.ImpactWindows) == 0 {
+		add("CXLINK_IMPACT_WINDOWS: no windows")
 	}
 	if c.ImpactMinResponses < 1 {
 		add("CXLINK_IMPACT_MIN_RESPONSES: %d is not positive", c.ImpactMinResponses)

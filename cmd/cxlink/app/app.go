@@ -92,9 +92,10 @@ func Run(ctx context.Context, args []string, opts Options) error {
 	if err != nil {
 		return err
 	}
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	logger := slog.New(slog.NewTextHandler(opts.Stderr, &slog.HandlerOptions{Level: level}))
+	logger := slog.New(slog.NewTextHandler(opts.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	for _, r := range cfg.Renamed {
+		logger.Warn("a variable was renamed: its old name is read until the next release", "old", r.Old, "new", r.New)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	r := &roles{cfg: cfg, opts: opts, logger: logger, reg: reg}

@@ -110,7 +110,7 @@ func readTuna(t *testing.T) (x, y []float64) {
 // nowhere; no raw employee id reaches JetStream, ClickHouse, metrics or logs.
 func TestLinkageEndToEndReproducesReference(t *testing.T) {
 	c := newCluster(t)
-	c.env["CXLINK_LINKAGE_PERIOD"] = "10m"
+	c.env["CXLINK_PULSE_PERIOD"] = "10m"
 	c.env["CXLINK_ANALYTICS_EVERY"] = "1s"
 	c.env["CXLINK_LOG_LEVEL"] = "debug"
 	c.startProcessor()
@@ -229,7 +229,7 @@ func TestLinkageEndToEndReproducesReference(t *testing.T) {
 // refund_request; the linkage recovers the simulator's engagement → CES lag.
 func TestSimulatedEffortImpactAndReport(t *testing.T) {
 	c := newCluster(t)
-	c.env["CXLINK_LINKAGE_PERIOD"] = "10m"
+	c.env["CXLINK_PULSE_PERIOD"] = "10m"
 	c.env["CXLINK_ANALYTICS_EVERY"] = "1s"
 	c.startProcessor()
 	stats, err := simulator.Run(t.Context(), simulator.Config{

@@ -24,7 +24,7 @@ export CXLINK_HTTP_ADDR=127.0.0.1:$CXLINK_HTTP_PORT
 prometheus_port=${PROMETHEUS_PORT:-19090}
 # Employees answer a pulse every 10 minutes in the demo: link per 10-minute period, and
 # compute linkage and effort impact every minute.
-export CXLINK_LINKAGE_PERIOD=${CXLINK_LINKAGE_PERIOD:-10m}
+export CXLINK_PULSE_PERIOD=${CXLINK_PULSE_PERIOD:-10m}
 export CXLINK_ANALYTICS_EVERY=${CXLINK_ANALYTICS_EVERY:-1m}
 export ALERTMANAGER_PORT=${ALERTMANAGER_PORT:-19093} ALERTS_RECEIVER_PORT=${ALERTS_RECEIVER_PORT:-19094}
 # Who owns what: alerts for these categories go to their department's receiver.

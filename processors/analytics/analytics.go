@@ -111,7 +111,7 @@ func (s *Stage) Compute(ctx context.Context, now time.Time) (Result, error) {
 	var res Result
 	p := s.opts.Pulses.PeriodLength()
 	params := linkage.Params{
-		Period: p, PeriodName: s.opts.Pulses.Period,
+		Period: p, PeriodName: s.opts.Pulses.Period.Name,
 		Last: pulses.PeriodStart(now, p).Add(-p),
 		Span: s.cfg.Span, MaxLag: s.cfg.MaxLag, MinTeams: s.cfg.MinTeams, MinResponses: s.cfg.MinResponses,
 	}

@@ -65,7 +65,7 @@ func TestRunOnceWritesAndExportsTheCurrentLinkage(t *testing.T) {
 		st.cust = append(st.cust, records.CustomerAggregate{Team: team, Survey: "ces", PeriodStart: last, Responses: 20, Sum: 20 * (v + float64(i%2)), Negative: 1})
 	}
 	reg := prometheus.NewRegistry()
-	s, err := New(testConfig(), Options{Store: st, Pulses: pulses.Config{Period: "7d", MinRespondents: 5}, Registerer: reg, Now: func() time.Time { return now }})
+	s, err := New(testConfig(), Options{Store: st, Pulses: pulses.Config{Period: pulses.MustParsePeriod("7d"), MinRespondents: 5}, Registerer: reg, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,7 +51,7 @@ type Config struct {
 	// the last 9 blocks (recent windows); a shift of 1.5 standard errors in every block
 	// reaches z = 3 after 5 blocks, 1.2 after 8, where one block alone needs 3.
 	EWMALambda float64 `env:"CXLINK_DRIFT_EWMA_LAMBDA" envDefault:"0.2"`
-	// PulseBaselinePeriods is how many pulse periods (CXLINK_LINKAGE_PERIOD) before a
+	// PulseBaselinePeriods is how many pulse periods (CXLINK_PULSE_PERIOD) before a
 	// team's latest one form the baseline its engagement and eNPS are judged against;
 	// at least PulseMinBaselinePeriods of them must have released answers (a team's
 	// first periods, or one that answers rarely, is not judged). Four weeks pool a few

@@ -10,7 +10,7 @@ import (
 )
 
 // Employee pulse series: a team's engagement (1–5) and eNPS, judged once per rollup tick
-// like the customer series but on pulse periods (CXLINK_LINKAGE_PERIOD): the team's
+// like the customer series but on pulse periods (CXLINK_PULSE_PERIOD): the team's
 // latest released period against the periods before it.
 const (
 	Engagement = "engagement"
@@ -22,7 +22,7 @@ const (
 // period and the periods before it ("7d", "4x7d").
 func (s *Stage) spans(survey string) (recent, baseline string) {
 	if survey == Engagement || survey == ENPS {
-		return s.opts.Pulses.Period, fmt.Sprintf("%dx%s", s.cfg.PulseBaselinePeriods, s.opts.Pulses.Period)
+		return s.opts.Pulses.Period.Name, fmt.Sprintf("%dx%s", s.cfg.PulseBaselinePeriods, s.opts.Pulses.Period.Name)
 	}
 	return s.recent.Name, s.base.Name
 }

@@ -56,7 +56,7 @@ type Options struct {
 	// Windows and Step are the processors' (CXLINK_WINDOWS, CXLINK_ROLLUP_STEP).
 	Windows string
 	Step    time.Duration
-	// Pulses is the pulse period and anonymity threshold (CXLINK_LINKAGE_PERIOD,
+	// Pulses is the pulse period and anonymity threshold (CXLINK_PULSE_PERIOD,
 	// CXLINK_ANONYMITY_MIN_RESPONDENTS) for the engagement and eNPS series; with no
 	// period, those series are not judged.
 	Pulses pulses.Config
@@ -119,7 +119,7 @@ func New(cfg Config, opts Options) (*Stage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CXLINK_WINDOWS: %w", err)
 	}
-	if opts.Pulses.Period != "" {
+	if opts.Pulses.Period.Name != "" {
 		if err := opts.Pulses.Validate(); err != nil {
 			return nil, err
 		}
@@ -203,7 +203,7 @@ func (s *Stage) Evaluate(ctx context.Context, t time.Time) error {
 		return err
 	}
 	var pulseReadings map[seriesKey]reading
-	if s.opts.Pulses.Period != "" {
+	if s.opts.Pulses.Period.Name != "" {
 		if pulseReadings, err = s.pulseSeries(ctx, t); err != nil {
 			return err
 		}

@@ -387,7 +387,7 @@ func TestStagePulseDrift(t *testing.T) {
 	cfg := testConfig()
 	cfg.Owners = "team:red=red-lead,*=support"
 	s, err := New(cfg, Options{Source: f, Sink: f, Windows: "10s,60s", Step: time.Second, Registerer: reg,
-		Pulses: pulses.Config{Period: "1m", MinRespondents: 5}})
+		Pulses: pulses.Config{Period: pulses.MustParsePeriod("1m"), MinRespondents: 5}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,12 +38,12 @@ func (c Config) Horizon() time.Duration {
 }
 
 func (c Config) pulses() pulses.Config {
-	p := c.Pulses
-	if p.Period == "" {
-		p.Period = "7d"
+	p, def := c.Pulses, pulses.DefaultConfig()
+	if p.Period.Length == 0 {
+		p.Period = def.Period
 	}
 	if p.MinRespondents == 0 {
-		p.MinRespondents = 5
+		p.MinRespondents = def.MinRespondents
 	}
 	return p
 }

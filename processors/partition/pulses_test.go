@@ -18,7 +18,7 @@ func pulseEvent(id, employee, team string, occurred time.Time) event.Event {
 // the period; a replay of the same messages releases the same rows at the same message.
 func TestPulsesAreHeldBelowTheThreshold(t *testing.T) {
 	c := cfg()
-	c.Pulses = pulses.Config{Period: "1d", MinRespondents: 3}
+	c.Pulses = pulses.Config{Period: pulses.MustParsePeriod("1d"), MinRespondents: 3}
 	if h := c.Horizon(); h != 24*time.Hour+time.Hour+10*time.Minute {
 		t.Fatalf("horizon %s: the pulse period is longer than the window", h)
 	}

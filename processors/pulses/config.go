@@ -9,16 +9,58 @@ import (
 )
 
 // Config of employee pulse handling, shared by the processors (which hold answers back)
-// and the linkage stage (which reads the released ones per period).
+// and the linkage and drift stages (which read the released ones per period).
+// DefaultConfig holds the defaults.
 type Config struct {
 	// Period is the pulse period: employee answers are counted, and linked to customer
-	// scores, per team and period. "7d" (weeks starting Monday 00:00 UTC) by default;
-	// demos use minutes. Periods are aligned like time.Truncate.
-	Period string `env:"CXLINK_LINKAGE_PERIOD" envDefault:"7d"`
+	// scores, per team and period. Periods are aligned like time.Truncate. (Its old name,
+	// CXLINK_LINKAGE_PERIOD, is read until the next release.)
+	Period Period `env:"CXLINK_PULSE_PERIOD"`
 	// MinRespondents is the anonymity threshold: the answers to one question of one team
 	// in one period are stored, and counted anywhere, only once at least this many
 	// distinct employees gave one. Never below MinThreshold.
-	MinRespondents int `env:"CXLINK_ANONYMITY_MIN_RESPONDENTS" envDefault:"5"`
+	MinRespondents int `env:"CXLINK_ANONYMITY_MIN_RESPONDENTS"`
+}
+
+// DefaultConfig is the configuration when nothing is set.
+func DefaultConfig() Config {
+	return Config{
+		// Weeks (starting Monday 00:00 UTC), as HR pulse surveys are usually sent;
+		// demos use minutes.
+		Period: MustParsePeriod("7d"),
+		// Five, the minimum group of HR survey tools (Peakon, Culture Amp).
+		MinRespondents: 5,
+	}
+}
+
+// Period is a pulse period: its name as configured (e.g. "7d", written with every
+// linkage row) and its length.
+type Period struct {
+	Name   string
+	Length time.Duration
+}
+
+// UnmarshalText reads a period with ParsePeriod.
+func (p *Period) UnmarshalText(b []byte) error {
+	d, err := ParsePeriod(string(b))
+	if err != nil {
+		return err
+	}
+	*p = Period{Name: string(b), Length: d}
+	return nil
+}
+
+// MarshalText gives the period's name.
+func (p Period) MarshalText() ([]byte, error) { return []byte(p.Name), nil }
+
+// MustParsePeriod is a Period for text known to be valid (defaults, tests); it panics on
+// an error.
+func MustParsePeriod(s string) Period {
+	var p Period
+	if err := p.UnmarshalText([]byte(s)); err != nil {
+		panic(err)
+	}
+	return p
 }
 
 // MinThreshold is the lowest anonymity threshold allowed: with fewer, an answer is too
@@ -28,8 +70,8 @@ const MinThreshold = 3
 // Validate reports every problem of the configuration.
 func (c Config) Validate() error {
 	var errs []error
-	if _, err := ParsePeriod(c.Period); err != nil {
-		errs = append(errs, fmt.Errorf("CXLINK_LINKAGE_PERIOD: %w", err))
+	if c.Period.Length <= 0 {
+		errs = append(errs, errors.New("CXLINK_PULSE_PERIOD: not set"))
 	}
 	if c.MinRespondents < MinThreshold {
 		errs = append(errs, fmt.Errorf("CXLINK_ANONYMITY_MIN_RESPONDENTS: %d is below %d, the least that keeps answers anonymous", c.MinRespondents, MinThreshold))
@@ -37,11 +79,8 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// PeriodLength is the parsed Period; call on a valid Config.
-func (c Config) PeriodLength() time.Duration {
-	d, _ := ParsePeriod(c.Period)
-	return d
-}
+// PeriodLength is the length of Period.
+func (c Config) PeriodLength() time.Duration { return c.Period.Length }
 
 // ParsePeriod reads a period such as "7d", "1d", "1h" or "10m": whole seconds, at least
 // a minute.

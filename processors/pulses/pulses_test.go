@@ -83,16 +83,28 @@ func TestPeriodStartMatchesSQLOffset(t *testing.T) {
 }
 
 func TestConfig(t *testing.T) {
-	if err := (Config{Period: "7d", MinRespondents: 5}).Validate(); err != nil {
+	if err := (Config{Period: MustParsePeriod("7d"), MinRespondents: 5}).Validate(); err != nil {
 		t.Fatal(err)
 	}
-	err := (Config{Period: "30s", MinRespondents: 2}).Validate()
+	err := (Config{MinRespondents: 2}).Validate()
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, want := range []string{"CXLINK_LINKAGE_PERIOD", "CXLINK_ANONYMITY_MIN_RESPONDENTS"} {
+	for _, want := range []string{"CXLINK_PULSE_PERIOD", "CXLINK_ANONYMITY_MIN_RESPONDENTS"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%v lacks %s", err, want)
 		}
+	}
+	var p Period
+	for _, bad := range []string{"30s", "7x", "1h,7d", ""} {
+		if err := p.UnmarshalText([]byte(bad)); err == nil {
+			t.Errorf("period %q accepted", bad)
+		}
+	}
+	if err := p.UnmarshalText([]byte("10m")); err != nil || p.Name != "10m" || p.Length != 10*time.Minute {
+		t.Errorf("10m read as %+v, %v", p, err)
+	}
+	if b, _ := DefaultConfig().Period.MarshalText(); string(b) != "7d" {
+		t.Errorf("default period %s", b)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/cxlink/cxlink/processors/deadletter"
 	"github.com/cxlink/cxlink/processors/drift"
 	"github.com/cxlink/cxlink/processors/pipeline"
+	"github.com/cxlink/cxlink/processors/pulses"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
 )
 
@@ -56,6 +57,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		LogLevel:  slog.LevelInfo,
+		Process:   pipeline.Config{Pulses: pulses.DefaultConfig()},
 		Analytics: analytics.DefaultConfig(),
 	}
 }
@@ -64,7 +66,11 @@ func DefaultConfig() Config {
 type Rename struct{ Old, New string }
 
 // renames are the variables renamed since the last release.
-var renames = []Rename{}
+var renames = []Rename{
+	// It is the employee pulse period, which the linkage, the drift of pulses and the
+	// anonymity groups all use.
+	{Old: "CXLINK_LINKAGE_PERIOD", New: "CXLINK_PULSE_PERIOD"},
+}
 
 // LoadConfig reads and validates the configuration from environ (KEY=value pairs). A
 // renamed variable may still be set by its old name.

@@ -135,12 +135,34 @@ func TestLoadConfigDefaultsAreValid(t *testing.T) {
 }
 
 func TestLoadConfigChecksTheStreamKeepsAPulsePeriod(t *testing.T) {
-	_, err := LoadConfig(map[string]string{"CXLINK_LINKAGE_PERIOD": "30d"})
+	_, err := LoadConfig(map[string]string{"CXLINK_PULSE_PERIOD": "30d"})
 	if err == nil || !strings.Contains(err.Error(), "CXLINK_STREAM_MAX_AGE") {
 		t.Fatalf("got %v", err)
 	}
-	if _, err := LoadConfig(map[string]string{"CXLINK_LINKAGE_PERIOD": "30d", "CXLINK_STREAM_MAX_AGE": "800h"}); err != nil {
+	if _, err := LoadConfig(map[string]string{"CXLINK_PULSE_PERIOD": "30d", "CXLINK_STREAM_MAX_AGE": "800h"}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A renamed variable still works by its old name, which Run warns of; the new name wins
+// over the old.
+func TestLoadConfigReadsOldNames(t *testing.T) {
+	cfg, err := LoadConfig(map[string]string{"CXLINK_LINKAGE_PERIOD": "10m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Process.Pulses.Period.Name != "10m" || len(cfg.Renamed) != 1 || cfg.Renamed[0].New != "CXLINK_PULSE_PERIOD" {
+		t.Fatalf("period %+v, renamed %v", cfg.Process.Pulses.Period, cfg.Renamed)
+	}
+	cfg, err = LoadConfig(map[string]string{"CXLINK_LINKAGE_PERIOD": "10m", "CXLINK_PULSE_PERIOD": "1d"})
+	if err != nil || cfg.Process.Pulses.Period.Name != "1d" {
+		t.Fatalf("period %+v, %v", cfg.Process.Pulses.Period, err)
+	}
+	var logs strings.Builder
+	err = Run(t.Context(), []string{"migrate"}, Options{Environ: map[string]string{"CXLINK_LINKAGE_PERIOD": "10m",
+		"CLICKHOUSE_ADDR": "127.0.0.1:1", "CLICKHOUSE_DIAL_TIMEOUT": "100ms"}, Stderr: &logs})
+	if err == nil || !strings.Contains(logs.String(), "old=CXLINK_LINKAGE_PERIOD new=CXLINK_PULSE_PERIOD") {
+		t.Errorf("no warning of the old name (err %v):\n%s", err, logs.String())
 	}
 }
 

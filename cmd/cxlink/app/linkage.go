@@ -41,7 +41,7 @@ func (c Config) validateLinkage() error {
 	}
 	need := c.Process.Pulses.PeriodLength() + c.Process.AllowedLateness + c.Process.AttributionWait + c.HTTP.MaxFuture + c.Process.Step
 	if c.Stream.MaxAge < need {
-		return fmt.Errorf("CXLINK_STREAM_MAX_AGE: %s is shorter than CXLINK_LINKAGE_PERIOD + CXLINK_ALLOWED_LATENESS + CXLINK_ATTRIBUTION_WAIT + CXLINK_MAX_FUTURE + CXLINK_ROLLUP_STEP (%s): processors could not rebuild a period's pulses", c.Stream.MaxAge, need.Round(time.Minute))
+		return fmt.Errorf("CXLINK_STREAM_MAX_AGE: %s is shorter than CXLINK_PULSE_PERIOD + CXLINK_ALLOWED_LATENESS + CXLINK_ATTRIBUTION_WAIT + CXLINK_MAX_FUTURE + CXLINK_ROLLUP_STEP (%s): processors could not rebuild a period's pulses", c.Stream.MaxAge, need.Round(time.Minute))
 	}
 	return nil
 }

@@ -288,7 +288,7 @@ func TestDashboardQueries(t *testing.T) {
 		"CXLINK_ALLOWED_LATENESS": "1h",
 		"CXLINK_PARTITIONS":       "2",
 		// Link per 10-minute pulse period, as the simulator pulses, and often.
-		"CXLINK_PULSE_PERIOD":  "10m",
+		"CXLINK_PULSE_PERIOD":    "10m",
 		"CXLINK_ANALYTICS_EVERY": "10s",
 	})
 	db := in.Database()

@@ -18,7 +18,7 @@ import (
 	"github.com/cxlink/cxlink/processors/effort"
 )
 
-// Config of the drift stage. The defaults are those of the alert rules in
+// Config of the drift stage. The defaults (DefaultConfig) are those of the alert rules in
 // deploy/prometheus/rules/cxlink-drift.yml: keep both in step.
 type Config struct {
 	// Recent is the window judged, Baseline the one it is judged against; both are
@@ -30,14 +30,14 @@ type Config struct {
 	// MinRecent and MinBaseline: the fewest responses in either window for a drift to
 	// start. 30 is where a mean of 1–7 answers is close enough to normal for a z test;
 	// a baseline of 100 pins its mean and spread well.
-	MinRecent   uint64 `env:"CXLINK_DRIFT_MIN_RECENT" envDefault:"30"`
-	MinBaseline uint64 `env:"CXLINK_DRIFT_MIN_BASELINE" envDefault:"100"`
+	MinRecent   uint64 `env:"CXLINK_DRIFT_MIN_RECENT"`
+	MinBaseline uint64 `env:"CXLINK_DRIFT_MIN_BASELINE"`
 	// Z starts an episode (|z| ≥ Z); it ends once |z| < ClearZ. The gap is the
 	// hysteresis that keeps a series near the threshold from flapping. Under no drift
 	// |z| ≥ 3 comes by chance once in about 370 evaluations of a series (a drop alone,
 	// once in 740); the alerts' `for:` asks for it to last.
-	Z      float64 `env:"CXLINK_DRIFT_Z" envDefault:"3"`
-	ClearZ float64 `env:"CXLINK_DRIFT_CLEAR_Z" envDefault:"2"`
+	Z      float64 `env:"CXLINK_DRIFT_Z"`
+	ClearZ float64 `env:"CXLINK_DRIFT_CLEAR_Z"`
 	// MinEffect is the smallest drift worth an alert whatever the number of responses:
 	// with thousands of answers a z of 3 comes from a shift too small to act on. For the
 	// mean it is Cohen's d (the shift in baseline standard deviations), for the negative
@@ -46,23 +46,37 @@ type Config struct {
 	// engagement moves every team's and category's CES by about 0.2) and lets a
 	// problem in: a category getting 2 points harder is near 1. The slow
 	// drift detector (EWMA) has no floor: small shifts are what it is for.
-	MinEffect float64 `env:"CXLINK_DRIFT_MIN_EFFECT" envDefault:"0.3"`
+	MinEffect float64 `env:"CXLINK_DRIFT_MIN_EFFECT"`
 	// EWMALambda weighs the newest block in the slow-drift average: 0.2 remembers about
 	// the last 9 blocks (recent windows); a shift of 1.5 standard errors in every block
 	// reaches z = 3 after 5 blocks, 1.2 after 8, where one block alone needs 3.
-	EWMALambda float64 `env:"CXLINK_DRIFT_EWMA_LAMBDA" envDefault:"0.2"`
+	EWMALambda float64 `env:"CXLINK_DRIFT_EWMA_LAMBDA"`
 	// PulseBaselinePeriods is how many pulse periods (CXLINK_PULSE_PERIOD) before a
 	// team's latest one form the baseline its engagement and eNPS are judged against;
 	// at least PulseMinBaselinePeriods of them must have released answers (a team's
 	// first periods, or one that answers rarely, is not judged). Four weeks pool a few
 	// dozen answers: enough to know a team's usual level, recent enough to be it.
-	PulseBaselinePeriods    int `env:"CXLINK_DRIFT_PULSE_BASELINE_PERIODS" envDefault:"4"`
-	PulseMinBaselinePeriods int `env:"CXLINK_DRIFT_PULSE_MIN_BASELINE_PERIODS" envDefault:"2"`
+	PulseBaselinePeriods    int `env:"CXLINK_DRIFT_PULSE_BASELINE_PERIODS"`
+	PulseMinBaselinePeriods int `env:"CXLINK_DRIFT_PULSE_MIN_BASELINE_PERIODS"`
 	// Delay after each rollup tick before it is read: the processors need a moment to
 	// write it.
-	Delay time.Duration `env:"CXLINK_DRIFT_DELAY" envDefault:"10s"`
+	Delay time.Duration `env:"CXLINK_DRIFT_DELAY"`
 	// Owners maps series to the owning department; see ParseOwners.
-	Owners string `env:"CXLINK_OWNERS" envDefault:"*=support"`
+	Owners Owners `env:"CXLINK_OWNERS"`
+}
+
+// DefaultConfig is the configuration when nothing is set; the fields' comments explain
+// the numbers.
+func DefaultConfig() Config {
+	return Config{
+		MinRecent: 30, MinBaseline: 100,
+		Z: 3, ClearZ: 2,
+		MinEffect:            0.3,
+		EWMALambda:           0.2,
+		PulseBaselinePeriods: 4, PulseMinBaselinePeriods: 2,
+		Delay:  10 * time.Second,
+		Owners: MustParseOwners("*=support"),
+	}
 }
 
 // Validate reports every problem; windows is CXLINK_WINDOWS, whose own problems are
@@ -109,8 +123,8 @@ func (c Config) Validate(windows string) error {
 	if c.Delay < 0 {
 		add("CXLINK_DRIFT_DELAY: %s is negative", c.Delay)
 	}
-	if _, err := ParseOwners(c.Owners); err != nil {
-		add("CXLINK_OWNERS: %v", err)
+	if c.Owners.fallback == "" {
+		add("CXLINK_OWNERS: not set")
 	}
 	return errors.Join(errs...)
 }

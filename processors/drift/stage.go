@@ -124,16 +124,15 @@ func New(cfg Config, opts Options) (*Stage, error) {
 			return nil, err
 		}
 	}
-	owners, _ := ParseOwners(cfg.Owners)
+	if opts.MaxKeys < 1 {
+		return nil, fmt.Errorf("drift: MaxKeys %d: the metrics need a positive cap (CXLINK_METRICS_MAX_KEYS)", opts.MaxKeys)
+	}
 	recent, base, _, _ := cfg.windows(ws)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.MaxKeys < 1 {
-		opts.MaxKeys = 50
-	}
 	return &Stage{
-		cfg: cfg, opts: opts, owners: owners, recent: recent, base: base,
+		cfg: cfg, opts: opts, owners: &cfg.Owners, recent: recent, base: base,
 		logger:  opts.Logger.With("component", "drift"),
 		metrics: newMetrics(opts.Registerer, opts.MaxKeys),
 		ewmas:   map[seriesKey]*ewma{},

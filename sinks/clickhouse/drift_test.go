@@ -161,8 +161,8 @@ func TestDriftJudgesStoredPulses(t *testing.T) {
 		t.Fatal(err)
 	}
 	stage, err := drift.New(drift.Config{MinRecent: 30, MinBaseline: 100, Z: 3, ClearZ: 2, MinEffect: 0.3, EWMALambda: 0.2,
-		PulseBaselinePeriods: 4, PulseMinBaselinePeriods: 2, Owners: "*=people"},
-		drift.Options{Source: c, Sink: c, Windows: "1h,7d", Step: time.Minute, Pulses: pulses.Config{Period: pulses.MustParsePeriod("7d"), MinRespondents: 5}})
+		PulseBaselinePeriods: 4, PulseMinBaselinePeriods: 2, Owners: drift.MustParseOwners("*=people")},
+		drift.Options{Source: c, Sink: c, Windows: "1h,7d", Step: time.Minute, MaxKeys: 50, Pulses: pulses.Config{Period: pulses.MustParsePeriod("7d"), MinRespondents: 5}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,6 +59,7 @@ func DefaultConfig() Config {
 		LogLevel:  slog.LevelInfo,
 		Process:   pipeline.Config{Pulses: pulses.DefaultConfig()},
 		Analytics: analytics.DefaultConfig(),
+		Drift:     drift.DefaultConfig(),
 	}
 }
 

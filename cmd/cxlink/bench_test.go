@@ -86,6 +86,7 @@ func BenchmarkWholePipeline(b *testing.B) {
 		Process pipeline.Config
 		Stream  stream.Config
 	}
+	cfg.HTTP = httpapi.DefaultConfig()
 	if err := env.ParseWithOptions(&cfg, env.Options{Environment: map[string]string{}}); err != nil {
 		b.Fatal(err)
 	}

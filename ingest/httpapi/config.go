@@ -8,34 +8,49 @@ import (
 	"time"
 )
 
-// Config of the HTTP ingest API.
+// Config of the HTTP ingest API. DefaultConfig holds the defaults.
 type Config struct {
 	// Addr is the listen address (host:port; empty host: every interface).
-	Addr string `env:"CXLINK_HTTP_ADDR" envDefault:":8080"`
-	// MaxBodyBytes bounds one request body, as sent (8 MiB by default).
-	MaxBodyBytes int64 `env:"CXLINK_MAX_BODY_BYTES" envDefault:"8388608"`
+	Addr string `env:"CXLINK_HTTP_ADDR"`
+	// MaxBodyBytes bounds one request body, as sent.
+	MaxBodyBytes int64 `env:"CXLINK_MAX_BODY_BYTES"`
 	// MaxBatchEvents bounds the events of one request, valid or not.
-	MaxBatchEvents int `env:"CXLINK_MAX_BATCH_EVENTS" envDefault:"10000"`
+	MaxBatchEvents int `env:"CXLINK_MAX_BATCH_EVENTS"`
 	// MaxFuture is how far ahead of this server's clock an occurred_at may be.
-	MaxFuture time.Duration `env:"CXLINK_MAX_FUTURE" envDefault:"5m"`
+	MaxFuture time.Duration `env:"CXLINK_MAX_FUTURE"`
 	// PublishTimeout bounds the wait for JetStream's acknowledgements of one request.
-	PublishTimeout time.Duration `env:"CXLINK_PUBLISH_TIMEOUT" envDefault:"10s"`
+	PublishTimeout time.Duration `env:"CXLINK_PUBLISH_TIMEOUT"`
 	// MaxConcurrentRequests bounds the event requests served at once, and with it the
-	// memory they hold (each up to MaxBodyBytes, decoded); more are answered 429. 32
-	// leaves room for many connectors sending at once while bounding the worst case
-	// near 32 × 8 MiB of bodies.
-	MaxConcurrentRequests int `env:"CXLINK_MAX_CONCURRENT_REQUESTS" envDefault:"32"`
-	// MaxLabelValues bounds the distinct values of category, channel, team, question
-	// and source that one ingest process accepts: each becomes window series and rollup
-	// rows. 5000 is far above what a contact centre names, far below what would strain
-	// the processors.
-	MaxLabelValues int `env:"CXLINK_MAX_LABEL_VALUES" envDefault:"5000"`
+	// memory they hold (each up to MaxBodyBytes, decoded); more are answered 429.
+	MaxConcurrentRequests int `env:"CXLINK_MAX_CONCURRENT_REQUESTS"`
+	// MaxLabelValues bounds the distinct values of the event dimensions category,
+	// channel, team, question and source that one ingest process accepts: each becomes
+	// window series and rollup rows. (Not Prometheus labels: CXLINK_METRICS_MAX_KEYS caps
+	// those. Its old name, CXLINK_MAX_LABEL_VALUES, is read until the next release.)
+	MaxLabelValues int `env:"CXLINK_MAX_DIMENSION_VALUES"`
 	// AdminAddr, when set, moves /healthz, /readyz and /metrics off Addr onto a listener
 	// of their own (e.g. a private interface), leaving Addr only POST /v1/events.
 	AdminAddr string `env:"CXLINK_ADMIN_ADDR"`
 	// TLSCertFile and TLSKeyFile (PEM) make Addr serve HTTPS.
 	TLSCertFile string `env:"CXLINK_TLS_CERT_FILE"`
 	TLSKeyFile  string `env:"CXLINK_TLS_KEY_FILE"`
+}
+
+// DefaultConfig is the configuration when nothing is set.
+func DefaultConfig() Config {
+	return Config{
+		Addr:           ":8080",
+		MaxBodyBytes:   8 << 20, // 8 MiB
+		MaxBatchEvents: 10000,
+		MaxFuture:      5 * time.Minute,
+		PublishTimeout: 10 * time.Second,
+		// Room for many connectors sending at once while bounding the worst case near
+		// 32 × 8 MiB of bodies.
+		MaxConcurrentRequests: 32,
+		// Far above what a contact centre names, far below what would strain the
+		// processors.
+		MaxLabelValues: 5000,
+	}
 }
 
 // Limits that keep a configuration usable.
@@ -74,7 +89,7 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("CXLINK_TLS_CERT_FILE and CXLINK_TLS_KEY_FILE: set both, or neither"))
 	}
 	if c.MaxLabelValues < 1 {
-		errs = append(errs, fmt.Errorf("CXLINK_MAX_LABEL_VALUES: %d is not positive", c.MaxLabelValues))
+		errs = append(errs, fmt.Errorf("CXLINK_MAX_DIMENSION_VALUES: %d is not positive", c.MaxLabelValues))
 	}
 	// The response must still fit in the server's write timeout after publishing.
 	if c.PublishTimeout <= 0 || c.PublishTimeout > WriteTimeout/2 {

@@ -47,7 +47,7 @@ func (g *labelGuard) admit(e *event.Event) []event.FieldError {
 		}
 		if len(values) >= g.max {
 			errs = append(errs, event.FieldError{Field: l.field, Message: fmt.Sprintf(
-				"%q would be a new value beyond the %d distinct values of %s this server accepts (CXLINK_MAX_LABEL_VALUES)",
+				"%q would be a new value beyond the %d distinct values of %s this server accepts (CXLINK_MAX_DIMENSION_VALUES)",
 				l.value, g.max, l.field)})
 			continue
 		}

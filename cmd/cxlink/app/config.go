@@ -57,6 +57,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		LogLevel:  slog.LevelInfo,
+		HTTP:      httpapi.DefaultConfig(),
 		Process:   pipeline.Config{Pulses: pulses.DefaultConfig()},
 		Analytics: analytics.DefaultConfig(),
 		Drift:     drift.DefaultConfig(),
@@ -71,6 +72,9 @@ var renames = []Rename{
 	// It is the employee pulse period, which the linkage, the drift of pulses and the
 	// anonymity groups all use.
 	{Old: "CXLINK_LINKAGE_PERIOD", New: "CXLINK_PULSE_PERIOD"},
+	// It caps the values of event dimensions that ingest accepts, not metric labels
+	// (CXLINK_METRICS_MAX_KEYS caps those).
+	{Old: "CXLINK_MAX_LABEL_VALUES", New: "CXLINK_MAX_DIMENSION_VALUES"},
 }
 
 // LoadConfig reads and validates the configuration from environ (KEY=value pairs). A

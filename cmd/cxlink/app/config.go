@@ -56,11 +56,12 @@ type Config struct {
 // envDefault tags.)
 func DefaultConfig() Config {
 	return Config{
-		LogLevel:  slog.LevelInfo,
-		HTTP:      httpapi.DefaultConfig(),
-		Process:   pipeline.Config{Pulses: pulses.DefaultConfig()},
-		Analytics: analytics.DefaultConfig(),
-		Drift:     drift.DefaultConfig(),
+		LogLevel:   slog.LevelInfo,
+		HTTP:       httpapi.DefaultConfig(),
+		ClickHouse: clickhouse.DefaultConfig(),
+		Process:    pipeline.Config{Pulses: pulses.DefaultConfig()},
+		Analytics:  analytics.DefaultConfig(),
+		Drift:      drift.DefaultConfig(),
 	}
 }
 

@@ -22,7 +22,6 @@ import (
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/caarlos0/env/v11"
 
 	"github.com/cxlink/cxlink/cmd/cxlink/apptest/proc"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
@@ -149,10 +148,7 @@ func (s *Server) NewDatabase(t testing.TB) string {
 // Config is the sink's configuration for database on this server, with the sink's
 // defaults for everything else.
 func (s *Server) Config(database string) clickhouse.Config {
-	var cfg clickhouse.Config
-	if err := env.ParseWithOptions(&cfg, env.Options{Environment: map[string]string{}}); err != nil {
-		s.t.Fatalf("chtest: default clickhouse config: %v", err)
-	}
+	cfg := clickhouse.DefaultConfig()
 	cfg.Addr, cfg.Database = s.addr, database
 	if s.user != "" {
 		cfg.User = s.user

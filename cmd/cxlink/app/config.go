@@ -52,15 +52,18 @@ type Config struct {
 }
 
 // DefaultConfig is the configuration of an empty environment: each component's
-// DefaultConfig. (The processors' and the stream's defaults are still in their structs'
-// envDefault tags.)
+// DefaultConfig. (The processors', the stream's and the webhook sources' defaults are
+// still in their structs' envDefault tags.)
 func DefaultConfig() Config {
 	return Config{
 		LogLevel:   slog.LevelInfo,
+		Broker:     broker.DefaultConfig(),
 		HTTP:       httpapi.DefaultConfig(),
 		ClickHouse: clickhouse.DefaultConfig(),
 		Process:    pipeline.Config{Pulses: pulses.DefaultConfig()},
 		Analytics:  analytics.DefaultConfig(),
+		DeadLetter: deadletter.DefaultConfig(),
+		Auth:       auth.DefaultConfig(),
 		Drift:      drift.DefaultConfig(),
 	}
 }

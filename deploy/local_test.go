@@ -3,7 +3,6 @@ package deploy
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -48,8 +47,8 @@ func TestLocalServerScripts(t *testing.T) {
 			defer cancel()
 			return conn.Exec(ctx, "CREATE DATABASE scripted")
 		}},
-		{"prometheus", func() error { return httpOK(fmt.Sprintf("http://127.0.0.1:%d/-/ready", ports[3])) }},
-		{"alertmanager", func() error { return httpOK(fmt.Sprintf("http://127.0.0.1:%d/-/ready", ports[4])) }},
+		{"prometheus", func() error { return ready(fmt.Sprintf("http://127.0.0.1:%d/-/ready", ports[3])) }},
+		{"alertmanager", func() error { return ready(fmt.Sprintf("http://127.0.0.1:%d/-/ready", ports[4])) }},
 	} {
 		t.Run(s.name, func(t *testing.T) {
 			t.Cleanup(func() { script(s.name, "stop") })
@@ -85,14 +84,9 @@ func TestLocalServerScripts(t *testing.T) {
 	}
 }
 
-func httpOK(url string) error {
-	resp, err := http.Get(url)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return nil
+// ready asks url once for 200 OK.
+func ready(url string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return proc.HTTPReady(url)(ctx)
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/cxlink/cxlink/ingest/httpapi"
 	"github.com/cxlink/cxlink/ingest/stream"
 	"github.com/cxlink/cxlink/processors/pipeline"
+	"github.com/cxlink/cxlink/processors/pulses"
 	"github.com/cxlink/cxlink/processors/records"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
 	"github.com/cxlink/cxlink/sinks/clickhouse/chtest"
@@ -86,7 +87,7 @@ func BenchmarkWholePipeline(b *testing.B) {
 		Process pipeline.Config
 		Stream  stream.Config
 	}
-	cfg.HTTP = httpapi.DefaultConfig()
+	cfg.HTTP, cfg.Process.Pulses = httpapi.DefaultConfig(), pulses.DefaultConfig()
 	if err := env.ParseWithOptions(&cfg, env.Options{Environment: map[string]string{}}); err != nil {
 		b.Fatal(err)
 	}

@@ -55,19 +55,18 @@ func newCluster(t *testing.T) *cluster {
 	ch := chtest.StartPrivate(t)
 	database := ch.NewDatabase(t)
 	c := &cluster{t: t, ch: ch, env: map[string]string{
-		"NATS_URL":                  ns.ClientURL(),
-		"CXLINK_HTTP_ADDR":          "127.0.0.1:0",
-		"CXLINK_PARTITIONS":         fmt.Sprint(partitions),
-		"CXLINK_WINDOWS":            "10m,1h",
-		"CXLINK_ROLLUP_STEP":        "1s",
-		"CXLINK_ALLOWED_LATENESS":   lateness.String(),
-		"CXLINK_ATTRIBUTION_WAIT":   "1m",
-		"CXLINK_BATCH_MAX_DELAY":    "100ms",
-		"CXLINK_ACK_WAIT":           "5s",
-		"CXLINK_METRICS_MAX_KEYS":   "20",
-		"CLICKHOUSE_DIAL_TIMEOUT":   "1s",
-		"CLICKHOUSE_INSERT_TIMEOUT": "5s",
-		"CXLINK_EMPLOYEE_ID_KEY":    testEmployeeKey,
+		"NATS_URL":                ns.ClientURL(),
+		"CXLINK_HTTP_ADDR":        "127.0.0.1:0",
+		"CXLINK_PARTITIONS":       fmt.Sprint(partitions),
+		"CXLINK_WINDOWS":          "10m,1h",
+		"CXLINK_ROLLUP_STEP":      "1s",
+		"CXLINK_ALLOWED_LATENESS": lateness.String(),
+		"CXLINK_ATTRIBUTION_WAIT": "1m",
+		"CXLINK_BATCH_MAX_DELAY":  "100ms",
+		"CXLINK_ACK_WAIT":         "5s",
+		"CXLINK_METRICS_MAX_KEYS": "20",
+		"CLICKHOUSE_DIAL_TIMEOUT": "1s",
+		"CXLINK_EMPLOYEE_ID_KEY":  testEmployeeKey,
 	}}
 	maps.Copy(c.env, ch.Env(database))
 	nc, err := nats.Connect(ns.ClientURL())

@@ -195,18 +195,17 @@ func newFaultCluster(t *testing.T, embedded bool) *faultCluster {
 	ch := chtest.StartPrivate(t)
 	database := ch.NewDatabase(t)
 	f := &faultCluster{cluster: &cluster{t: t, ch: ch, env: map[string]string{
-		"CXLINK_PARTITIONS":         fmt.Sprint(partitions),
-		"CXLINK_WINDOWS":            "10m,1h",
-		"CXLINK_ROLLUP_STEP":        "1s",
-		"CXLINK_ALLOWED_LATENESS":   lateness.String(),
-		"CXLINK_ATTRIBUTION_WAIT":   "1m",
-		"CXLINK_BATCH_MAX_DELAY":    "100ms",
-		"CXLINK_ACK_WAIT":           "5s",
-		"CXLINK_METRICS_MAX_KEYS":   "20",
-		"CXLINK_PUBLISH_TIMEOUT":    "5s",
-		"CLICKHOUSE_DIAL_TIMEOUT":   "1s",
-		"CLICKHOUSE_INSERT_TIMEOUT": "5s",
-		"CXLINK_EMPLOYEE_ID_KEY":    testEmployeeKey,
+		"CXLINK_PARTITIONS":       fmt.Sprint(partitions),
+		"CXLINK_WINDOWS":          "10m,1h",
+		"CXLINK_ROLLUP_STEP":      "1s",
+		"CXLINK_ALLOWED_LATENESS": lateness.String(),
+		"CXLINK_ATTRIBUTION_WAIT": "1m",
+		"CXLINK_BATCH_MAX_DELAY":  "100ms",
+		"CXLINK_ACK_WAIT":         "5s",
+		"CXLINK_METRICS_MAX_KEYS": "20",
+		"CXLINK_PUBLISH_TIMEOUT":  "5s",
+		"CLICKHOUSE_DIAL_TIMEOUT": "1s",
+		"CXLINK_EMPLOYEE_ID_KEY":  testEmployeeKey,
 	}}}
 	maps.Copy(f.env, ch.Env(database))
 	f.ingestAddr = proc.FreeAddr(t)

@@ -20,6 +20,7 @@ import (
 	"github.com/cxlink/cxlink/ingest/stream"
 	"github.com/cxlink/cxlink/processors/deadletter"
 	"github.com/cxlink/cxlink/processors/pipeline"
+	"github.com/cxlink/cxlink/processors/pulses"
 	"github.com/cxlink/cxlink/processors/records"
 )
 
@@ -104,7 +105,7 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cfg pipeline.Config
+	cfg := pipeline.Config{Pulses: pulses.DefaultConfig()}
 	if err := env.ParseWithOptions(&cfg, env.Options{Environment: map[string]string{
 		"CXLINK_BATCH_MAX_DELAY": "20ms", "CXLINK_ACK_WAIT": "2s"}}); err != nil {
 		t.Fatal(err)

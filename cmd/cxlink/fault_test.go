@@ -324,6 +324,10 @@ func (f *faultCluster) start(c *apptest.Child) {
 func (f *faultCluster) termLoop(rng *rand.Rand, c *apptest.Child, n int) {
 	for range n {
 		sleep(rng, 1500*time.Millisecond, 4*time.Second)
+		// A process handles SIGTERM once main has set up its signal handling; before,
+		// the signal kills it (a loaded machine can take seconds to get there). The role
+		// listens only after that.
+		c.URL(f.t)
 		start := time.Now()
 		if err := c.Signal(syscall.SIGTERM, 45*time.Second); err != nil {
 			f.t.Errorf("%s after SIGTERM: %v", c.Name(), err)

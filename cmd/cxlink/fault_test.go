@@ -418,6 +418,12 @@ func startLoad(url string, rng *rand.Rand, rate, batch int) *load {
 			case <-tick.C:
 			}
 			events := testEvents(rng, fmt.Sprintf("b%d", n), batch, time.Now())
+			if n == 0 {
+				// One invalid event for certain: a short load (a slow machine, ingest
+				// down most of the time) may draw none at random.
+				events = append(events, map[string]any{"id": "b0-off-scale", "type": "survey_response",
+					"occurred_at": time.Now().UTC().Format(time.RFC3339Nano), "survey": "ces", "score": 42})
+			}
 			if err := l.send(client, events); err != nil {
 				l.mu.Lock()
 				l.failure = err

@@ -34,9 +34,36 @@ func tool(t *testing.T, pkg string, args ...string) string {
 func TestComposeFile(t *testing.T) {
 	out := tool(t, "docker-compose", "docker-compose", "-f", "../docker-compose.yml", "--profile", "demo", "config", "--services")
 	services := strings.Fields(out)
-	for _, want := range []string{"nats", "clickhouse", "ingest", "process", "drift", "simulator", "alert-receiver", "prometheus", "alertmanager", "grafana"} {
+	for _, want := range []string{"nats-1", "nats-2", "nats-3", "clickhouse", "migrate", "ingest", "process", "drift", "simulator", "alert-receiver", "prometheus", "alertmanager", "grafana"} {
 		if !slices.Contains(services, want) {
 			t.Errorf("docker-compose.yml has no service %q (has %v)", want, services)
+		}
+	}
+	// The roles as on Kubernetes: the definitions first, then replicas and a standby.
+	var compose struct {
+		Services map[string]struct {
+			Deploy struct {
+				Replicas int `yaml:"replicas"`
+			} `yaml:"deploy"`
+			DependsOn map[string]struct {
+				Condition string `yaml:"condition"`
+			} `yaml:"depends_on"`
+			Environment map[string]string `yaml:"environment"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal([]byte(tool(t, "docker-compose", "docker-compose", "-f", "../docker-compose.yml", "config")), &compose); err != nil {
+		t.Fatal(err)
+	}
+	for _, role := range []string{"ingest", "process", "drift"} {
+		s := compose.Services[role]
+		if s.DependsOn["migrate"].Condition != "service_completed_successfully" {
+			t.Errorf("%s does not wait for migrate: %v", role, s.DependsOn)
+		}
+		if role != "ingest" && s.Deploy.Replicas < 2 {
+			t.Errorf("%s: %d replicas, want 2 or more", role, s.Deploy.Replicas)
+		}
+		if s.Environment["CXLINK_STREAM_REPLICAS"] != "3" || strings.Count(s.Environment["NATS_URL"], "nats://") != 3 {
+			t.Errorf("%s: not on the 3-node cluster with R3: %q, %q", role, s.Environment["NATS_URL"], s.Environment["CXLINK_STREAM_REPLICAS"])
 		}
 	}
 }

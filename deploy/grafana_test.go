@@ -27,6 +27,7 @@ import (
 	"github.com/cxlink/cxlink/cmd/cxlink/apptest"
 	"github.com/cxlink/cxlink/cmd/cxlink/apptest/proc"
 	"github.com/cxlink/cxlink/ingest/simulator"
+	"github.com/cxlink/cxlink/sinks/clickhouse"
 )
 
 type dashboard struct {
@@ -80,7 +81,7 @@ type dashboard struct {
 	} `json:"panels"`
 }
 
-func loadDashboards(t *testing.T) map[string]dashboard {
+func loadDashboards(t testing.TB) map[string]dashboard {
 	t.Helper()
 	files, _ := filepath.Glob("grafana/dashboards/*.json")
 	if len(files) < 5 {
@@ -206,13 +207,14 @@ var fixtureRows = map[string]string{
 		UNION ALL SELECT '7d', {minute}, 'refund_request', 3166, 0.6, 0.4, 272.6, 310, 1.1, 900, 6.31, 6.28, 6.34, 0.2, 0.1, 0.4, 0.001, 2, 'ok', {now}, 1
 		UNION ALL SELECT '7d', {minute}, 'login_problem', 3, 0.001, 0.001, 0.2, 200, NULL, 2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'too_few_responses', {now}, 1`,
 	"team_periods": `INSERT INTO %s.team_periods
-		SELECT 'week', {hour}, 'alpha', 7, 3.9, 7, 20, 40, 5.1, 12.5, 30, 80, {now}, 1
-		UNION ALL SELECT 'week', {hour}, 'beta', 6, 3.1, 6, -10, 35, 4.2, 30, 28, 60, {now}, 1`,
+		SELECT 'week', {hour}, 'alpha', 7, 3.9, 0.8, 7, 20, 40, 20, 40, 5.1, 12.5, 30, 80, {now}, 1
+		UNION ALL SELECT 'week', {hour}, 'beta', 6, 3.1, 1.1, 6, -10, 30, 40, 35, 4.2, 30, 28, 60, {now}, 1`,
 	"linkage": `INSERT INTO %s.linkage
-		SELECT 'week', {hour} - 3600, 'period', 1, 0, 'engagement', 'ces', 6, 6, 1, 0.57, 0.6, -0.15, 0.9, 0.108, 'ok', {now}, 1
-		UNION ALL SELECT 'week', {hour}, 'period', 1, 0, 'engagement', 'ces', 6, 6, 1, 0.61, 0.66, -0.1, 0.91, 0.09, 'ok', {now}, 1
-		UNION ALL SELECT 'week', {hour}, 'period', 1, 1, 'engagement', 'ces', 3, 3, 1, NULL, NULL, NULL, NULL, NULL, 'too_few_teams', {now}, 1
-		UNION ALL SELECT 'week', {hour}, 'pooled', 4, 0, 'engagement', 'ces', 6, 24, 4, 0.52, 0.5, 0.15, 0.76, 0.009, 'ok', {now}, 1`,
+		SELECT 'week', {hour} - 3600, 'period', 1, 0, 'engagement', 'ces', 6, 6, 1, 4, 0.57, 0.6, -0.15, 0.9, 0.108, 0.89, 'ok', 'too_uncertain', {now}, 1
+		UNION ALL SELECT 'week', {hour}, 'period', 1, 0, 'engagement', 'ces', 6, 6, 1, 4, 0.61, 0.66, -0.1, 0.91, 0.09, 0.89, 'ok', 'too_uncertain', {now}, 1
+		UNION ALL SELECT 'week', {hour}, 'period', 1, 1, 'engagement', 'ces', 3, 3, 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'too_few_teams', 'no_result', {now}, 1
+		UNION ALL SELECT 'week', {hour}, 'between_teams', 4, 0, 'engagement', 'ces', 6, 24, 4, 4, 0.52, 0.5, -0.49, 0.94, 0.29, 0.89, 'ok', 'too_uncertain', {now}, 1
+		UNION ALL SELECT 'week', {hour}, 'within_teams', 4, 0, 'engagement', 'ces', 6, 24, 4, 14, 0.61, NULL, 0.13, 0.86, 0.02, 0.64, 'ok', 'underpowered', {now}, 1`,
 	"drift_events": `INSERT INTO %s.drift_events
 		SELECT 'ces', 'category', 'plan_correction', 'product', 'mean', 'worse', {now} - 3600, {now} - 600, {now} - 1800,
 			-4.1, 2.9, 4.2, 40, 900, '1h', '7d', 1`,
@@ -279,6 +281,18 @@ func defaults(d dashboard) map[string]string {
 
 var metricNameRe = regexp.MustCompile(`\bcxlink[_:][a-zA-Z0-9_:]+`)
 
+// datasourceConn is a connection as the dashboards' ClickHouse datasource opens it: its
+// default database is cfg.Database, in which the panels' queries (naming none) run.
+func datasourceConn(t testing.TB, cfg clickhouse.Config) ch.Conn {
+	t.Helper()
+	conn, err := ch.Open(&ch.Options{Addr: []string{cfg.Addr}, Auth: ch.Auth{Database: cfg.Database, Username: cfg.User, Password: cfg.Password}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
 func TestDashboardQueries(t *testing.T) {
 	dashboards := loadDashboards(t)
 	in := apptest.Start(t, nil, map[string]string{
@@ -289,17 +303,13 @@ func TestDashboardQueries(t *testing.T) {
 		"CXLINK_PARTITIONS":       "2",
 		// Link per 10-minute pulse period, as the simulator pulses, and often.
 		"CXLINK_PULSE_PERIOD":    "10m",
+		"CXLINK_PULSE_GRACE":     "0s",
 		"CXLINK_ANALYTICS_EVERY": "10s",
 	})
 	db := in.Database()
 	// Panel queries run as the ClickHouse plugin runs them: on a connection whose default
 	// database is the datasource's defaultDatabase.
-	cfg := in.CH.Config(db)
-	grafana, err := ch.Open(&ch.Options{Addr: []string{cfg.Addr}, Auth: ch.Auth{Database: db, Username: cfg.User, Password: cfg.Password}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { grafana.Close() })
+	grafana := datasourceConn(t, in.CH.Config(db))
 
 	// A simulated contact centre: half an hour of history on time (lateness 1 h), then live.
 	simCtx, stopSim := context.WithCancel(context.Background())

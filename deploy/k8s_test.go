@@ -3,12 +3,14 @@ package deploy
 // The Kubernetes manifests in k8s/, validated offline: every object decoded strictly into
 // its k8s.io/api type (an unknown or misspelt field fails), then checked the way a
 // cluster would find out too late: probes on /healthz and /readyz, resources, env from
-// the ConfigMap and Secret that exist, selectors that match, partitions owned exactly
-// once, and a configuration that cxlink itself accepts.
+// the ConfigMap and Secrets that exist, selectors that match, replicas and standbys for
+// every role, and a configuration that cxlink itself accepts. k8s_start_test.go then
+// starts every pod for real.
 
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -93,6 +95,36 @@ func (m *manifests) decodeStrict(t *testing.T, file string, doc []byte) {
 	}
 }
 
+// secretData is the content of a Secret of the manifests: data and stringData.
+func (m *manifests) secretData(name string) (map[string][]byte, bool) {
+	for _, s := range m.secrets {
+		if s.Name == name {
+			out := map[string][]byte{}
+			maps.Copy(out, s.Data)
+			for k, v := range s.StringData {
+				out[k] = []byte(v)
+			}
+			return out, true
+		}
+	}
+	return nil, false
+}
+
+// configMapData is the content of a ConfigMap of the manifests.
+func (m *manifests) configMapData(name string) (map[string][]byte, bool) {
+	for _, c := range m.configMaps {
+		if c.Name == name {
+			out := map[string][]byte{}
+			maps.Copy(out, c.BinaryData)
+			for k, v := range c.Data {
+				out[k] = []byte(v)
+			}
+			return out, true
+		}
+	}
+	return nil, false
+}
+
 func loadManifests(t *testing.T) *manifests {
 	t.Helper()
 	var kust struct {
@@ -154,18 +186,24 @@ func matches(selector, labels map[string]string) bool {
 
 func TestKubernetesManifests(t *testing.T) {
 	m := loadManifests(t)
-	if len(m.configMaps) != 1 || len(m.secrets) != 1 || len(m.jobs) != 1 {
-		t.Fatalf("want one ConfigMap, one Secret and the migrate Job: %d, %d, %d", len(m.configMaps), len(m.secrets), len(m.jobs))
+	if len(m.configMaps) != 1 || len(m.jobs) != 1 {
+		t.Fatalf("want one ConfigMap and the migrate Job: %d, %d", len(m.configMaps), len(m.jobs))
 	}
-	cm, sec := m.configMaps[0], m.secrets[0]
+	cm := m.configMaps[0]
 
-	// Every role is a Deployment of its own.
-	roles := map[string]int{}
+	// One Deployment per role; the stateful ones with a standby.
+	roles := map[string][]appsv1.Deployment{}
 	for _, d := range m.deployments {
-		roles[d.Spec.Template.Labels["app.kubernetes.io/component"]]++
+		role := d.Spec.Template.Labels["app.kubernetes.io/component"]
+		roles[role] = append(roles[role], d)
 	}
-	if roles["ingest"] != 1 || roles["process"] < 1 || roles["drift"] != 1 {
-		t.Errorf("deployments by role: %v", roles)
+	for _, role := range []string{"ingest", "process", "drift"} {
+		if len(roles[role]) != 1 {
+			t.Errorf("want one %s Deployment, have %d", role, len(roles[role]))
+		}
+	}
+	if len(roles) != 3 {
+		t.Errorf("deployments by role: %v", slices.Sorted(maps.Keys(roles)))
 	}
 
 	type podSpec struct {
@@ -190,6 +228,7 @@ func TestKubernetesManifests(t *testing.T) {
 			}
 		}
 	}
+	envSecrets := map[string]bool{}
 	for _, p := range pods {
 		if sc := p.spec.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
 			t.Errorf("%s: not runAsNonRoot", p.name)
@@ -207,37 +246,42 @@ func TestKubernetesManifests(t *testing.T) {
 			if c.Image == "" || len(c.Args) != 1 {
 				t.Errorf("%s/%s: image %q, args %v", p.name, c.Name, c.Image, c.Args)
 			}
-			// Configuration from the ConfigMap and the Secret that exist, and nowhere else.
-			var cmRef, secRef bool
+			if sc := c.SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+				t.Errorf("%s/%s: root file system not read-only", p.name, c.Name)
+			}
+			// Configuration from the ConfigMap and Secrets that exist, and nowhere else.
+			env := map[string]string{}
+			var cmRef bool
 			for _, e := range c.EnvFrom {
 				switch {
 				case e.ConfigMapRef != nil && e.ConfigMapRef.Name == cm.Name:
 					cmRef = true
-				case e.SecretRef != nil && e.SecretRef.Name == sec.Name:
-					secRef = true
+					maps.Copy(env, cm.Data)
+				case e.SecretRef != nil && slices.ContainsFunc(m.secrets, func(s corev1.Secret) bool { return s.Name == e.SecretRef.Name }):
+					envSecrets[e.SecretRef.Name] = true
+					data, _ := m.secretData(e.SecretRef.Name)
+					for k, v := range data {
+						env[k] = string(v)
+					}
 				default:
 					t.Errorf("%s/%s: envFrom %+v refers to nothing in k8s/", p.name, c.Name, e)
 				}
 			}
-			if !cmRef || !secRef {
-				t.Errorf("%s/%s: configuration not from %s and %s", p.name, c.Name, cm.Name, sec.Name)
+			if !cmRef {
+				t.Errorf("%s/%s: configuration not from %s", p.name, c.Name, cm.Name)
 			}
 			for _, e := range c.Env {
 				if e.ValueFrom != nil {
 					t.Errorf("%s/%s: env %s from elsewhere", p.name, c.Name, e.Name)
 				}
-			}
-			// cxlink accepts exactly this environment: every variable known, all valid.
-			env := map[string]string{}
-			for k, v := range cm.Data {
-				env[k] = v
-			}
-			for k, v := range sec.StringData {
-				env[k] = v
-			}
-			for _, e := range c.Env {
 				env[e.Name] = e.Value
 			}
+			// Partitions are shared through leases: a replica limited to some of them
+			// leaves the others without a standby.
+			if v, ok := env["CXLINK_PROCESS_PARTITIONS"]; ok && v != "all" {
+				t.Errorf("%s/%s: CXLINK_PROCESS_PARTITIONS=%s", p.name, c.Name, v)
+			}
+			// cxlink accepts exactly this environment: every variable known, all valid.
 			if _, err := app.LoadConfig(env); err != nil {
 				t.Errorf("%s/%s: cxlink refuses the configuration: %v", p.name, c.Name, err)
 			}
@@ -248,52 +292,49 @@ func TestKubernetesManifests(t *testing.T) {
 		if !known[k] {
 			t.Errorf("ConfigMap %s: %s is not a cxlink variable", cm.Name, k)
 		}
-	}
-	for k := range sec.StringData {
-		if !known[k] {
-			t.Errorf("Secret %s: %s is not a cxlink variable", sec.Name, k)
+		if strings.Contains(k, "SECRET") || strings.Contains(k, "PASSWORD") || strings.HasSuffix(k, "_KEY") || strings.HasSuffix(k, "_TOKEN") {
+			t.Errorf("ConfigMap holds %s: secrets belong in a Secret", k)
 		}
-		if strings.Contains(k, "SECRET") || strings.Contains(k, "PASSWORD") || strings.Contains(k, "KEY") {
-			if _, inCM := cm.Data[k]; inCM {
-				t.Errorf("%s is in the ConfigMap: secrets belong in the Secret", k)
+	}
+	for name := range envSecrets {
+		data, _ := m.secretData(name)
+		for k := range data {
+			if !known[k] {
+				t.Errorf("Secret %s: %s is not a cxlink variable", name, k)
 			}
-		}
-	}
-	for k := range cm.Data {
-		if strings.Contains(k, "SECRET") || strings.Contains(k, "PASSWORD") || strings.HasSuffix(k, "_KEY") {
-			t.Errorf("ConfigMap holds %s: secrets belong in the Secret", k)
+			if _, inCM := cm.Data[k]; inCM {
+				t.Errorf("%s is in the ConfigMap and in Secret %s", k, name)
+			}
 		}
 	}
 
-	// Each partition is owned by exactly one process Deployment, of one replica, replaced
-	// with Recreate: two processes on one partition would share its durable consumer.
+	// Identical process replicas, up to the partition count, that stay up through a
+	// rollout and a drain and spread over nodes; two drift detectors (one stands by).
 	parts, _ := strconv.Atoi(cm.Data["CXLINK_PARTITIONS"])
-	owners := make([]int, parts)
-	for _, d := range m.deployments {
-		if d.Spec.Template.Labels["app.kubernetes.io/component"] != "process" {
-			continue
+	for _, d := range roles["process"] {
+		if n := replicas(d); n < 2 || n > parts {
+			t.Errorf("%s: %d replicas, want 2 to CXLINK_PARTITIONS (%d)", d.Name, n, parts)
 		}
-		if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 || d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
-			t.Errorf("%s: a process Deployment must have 1 replica and the Recreate strategy", d.Name)
+		if ru := d.Spec.Strategy.RollingUpdate; d.Spec.Strategy.Type != appsv1.RollingUpdateDeploymentStrategyType ||
+			ru == nil || ru.MaxUnavailable == nil || ru.MaxUnavailable.IntValue() != 0 {
+			t.Errorf("%s: want a rolling update that keeps every replica up (maxUnavailable 0)", d.Name)
 		}
-		var rng string
-		for _, e := range d.Spec.Template.Spec.Containers[0].Env {
-			if e.Name == "CXLINK_PROCESS_PARTITIONS" {
-				rng = e.Value
-			}
-		}
-		var lo, hi int
-		if _, err := fmt.Sscanf(rng, "%d-%d", &lo, &hi); err != nil || lo > hi || hi >= parts {
-			t.Errorf("%s: CXLINK_PROCESS_PARTITIONS %q is not a range within 0-%d", d.Name, rng, parts-1)
-			continue
-		}
-		for p := lo; p <= hi; p++ {
-			owners[p]++
+		if !slices.ContainsFunc(d.Spec.Template.Spec.TopologySpreadConstraints, func(c corev1.TopologySpreadConstraint) bool {
+			return c.TopologyKey == "kubernetes.io/hostname" && c.LabelSelector != nil && matches(c.LabelSelector.MatchLabels, d.Spec.Template.Labels)
+		}) {
+			t.Errorf("%s: not spread over nodes", d.Name)
 		}
 	}
-	for p, n := range owners {
-		if n != 1 {
-			t.Errorf("partition %d is owned by %d process Deployments", p, n)
+	for _, d := range roles["drift"] {
+		if replicas(d) < 2 {
+			t.Errorf("%s: %d replica, want a standby", d.Name, replicas(d))
+		}
+	}
+	for _, d := range m.deployments {
+		if !slices.ContainsFunc(m.pdbs, func(p policyv1.PodDisruptionBudget) bool {
+			return matches(p.Spec.Selector.MatchLabels, d.Spec.Template.Labels)
+		}) {
+			t.Errorf("%s: no PodDisruptionBudget", d.Name)
 		}
 	}
 
@@ -331,6 +372,13 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 }
 
+func replicas(d appsv1.Deployment) int {
+	if d.Spec.Replicas == nil {
+		return 1
+	}
+	return int(*d.Spec.Replicas)
+}
+
 // knownVariables are the env tags of cxlink's configuration.
 func knownVariables() map[string]bool {
 	out := map[string]bool{}
@@ -350,7 +398,8 @@ func knownVariables() map[string]bool {
 }
 
 // TestKubernetesDependencies checks the NATS Helm values and the ClickHouse installation
-// the manifests rely on: a 3-node JetStream cluster, and the service the ConfigMap names.
+// the manifests rely on: a 3-node JetStream cluster that syncs before acknowledging and
+// lets in cxlink's key only, and the service the ConfigMap names.
 func TestKubernetesDependencies(t *testing.T) {
 	var nats struct {
 		Config struct {
@@ -367,7 +416,15 @@ func TestKubernetesDependencies(t *testing.T) {
 						Size    string `json:"size"`
 					} `json:"pvc"`
 				} `json:"fileStore"`
+				Merge struct {
+					SyncInterval string `json:"sync_interval"`
+				} `json:"merge"`
 			} `json:"jetstream"`
+			Merge struct {
+				Authorization struct {
+					Users []map[string]any `json:"users"`
+				} `json:"authorization"`
+			} `json:"merge"`
 		} `json:"config"`
 	}
 	b, err := os.ReadFile("k8s/nats-values.yaml")
@@ -381,10 +438,16 @@ func TestKubernetesDependencies(t *testing.T) {
 	if !c.Cluster.Enabled || c.Cluster.Replicas != 3 || !c.JetStream.Enabled || !c.JetStream.FileStore.Enabled || !c.JetStream.FileStore.PVC.Enabled || c.JetStream.FileStore.PVC.Size == "" {
 		t.Errorf("nats-values.yaml: want a 3-node cluster with JetStream on persistent file storage: %+v", c)
 	}
+	if c.JetStream.Merge.SyncInterval != "always" {
+		t.Errorf("nats-values.yaml: sync_interval %q, want always (docs/guarantees.md, Durability)", c.JetStream.Merge.SyncInterval)
+	}
+	if users := c.Merge.Authorization.Users; len(users) != 1 || users[0]["nkey"] == nil {
+		t.Errorf("nats-values.yaml: want one user, cxlink's nkey: %v", users)
+	}
 	m := loadManifests(t)
 	cm := m.configMaps[0].Data
-	if cm["CXLINK_STREAM_REPLICAS"] != strconv.Itoa(c.Cluster.Replicas) || !strings.HasPrefix(cm["NATS_URL"], "nats://nats.nats.svc") {
-		t.Errorf("ConfigMap: NATS_URL %q and CXLINK_STREAM_REPLICAS %q do not match the NATS release", cm["NATS_URL"], cm["CXLINK_STREAM_REPLICAS"])
+	if cm["CXLINK_STREAM_REPLICAS"] != strconv.Itoa(c.Cluster.Replicas) || !strings.HasPrefix(cm["NATS_URL"], "nats://nats.nats.svc") || cm["NATS_NKEY_FILE"] == "" {
+		t.Errorf("ConfigMap: NATS_URL %q, NATS_NKEY_FILE %q and CXLINK_STREAM_REPLICAS %q do not match the NATS release", cm["NATS_URL"], cm["NATS_NKEY_FILE"], cm["CXLINK_STREAM_REPLICAS"])
 	}
 
 	var chi struct {
@@ -396,6 +459,7 @@ func TestKubernetesDependencies(t *testing.T) {
 		Spec struct {
 			Configuration struct {
 				Users    map[string]any `json:"users"`
+				Profiles map[string]any `json:"profiles"`
 				Clusters []struct {
 					Name string `json:"name"`
 				} `json:"clusters"`
@@ -418,5 +482,16 @@ func TestKubernetesDependencies(t *testing.T) {
 	}
 	if _, ok := chi.Spec.Configuration.Users[cm["CLICKHOUSE_USER"]+"/password_sha256_hex"]; !ok {
 		t.Errorf("clickhouse.yaml defines no user %q", cm["CLICKHOUSE_USER"])
+	}
+	// The users of deploy/clickhouse (tested on a real server in clickhouse_test.go): the
+	// writer limited to both databases, Grafana's read-only user to the dashboards' one.
+	u, p := chi.Spec.Configuration.Users, chi.Spec.Configuration.Profiles
+	db := cm["CLICKHOUSE_DATABASE"]
+	if got := fmt.Sprint(u[cm["CLICKHOUSE_USER"]+"/allow_databases/database"]); got != fmt.Sprintf("[%s %s_private]", db, db) {
+		t.Errorf("the writer's databases: %s", got)
+	}
+	if got := fmt.Sprint(u["grafana/allow_databases/database"]); got != fmt.Sprintf("[%s]", db) || u["grafana/profile"] != "cxlink_readonly" ||
+		fmt.Sprint(p["cxlink_readonly/readonly"]) != "2" || u[cm["CLICKHOUSE_USER"]+"/access_management"] != nil {
+		t.Errorf("grafana's user: databases %s, profile %v, readonly %v", got, u["grafana/profile"], p["cxlink_readonly/readonly"])
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,9 +10,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,7 +32,6 @@ import (
 	"github.com/cxlink/cxlink/ingest/httpapi"
 	"github.com/cxlink/cxlink/ingest/stream"
 	"github.com/cxlink/cxlink/processors/pipeline"
-	"github.com/cxlink/cxlink/processors/pulses"
 	"github.com/cxlink/cxlink/processors/records"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
 	"github.com/cxlink/cxlink/sinks/clickhouse/chtest"
@@ -64,22 +66,43 @@ func (s *stampingSink) WriteBatch(ctx context.Context, b *records.Batch) error {
 }
 
 // BenchmarkWholePipeline pushes b.N events through HTTP → JetStream → processors →
-// ClickHouse, with every component real and in this process except ClickHouse, and
-// reports sustained events/s and the latency from sending a request to its rows being
-// queryable. With the nats CLI on PATH (deploy/local/bench.sh installs it) it also runs
-// `nats bench js pub async --dedup` against the same server first, for the ratio.
-// Run: go test -run '^$' -bench WholePipeline -benchtime 200000x ./cmd/cxlink/
+// ClickHouse, with every component real and in this process except ClickHouse, once
+// with the embedded server syncing before every acknowledgement (cxlink's default) and
+// once with NATS's own 2-minute interval, and reports for each: sustained events/s, the
+// rate at which ingest answered (publish alone), the latency from sending a request to
+// its rows being queryable, the rate at which a restarted pipeline replays the stream,
+// and the rate of a plain durable consumer reading the same stream (acking each
+// message). The second reports the ratio of the two whole-pipeline rates. With the nats
+// CLI on PATH (deploy/local/bench.sh installs it) each also runs `nats bench js pub
+// async --dedup` against the same server first, for the ratio to JetStream itself.
+// Run: go test -run '^$' -bench WholePipeline -benchtime 100000x ./cmd/cxlink/
 func BenchmarkWholePipeline(b *testing.B) {
+	var always float64
+	for _, policy := range []string{broker.SyncAlways, "2m"} {
+		b.Run("sync="+policy, func(b *testing.B) {
+			if b.N == 1 {
+				return // the sizing call: the measurement is the b.N = -benchtime call
+			}
+			rate := wholePipeline(b, policy)
+			if policy == broker.SyncAlways {
+				always = rate
+			} else if always > 0 {
+				b.ReportMetric(always/rate, "always/lazy")
+			}
+		})
+	}
+}
+
+func wholePipeline(b *testing.B, policy string) float64 {
 	ctx := b.Context()
 	logger := slog.New(slog.DiscardHandler)
-	// NATS's own sync interval, as `nats bench` runs: like with like. cxlink's default,
-	// a sync per message, costs about ten times the throughput here (docs/guarantees.md).
-	ns, err := broker.Start(broker.Config{DataDir: b.TempDir(), Listen: "127.0.0.1:-1", Sync: "2m"}, logger)
+	ns, err := broker.Start(broker.Config{DataDir: b.TempDir(), Listen: "127.0.0.1:-1", Sync: policy}, logger)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer ns.Shutdown()
-	natsRate := natsBench(b, ns.ClientURL(), b.N)
+	// A sync per message makes nats bench slow: fewer messages give its rate as well.
+	natsRate := natsBench(b, ns.ClientURL(), map[string]int{broker.SyncAlways: 5000}[policy])
 
 	ch := chtest.Start(b)
 	var cfg struct {
@@ -87,7 +110,7 @@ func BenchmarkWholePipeline(b *testing.B) {
 		Process pipeline.Config
 		Stream  stream.Config
 	}
-	cfg.HTTP, cfg.Process.Pulses = httpapi.DefaultConfig(), pulses.DefaultConfig()
+	cfg.HTTP = httpapi.DefaultConfig()
 	if err := env.ParseWithOptions(&cfg, env.Options{Environment: map[string]string{}}); err != nil {
 		b.Fatal(err)
 	}
@@ -100,12 +123,13 @@ func BenchmarkWholePipeline(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := stream.Ensure(ctx, js, cfg.Stream, cfg.Process.DuplicateWindow(cfg.HTTP.MaxFuture))
+	s, _, err := stream.Define(ctx, js, cfg.Stream, cfg.Process.DuplicateWindow(cfg.HTTP.MaxFuture))
 	if err != nil {
 		b.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	h, err := httpapi.New(cfg.HTTP, httpapi.Options{Publisher: stream.NewPublisher(js, cfg.Stream.Partitions, reg), Registerer: reg})
+	pub := stream.NewPublisher(js, cfg.Stream.Partitions, reg, stream.AtomicBatches(cfg.Stream.PublishBatch))
+	h, err := httpapi.New(cfg.HTTP, httpapi.Options{Publisher: pub, Registerer: reg})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -120,17 +144,21 @@ func BenchmarkWholePipeline(b *testing.B) {
 		b.Fatal(err)
 	}
 	sink := &stampingSink{Client: db, stored: make(map[string]time.Time, b.N)}
-	p, err := pipeline.New(cfg.Process, pipeline.Options{
-		Stream: s, Partitions: cfg.Stream.Partitions, Sink: sink, MaxFuture: cfg.HTTP.MaxFuture,
-		Logger: logger, Registerer: reg,
-	})
-	if err != nil {
-		b.Fatal(err)
+	startPipeline := func(sink pipeline.Sink, reg prometheus.Registerer) (*pipeline.Pipeline, func()) {
+		p, err := pipeline.New(cfg.Process, pipeline.Options{
+			Stream: s, Partitions: cfg.Stream.Partitions, Sink: sink, MaxFuture: cfg.HTTP.MaxFuture,
+			Logger: logger, Registerer: reg,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- p.Run(runCtx) }()
+		return p, func() { stop(); <-done }
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(runCtx) }()
-	defer func() { stop(); <-done }()
+	p, stopPipeline := startPipeline(sink, reg)
+	defer func() { stopPipeline() }()
 
 	// Realistic bodies, built before the clock starts: 500 events per request, tickets
 	// with their surveys, about 300 bytes an event.
@@ -160,15 +188,14 @@ func BenchmarkWholePipeline(b *testing.B) {
 			batchIDs = nil
 		}
 	}
-	if err := p.Ready(); err != nil {
-		for p.Ready() != nil {
-			time.Sleep(10 * time.Millisecond)
-		}
+	for p.Ready() != nil {
+		time.Sleep(10 * time.Millisecond)
 	}
 
 	sent := make([]time.Time, len(bodies))
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	stopProfile := cpuProfile(b, policy)
 	b.ResetTimer()
 	start := time.Now()
 	for range 4 { // concurrent senders, as several helpdesk connectors would be
@@ -199,12 +226,13 @@ func BenchmarkWholePipeline(b *testing.B) {
 	ingested := time.Since(start)
 	for sink.n.Load() < int64(b.N) {
 		if b.Failed() {
-			return
+			return 0
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
+	stopProfile()
 
 	var lat []time.Duration
 	sink.mu.Lock()
@@ -225,10 +253,74 @@ func BenchmarkWholePipeline(b *testing.B) {
 		b.ReportMetric(natsRate, "nats-bench-msgs/s")
 		b.ReportMetric(rate/natsRate, "ratio")
 	}
+
+	// A restart: a new pipeline rebuilds its partitions' state from the stream, which
+	// holds the b.N events, all inside the replay horizon.
+	stopPipeline()
+	stopPipeline = func() {}
+	restart := time.Now()
+	p, stopReplayed := startPipeline(&stampingSink{Client: db, stored: map[string]time.Time{}}, prometheus.NewRegistry())
+	for p.Ready() != nil {
+		if time.Since(restart) > 10*time.Minute {
+			b.Fatal("the restarted pipeline did not replay the stream in 10 minutes")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(restart).Seconds(), "replay-events/s")
+	stopReplayed()
+	b.ReportMetric(durableConsume(b, s, b.N), "consume-msgs/s")
+	return rate
 }
 
-// natsBench runs `nats bench js pub async --dedup` (300-byte messages, file storage)
-// against url and returns its msgs/s, or 0 without the nats CLI.
+// cpuProfile writes the CPU profile of the measured stretch alone (not of nats bench,
+// whose server runs in this process) to $CXLINK_BENCH_PROFILE_DIR/cpu-sync=<policy>.pprof,
+// when that variable is set; the returned function stops it.
+func cpuProfile(b *testing.B, policy string) func() {
+	dir := os.Getenv("CXLINK_BENCH_PROFILE_DIR")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, "cpu-sync="+policy+".pprof"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
+}
+
+// durableConsume reads n messages of s with a new durable consumer that acks each, as
+// the processors' consumers do, and returns its msgs/s: what JetStream itself delivers.
+func durableConsume(b *testing.B, s jetstream.Stream, n int) float64 {
+	ctx := b.Context()
+	cons, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "bench-consume", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 20000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(1000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer it.Stop()
+	start := time.Now()
+	for range n {
+		msg, err := it.Next()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := msg.Ack(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return float64(n) / time.Since(start).Seconds()
+}
+
+// natsBench runs `nats bench js pub async --dedup` (300-byte messages, file storage,
+// msgs of them, 0: 100,000) against url and returns its msgs/s, or 0 without the nats CLI.
 func natsBench(b *testing.B, url string, msgs int) float64 {
 	cli, err := exec.LookPath("nats")
 	if err != nil {
@@ -238,7 +330,7 @@ func natsBench(b *testing.B, url string, msgs int) float64 {
 	csv := filepath.Join(b.TempDir(), "bench.csv")
 	out, err := exec.Command(cli, "-s", url, "bench", "js", "pub", "async", "bench.dedup",
 		"--create", "--dedup", "--storage=file", "--size=300", "--no-progress",
-		"--msgs", strconv.Itoa(max(msgs, 100000)), "--csv", csv).CombinedOutput()
+		"--msgs", strconv.Itoa(cmp.Or(msgs, 100000)), "--csv", csv).CombinedOutput()
 	if err != nil {
 		b.Fatalf("nats bench: %v\n%s", err, out)
 	}

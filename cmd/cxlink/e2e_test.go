@@ -7,6 +7,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -20,6 +21,8 @@ import (
 	"github.com/cxlink/cxlink/cmd/cxlink/apptest"
 	"github.com/cxlink/cxlink/ingest/broker"
 	"github.com/cxlink/cxlink/ingest/stream"
+	"github.com/cxlink/cxlink/processors/checkpoint"
+	"github.com/cxlink/cxlink/processors/lease"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
 	"github.com/cxlink/cxlink/sinks/clickhouse/chtest"
 )
@@ -55,18 +58,20 @@ func newCluster(t *testing.T) *cluster {
 	ch := chtest.StartPrivate(t)
 	database := ch.NewDatabase(t)
 	c := &cluster{t: t, ch: ch, env: map[string]string{
-		"NATS_URL":                ns.ClientURL(),
-		"CXLINK_HTTP_ADDR":        "127.0.0.1:0",
-		"CXLINK_PARTITIONS":       fmt.Sprint(partitions),
-		"CXLINK_WINDOWS":          "10m,1h",
-		"CXLINK_ROLLUP_STEP":      "1s",
-		"CXLINK_ALLOWED_LATENESS": lateness.String(),
-		"CXLINK_ATTRIBUTION_WAIT": "1m",
-		"CXLINK_BATCH_MAX_DELAY":  "100ms",
-		"CXLINK_ACK_WAIT":         "5s",
-		"CXLINK_METRICS_MAX_KEYS": "20",
-		"CLICKHOUSE_DIAL_TIMEOUT": "1s",
-		"CXLINK_EMPLOYEE_ID_KEY":  testEmployeeKey,
+		"NATS_URL":                  ns.ClientURL(),
+		"CXLINK_HTTP_ADDR":          "127.0.0.1:0",
+		"CXLINK_PARTITIONS":         fmt.Sprint(partitions),
+		"CXLINK_WINDOWS":            "10m,1h",
+		"CXLINK_ROLLUP_STEP":        "1s",
+		"CXLINK_ALLOWED_LATENESS":   lateness.String(),
+		"CXLINK_ATTRIBUTION_WAIT":   "1m",
+		"CXLINK_BATCH_MAX_DELAY":    "100ms",
+		"CXLINK_LEASE_TTL":          "3s",
+		"CXLINK_SNAPSHOT_EVERY":     "2s",
+		"CXLINK_METRICS_MAX_KEYS":   "20",
+		"CLICKHOUSE_DIAL_TIMEOUT":   "1s",
+		"CLICKHOUSE_INSERT_TIMEOUT": "5s",
+		"CXLINK_EMPLOYEE_ID_KEY":    testEmployeeKey,
 	}}
 	maps.Copy(c.env, ch.Env(database))
 	nc, err := nats.Connect(ns.ClientURL())
@@ -147,29 +152,65 @@ func (c *cluster) postAll(events []map[string]any, batch int) (stored, rejected 
 	return stored, rejected
 }
 
-// waitProcessed waits until every partition's consumer has delivered and acked all. The
-// limit only ends a stuck run: a busy machine can take minutes over what takes seconds.
+// waitProcessed waits until every partition's progress has passed its last message:
+// the rows of every message in the stream are stored. The limit only ends a stuck run:
+// a busy machine can take minutes over what takes seconds.
 func (c *cluster) waitProcessed() {
 	c.t.Helper()
-	deadline := time.Now().Add(5 * time.Minute)
+	waitPartitionsStored(c.t, c.js, partitions, 5*time.Minute)
+}
+
+// partitionsOwned reports whether each of n partitions has a lease holder.
+func partitionsOwned(t *testing.T, js jetstream.JetStream, n int) bool {
+	kv, err := js.KeyValue(t.Context(), lease.Bucket)
+	if err != nil {
+		return false
+	}
+	for p := range n {
+		if _, err := kv.Get(t.Context(), fmt.Sprintf("partition.%d", p)); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// waitPartitionsStored waits until the progress of each of n partitions has passed the
+// partition's last message in the stream, for at most timeout.
+func waitPartitionsStored(t testing.TB, js jetstream.JetStream, n int, timeout time.Duration) {
+	t.Helper()
+	ctx := t.Context()
+	deadline := time.Now().Add(timeout)
 	for {
 		busy := ""
-		for p := range partitions {
-			info, err := c.js.Consumer(c.t.Context(), stream.Name, fmt.Sprintf("processor-p%d", p))
-			if err != nil {
-				busy = err.Error()
+		s, err := js.Stream(ctx, stream.Name)
+		var cp *checkpoint.Store
+		if err == nil {
+			cp, err = checkpoint.Open(ctx, js)
+		}
+		for p := 0; p < n && err == nil && busy == ""; p++ {
+			last, lerr := s.GetLastMsgForSubject(ctx, stream.Subject(p))
+			if errors.Is(lerr, jetstream.ErrMsgNotFound) {
+				continue
+			}
+			if lerr != nil {
+				err = lerr
 				break
 			}
-			if i := info.CachedInfo(); i.NumPending > 0 || i.NumAckPending > 0 {
-				busy = fmt.Sprintf("partition %d: %d pending, %d unacked", p, i.NumPending, i.NumAckPending)
-				break
+			pr, _, perr := cp.Progress(ctx, p)
+			if perr != nil {
+				err = perr
+			} else if pr.Seq < last.Sequence {
+				busy = fmt.Sprintf("partition %d: stored through seq %d of %d", p, pr.Seq, last.Sequence)
 			}
+		}
+		if err != nil {
+			busy = err.Error()
 		}
 		if busy == "" {
 			return
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("not processed in time: %s", busy)
+			t.Fatalf("not processed in time: %s", busy)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -185,8 +226,9 @@ func (c *cluster) query(q string, args ...any) [][]any {
 func (c *cluster) checkStored(stored, rejected map[string]bool) {
 	c.t.Helper()
 	got := map[string]int{}
-	for _, table := range []string{"survey_responses", "tickets", "employee_pulses"} {
-		for _, r := range c.query(fmt.Sprintf("SELECT id FROM %s.%s FINAL", c.env["CLICKHOUSE_DATABASE"], table)) {
+	db := c.env["CLICKHOUSE_DATABASE"]
+	for _, table := range []string{db + ".survey_responses", db + ".tickets", db + "_private.employee_pulses"} {
+		for _, r := range c.query(fmt.Sprintf("SELECT id FROM %s FINAL", table)) {
 			got[*r[0].(*string)]++
 		}
 	}

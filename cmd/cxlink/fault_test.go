@@ -195,17 +195,19 @@ func newFaultCluster(t *testing.T, embedded bool) *faultCluster {
 	ch := chtest.StartPrivate(t)
 	database := ch.NewDatabase(t)
 	f := &faultCluster{cluster: &cluster{t: t, ch: ch, env: map[string]string{
-		"CXLINK_PARTITIONS":       fmt.Sprint(partitions),
-		"CXLINK_WINDOWS":          "10m,1h",
-		"CXLINK_ROLLUP_STEP":      "1s",
-		"CXLINK_ALLOWED_LATENESS": lateness.String(),
-		"CXLINK_ATTRIBUTION_WAIT": "1m",
-		"CXLINK_BATCH_MAX_DELAY":  "100ms",
-		"CXLINK_ACK_WAIT":         "5s",
-		"CXLINK_METRICS_MAX_KEYS": "20",
-		"CXLINK_PUBLISH_TIMEOUT":  "5s",
-		"CLICKHOUSE_DIAL_TIMEOUT": "1s",
-		"CXLINK_EMPLOYEE_ID_KEY":  testEmployeeKey,
+		"CXLINK_PARTITIONS":         fmt.Sprint(partitions),
+		"CXLINK_WINDOWS":            "10m,1h",
+		"CXLINK_ROLLUP_STEP":        "1s",
+		"CXLINK_ALLOWED_LATENESS":   lateness.String(),
+		"CXLINK_ATTRIBUTION_WAIT":   "1m",
+		"CXLINK_BATCH_MAX_DELAY":    "100ms",
+		"CXLINK_LEASE_TTL":          "3s",
+		"CXLINK_SNAPSHOT_EVERY":     "2s",
+		"CXLINK_METRICS_MAX_KEYS":   "20",
+		"CXLINK_PUBLISH_TIMEOUT":    "5s",
+		"CLICKHOUSE_DIAL_TIMEOUT":   "1s",
+		"CLICKHOUSE_INSERT_TIMEOUT": "5s",
+		"CXLINK_EMPLOYEE_ID_KEY":    testEmployeeKey,
 	}}}
 	maps.Copy(f.env, ch.Env(database))
 	f.ingestAddr = proc.FreeAddr(t)
@@ -268,7 +270,7 @@ func (f *faultCluster) stopNATS() {
 	}
 }
 
-// waitReady waits until ingest answers and the stream and every consumer exist.
+// waitReady waits until ingest answers and every partition has an owner.
 func (f *faultCluster) waitReady() {
 	f.t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
@@ -279,11 +281,7 @@ func (f *faultCluster) waitReady() {
 			resp.Body.Close()
 		}
 		if ok {
-			for p := range partitions {
-				if _, err := f.js.Consumer(f.t.Context(), "CXLINK_EVENTS", fmt.Sprintf("processor-p%d", p)); err != nil {
-					ok = false
-				}
-			}
+			ok = partitionsOwned(f.t, f.js, partitions)
 		}
 		if ok {
 			return
@@ -517,8 +515,9 @@ func (f *faultCluster) check(l *load) counts {
 		}
 	}
 	got := map[string]int{}
-	for _, table := range []string{"survey_responses", "tickets", "employee_pulses"} {
-		for _, r := range f.query(fmt.Sprintf("SELECT id, count() FROM %s.%s FINAL GROUP BY id", f.env["CLICKHOUSE_DATABASE"], table)) {
+	db := f.env["CLICKHOUSE_DATABASE"]
+	for _, table := range []string{db + ".survey_responses", db + ".tickets", db + "_private.employee_pulses"} {
+		for _, r := range f.query(fmt.Sprintf("SELECT id, count() FROM %s FINAL GROUP BY id", table)) {
 			got[*r[0].(*string)] += int(*r[1].(*uint64))
 		}
 	}

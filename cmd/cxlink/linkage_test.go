@@ -48,9 +48,11 @@ func get(t *testing.T, url string) string {
 	return string(raw)
 }
 
-// dumpClickHouse renders every row of every table of the test database.
-func (c *cluster) dumpClickHouse() string {
-	db := c.env["CLICKHOUSE_DATABASE"]
+// dumpClickHouse renders every row of every table of the test database (the dashboards'
+// one; dumpDatabase(db + "_private") the private one).
+func (c *cluster) dumpClickHouse() string { return c.dumpDatabase(c.env["CLICKHOUSE_DATABASE"]) }
+
+func (c *cluster) dumpDatabase(db string) string {
 	var out strings.Builder
 	for _, r := range c.query("SELECT name FROM system.tables WHERE database = ? AND engine != 'View'", db) {
 		table := *r[0].(*string)
@@ -106,11 +108,13 @@ func readTuna(t *testing.T) (x, y []float64) {
 
 // Nine teams whose engagement means are the tuna data's x / 20 (on 1–5) and whose CES
 // means are its y (on 1–7), sent over HTTP: the linkage row read from ClickHouse has R's
-// published r, interval, p-value and rho. A tenth team with four respondents appears
-// nowhere; no raw employee id reaches JetStream, ClickHouse, metrics or logs.
+// published r, interval, p-value and rho. A tenth team with four respondents is stored
+// in the private database only and published nowhere; no raw employee id reaches
+// JetStream, ClickHouse, metrics or logs, and no pseudonym the dashboards' database.
 func TestLinkageEndToEndReproducesReference(t *testing.T) {
 	c := newCluster(t)
 	c.env["CXLINK_PULSE_PERIOD"] = "10m"
+	c.env["CXLINK_PULSE_GRACE"] = "0s"
 	c.env["CXLINK_ANALYTICS_EVERY"] = "1s"
 	c.env["CXLINK_LOG_LEVEL"] = "debug"
 	c.startProcessor()
@@ -186,33 +190,39 @@ func TestLinkageEndToEndReproducesReference(t *testing.T) {
 		}
 	}
 
-	// kilo below the threshold: no pulse row, no team-period, not in any count.
-	if n := c.query("SELECT count() FROM " + db + ".employee_pulses WHERE team = 'kilo'")[0][0].(*uint64); *n != 0 {
-		t.Errorf("%d kilo pulses stored", *n)
+	// Every pulse is stored, in the private database: kilo's too (a fifth respondent
+	// may still come), but kilo is published nowhere.
+	if n := c.query("SELECT count() FROM " + db + "_private.employee_pulses FINAL WHERE team = 'kilo'")[0][0].(*uint64); *n != 5 {
+		t.Errorf("%d kilo pulses stored, want 5", *n)
 	}
-	if n := c.query("SELECT count() FROM " + db + ".employee_pulses FINAL")[0][0].(*uint64); *n != 45 {
-		t.Errorf("%d pulses stored, want the 45 of the nine teams", *n)
+	if n := c.query("SELECT count() FROM " + db + "_private.employee_pulses FINAL")[0][0].(*uint64); *n != 50 {
+		t.Errorf("%d pulses stored, want the 45 of the nine teams and kilo's 5", *n)
 	}
 	procMetrics := get(t, c.processor.URL(t)+"/metrics")
 	if !strings.Contains(procMetrics, `cxlink_linkage_teams{customer_metric="ces",employee_metric="engagement",lag="0",scope="period"} 9`) {
 		t.Errorf("linkage gauges missing from the process role's metrics")
 	}
+	private := c.dumpDatabase(db + "_private")
 	places := map[string]string{
 		"ClickHouse": c.dumpClickHouse(), "process metrics": procMetrics, "ingest metrics": get(t, url+"/metrics"),
 		"process log": c.processor.Log(), "ingest log": ingestLogs.String(), "JetStream": c.dumpStream(),
+		"the private database": private,
 	}
 	for where, text := range places {
 		if strings.Contains(text, rawPrefix) {
 			t.Errorf("a raw employee id is in %s", where)
 		}
-		if where != "JetStream" && strings.Contains(text, "kilo") {
-			// JetStream holds the accepted pulses (pseudonymized) until the processor
-			// can decide: it is the processor's own state, replayed.
+		if where != "JetStream" && where != "the private database" && strings.Contains(text, "kilo") {
+			// JetStream and the private database hold the accepted pulses
+			// (pseudonymized), kilo's too; nothing that anyone else reads does.
 			t.Errorf("team kilo, below the anonymity threshold, is in %s", where)
 		}
 	}
-	if !strings.Contains(places["JetStream"], "emp-") || !strings.Contains(places["ClickHouse"], "emp-") {
-		t.Error("no pseudonyms found: the check above proves nothing")
+	if strings.Contains(places["ClickHouse"], "emp-") {
+		t.Error("a pseudonymized employee id is in the dashboards' database: it holds per-employee rows")
+	}
+	if !strings.Contains(places["JetStream"], "emp-") || !strings.Contains(private, "emp-") || !strings.Contains(private, "kilo") {
+		t.Error("no pseudonyms found: the checks above prove nothing")
 	}
 
 	// An ingest without a key refuses pulses, naming the field.
@@ -224,12 +234,161 @@ func TestLinkageEndToEndReproducesReference(t *testing.T) {
 	}
 }
 
+// The constructed data set of processors/linkage/testdata/opposite_signs.csv, six
+// teams in the four ended 10-minute periods before now, sent over HTTP as pulses and
+// CES responses: from ClickHouse, the between-team result is negative (the more engaged
+// teams have the harder customers) and the within-team result positive (a team's
+// customers find things easier when its engagement is up), each with its own degrees of
+// freedom; the process role's gauges and `cxlink report` show both.
+func TestLinkageBetweenAndWithinTeamsEndToEnd(t *testing.T) {
+	c := newCluster(t)
+	c.env["CXLINK_PULSE_PERIOD"] = "10m"
+	c.env["CXLINK_PULSE_GRACE"] = "0s"
+	c.env["CXLINK_ANALYTICS_EVERY"] = "1s"
+	c.startProcessor()
+
+	f, err := os.Open("../../processors/linkage/testdata/opposite_signs.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(f).ReadAll()
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	period := 10 * time.Minute
+	first := time.Now().UTC().Truncate(period).Add(-4 * period)
+	var events []map[string]any
+	for _, r := range recs[1:] {
+		team := r[0]
+		p, _ := strconv.Atoi(r[1])
+		engagement, _ := strconv.ParseFloat(r[2], 64)
+		ces, _ := strconv.ParseFloat(r[3], 64)
+		at := func(i int) string {
+			return first.Add(time.Duration(p)*period + time.Minute + time.Duration(i)*time.Second).Format(time.RFC3339)
+		}
+		for j := range 5 { // the same five employees every period
+			events = append(events, map[string]any{"id": fmt.Sprintf("pulse-%s-%d-%d", team, p, j), "type": "employee_pulse",
+				"occurred_at": at(j), "employee_id": fmt.Sprintf("%s-%d", team, j), "team": team,
+				"question": "engagement", "score": engagement})
+		}
+		for j := range 10 { // mean ces: half of them 0.5 below, half 0.5 above
+			score := ces - 0.5
+			if j%2 == 1 {
+				score = ces + 0.5
+			}
+			events = append(events, map[string]any{"id": fmt.Sprintf("ces-%s-%d-%d", team, p, j), "type": "survey_response",
+				"occurred_at": at(j), "survey": "ces", "score": score, "team": team})
+		}
+	}
+	if a := c.post(events); a.Accepted != len(events) {
+		t.Fatalf("accepted %d of %d: %+v", a.Accepted, len(events), a.Results)
+	}
+	c.waitProcessed()
+
+	// The latest run's lag-0 rows, once they hold all four periods.
+	db := c.env["CLICKHOUSE_DATABASE"]
+	q := "SELECT scope, teams, pairs, periods, df, status, pearson_r, ci_low, ci_high, p_value, min_detectable_r, reading FROM " + db +
+		".linkage FINAL WHERE period = '10m' AND scope IN ('between_teams', 'within_teams') AND lag = 0 " +
+		"AND employee_metric = 'engagement' AND customer_metric = 'ces' AND pairs = 24 " +
+		"AND period_start = (SELECT max(period_start) FROM " + db + ".linkage WHERE scope = 'within_teams') ORDER BY scope"
+	var rows [][]any
+	deadline := time.Now().Add(time.Minute)
+	for len(rows) < 2 {
+		if rows = c.query(q); len(rows) < 2 && time.Now().After(deadline) {
+			t.Fatalf("no between and within rows over the four periods: %v", show(c.query("SELECT * FROM "+db+".linkage FINAL WHERE scope != 'period' AND lag = 0 AND customer_metric = 'ces'")))
+		} else if len(rows) < 2 {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	t.Logf("from ClickHouse:\n%s", strings.Join(show(rows), ""))
+	type result struct {
+		teams, pairs uint32
+		periods      uint16
+		df           uint32
+		status       string
+		r, lo, hi, p float64
+		detectable   float64
+		reading      string
+	}
+	parse := func(row []any) result {
+		f := func(i int) float64 { return **row[i].(**float64) }
+		if *row[5].(*string) != "ok" {
+			t.Fatalf("%s: status %s", *row[0].(*string), *row[5].(*string))
+		}
+		return result{*row[1].(*uint32), *row[2].(*uint32), *row[3].(*uint16), **row[4].(**uint32), *row[5].(*string),
+			f(6), f(7), f(8), f(9), f(10), *row[11].(*string)}
+	}
+	between, within := parse(rows[0]), parse(rows[1])
+	// Six teams: n = 6, df = 4. 24 pairs of 6 teams in 4 periods: df = 24 − 6 − 4 = 14.
+	if between.teams != 6 || between.df != 4 || between.hi >= 0 || between.detectable < 0.85 {
+		t.Errorf("between teams: %+v", between)
+	}
+	if within.teams != 6 || within.periods != 4 || within.df != 14 || within.lo <= 0 || within.detectable > between.detectable {
+		t.Errorf("within teams: %+v", within)
+	}
+
+	metrics := get(t, c.processor.URL(t)+"/metrics")
+	for _, want := range []string{
+		`cxlink_linkage_df{customer_metric="ces",employee_metric="engagement",lag="0",scope="between_teams"} 4`,
+		`cxlink_linkage_df{customer_metric="ces",employee_metric="engagement",lag="0",scope="within_teams"} 14`,
+		`cxlink_linkage_min_detectable_r{customer_metric="ces",employee_metric="engagement",lag="0",scope="within_teams"}`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("process metrics lack %s", want)
+		}
+	}
+	if strings.Contains(metrics, `scope="pooled"`) {
+		t.Error("a pooled gauge is still exported")
+	}
+
+	var out bytes.Buffer
+	if err := app.Run(t.Context(), []string{"report"}, app.Options{Environ: c.env, Stdout: &out, Stderr: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	t.Logf("cxlink report:\n%s", text)
+	link := text[strings.Index(text, "EX–CX linkage"):]
+	b, w := strings.Index(link, "Between teams:"), strings.Index(link, "Within teams:")
+	if b < 0 || w < b {
+		t.Fatalf("the report lacks the between-team and within-team sections")
+	}
+	line := func(section string) string {
+		for _, l := range strings.Split(section, "\n") {
+			if strings.HasPrefix(l, "engagement → ces ") && strings.Fields(l)[3] == "0" {
+				return l
+			}
+		}
+		t.Fatalf("no engagement → ces lag 0 line in\n%s", section)
+		return ""
+	}
+	for _, s := range []struct {
+		name, line string
+		res        result
+	}{{"between", line(link[b:w]), between}, {"within", line(link[w:]), within}} {
+		for _, want := range []string{fmt.Sprintf("%+.2f", s.res.r), fmt.Sprintf("[%+.2f, %+.2f]", s.res.lo, s.res.hi),
+			fmt.Sprintf("|r| ≥ %.2f", s.res.detectable), fmt.Sprintf(" %d ", s.res.df)} {
+			if !strings.Contains(s.line, want) {
+				t.Errorf("%s line lacks %q: %s", s.name, want, s.line)
+			}
+		}
+	}
+	if !strings.Contains(text, "80% power") {
+		t.Error("the report does not say what detectable means")
+	}
+	if err := app.Run(t.Context(), []string{"report", "--scope", "pooled"}, app.Options{Environ: c.env, Stdout: io.Discard, Stderr: io.Discard}); err == nil ||
+		!strings.Contains(err.Error(), "between_teams and within_teams replace it") {
+		t.Errorf("--scope pooled: %v", err)
+	}
+}
+
 // A simulated contact centre with two hours of history: in effort_impact and in
 // `cxlink report` the rare, hard plan_correction ranks above the common, easy
 // refund_request; the linkage recovers the simulator's engagement → CES lag.
 func TestSimulatedEffortImpactAndReport(t *testing.T) {
 	c := newCluster(t)
 	c.env["CXLINK_PULSE_PERIOD"] = "10m"
+	c.env["CXLINK_PULSE_GRACE"] = "0s"
 	c.env["CXLINK_ANALYTICS_EVERY"] = "1s"
 	c.startProcessor()
 	stats, err := simulator.Run(t.Context(), simulator.Config{
@@ -283,8 +442,10 @@ func TestSimulatedEffortImpactAndReport(t *testing.T) {
 				CustomerMetric string `json:"customer_metric"`
 				Teams, Pairs   int
 				Status         string
+				DF             *uint32   `json:"df"`
 				Pearson        *float64  `json:"pearson_r"`
 				CI             []float64 `json:"ci95"`
+				Says           string
 			}
 		}
 	}
@@ -305,9 +466,19 @@ func TestSimulatedEffortImpactAndReport(t *testing.T) {
 	if len(ranks) != 2 || !strings.HasPrefix(ranks[0], "plan_correction") {
 		t.Fatalf("effort_impact ranks: %v", ranks)
 	}
+	// The simulator builds in a link of a team's engagement to its customers' CES a
+	// period later: within teams, lag 1 finds it.
+	found := false
 	for _, l := range rep.Linkage.Results {
-		if l.Scope == "pooled" && l.EmployeeMetric == "engagement" && l.CustomerMetric == "ces" && l.Pearson != nil {
-			t.Logf("engagement → ces, lag %d: r = %+.2f [%+.2f, %+.2f], %d teams, %d pairs", l.Lag, *l.Pearson, l.CI[0], l.CI[1], l.Teams, l.Pairs)
+		if l.EmployeeMetric == "engagement" && l.CustomerMetric == "ces" && l.Pearson != nil {
+			t.Logf("%s, engagement → ces, lag %d: r = %+.2f [%+.2f, %+.2f], %d teams, %d pairs, df %d: %s", l.Scope, l.Lag, *l.Pearson, l.CI[0], l.CI[1], l.Teams, l.Pairs, *l.DF, l.Says)
+			if l.Scope == "between_teams" && *l.DF != uint32(l.Teams)-2 {
+				t.Errorf("between teams: df %d for %d teams", *l.DF, l.Teams)
+			}
+			found = found || l.Scope == "within_teams" && l.Lag == 1 && l.CI[0] > 0
 		}
+	}
+	if !found {
+		t.Error("within teams, lag 1 does not find the simulator's engagement → CES link")
 	}
 }

@@ -23,8 +23,10 @@ export CXLINK_HTTP_PORT=${CXLINK_HTTP_PORT:-8080}
 export CXLINK_HTTP_ADDR=127.0.0.1:$CXLINK_HTTP_PORT
 prometheus_port=${PROMETHEUS_PORT:-19090}
 # Employees answer a pulse every 10 minutes in the demo: link per 10-minute period, and
-# compute linkage and effort impact every minute.
+# compute linkage and effort impact every minute. A period's team results are published
+# a minute after it ends (the product waits an hour after a weekly period).
 export CXLINK_PULSE_PERIOD=${CXLINK_PULSE_PERIOD:-10m}
+export CXLINK_PULSE_GRACE=${CXLINK_PULSE_GRACE:-1m}
 export CXLINK_ANALYTICS_EVERY=${CXLINK_ANALYTICS_EVERY:-1m}
 export ALERTMANAGER_PORT=${ALERTMANAGER_PORT:-19093} ALERTS_RECEIVER_PORT=${ALERTS_RECEIVER_PORT:-19094}
 # Who owns what: alerts for these categories go to their department's receiver.
@@ -72,10 +74,13 @@ cxlink demo: a simulated contact centre posts events to http://$CXLINK_HTTP_ADDR
   Alerts      tail -f $CXLINK_DATA_DIR/alerts.log   (what on-call receives, by owner; Alertmanager: http://127.0.0.1:$ALERTMANAGER_PORT)
   ClickHouse  clickhouse-client --port $CLICKHOUSE_PORT -d cxlink
 
-Example queries (rollups are written every minute):
+Example queries (rollups: every window as of the current minute):
   SELECT key AS category, responses, round(mean, 2) AS ces, round(pct_difficult, 1) AS pct_difficult
-  FROM rollups WHERE survey = 'ces' AND \`window\` = '1h' AND dimension = 'category'
-    AND window_end = (SELECT max(window_end) FROM rollups) ORDER BY ces;
+  FROM rollups WHERE survey = 'ces' AND \`window\` = '1h' AND dimension = 'category' ORDER BY ces;
+
+  SELECT toStartOfHour(bucket_start) + 3600 AS hour_end, sum(responses) AS n, round(sum(score_sum) / n, 2) AS ces
+  FROM rollup_buckets FINAL WHERE survey = 'ces' AND dimension = 'overall'
+    AND bucket_start >= toStartOfHour(now()) - INTERVAL 6 HOUR GROUP BY hour_end ORDER BY hour_end;
 
   SELECT team, count() AS surveys, round(avg(standard_score), 2) AS ces
   FROM survey_responses FINAL WHERE survey = 'ces' AND late = 0 GROUP BY team ORDER BY ces;

@@ -3,17 +3,22 @@
 // webhook sources. Credentials live in one file, read again when it changes, so that a
 // token or secret is added, rotated or revoked without a restart.
 //
-// The credentials file has one credential per line, "<source> <scheme> <credential>";
-// '#' starts a comment:
+// The credentials file has one credential per line, "<source> <scheme> <credential>
+// [types=<type,...>] [teams=<team,...>]"; '#' starts a comment:
 //
-//	# source  scheme  credential
-//	zendesk   token   sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae
-//	zendesk   token   sha256:fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9
-//	surveys   hmac    a-long-random-secret-shared-with-the-survey-tool
+//	# source  scheme  credential                                                               scope
+//	zendesk   token   sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae  types=survey_response,ticket
+//	zendesk   token   sha256:fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9  types=survey_response,ticket
+//	surveys   hmac    a-long-random-secret-shared-with-the-survey-tool                         types=survey_response
+//	hr        token   sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08  types=employee_pulse teams=alpha,bravo
 //
-// A source may have several credentials (two tokens while rotating). `cxlink token
-// <source>` makes a random token and prints its line. An HMAC secret has to be kept as
-// it is: keep the file readable by cxlink only.
+// The scope says which event types the credential may send, and, with teams=, for
+// which teams only (Scope); an event outside it is rejected, naming the field. Employee
+// pulses need types=employee_pulse: give it to HR sources only. A line without types=
+// (written before scopes existed) may send survey_response and ticket, never pulses,
+// and is reported in the log. A source may have several credentials (two tokens while
+// rotating). `cxlink token <source>` makes a random token and prints its line. An HMAC
+// secret has to be kept as it is: keep the file readable by cxlink only.
 //
 // A request authenticates with "Authorization: Bearer <token>", or, for HMAC sources,
 // with the headers
@@ -192,6 +197,7 @@ func New(cfg Config, opts Options) (*Authenticator, error) {
 	a.reloads.WithLabelValues("ok").Inc()
 	a.reloads.WithLabelValues("error")
 	opts.Logger.Info("credentials loaded", "file", cfg.File, "sources", creds.sources(), "tokens", len(creds.tokens), "hmac_secrets", creds.secretCount())
+	creds.warnLegacy(opts.Logger, cfg.File)
 	return a, nil
 }
 
@@ -218,13 +224,14 @@ func (a *Authenticator) current() *credentials {
 	a.creds, a.stamp = creds, stamp
 	a.reloads.WithLabelValues("ok").Inc()
 	a.opts.Logger.Info("credentials reloaded", "file", a.cfg.File, "sources", creds.sources(), "tokens", len(creds.tokens), "hmac_secrets", creds.secretCount())
+	creds.warnLegacy(a.opts.Logger, a.cfg.File)
 	return creds
 }
 
-// Source authenticates r and returns its source. It may read the body (to check a
-// signature), and then replaces it with what it read. A non-nil error carries the
-// status code to answer with.
-func (a *Authenticator) Source(w http.ResponseWriter, r *http.Request) (string, *Error) {
+// Source authenticates r and returns its source and scope. It may read the body (to
+// check a signature), and then replaces it with what it read. A non-nil error carries
+// the status code to answer with.
+func (a *Authenticator) Source(w http.ResponseWriter, r *http.Request) (string, Scope, *Error) {
 	creds := a.current()
 	if sig := r.Header.Get(HeaderSignature); sig != "" {
 		return a.signed(w, r, creds, sig)
@@ -232,61 +239,61 @@ func (a *Authenticator) Source(w http.ResponseWriter, r *http.Request) (string, 
 	authz := r.Header.Get("Authorization")
 	if authz == "" {
 		a.results.WithLabelValues("missing").Inc()
-		return "", unauthorized("credentials required: send Authorization: Bearer <token>, or a signed request (" + HeaderSignature + ")")
+		return "", Scope{}, unauthorized("credentials required: send Authorization: Bearer <token>, or a signed request (" + HeaderSignature + ")")
 	}
 	scheme, token, ok := strings.Cut(authz, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
 		a.results.WithLabelValues("bad_token").Inc()
-		return "", unauthorized("the Authorization header must be \"Bearer <token>\"")
+		return "", Scope{}, unauthorized("the Authorization header must be \"Bearer <token>\"")
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
-	source, ok := creds.tokens[sum]
+	cred, ok := creds.tokens[sum]
 	if !ok {
 		a.results.WithLabelValues("bad_token").Inc()
-		return "", unauthorized("the token is not valid (revoked, mistyped, or of another installation)")
+		return "", Scope{}, unauthorized("the token is not valid (revoked, mistyped, or of another installation)")
 	}
 	a.results.WithLabelValues("token").Inc()
-	return source, nil
+	return cred.source, cred.scope, nil
 }
 
-func (a *Authenticator) signed(w http.ResponseWriter, r *http.Request, creds *credentials, sig string) (string, *Error) {
+func (a *Authenticator) signed(w http.ResponseWriter, r *http.Request, creds *credentials, sig string) (string, Scope, *Error) {
 	source := r.Header.Get(HeaderSource)
 	secrets := creds.secrets[source]
 	if source == "" || len(secrets) == 0 {
 		a.results.WithLabelValues("bad_signature").Inc()
-		return "", unauthorized(HeaderSource + " must name a source that signs its requests")
+		return "", Scope{}, unauthorized(HeaderSource + " must name a source that signs its requests")
 	}
 	ts, err := strconv.ParseInt(r.Header.Get(HeaderTimestamp), 10, 64)
 	if err != nil {
 		a.results.WithLabelValues("bad_signature").Inc()
-		return "", unauthorized(HeaderTimestamp + " must be the time of signing in Unix seconds")
+		return "", Scope{}, unauthorized(HeaderTimestamp + " must be the time of signing in Unix seconds")
 	}
 	if skew := a.opts.Now().Sub(time.Unix(ts, 0)); skew > a.cfg.Tolerance || skew < -a.cfg.Tolerance {
 		a.results.WithLabelValues("stale_timestamp").Inc()
-		return "", unauthorized(fmt.Sprintf("the signature's timestamp is %s from the server's clock, more than the %s allowed: sign each request when sending it",
+		return "", Scope{}, unauthorized(fmt.Sprintf("the signature's timestamp is %s from the server's clock, more than the %s allowed: sign each request when sending it",
 			skew.Round(time.Second), a.cfg.Tolerance))
 	}
 	want, err := hex.DecodeString(strings.TrimPrefix(sig, "sha256="))
 	if err != nil || !strings.HasPrefix(sig, "sha256=") || len(want) != sha256.Size {
 		a.results.WithLabelValues("bad_signature").Inc()
-		return "", unauthorized(HeaderSignature + " must be sha256=<64 hex digits>")
+		return "", Scope{}, unauthorized(HeaderSignature + " must be sha256=<64 hex digits>")
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.opts.MaxBodyBytes))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return "", &Error{Code: http.StatusRequestEntityTooLarge, Message: fmt.Sprintf("the body is larger than %d bytes: split it into smaller requests", a.opts.MaxBodyBytes)}
+			return "", Scope{}, &Error{Code: http.StatusRequestEntityTooLarge, Message: fmt.Sprintf("the body is larger than %d bytes: split it into smaller requests", a.opts.MaxBodyBytes)}
 		}
-		return "", &Error{Code: http.StatusBadRequest, Message: "could not read the body"}
+		return "", Scope{}, &Error{Code: http.StatusBadRequest, Message: "could not read the body"}
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	for _, secret := range secrets {
-		if hmac.Equal(mac(secret, ts, body), want) {
+		if hmac.Equal(mac(secret.key, ts, body), want) {
 			a.results.WithLabelValues("signature").Inc()
-			return source, nil
+			return source, secret.scope, nil
 		}
 	}
 	a.results.WithLabelValues("bad_signature").Inc()
-	return "", unauthorized("the signature does not match the body and timestamp")
+	return "", Scope{}, unauthorized("the signature does not match the body and timestamp")
 }
 
 // Sign returns the X-Cxlink-Signature of body sent at ts (Unix seconds) with secret.
@@ -302,12 +309,12 @@ func mac(secret []byte, ts int64, body []byte) []byte {
 	return m.Sum(nil)
 }
 
-// Wrap serves next only the requests that authenticate, with their source in the
-// context (SourceFrom); it answers the others with the error's code and a JSON
+// Wrap serves next only the requests that authenticate, with their source and scope in
+// the context (SourceFrom, ScopeFrom); it answers the others with the error's code and a JSON
 // {"error": "..."}.
 func (a *Authenticator) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		source, e := a.Source(w, r)
+		source, scope, e := a.Source(w, r)
 		if e != nil {
 			if e.Code == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="cxlink"`)
@@ -319,7 +326,7 @@ func (a *Authenticator) Wrap(next http.Handler) http.Handler {
 			_ = json.NewEncoder(w).Encode(map[string]string{"error": e.Message})
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(WithSource(r.Context(), source)))
+		next.ServeHTTP(w, r.WithContext(WithScope(WithSource(r.Context(), source), scope)))
 	})
 }
 
@@ -333,9 +340,14 @@ func (e *Error) Error() string { return e.Message }
 
 func unauthorized(msg string) *Error { return &Error{Code: http.StatusUnauthorized, Message: msg} }
 
-// NewToken returns a random API token and the credentials-file line of its hash.
-func NewToken(source string) (token, line string, err error) {
+// NewToken returns a random API token and the credentials-file line of its hash with
+// scope (its fields "types=…" and "teams=…"; none: survey_response and ticket).
+func NewToken(source string, scope ...string) (token, line string, err error) {
 	if err := checkSource(source); err != nil {
+		return "", "", err
+	}
+	s, _, err := parseScope(scope)
+	if err != nil {
 		return "", "", err
 	}
 	b := make([]byte, 32)
@@ -344,24 +356,45 @@ func NewToken(source string) (token, line string, err error) {
 	}
 	token = "cxl_" + hex.EncodeToString(b)
 	sum := sha256.Sum256([]byte(token))
-	return token, fmt.Sprintf("%s token sha256:%s", source, hex.EncodeToString(sum[:])), nil
+	return token, fmt.Sprintf("%s token sha256:%s %s", source, hex.EncodeToString(sum[:]), s), nil
 }
 
 // credentials is one reading of the file.
 type credentials struct {
-	tokens  map[[sha256.Size]byte]string // token hash → source
-	secrets map[string][][]byte          // source → HMAC secrets
+	tokens  map[[sha256.Size]byte]tokenCred // token hash → its source and scope
+	secrets map[string][]secretCred         // source → HMAC secrets
+	// legacy lists the lines without types=, for the log.
+	legacy []int
+}
+
+type tokenCred struct {
+	source string
+	scope  Scope
+}
+
+type secretCred struct {
+	key   []byte
+	scope Scope
 }
 
 func (c *credentials) sources() int {
 	seen := map[string]bool{}
 	for _, s := range c.tokens {
-		seen[s] = true
+		seen[s.source] = true
 	}
 	for s := range c.secrets {
 		seen[s] = true
 	}
 	return len(seen)
+}
+
+// warnLegacy reports the lines that name no scope, and what they may send.
+func (c *credentials) warnLegacy(logger *slog.Logger, file string) {
+	if len(c.legacy) == 0 {
+		return
+	}
+	logger.Warn("credentials without types= may send survey_response and ticket events only, never employee pulses; "+
+		"add types=… to each line (README, Authentication)", "file", file, "lines", fmt.Sprint(c.legacy))
 }
 
 func (c *credentials) secretCount() int {
@@ -384,7 +417,7 @@ func checkSource(s string) error {
 
 // parse reads a credentials file. Errors name the line, never a credential.
 func parse(r io.Reader) (*credentials, error) {
-	c := &credentials{tokens: map[[sha256.Size]byte]string{}, secrets: map[string][][]byte{}}
+	c := &credentials{tokens: map[[sha256.Size]byte]tokenCred{}, secrets: map[string][]secretCred{}}
 	sc := bufio.NewScanner(r)
 	var errs []error
 	for n := 1; sc.Scan(); n++ {
@@ -393,13 +426,21 @@ func parse(r io.Reader) (*credentials, error) {
 		if len(f) == 0 {
 			continue
 		}
-		if len(f) != 3 {
-			errs = append(errs, fmt.Errorf("line %d: want \"<source> <scheme> <credential>\", got %d fields", n, len(f)))
+		if len(f) < 3 || len(f) > 5 {
+			errs = append(errs, fmt.Errorf("line %d: want \"<source> <scheme> <credential> [types=…] [teams=…]\", got %d fields", n, len(f)))
 			continue
 		}
 		if err := checkSource(f[0]); err != nil {
 			errs = append(errs, fmt.Errorf("line %d: %w", n, err))
 			continue
+		}
+		scope, legacy, err := parseScope(f[3:])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("line %d: %w", n, err))
+			continue
+		}
+		if legacy {
+			c.legacy = append(c.legacy, n)
 		}
 		switch f[1] {
 		case "token":
@@ -410,17 +451,17 @@ func parse(r io.Reader) (*credentials, error) {
 			}
 			var sum [sha256.Size]byte
 			copy(sum[:], h)
-			if other, ok := c.tokens[sum]; ok && other != f[0] {
-				errs = append(errs, fmt.Errorf("line %d: the same token is already given to source %s", n, other))
+			if other, ok := c.tokens[sum]; ok && other.source != f[0] {
+				errs = append(errs, fmt.Errorf("line %d: the same token is already given to source %s", n, other.source))
 				continue
 			}
-			c.tokens[sum] = f[0]
+			c.tokens[sum] = tokenCred{f[0], scope}
 		case "hmac":
 			if len(f[2]) < minSecret {
 				errs = append(errs, fmt.Errorf("line %d: an HMAC secret needs at least %d bytes", n, minSecret))
 				continue
 			}
-			c.secrets[f[0]] = append(c.secrets[f[0]], []byte(f[2]))
+			c.secrets[f[0]] = append(c.secrets[f[0]], secretCred{[]byte(f[2]), scope})
 		default:
 			errs = append(errs, fmt.Errorf("line %d: scheme %q is not token or hmac", n, f[1]))
 		}

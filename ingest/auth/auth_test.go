@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cxlink/cxlink/ingest/auth"
+	"github.com/cxlink/cxlink/ingest/event"
 )
 
 // clock is a settable time for the tests.
@@ -252,5 +253,57 @@ func TestEnabled(t *testing.T) {
 	err := auth.Config{Mode: "required", Tolerance: time.Minute}.Validate()
 	if err == nil || !strings.Contains(err.Error(), "CXLINK_AUTH_FILE") {
 		t.Errorf("required without a file: %v", err)
+	}
+}
+
+// Each credential carries its scope into the request; a line without one (written
+// before scopes) may send surveys and tickets, never pulses, and is named in the log.
+func TestScopes(t *testing.T) {
+	hrToken, hrLine, err := auth.NewToken("hr", "types=employee_pulse", "teams=alpha,bravo")
+	if err != nil || !strings.HasSuffix(hrLine, " types=employee_pulse teams=alpha,bravo") {
+		t.Fatalf("%q %v", hrLine, err)
+	}
+	oldToken, oldLine, _ := auth.NewToken("zendesk")
+	oldLine = strings.TrimSuffix(oldLine, " types=survey_response,ticket") // as written before scopes
+	file := filepath.Join(t.TempDir(), "credentials")
+	writeFile(t, file, hrLine+"\n"+oldLine+"\n")
+	logs := &bytes.Buffer{}
+	a, err := auth.New(auth.Config{Mode: auth.ModeRequired, File: file, Tolerance: time.Minute},
+		auth.Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "lines=[2]") || !strings.Contains(logs.String(), "never employee pulses") {
+		t.Errorf("the line without scope is not reported: %s", logs)
+	}
+	var got auth.Scope
+	h := a.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got, _ = auth.ScopeFrom(r.Context()) }))
+	scopeOf := func(token string) auth.Scope {
+		req := httptest.NewRequest(http.MethodPost, "/v1/events", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		h.ServeHTTP(httptest.NewRecorder(), req)
+		return got
+	}
+	pulse := &event.Event{Type: event.TypeEmployeePulse, Team: "alpha"}
+	if fe := scopeOf(hrToken).Check("hr", pulse); fe != nil {
+		t.Errorf("HR credential, team alpha: %v", fe)
+	}
+	if fe := scopeOf(hrToken).Check("hr", &event.Event{Type: event.TypeEmployeePulse, Team: "kilo"}); fe == nil || fe.Field != "team" {
+		t.Errorf("HR credential, team kilo: %v", fe)
+	}
+	if fe := scopeOf(hrToken).Check("hr", &event.Event{Type: event.TypeTicket, Team: "alpha"}); fe == nil || fe.Field != "type" {
+		t.Errorf("HR credential, a ticket: %v", fe)
+	}
+	if fe := scopeOf(oldToken).Check("zendesk", pulse); fe == nil || fe.Field != "type" || !strings.Contains(fe.Message, "HR source") {
+		t.Errorf("a credential without scope sends a pulse: %v", fe)
+	}
+	if fe := scopeOf(oldToken).Check("zendesk", &event.Event{Type: event.TypeSurveyResponse}); fe != nil {
+		t.Errorf("a credential without scope sends a survey: %v", fe)
+	}
+	for _, bad := range []string{"types=", "types=pulse", "colour=red", "types=ticket types=ticket"} {
+		writeFile(t, file, "x token sha256:"+strings.Repeat("ab", 32)+" "+bad+"\n")
+		if _, err := auth.New(auth.Config{Mode: auth.ModeRequired, File: file, Tolerance: time.Minute}, auth.Options{Registerer: prometheus.NewRegistry()}); err == nil || !strings.Contains(err.Error(), "line 1") {
+			t.Errorf("scope %q: %v", bad, err)
+		}
 	}
 }

@@ -7,7 +7,8 @@ import (
 	"time"
 )
 
-// FuzzDecode: no input crashes the decoder; every error names a field; and an accepted
+// FuzzDecode: no input crashes the decoder; its fast path answers as the strict decoder;
+// every error names a field; and an accepted
 // event survives what happens to it next: ingest publishes it as JSON and the processors
 // decode and validate it again, against a later clock, and must accept it unchanged.
 //
@@ -29,6 +30,10 @@ func FuzzDecode(f *testing.F) {
 	v := Validator{Now: func() time.Time { return now }, MaxFuture: 5 * time.Minute}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		e, errs := v.Decode(data)
+		// The fast path must give the strict decoder's verdict, event and answers.
+		if se, serrs := v.decodeStrict(data); !reflect.DeepEqual(se, e) || !reflect.DeepEqual(serrs, errs) {
+			t.Fatalf("Decode gave %+v %q, the strict decoder %+v %q", e, errs, se, serrs)
+		}
 		if len(errs) > 0 {
 			if !reflect.DeepEqual(e, Event{}) {
 				t.Fatalf("rejected, yet the event is not empty: %+v", e)

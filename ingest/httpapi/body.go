@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 
+	"github.com/cxlink/cxlink/ingest/auth"
 	"github.com/cxlink/cxlink/ingest/event"
 )
 
@@ -35,8 +36,10 @@ type batch struct {
 	validator event.Validator
 	maxEvents int
 	labels    *labelGuard
-	// source is the authenticated source of the request, if any.
+	// source is the authenticated source of the request, if any, and scope what its
+	// credentials may send (nil: not authenticated).
 	source  string
+	scope   *auth.Scope
 	prepare func(*event.Event) *event.FieldError // nil: events are published as decoded
 
 	events   []event.Event
@@ -63,6 +66,11 @@ func (b *batch) add(raw []byte, line int) *bodyError {
 		case b.source:
 		default:
 			errs = event.Errors{{Field: "source", Message: fmt.Sprintf("is %q, but the request's credentials are those of %q", e.Source, b.source)}}
+		}
+	}
+	if len(errs) == 0 && b.scope != nil {
+		if fe := b.scope.Check(b.source, &e); fe != nil {
+			errs = event.Errors{*fe}
 		}
 	}
 	if len(errs) == 0 && b.labels != nil {

@@ -211,6 +211,9 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 		source:    auth.SourceFrom(r.Context()),
 		prepare:   h.prepare,
 	}
+	if scope, ok := auth.ScopeFrom(r.Context()); ok {
+		b.scope = &scope
+	}
 	if be := h.readBody(w, r, b); be != nil {
 		h.logger.Debug("event request refused", "remote", r.RemoteAddr, "code", be.code, "reason", be.msg)
 		writeJSON(w, be.code, ErrorResponse{Error: be.msg})

@@ -50,7 +50,7 @@ func startJetStream(tb testing.TB) *realStream {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := stream.Ensure(ctx, js, stream.Config{Partitions: testPartitions, Replicas: 1, MaxAge: 24 * time.Hour, MaxBytes: -1}, time.Hour)
+	s, _, err := stream.Define(ctx, js, stream.Config{Partitions: testPartitions, Replicas: 1, MaxAge: 24 * time.Hour, MaxBytes: -1}, time.Hour)
 	if err != nil {
 		tb.Fatal(err)
 	}

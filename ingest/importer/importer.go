@@ -43,6 +43,11 @@ type Options struct {
 	// Mapping of rows to events. Nil: the rows are contract events already (CSV columns
 	// named as contract fields; NDJSON lines as POST /v1/events takes them).
 	Mapping *Mapping
+	// IDKey keys the ids derived from rows (HMAC-SHA256): without it nobody can
+	// recompute an id from the row's values, such as an employee directory's. Required
+	// for a mapping that derives the ids of employee pulses (at least MinIDKeyLength
+	// bytes); keep it, since the same file imported with another key gets other ids.
+	IDKey []byte
 	// Target is the base URL of the ingest API; Client posts to it.
 	Target string
 	Client *Client
@@ -71,8 +76,10 @@ type Stats struct {
 	Duplicates int `json:"duplicates"`
 	Rejected   int `json:"rejected"`
 	Skipped    int `json:"skipped"`
-	// ResumedAt is the line a resumed import continued from (0: from the start).
-	ResumedAt int `json:"-"`
+	// ResumedAt is the line a resumed import continued from (0: from the start), and
+	// ResumedRows the rows read before it.
+	ResumedAt   int `json:"-"`
+	ResumedRows int `json:"-"`
 }
 
 // state is what a resumed import needs.
@@ -115,7 +122,7 @@ func Run(ctx context.Context, opts Options) (Stats, error) {
 					"run with --restart to import from the start (event ids keep that safe), or remove it", opts.StatePath)
 			}
 			st.Offset, st.Line, st.Stats = prev.Offset, prev.Line, prev.Stats
-			st.Stats.ResumedAt = prev.Line
+			st.Stats.ResumedAt, st.Stats.ResumedRows = prev.Line, prev.Stats.Rows
 		}
 	}
 	rd, header, err := opts.open(f, st.Offset, st.Line)
@@ -159,6 +166,11 @@ func (o *Options) defaults() error {
 	if o.Format != CSV && o.Format != NDJSON {
 		return fmt.Errorf("format %q is not csv or ndjson", o.Format)
 	}
+	if o.Mapping != nil {
+		if err := o.Mapping.useIDKey(o.IDKey); err != nil {
+			return err
+		}
+	}
 	if o.Client == nil {
 		o.Client = &Client{}
 	}
@@ -185,7 +197,7 @@ func (o *Options) mappingHash() string {
 	if o.Mapping == nil {
 		return "contract-v1"
 	}
-	return o.Mapping.Hash()
+	return o.Mapping.Hash() + o.Mapping.keyFingerprint()
 }
 
 func (o *Options) open(f *os.File, offset int64, line int) (reader, []string, error) {

@@ -2,9 +2,12 @@ package importer_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/csv"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -217,7 +220,7 @@ func TestImportResumesAfterInterruption(t *testing.T) {
 
 	// The reference: one uninterrupted import.
 	ref, url := newAPI(t)
-	if _, err := importer.Run(t.Context(), importer.Options{Path: path, Mapping: m, Target: url, BatchSize: 40, StatePath: filepath.Join(dir, "ref.json"), ReportPath: filepath.Join(dir, "ref.csv"), Now: func() time.Time { return now }}); err != nil {
+	if _, err := importer.Run(t.Context(), importer.Options{Path: path, Mapping: m, Target: url, BatchSize: 40, StatePath: filepath.Join(dir, "ref.json"), ReportPath: filepath.Join(dir, "ref.csv"), Now: func() time.Time { return now }, IDKey: idKey}); err != nil {
 		t.Fatal(err)
 	}
 	if len(ref.ids()) != 500 {
@@ -232,7 +235,7 @@ func TestImportResumesAfterInterruption(t *testing.T) {
 			cancel()
 		}
 	}
-	opts := importer.Options{Path: path, Mapping: m, Target: url, BatchSize: 40, Now: func() time.Time { return now }}
+	opts := importer.Options{Path: path, Mapping: m, Target: url, BatchSize: 40, Now: func() time.Time { return now }, IDKey: idKey}
 	stats, err := importer.Run(ctx, opts)
 	if !errors.Is(err, importer.ErrInterrupted) && !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted import: %v (%+v)", err, stats)
@@ -315,4 +318,57 @@ func apiConfig(t *testing.T) httpapi.Config {
 	cfg := httpapi.DefaultConfig()
 	cfg.PublishTimeout = 5 * time.Second
 	return cfg
+}
+
+// idKey keys the derived ids of the tests' pulse imports.
+var idKey = []byte("importer-test-id-key-0123456789")
+
+// Pulse ids derived from rows are keyed: without the key an import is refused; with it,
+// nobody holding the employee directory and the export's layout can recompute an id,
+// not even knowing every column of the row (the unkeyed SHA-256 of the row could be);
+// and an id template naming the employee column is refused.
+func TestPulseIDsAreKeyed(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	row := []string{"r-1", "2026-11-16T09:12:00Z", "e-17", "alpha", "4", "9"}
+	path := write(t, dir, "pulse.csv", "response_id,submitted_at,employee,team,engagement,enps\n"+strings.Join(row, ",")+"\n")
+	m, err := importer.LoadMapping(filepath.Join(mappings, "hr_pulse.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, url := newAPI(t)
+	if _, err := importer.Run(t.Context(), importer.Options{Path: path, Mapping: m, Target: url, Now: func() time.Time { return now }}); !errors.Is(err, importer.ErrNoIDKey) {
+		t.Fatalf("a pulse import without a key: %v", err)
+	}
+	s, url := newAPI(t)
+	if _, err := importer.Run(t.Context(), importer.Options{Path: path, Mapping: m, Target: url, Now: func() time.Time { return now }, IDKey: idKey}); err != nil {
+		t.Fatal(err)
+	}
+	ids := s.ids()
+	if len(ids) != 2 {
+		t.Fatalf("ids %v", ids)
+	}
+	// The attacker's guesses: the unkeyed derivation over the key column, and over every
+	// column, for each question.
+	for _, name := range []string{"engagement", "enps"} {
+		for _, cols := range [][]string{{"r-1"}, row} {
+			h := sha256.New()
+			h.Write([]byte("hr-pulse\x00" + name))
+			for _, c := range cols {
+				h.Write([]byte{0})
+				h.Write([]byte(c))
+			}
+			guess := "hr-pulse:" + name + ":" + hex.EncodeToString(h.Sum(nil)[:12])
+			if slices.Contains(ids, guess) {
+				t.Errorf("id %s recomputed without the key", guess)
+			}
+		}
+	}
+	bad := *m
+	bad.Events = slices.Clone(m.Events)
+	bad.Events[0].Fields = maps.Clone(m.Events[0].Fields)
+	bad.Events[0].Fields["id"] = importer.Value{Text: "pulse-{employee}-{submitted_at}"}
+	if err := bad.Compile(); err == nil || !strings.Contains(err.Error(), "would name the employee") {
+		t.Errorf("an id template with the employee column: %v", err)
+	}
 }

@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -40,7 +41,9 @@ import (
 // header, or a key of an NDJSON object, dotted for nested objects: {person.id}). A field
 // whose template renders empty is left out. Without "id", an event's id is derived from
 // the source, the event's name and the row's key columns, so that importing the same
-// file again gives the same ids (and JetStream and the raw tables keep one of each).
+// file again gives the same ids (and JetStream and the raw tables keep one of each):
+// keyed with HMAC-SHA256 when the importer has a key (Options.IDKey, which employee
+// pulses require), so that an id cannot be recomputed from an employee directory.
 type Mapping struct {
 	Source     string   `yaml:"source"`
 	TimeFormat string   `yaml:"time_format"`
@@ -48,7 +51,8 @@ type Mapping struct {
 	Key        []string `yaml:"key"`
 	Events     []Template
 
-	loc *time.Location
+	loc   *time.Location
+	idKey []byte // see Options.IDKey
 }
 
 // Template is one event made from each row.
@@ -151,7 +155,75 @@ func (m *Mapping) Compile() error {
 			}
 		}
 	}
+	errs = append(errs, m.checkPulseIDs()...)
 	return errors.Join(errs...)
+}
+
+// MinIDKeyLength is the shortest id key accepted, in bytes.
+const MinIDKeyLength = 16
+
+// ErrNoIDKey is why a mapping that derives pulse ids needs a key.
+var ErrNoIDKey = errors.New("this mapping derives the ids of employee pulses from their rows: give the importer a secret key " +
+	"(CXLINK_IMPORT_ID_KEY or --id-key-file, e.g. `openssl rand -hex 32`, the same for every import of the file), " +
+	"so that no id can be recomputed from an employee directory")
+
+// useIDKey sets the key of derived ids, and refuses to derive pulse ids without one.
+func (m *Mapping) useIDKey(key []byte) error {
+	if len(key) > 0 && len(key) < MinIDKeyLength {
+		return fmt.Errorf("import id key: %d bytes is too short; use at least %d (e.g. `openssl rand -hex 32`)", len(key), MinIDKeyLength)
+	}
+	m.idKey = key
+	if len(key) > 0 {
+		return nil
+	}
+	for _, t := range m.Events {
+		if _, hasID := t.Fields["id"]; t.Type == event.TypeEmployeePulse && !hasID {
+			return ErrNoIDKey
+		}
+	}
+	return nil
+}
+
+// keyFingerprint tells apart the keys of two imports of a file without showing them,
+// so that a resume with another key (other ids) is refused.
+func (m *Mapping) keyFingerprint() string {
+	if len(m.idKey) == 0 {
+		return ""
+	}
+	mac := hmac.New(sha256.New, m.idKey)
+	mac.Write([]byte("cxlink import id key"))
+	return "-" + hex.EncodeToString(mac.Sum(nil)[:4])
+}
+
+// checkPulseIDs refuses a pulse's id template that uses a column of its employee_id:
+// event ids are stored as sent, and such an id would name the employee.
+func (m *Mapping) checkPulseIDs() []error {
+	var errs []error
+	for i, t := range m.Events {
+		id, hasID := t.Fields["id"]
+		if t.Type != event.TypeEmployeePulse || !hasID {
+			continue
+		}
+		for _, col := range columnsOf(t.Fields["employee_id"]) {
+			if slices.Contains(columnsOf(id), col) {
+				errs = append(errs, fmt.Errorf("events[%d] (%s): fields.id uses column %s, which gives the employee_id: "+
+					"an event id is stored as sent and would name the employee; leave id out (it is then derived with a key) "+
+					"or use a response id", i, t.Name, col))
+			}
+		}
+	}
+	return errs
+}
+
+// columnsOf lists the columns a value's templates read.
+func columnsOf(v Value) []string {
+	var cols []string
+	for _, tmpl := range append([]string{v.Text}, v.SecondsBetween...) {
+		for _, m := range placeholder.FindAllStringSubmatch(tmpl, -1) {
+			cols = append(cols, m[1])
+		}
+	}
+	return cols
 }
 
 // Hash identifies the mapping, so that a resumed import uses the same one.
@@ -345,9 +417,13 @@ func (m *Mapping) parseTime(s string) (time.Time, error) {
 }
 
 // deriveID is the id of template t's event from r: the source, the template's name and
-// a hash of the row's key (its key columns, else all of it).
+// a hash of the row's key (its key columns, else all of it): HMAC-SHA256 with the id key
+// when there is one, else SHA-256 (never for pulses: useIDKey).
 func (m *Mapping) deriveID(t *Template, r row) string {
 	h := sha256.New()
+	if len(m.idKey) > 0 {
+		h = hmac.New(sha256.New, m.idKey)
+	}
 	h.Write([]byte(m.Source))
 	h.Write([]byte{0})
 	h.Write([]byte(t.Name))

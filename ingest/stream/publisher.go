@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/cxlink/cxlink/ingest/event"
 )
@@ -24,30 +25,61 @@ type Result struct {
 	Err error
 }
 
+// MaxAtomicBatch is the most messages nats-server takes in one atomic batch by default
+// (its max_batch_size).
+const MaxAtomicBatch = 1000
+
 // Publisher publishes validated events to the stream, each on its partition's subject
 // with its id as Nats-Msg-Id. It is safe for concurrent use.
+//
+// The events of one Publish call are sent as atomic batches (nats-server 2.12+) of up
+// to the configured size: the server stores a batch whole or not at all and, syncing
+// always, syncs it once, where it would sync every message published on its own. A
+// batch is refused whole when one of its ids is already stored (or appears twice in
+// it), when the stream is full, or when the server cannot take the batch; the server
+// does not say which message it was. Such a batch is then published again one event
+// at a time, which gives every event its own answer (stored, duplicate or error) and,
+// ids being message ids, can store nothing twice. A resent request, whose events are
+// all duplicates, costs no sync either way: a duplicate is not written.
 type Publisher struct {
 	js         jetstream.JetStream
 	partitions int
+	batch      int
 	metrics    publisherMetrics
 }
 
 type publisherMetrics struct {
 	duration                   prometheus.Histogram
 	stored, duplicate, failure prometheus.Counter
+	committed, fellBack        prometheus.Counter
+}
+
+// PublisherOption configures a Publisher.
+type PublisherOption func(*Publisher)
+
+// AtomicBatches sets the most events per atomic batch (default MaxAtomicBatch); 1 or
+// less publishes every event on its own, for servers older than 2.12 or streams
+// without atomic publish.
+func AtomicBatches(n int) PublisherOption {
+	return func(p *Publisher) { p.batch = min(n, MaxAtomicBatch) }
 }
 
 // NewPublisher returns a publisher on js. js should be created with
 // jetstream.WithPublishAsyncTimeout so that an unreachable server fails a publish.
-func NewPublisher(js jetstream.JetStream, partitions int, reg prometheus.Registerer) *Publisher {
+func NewPublisher(js jetstream.JetStream, partitions int, reg prometheus.Registerer, opts ...PublisherOption) *Publisher {
 	f := promauto.With(reg)
 	published := f.NewCounterVec(prometheus.CounterOpts{
 		Name: "cxlink_published_events_total",
 		Help: "Events published to JetStream, by outcome (stored, duplicate, error).",
 	}, []string{"outcome"})
-	return &Publisher{
+	batches := f.NewCounterVec(prometheus.CounterOpts{
+		Name: "cxlink_publish_batches_total",
+		Help: "Atomic batches published to JetStream, by outcome: committed, or refused and published again event by event (per_event).",
+	}, []string{"outcome"})
+	p := &Publisher{
 		js:         js,
 		partitions: partitions,
+		batch:      MaxAtomicBatch,
 		metrics: publisherMetrics{
 			duration: f.NewHistogram(prometheus.HistogramOpts{
 				Name:    "cxlink_publish_duration_seconds",
@@ -57,12 +89,18 @@ func NewPublisher(js jetstream.JetStream, partitions int, reg prometheus.Registe
 			stored:    published.WithLabelValues("stored"),
 			duplicate: published.WithLabelValues("duplicate"),
 			failure:   published.WithLabelValues("error"),
+			committed: batches.WithLabelValues("committed"),
+			fellBack:  batches.WithLabelValues("per_event"),
 		},
 	}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
 }
 
-// stallWait is how long a publish may wait for room among the unacknowledged ones: no
-// longer than ctx allows.
+// stallWait is how long a publish may wait for room among the unacknowledged ones, or
+// for an acknowledgement: no longer than ctx allows.
 func stallWait(ctx context.Context) time.Duration {
 	wait := 5 * time.Second
 	if d, ok := ctx.Deadline(); ok {
@@ -71,12 +109,24 @@ func stallWait(ctx context.Context) time.Duration {
 	return wait
 }
 
+// outgoing is an encoded event: its subject, id and body.
+type outgoing struct {
+	subject, id string
+	data        []byte
+}
+
+func (o outgoing) msg() *nats.Msg {
+	return &nats.Msg{Subject: o.subject, Header: nats.Header{jetstream.MsgIDHeader: []string{o.id}}, Data: o.data}
+}
+
 // Publish stores events and returns one result per event, in order. It returns once
-// JetStream acknowledged or refused every event, or ctx ended.
+// JetStream acknowledged or refused every event, or ctx ended. Batches follow each
+// other in the events' order, so the events of one call are stored in that order.
 func (p *Publisher) Publish(ctx context.Context, events []event.Event) []Result {
 	start := time.Now()
 	results := make([]Result, len(events))
-	futures := make([]jetstream.PubAckFuture, len(events))
+	out := make([]outgoing, 0, len(events))
+	index := make([]int, 0, len(events)) // out[k] is events[index[k]]
 	for i := range events {
 		e := &events[i]
 		data, err := json.Marshal(e)
@@ -84,16 +134,69 @@ func (p *Publisher) Publish(ctx context.Context, events []event.Event) []Result 
 			results[i].Err = fmt.Errorf("encode event: %w", err)
 			continue
 		}
-		msg := &nats.Msg{
-			Subject: Subject(Partition(e.RoutingKey(), p.partitions)),
-			Header:  nats.Header{jetstream.MsgIDHeader: []string{e.ID}},
-			Data:    data,
+		out = append(out, outgoing{subject: Subject(Partition(e.RoutingKey(), p.partitions)), id: e.ID, data: data})
+		index = append(index, i)
+	}
+	res := make([]Result, len(out))
+	size := max(p.batch, 1)
+	for first := 0; first < len(out); first += size {
+		last := min(first+size, len(out))
+		if p.batch > 1 && last-first > 1 && p.publishAtomic(ctx, out[first:last]) {
+			continue // all stored: zero results
 		}
+		p.publishEach(ctx, out[first:last], res[first:last])
+	}
+	for k, r := range res {
+		results[index[k]] = r
+	}
+	for _, r := range results {
+		switch {
+		case r.Err != nil:
+			p.metrics.failure.Inc()
+		case r.Duplicate:
+			p.metrics.duplicate.Inc()
+		default:
+			p.metrics.stored.Inc()
+		}
+	}
+	p.metrics.duration.Observe(time.Since(start).Seconds())
+	return results
+}
+
+// publishAtomic stores out as one atomic batch and reports whether the server committed
+// it, which stores every message. Otherwise nothing of it is stored, or (when the
+// answer was lost) all of it: publishing each again answers for each either way.
+func (p *Publisher) publishAtomic(ctx context.Context, out []outgoing) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	msgs := make([]*nats.Msg, len(out))
+	for i := range out {
+		msgs[i] = out[i].msg()
+	}
+	_, err := jetstreamext.PublishMsgBatch(ctx, p.js, msgs, jetstreamext.BatchFlowControl{
+		AckFirst:   true, // learn at once that the server cannot take the batch
+		AckTimeout: stallWait(ctx),
+	})
+	if err != nil {
+		p.metrics.fellBack.Inc()
+		return false
+	}
+	p.metrics.committed.Inc()
+	return true
+}
+
+// publishEach publishes every message on its own, as asynchronous publishes, and sets
+// its result.
+func (p *Publisher) publishEach(ctx context.Context, out []outgoing, results []Result) {
+	futures := make([]jetstream.PubAckFuture, len(out))
+	for i := range out {
 		if err := ctx.Err(); err != nil {
 			results[i].Err = fmt.Errorf("publish: %w", err)
 			continue
 		}
-		if futures[i], err = p.js.PublishMsgAsync(msg, jetstream.WithStallWait(stallWait(ctx))); err != nil {
+		var err error
+		if futures[i], err = p.js.PublishMsgAsync(out[i].msg(), jetstream.WithStallWait(stallWait(ctx))); err != nil {
 			results[i].Err = fmt.Errorf("publish: %w", err)
 		}
 	}
@@ -113,16 +216,4 @@ func (p *Publisher) Publish(ctx context.Context, events []event.Event) []Result 
 			results[i].Err = fmt.Errorf("publish: %w", ctx.Err())
 		}
 	}
-	for _, r := range results {
-		switch {
-		case r.Err != nil:
-			p.metrics.failure.Inc()
-		case r.Duplicate:
-			p.metrics.duplicate.Inc()
-		default:
-			p.metrics.stored.Inc()
-		}
-	}
-	p.metrics.duration.Observe(time.Since(start).Seconds())
-	return results
 }

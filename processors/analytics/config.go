@@ -11,14 +11,15 @@ import (
 
 // Config of the cross-team stage. DefaultConfig holds the defaults.
 type Config struct {
-	// Enabled: "auto" runs the stage in the process that owns partition 0 (with
-	// CXLINK_PROCESS_PARTITIONS=all, every `cxlink run` and single `cxlink process`),
-	// "on" and "off" force it. Exactly one process should run it; two are harmless
-	// (each run rewrites the same rows) but do the work twice.
+	// Enabled: "auto" or "on": this process stands by to run the stage, and runs it while
+	// it holds the stage's lease; "off": it never does. One process at a time runs it:
+	// what a run publishes of employee figures depends on what was published before, so
+	// two at once could each publish a figure the other would have held back
+	// (docs/privacy.md).
 	Enabled string `env:"CXLINK_ANALYTICS"`
 	// Every is how often linkage and effort impact are computed.
 	Every time.Duration `env:"CXLINK_ANALYTICS_EVERY"`
-	// Span is the number of pulse periods pooled into one linkage result.
+	// Span is the number of pulse periods of the between-team and within-team results.
 	Span int `env:"CXLINK_LINKAGE_SPAN"`
 	// MaxLag: employee period t is linked with customer periods t … t+MaxLag.
 	MaxLag int `env:"CXLINK_LINKAGE_MAX_LAG"`
@@ -82,13 +83,5 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Active says whether this process runs the stage, given the partitions it owns.
-func (c Config) Active(owned []int) bool {
-	switch c.Enabled {
-	case "on":
-		return true
-	case "off":
-		return false
-	}
-	return slices.Contains(owned, 0)
-}
+// Active says whether this process stands by to run the stage.
+func (c Config) Active() bool { return c.Enabled != "off" }

@@ -144,3 +144,74 @@ func (x *Index[S]) Expire(now time.Time) (unattributed int) {
 
 // Len reports the tickets known and the surveys waiting, for metrics.
 func (x *Index[S]) Len() (tickets, waitingSurveys int) { return len(x.tickets), x.waitingCount }
+
+// Snapshot is the content of an Index, for saving it.
+type Snapshot[S any] struct {
+	Tickets      []TicketSnapshot
+	Pending      []PendingSnapshot[S]
+	TicketQueue  []QueueEntry
+	PendingQueue []QueueEntry
+}
+
+// TicketSnapshot is one known ticket.
+type TicketSnapshot struct {
+	ID       string
+	Dims     Dims
+	LastSeen time.Time
+}
+
+// PendingSnapshot is one survey waiting for its ticket.
+type PendingSnapshot[S any] struct {
+	TicketID   string
+	Survey     S
+	ReceivedAt time.Time
+}
+
+// QueueEntry is one entry of the expiry queues, kept as it is so that a restored index
+// expires exactly what the saved one would have.
+type QueueEntry struct {
+	TicketID string
+	At       time.Time
+}
+
+// Snapshot returns the index's content.
+func (x *Index[S]) Snapshot() Snapshot[S] {
+	out := Snapshot[S]{Tickets: make([]TicketSnapshot, 0, len(x.tickets))}
+	for id, t := range x.tickets {
+		out.Tickets = append(out.Tickets, TicketSnapshot{id, t.dims, t.lastSeen})
+	}
+	for id, ws := range x.pending {
+		for _, w := range ws {
+			out.Pending = append(out.Pending, PendingSnapshot[S]{id, w.survey, w.receivedAt})
+		}
+	}
+	for _, q := range x.ticketQueue {
+		out.TicketQueue = append(out.TicketQueue, QueueEntry{q.ticketID, q.at})
+	}
+	for _, q := range x.pendingQueue {
+		out.PendingQueue = append(out.PendingQueue, QueueEntry{q.ticketID, q.at})
+	}
+	return out
+}
+
+// Restore replaces the index's content with a snapshot's. Surveys waiting for one ticket
+// keep their order.
+func (x *Index[S]) Restore(snap Snapshot[S]) {
+	x.tickets = make(map[string]*ticket, len(snap.Tickets))
+	for _, t := range snap.Tickets {
+		x.tickets[t.ID] = &ticket{dims: t.Dims, lastSeen: t.LastSeen}
+	}
+	x.pending = make(map[string][]waiting[S])
+	x.waitingCount = len(snap.Pending)
+	for _, p := range snap.Pending {
+		x.pending[p.TicketID] = append(x.pending[p.TicketID], waiting[S]{p.Survey, p.ReceivedAt})
+	}
+	x.ticketQueue = make([]queued, len(snap.TicketQueue))
+	for i, q := range snap.TicketQueue {
+		x.ticketQueue[i] = queued{q.TicketID, q.At}
+	}
+	x.pendingQueue = make([]queued, len(snap.PendingQueue))
+	for i, q := range snap.PendingQueue {
+		x.pendingQueue[i] = queued{q.TicketID, q.At}
+	}
+}

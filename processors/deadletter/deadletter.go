@@ -61,10 +61,34 @@ type Queue struct {
 	stream jetstream.Stream
 }
 
-// Open creates or updates the dead-letter stream with replicas copies (like the events
-// stream's) and returns it.
+// Define creates or updates the dead-letter stream with replicas copies (like the events
+// stream's): for the owner of the definitions (`cxlink migrate`, the embedded run).
+func Define(ctx context.Context, js jetstream.JetStream, cfg Config, replicas int) (*Queue, error) {
+	s, err := js.CreateOrUpdateStream(ctx, streamConfig(cfg, replicas))
+	if err != nil {
+		return nil, fmt.Errorf("create or update stream %s: %w", StreamName, err)
+	}
+	return &Queue{js: js, stream: s}, nil
+}
+
+// Open looks the dead-letter stream up, creating it when it does not exist yet; it
+// never changes an existing one.
 func Open(ctx context.Context, js jetstream.JetStream, cfg Config, replicas int) (*Queue, error) {
-	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s, err := js.Stream(ctx, StreamName)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = js.CreateStream(ctx, streamConfig(cfg, replicas))
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			s, err = js.Stream(ctx, StreamName)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up stream %s: %w", StreamName, err)
+	}
+	return &Queue{js: js, stream: s}, nil
+}
+
+func streamConfig(cfg Config, replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "cxlink events that can never be processed, with the reason; see `cxlink deadletters`",
 		Subjects:    []string{Subject},
@@ -72,14 +96,11 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config, replicas int)
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardNew,
 		MaxAge:      cfg.MaxAge,
-		// A letter is put again only after a crash, minutes later at most.
+		// A letter is put again when a partition is replayed after a crash or a move:
+		// the next owner starts from the partition's progress, minutes back at most.
 		Duplicates: time.Hour,
 		Replicas:   replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("create or update stream %s: %w", StreamName, err)
 	}
-	return &Queue{js: js, stream: s}, nil
 }
 
 // Put stores msg, a message of the events stream, with the reason it can never be

@@ -4,9 +4,10 @@
 // records each drift episode in ClickHouse.
 //
 // Partitions are keyed by ticket, so no processor holds a whole series: the stage reads
-// the rolling windows back from the rollups, the partitions added up, so that its
-// statistics are the same however many processes share the partitions. One process runs
-// it (`cxlink drift`, or inside `cxlink run`). See docs/architecture.md, Drift.
+// the rolling windows back from the rollup buckets, the partitions added up, so that its
+// statistics are the same however many processes share the partitions. One process at a
+// time runs it, the holder of its lease (`cxlink drift` replicas, or inside `cxlink run`).
+// See docs/architecture.md, Drift.
 package drift
 
 import (
@@ -53,14 +54,19 @@ type Config struct {
 	EWMALambda float64 `env:"CXLINK_DRIFT_EWMA_LAMBDA"`
 	// PulseBaselinePeriods is how many pulse periods (CXLINK_PULSE_PERIOD) before a
 	// team's latest one form the baseline its engagement and eNPS are judged against;
-	// at least PulseMinBaselinePeriods of them must have released answers (a team's
+	// at least PulseMinBaselinePeriods of them must have published figures (a team's
 	// first periods, or one that answers rarely, is not judged). Four weeks pool a few
 	// dozen answers: enough to know a team's usual level, recent enough to be it.
 	PulseBaselinePeriods    int `env:"CXLINK_DRIFT_PULSE_BASELINE_PERIODS"`
 	PulseMinBaselinePeriods int `env:"CXLINK_DRIFT_PULSE_MIN_BASELINE_PERIODS"`
 	// Delay after each rollup tick before it is read: the processors need a moment to
-	// write it.
+	// store what arrived just before it.
 	Delay time.Duration `env:"CXLINK_DRIFT_DELAY"`
+	// MaxWait: a tick is judged once every partition's watermark has passed it (every
+	// message received before it is stored), or at the latest this long after it, when
+	// a partition is slow or has no owner (counted in
+	// cxlink_drift_incomplete_ticks_total).
+	MaxWait time.Duration `env:"CXLINK_DRIFT_MAX_WAIT"`
 	// Owners maps series to the owning department; see ParseOwners.
 	Owners Owners `env:"CXLINK_OWNERS"`
 }
@@ -74,8 +80,9 @@ func DefaultConfig() Config {
 		MinEffect:            0.3,
 		EWMALambda:           0.2,
 		PulseBaselinePeriods: 4, PulseMinBaselinePeriods: 2,
-		Delay:  10 * time.Second,
-		Owners: MustParseOwners("*=support"),
+		Delay:   10 * time.Second,
+		MaxWait: 2 * time.Minute,
+		Owners:  MustParseOwners("*=support"),
 	}
 }
 
@@ -119,6 +126,9 @@ func (c Config) Validate(windows string) error {
 	}
 	if c.PulseMinBaselinePeriods < 1 || c.PulseMinBaselinePeriods > c.PulseBaselinePeriods {
 		add("CXLINK_DRIFT_PULSE_MIN_BASELINE_PERIODS: %d must be between 1 and CXLINK_DRIFT_PULSE_BASELINE_PERIODS (%d)", c.PulseMinBaselinePeriods, c.PulseBaselinePeriods)
+	}
+	if c.MaxWait < 0 {
+		add("CXLINK_DRIFT_MAX_WAIT: %s is negative", c.MaxWait)
 	}
 	if c.Delay < 0 {
 		add("CXLINK_DRIFT_DELAY: %s is negative", c.Delay)

@@ -35,12 +35,13 @@ var (
 )
 
 type metrics struct {
-	errors    prometheus.Counter
-	evaluated prometheus.Gauge
-	mu        sync.Mutex
-	current   *snapshot
-	maxKeys   int
-	keys      map[string]map[string]bool // dimension → keys admitted as labels
+	errors     prometheus.Counter
+	incomplete prometheus.Counter
+	evaluated  prometheus.Gauge
+	mu         sync.Mutex
+	current    *snapshot
+	maxKeys    int
+	keys       map[string]map[string]bool // dimension → keys admitted as labels
 }
 
 func newMetrics(reg prometheus.Registerer, maxKeys int) *metrics {
@@ -49,6 +50,10 @@ func newMetrics(reg prometheus.Registerer, maxKeys int) *metrics {
 		errors: f.NewCounter(prometheus.CounterOpts{
 			Name: "cxlink_drift_evaluation_errors_total",
 			Help: "Drift evaluations that failed (ClickHouse unreachable); the next tick tries again.",
+		}),
+		incomplete: f.NewCounter(prometheus.CounterOpts{
+			Name: "cxlink_drift_incomplete_ticks_total",
+			Help: "Ticks judged before every partition's watermark passed them (CXLINK_DRIFT_MAX_WAIT): a partition was slow or had no owner.",
 		}),
 		evaluated: f.NewGauge(prometheus.GaugeOpts{
 			Name: "cxlink_drift_last_evaluated_tick_timestamp_seconds",
@@ -143,4 +148,11 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(set.desc, prometheus.GaugeValue, v.value, v.labels...)
 		}
 	}
+}
+
+// clear stops exporting the series: another process holds the stage now.
+func (m *metrics) clear() {
+	m.mu.Lock()
+	m.current = m.newSnapshot()
+	m.mu.Unlock()
 }

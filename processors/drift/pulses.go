@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cxlink/cxlink/processors/pulses"
 	"github.com/cxlink/cxlink/processors/records"
 )
 
 // Employee pulse series: a team's engagement (1–5) and eNPS, judged once per rollup tick
 // like the customer series but on pulse periods (CXLINK_PULSE_PERIOD): the team's
-// latest released period against the periods before it.
+// latest published period against the periods before it. Only published figures
+// (team_periods, closed periods, processors/pulses) are read: the detector's metrics
+// and episodes can tell nothing that team_periods does not.
 const (
 	Engagement = "engagement"
 	ENPS       = "enps"
@@ -27,15 +28,16 @@ func (s *Stage) spans(survey string) (recent, baseline string) {
 	return s.recent.Name, s.base.Name
 }
 
-// pulseSeries reads the released pulse groups around tick t and returns a reading of
+// pulseSeries reads the published pulse groups before tick t and returns a reading of
 // the mean detector for every team and question that can be judged.
 //
-// The judged period is the one holding t if the team's answers to it are released (at
-// least CXLINK_ANONYMITY_MIN_RESPONDENTS employees), else the one before: the latest
-// pulse the team has. Its baseline is the CXLINK_DRIFT_PULSE_BASELINE_PERIODS periods
-// before it, of which at least CXLINK_DRIFT_PULSE_MIN_BASELINE_PERIODS must be released;
-// their answers are pooled. Only released groups are ever read, so a team below the
-// anonymity threshold is judged, exported and recorded nowhere.
+// The judged period is the latest closed one (its end plus CXLINK_PULSE_GRACE before t)
+// if the team's figures for it are published (at least
+// CXLINK_ANONYMITY_MIN_RESPONDENTS employees), else the one before: the latest pulse the
+// team has. Its baseline is the CXLINK_DRIFT_PULSE_BASELINE_PERIODS periods before it,
+// of which at least CXLINK_DRIFT_PULSE_MIN_BASELINE_PERIODS must be published; their
+// figures are pooled. A group is judged as it was published: an answer held back by the
+// disclosure policy moves no reading, so none is exported before the policy lets it out.
 //
 // The z is Student's t with the pooled variance read through Student's t distribution
 // (pooledTailZ): a team's period has a handful of answers. The same employees answer
@@ -43,12 +45,17 @@ func (s *Stage) spans(survey string) (recent, baseline string) {
 // moods that makes the test conservative.
 func (s *Stage) pulseSeries(ctx context.Context, t time.Time) (map[seriesKey]reading, error) {
 	p := s.opts.Pulses.PeriodLength()
-	current := pulses.PeriodStart(t.Add(-time.Second), p)
+	closed := s.opts.Pulses.ClosedBefore(t)
+	current := closed.Add(-p)
 	k := s.cfg.PulseBaselinePeriods
 	from := current.Add(-time.Duration(k+1) * p)
-	groups, err := s.opts.Source.EmployeeAggregates(ctx, p, pulses.EpochOffset(p), from, t, s.opts.Pulses.MinRespondents)
+	rows, err := s.opts.Source.TeamPeriods(ctx, s.opts.Pulses.Period.Name, from, closed)
 	if err != nil {
 		return nil, err
+	}
+	var groups []records.EmployeeAggregate
+	for _, r := range rows {
+		groups = append(groups, r.Aggregates()...)
 	}
 	type teamQuestion struct{ team, question string }
 	byPeriod := map[teamQuestion]map[time.Time]records.EmployeeAggregate{}
@@ -71,14 +78,14 @@ func (s *Stage) pulseSeries(ctx context.Context, t time.Time) (map[seriesKey]rea
 			}
 		}
 		var base sample
-		released := 0
+		published := 0
 		for i := 1; i <= k; i++ {
 			if g, ok := periods[latest.PeriodStart.Add(-time.Duration(i)*p)]; ok {
 				base = base.add(pulseSample(g))
-				released++
+				published++
 			}
 		}
-		if released < s.cfg.PulseMinBaselinePeriods {
+		if published < s.cfg.PulseMinBaselinePeriods {
 			continue
 		}
 		recent := pulseSample(latest)
@@ -97,7 +104,7 @@ func (s *Stage) pulseSeries(ctx context.Context, t time.Time) (map[seriesKey]rea
 	return out, nil
 }
 
-// pulseSample is the answers of one released group as a sample: engagement answers
+// pulseSample is the answers of one published group as a sample: engagement answers
 // themselves; for eNPS each answer counts +1 (promoter, 9–10), 0 (passive) or −1
 // (detractor, 0–6), so that the mean is the eNPS (as a fraction) and the variance is
 // that of the answers.

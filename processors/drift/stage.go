@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cxlink/cxlink/processors/effort"
+	"github.com/cxlink/cxlink/processors/lease"
 	"github.com/cxlink/cxlink/processors/pulses"
 	"github.com/cxlink/cxlink/processors/records"
 )
@@ -34,12 +35,12 @@ const (
 
 // Source reads the rolling windows back, the partitions added up.
 type Source interface {
-	// WindowTotals returns the window named window at each tick in ends, for every
-	// series with responses (overall, category, channel, team).
-	WindowTotals(ctx context.Context, window string, ends []time.Time) ([]records.WindowTotal, error)
-	// EmployeeAggregates returns the released pulse groups (at least minRespondents
-	// employees) per team, question and period of length p with occurred_at in [from, to).
-	EmployeeAggregates(ctx context.Context, p time.Duration, offset int64, from, to time.Time, minRespondents int) ([]records.EmployeeAggregate, error)
+	// WindowTotals returns window w ending at each tick in ends, for every series with
+	// responses (overall, category, channel, team).
+	WindowTotals(ctx context.Context, w effort.Window, ends []time.Time) ([]records.WindowTotal, error)
+	// TeamPeriods returns the published team figures (team_periods) of the pulse
+	// period named period with period_start in [from, to).
+	TeamPeriods(ctx context.Context, period string, from, to time.Time) ([]records.TeamPeriod, error)
 	// OpenDriftEvents returns the recorded episodes that have not ended.
 	OpenDriftEvents(ctx context.Context) ([]records.DriftEvent, error)
 }
@@ -67,6 +68,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Ticks, when set, are the rollup ticks to evaluate instead of the wall clock's.
 	Ticks <-chan time.Time
+	// Watermarks, when set, reads every partition's watermark (processors/checkpoint):
+	// a tick is judged once all have passed it, or Config.MaxWait after it.
+	Watermarks func(ctx context.Context) ([]time.Time, error)
 }
 
 type seriesKey struct{ survey, dimension, key string }
@@ -108,6 +112,7 @@ type Stage struct {
 	pending        map[pendingKey]records.DriftEvent // latest rows not yet written
 	loaded         bool                              // open episodes were read back
 	lastEvaluation time.Time
+	token          uint64 // of the lease this process holds the stage under
 }
 
 // New checks the configuration and prepares the stage.
@@ -141,10 +146,15 @@ func New(cfg Config, opts Options) (*Stage, error) {
 	}, nil
 }
 
-// Run evaluates every rollup tick, Delay after it, until ctx ends. A failed evaluation
-// is logged and counted; the next tick tries again (nothing is lost: episode rows not
-// written are kept until they are).
-func (s *Stage) Run(ctx context.Context) error {
+// Run evaluates every rollup tick, Delay after it and once the partitions stored it,
+// until ctx ends, while this process holds the stage's lease taken at token
+// (processors/lease): token orders its rows after those of earlier holders. It starts
+// from the episodes as recorded, whoever wrote them. A failed evaluation is logged and
+// counted; the next tick tries again (nothing is lost: episode rows not written are kept
+// until they are).
+func (s *Stage) Run(ctx context.Context, token uint64) error {
+	s.reset(token)
+	defer s.metrics.clear()
 	ticks := s.opts.Ticks
 	if ticks == nil {
 		ch := make(chan time.Time)
@@ -170,12 +180,62 @@ func (s *Stage) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case t := <-ticks:
+			if !s.awaitPartitions(ctx, t) {
+				return nil
+			}
 			if err := s.Evaluate(ctx, t); err != nil && ctx.Err() == nil {
 				s.metrics.errors.Inc()
 				s.logger.Warn("drift evaluation failed; trying again at the next tick", "tick", t, "err", err)
 			}
 		}
 	}
+}
+
+// reset forgets what an earlier tenure held: another holder may have changed the
+// episodes since.
+func (s *Stage) reset(token uint64) {
+	s.token = token
+	s.loaded = false
+	s.lastEvaluation, s.lastBlock = time.Time{}, time.Time{}
+	clear(s.ewmas)
+	clear(s.open)
+	clear(s.pending)
+}
+
+// awaitPartitions waits until every partition's watermark passed t, or MaxWait after t;
+// false when ctx ended first.
+func (s *Stage) awaitPartitions(ctx context.Context, t time.Time) bool {
+	if s.opts.Watermarks == nil {
+		return true
+	}
+	for {
+		wm, err := s.opts.Watermarks(ctx)
+		if err == nil && allPassed(wm, t) {
+			return true
+		}
+		if err != nil && ctx.Err() == nil {
+			s.logger.Warn("read partition watermarks", "err", err)
+		}
+		if !time.Now().Before(t.Add(s.cfg.MaxWait)) {
+			s.metrics.incomplete.Inc()
+			s.logger.Warn("judging a tick before every partition stored it", "tick", t, "max_wait", s.cfg.MaxWait)
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func allPassed(watermarks []time.Time, t time.Time) bool {
+	for _, w := range watermarks {
+		if w.Before(t) {
+			return false
+		}
+	}
+	return true
 }
 
 // Evaluate judges every series at rollup tick t (a multiple of the step).
@@ -190,11 +250,11 @@ func (s *Stage) Evaluate(ctx context.Context, t time.Time) error {
 	if !t.After(s.lastEvaluation) {
 		return nil
 	}
-	recent, err := s.windows(ctx, s.recent.Name, t)
+	recent, err := s.windows(ctx, s.recent, t)
 	if err != nil {
 		return err
 	}
-	baseline, err := s.windows(ctx, s.base.Name, t.Add(-s.recent.Length))
+	baseline, err := s.windows(ctx, s.base, t.Add(-s.recent.Length))
 	if err != nil {
 		return err
 	}
@@ -230,7 +290,7 @@ func (s *Stage) Evaluate(ctx context.Context, t time.Time) error {
 		}
 		s.judge(snap, seen, k, t, readings, r.Responses, b.Responses, eligible)
 	}
-	// A pulse series has a reading only when it can start an episode: released groups,
+	// A pulse series has a reading only when it can start an episode: published groups,
 	// with enough baseline periods.
 	for k, r := range pulseReadings {
 		s.judge(snap, seen, k, t, map[string]reading{Mean: r}, r.nRecent, r.nBaseline, true)
@@ -276,7 +336,7 @@ func (s *Stage) step(ek episodeKey, owner string, t time.Time, r reading, eligib
 			return
 		}
 		e.Owner = owner
-		e.Version = version(t)
+		e.Version = lease.Version(t, s.token)
 		s.pending[pendingKey{ek, e.StartedAt}] = *e
 		if !e.EndedAt.IsZero() {
 			s.logger.Info("drift ended", "survey", e.Survey, "dimension", e.Dimension, "key", e.Key, "owner", owner,
@@ -291,7 +351,7 @@ func (s *Stage) step(ek episodeKey, owner string, t time.Time, r reading, eligib
 	e = &records.DriftEvent{
 		Survey: ek.series.survey, Dimension: ek.series.dimension, Key: ek.series.key, Owner: owner,
 		Detector: ek.detector, Direction: direction(ek.detector, r.z), StartedAt: t,
-		RecentWindow: recentSpan, BaselineWindow: baselineSpan, Version: version(t),
+		RecentWindow: recentSpan, BaselineWindow: baselineSpan, Version: lease.Version(t, s.token),
 	}
 	setPeak(e, t, r)
 	s.open[ek] = e
@@ -316,9 +376,6 @@ func direction(detector string, z float64) string {
 	return Better
 }
 
-// version orders the rows of one episode: later evaluations write higher versions.
-func version(t time.Time) uint64 { return uint64(t.UnixNano()) }
-
 func round2(v float64) float64 { return math.Round(v*100) / 100 }
 
 func toSample(w records.WindowTotal) sample {
@@ -326,7 +383,7 @@ func toSample(w records.WindowTotal) sample {
 }
 
 // windows reads one window at one tick, by series.
-func (s *Stage) windows(ctx context.Context, window string, end time.Time) (map[seriesKey]records.WindowTotal, error) {
+func (s *Stage) windows(ctx context.Context, window effort.Window, end time.Time) (map[seriesKey]records.WindowTotal, error) {
 	rows, err := s.opts.Source.WindowTotals(ctx, window, []time.Time{end})
 	if err != nil {
 		return nil, err
@@ -357,11 +414,11 @@ func (s *Stage) foldBlocks(ctx context.Context, t time.Time) error {
 		ends = append(ends, b)
 		starts = append(starts, b.Add(-r))
 	}
-	rec, err := s.opts.Source.WindowTotals(ctx, s.recent.Name, ends)
+	rec, err := s.opts.Source.WindowTotals(ctx, s.recent, ends)
 	if err != nil {
 		return err
 	}
-	base, err := s.opts.Source.WindowTotals(ctx, s.base.Name, starts)
+	base, err := s.opts.Source.WindowTotals(ctx, s.base, starts)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/cxlink/cxlink/processors/effort"
+	"github.com/cxlink/cxlink/processors/lease"
 	"github.com/cxlink/cxlink/processors/pulses"
 	"github.com/cxlink/cxlink/processors/records"
 )
@@ -20,7 +22,6 @@ import (
 // rollups do (end − length ≤ t < end), and stores drift rows like drift_events (FINAL).
 type fakeRollups struct {
 	buckets map[seriesKey]map[int64]records.WindowTotal // unix second → bucket
-	windows map[string]int64                            // name → seconds
 	events  map[[6]string]records.DriftEvent
 	pulses  []pulseAnswer
 }
@@ -34,7 +35,7 @@ type pulseAnswer struct {
 
 func newFake() *fakeRollups {
 	return &fakeRollups{buckets: map[seriesKey]map[int64]records.WindowTotal{},
-		windows: map[string]int64{"10s": 10, "60s": 60, "300s": 300}, events: map[[6]string]records.DriftEvent{}}
+		events: map[[6]string]records.DriftEvent{}}
 }
 
 func (f *fakeRollups) add(k seriesKey, at int64, score float64, negative bool) {
@@ -53,12 +54,12 @@ func (f *fakeRollups) add(k seriesKey, at int64, score float64, negative bool) {
 	m[at] = b
 }
 
-func (f *fakeRollups) WindowTotals(_ context.Context, window string, ends []time.Time) ([]records.WindowTotal, error) {
+func (f *fakeRollups) WindowTotals(_ context.Context, window effort.Window, ends []time.Time) ([]records.WindowTotal, error) {
 	var out []records.WindowTotal
 	for k, m := range f.buckets {
 		for _, end := range ends {
 			w := records.WindowTotal{Survey: k.survey, Dimension: k.dimension, Key: k.key, WindowEnd: end}
-			for s := end.Unix() - f.windows[window]; s < end.Unix(); s++ {
+			for s := end.Unix() - int64(window.Length/time.Second); s < end.Unix(); s++ {
 				b := m[s]
 				w.Responses += b.Responses
 				w.ScoreSum += b.ScoreSum
@@ -73,19 +74,20 @@ func (f *fakeRollups) WindowTotals(_ context.Context, window string, ends []time
 	return out, nil
 }
 
-// EmployeeAggregates groups the answers like the SQL: per team, question and period,
-// groups below the threshold left out.
-func (f *fakeRollups) EmployeeAggregates(_ context.Context, p time.Duration, _ int64, from, to time.Time, minRespondents int) ([]records.EmployeeAggregate, error) {
+// TeamPeriods publishes the answers like the analytics stage: per team, question and
+// period, every group of at least 5 respondents (all its answers are in).
+func (f *fakeRollups) TeamPeriods(_ context.Context, period string, from, to time.Time) ([]records.TeamPeriod, error) {
+	p, _ := pulses.ParsePeriod(period)
 	type key struct {
 		team, question string
 		start          time.Time
 	}
 	groups := map[key]*records.EmployeeAggregate{}
 	for _, a := range f.pulses {
-		if a.at.Before(from) || !a.at.Before(to) {
+		k := key{a.team, a.question, a.at.Truncate(p)}
+		if k.start.Before(from) || !k.start.Before(to) {
 			continue
 		}
-		k := key{a.team, a.question, a.at.Truncate(p)}
 		g := groups[k]
 		if g == nil {
 			g = &records.EmployeeAggregate{Team: a.team, Question: a.question, PeriodStart: k.start}
@@ -101,11 +103,30 @@ func (f *fakeRollups) EmployeeAggregates(_ context.Context, p time.Duration, _ i
 			g.Detractors++
 		}
 	}
-	var out []records.EmployeeAggregate
-	for _, g := range groups {
-		if g.Respondents >= uint64(minRespondents) {
-			out = append(out, *g)
+	rows := map[key]*records.TeamPeriod{}
+	for k, g := range groups {
+		if g.Respondents < 5 {
+			continue
 		}
+		rk := key{team: k.team, start: k.start}
+		r := rows[rk]
+		if r == nil {
+			r = &records.TeamPeriod{Period: period, PeriodStart: k.start, Team: k.team}
+			rows[rk] = r
+		}
+		n := float64(g.Respondents)
+		if k.question == Engagement {
+			mean, sd := g.Sum/n, math.Sqrt((g.SquareSum-g.Sum*g.Sum/n)/(n-1))
+			r.EngagementRespondents, r.Engagement, r.EngagementSD = uint32(g.Respondents), &mean, &sd
+		} else {
+			pro, det := 100*float64(g.Promoters)/n, 100*float64(g.Detractors)/n
+			enps := pro - det
+			r.ENPSRespondents, r.ENPS, r.ENPSPromoters, r.ENPSDetractors = uint32(g.Respondents), &enps, &pro, &det
+		}
+	}
+	var out []records.TeamPeriod
+	for _, r := range rows {
+		out = append(out, *r)
 	}
 	return out, nil
 }
@@ -299,7 +320,7 @@ func TestStageHysteresis(t *testing.T) {
 		t.Fatalf("rows %+v", rows)
 	}
 	e := rows[0]
-	if !e.StartedAt.Equal(at(2)) || !e.EndedAt.Equal(at(5)) || !e.PeakAt.Equal(at(4)) || e.PeakStatistic != -4 || e.Version != version(at(5)) {
+	if !e.StartedAt.Equal(at(2)) || !e.EndedAt.Equal(at(5)) || !e.PeakAt.Equal(at(4)) || e.PeakStatistic != -4 || e.Version != lease.Version(at(5), 0) {
 		t.Errorf("episode %+v", e)
 	}
 }
@@ -353,7 +374,8 @@ func TestStageSlowDrift(t *testing.T) {
 // Pulses per one-minute period: team red's engagement and eNPS fall in periods 6–7 and
 // come back; blue stays as it was; tiny has 3 respondents (below the anonymity threshold
 // of 5) and falls hard; late has answered only from period 5 on (one baseline period at
-// its drop, fewer than the 2 needed).
+// its drop, fewer than the 2 needed). A period is judged once closed (no grace here):
+// during period k, period k−1.
 func TestStagePulseDrift(t *testing.T) {
 	f := newFake()
 	period := time.Minute
@@ -387,20 +409,19 @@ func TestStagePulseDrift(t *testing.T) {
 	cfg := testConfig()
 	cfg.Owners = MustParseOwners("team:red=red-lead,*=support")
 	s, err := New(cfg, Options{Source: f, Sink: f, Windows: "10s,60s", Step: time.Second, Registerer: reg, MaxKeys: 10,
-		Pulses: pulses.Config{Period: pulses.MustParsePeriod("1m"), MinRespondents: 5}})
+		Pulses: pulses.Config{Period: pulses.MustParsePeriod("1m"), MinRespondents: 5, Lookback: pulses.MustParsePeriod("1d")}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
 	for k := range 12 {
-		// Each period twice: while its answers come in (not yet released: the period
-		// before is judged) and once they are in.
+		// Twice in each period: both judge the period before, the one closed.
 		for _, sec := range []int{3, 30} {
 			if err := s.Evaluate(ctx, p0.Add(time.Duration(k)*period+time.Duration(sec)*time.Second)); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if k == 6 {
+		if k == 7 {
 			want := `
 # HELP cxlink_drift_episode_active 1 while a drift episode of the series is open (recorded in ClickHouse drift_events), by detector and direction (worse, better).
 # TYPE cxlink_drift_episode_active gauge
@@ -442,8 +463,8 @@ cxlink_drift_episode_active{detector="mean",dimension="team",direction="worse",k
 	for _, e := range worse {
 		t.Logf("%s episode: periods %s to %s, peak z %.1f (%.2f vs %.2f, n %d vs %d)", e.Survey, e.StartedAt.Sub(p0), e.EndedAt.Sub(p0),
 			e.PeakStatistic, e.PeakRecent, e.PeakBaseline, e.PeakRecentResponses, e.PeakBaselineResponses)
-		// Judged from the moment period 6's answers are in; over once period 8's are.
-		if e.StartedAt != p0.Add(6*period+30*time.Second) || e.EndedAt != p0.Add(8*period+30*time.Second) {
+		// Judged from the moment period 6 closed; over once period 8 did.
+		if e.StartedAt != p0.Add(7*period+3*time.Second) || e.EndedAt != p0.Add(9*period+3*time.Second) {
 			t.Errorf("%s episode from %s to %s", e.Survey, e.StartedAt.Sub(p0), e.EndedAt.Sub(p0))
 		}
 		if e.Owner != "red-lead" || e.Dimension != "team" || e.Detector != Mean || e.RecentWindow != "1m" || e.BaselineWindow != "4x1m" ||

@@ -1,6 +1,8 @@
 package effort
 
 import (
+	"cmp"
+	"slices"
 	"time"
 
 	"github.com/cxlink/cxlink/processors/records"
@@ -9,19 +11,24 @@ import (
 // State is the rolling windows of one partition. It is not safe for concurrent use: one
 // goroutine owns a partition.
 //
-// Ticks are the instants the windows are read at (multiples of the step). Each Tick
-// returns the rows of the new tick(s) and, for series changed since the previous Tick
-// at buckets before it (late events, late attribution), the rows of the earlier ticks
-// those changes affect, back to the first tick of this State.
+// Responses go into step-wide buckets at their event time. The buckets a message changed
+// are handed out as rows (TakeChanged), each with its cumulative sums and the stream
+// sequence of the last message that changed it, so the rows depend on the stream alone.
+// Ticks only set the instant the windows are read at for metrics (Current).
 type State struct {
 	partition uint16
 	step      time.Duration
 	windows   []Window
 	series    map[SeriesKey]*series
-	// dirty holds, per changed series, the earliest bucket changed since the last Tick.
-	dirty               map[SeriesKey]int64
-	started             bool  // a first tick is set
-	firstTick, lastTick int64 // in steps
+	// changed holds the buckets changed since the last TakeChanged, with the sequence of
+	// the last message that changed each.
+	changed  map[bucketRef]uint64
+	lastTick int64 // in steps
+}
+
+type bucketRef struct {
+	k     SeriesKey
+	index int64
 }
 
 // NewState returns empty windows for a partition; windows must be sorted by length and
@@ -32,7 +39,7 @@ func NewState(partition uint16, step time.Duration, windows []Window) *State {
 		step:      step,
 		windows:   windows,
 		series:    make(map[SeriesKey]*series),
-		dirty:     make(map[SeriesKey]int64),
+		changed:   make(map[bucketRef]uint64),
 	}
 }
 
@@ -49,8 +56,9 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
-// Add puts one response into the series k at its event time.
-func (s *State) Add(k SeriesKey, at time.Time, a Aggregate) {
+// Add puts one response into the series k at its event time; seq is the stream sequence
+// of the message that brought it.
+func (s *State) Add(k SeriesKey, at time.Time, a Aggregate, seq uint64) {
 	idx := s.Index(at)
 	sr := s.series[k]
 	if sr == nil {
@@ -58,11 +66,7 @@ func (s *State) Add(k SeriesKey, at time.Time, a Aggregate) {
 		s.series[k] = sr
 	}
 	sr.add(idx, a)
-	if s.started && idx < s.lastTick {
-		if d, ok := s.dirty[k]; !ok || idx < d {
-			s.dirty[k] = idx
-		}
-	}
+	s.changed[bucketRef{k, idx}] = seq
 }
 
 // Window reads series k over window length w ending (exclusively) at end.
@@ -75,66 +79,39 @@ func (s *State) Window(k SeriesKey, end time.Time, w time.Duration) Aggregate {
 	return sr.window(to-int64(w/s.step), to)
 }
 
-// StartAt makes the first Tick emit every tick from t on: used after a restart to
-// rewrite the ticks that events still in flight may have changed.
-func (s *State) StartAt(t time.Time) {
-	s.firstTick = s.Index(t)
-	s.lastTick = s.firstTick - 1
-	s.started = true
-}
-
-// Tick reads the windows at t (a multiple of the step) and returns the rows to write;
-// version is stamped on every row (later computations must carry higher versions).
-func (s *State) Tick(t time.Time, version uint64) []records.Rollup {
-	now := s.Index(t)
-	if !s.started {
-		s.StartAt(t)
+// TakeChanged returns the rows of the buckets changed since the last call, in a
+// deterministic order, and forgets that they changed.
+func (s *State) TakeChanged() []records.Bucket {
+	if len(s.changed) == 0 {
+		return nil
 	}
-	var rows []records.Rollup
-	// Series changed at buckets before the last tick: rewrite the ticks they affect.
-	for k, from := range s.dirty {
-		sr := s.series[k]
-		for tick := max(from+1, s.firstTick); tick <= s.lastTick && sr != nil; tick++ {
-			rows = s.appendRows(rows, k, sr, tick, version)
-		}
-	}
-	clear(s.dirty)
-	for tick := s.lastTick + 1; tick <= now; tick++ {
-		for k, sr := range s.series {
-			rows = s.appendRows(rows, k, sr, tick, version)
-		}
-	}
-	if now > s.lastTick {
-		s.lastTick = now
-	}
-	return rows
-}
-
-// appendRows appends the rows of series k at one tick, one per window with responses.
-func (s *State) appendRows(rows []records.Rollup, k SeriesKey, sr *series, tick int64, version uint64) []records.Rollup {
-	end := s.instant(tick)
-	for _, w := range s.windows {
-		a := sr.window(tick-int64(w.Length/s.step), tick)
-		if a.Responses == 0 {
-			continue
-		}
-		rows = append(rows, records.Rollup{
-			Survey:    k.Survey,
-			Window:    w.Name,
-			Dimension: k.Dimension,
-			Key:       k.Key,
-			WindowEnd: end,
+	rows := make([]records.Bucket, 0, len(s.changed))
+	for ref, seq := range s.changed {
+		a := s.series[ref.k].bucket(ref.index)
+		rows = append(rows, records.Bucket{
+			Survey:    ref.k.Survey,
+			Dimension: ref.k.Dimension,
+			Key:       ref.k.Key,
+			Start:     s.instant(ref.index),
 			Partition: s.partition,
 			Responses: a.Responses,
 			ScoreSum:  float64(a.ScoreMicro) / 1e6,
 			Positive:  a.Positive,
 			Negative:  a.Negative,
 			SquareSum: float64(a.SqMicro) / 1e6,
-			Version:   version,
+			Version:   seq,
 		})
 	}
+	clear(s.changed)
+	slices.SortFunc(rows, func(a, b records.Bucket) int {
+		return cmp.Or(a.Start.Compare(b.Start), cmp.Compare(a.Survey, b.Survey),
+			cmp.Compare(a.Dimension, b.Dimension), cmp.Compare(a.Key, b.Key))
+	})
 	return rows
 }
+
+// Tick sets the instant (a multiple of the step) Current reads the windows at.
+func (s *State) Tick(t time.Time) { s.lastTick = s.Index(t) }
 
 // Current reads every series over every window at the last tick, for metrics.
 func (s *State) Current(fn func(k SeriesKey, w Window, a Aggregate)) {
@@ -147,16 +124,70 @@ func (s *State) Current(fn func(k SeriesKey, w Window, a Aggregate)) {
 	}
 }
 
-// Evict drops buckets before t; no tick at or after t + the longest window reads them.
+// Evict drops buckets before t. The caller chooses t so that no later message can change
+// them and no later tick reads them; changed buckets not yet taken are kept.
 func (s *State) Evict(t time.Time) {
 	idx := s.Index(t)
+	for ref := range s.changed {
+		idx = min(idx, ref.index)
+	}
 	for k, sr := range s.series {
 		if sr.evict(idx) {
 			delete(s.series, k)
-			delete(s.dirty, k)
 		}
 	}
 }
 
 // Series is the number of series held, for metrics.
 func (s *State) Series() int { return len(s.series) }
+
+// Snapshot is the content of a State, for saving it (processors/partition encodes it).
+// Buckets changed but not yet taken are not part of it: a snapshot is only used once the
+// rows of every message it holds are stored.
+type Snapshot struct {
+	LastTick int64
+	Series   []SeriesSnapshot
+}
+
+// SeriesSnapshot is one series' buckets.
+type SeriesSnapshot struct {
+	Key     SeriesKey
+	Buckets []BucketSnapshot
+}
+
+// BucketSnapshot is one bucket: its index (steps since the epoch) and sums.
+type BucketSnapshot struct {
+	Index int64
+	Agg   Aggregate
+}
+
+// Snapshot returns the state's content.
+func (s *State) Snapshot() Snapshot {
+	out := Snapshot{LastTick: s.lastTick, Series: make([]SeriesSnapshot, 0, len(s.series))}
+	for k, sr := range s.series {
+		ss := SeriesSnapshot{Key: k, Buckets: make([]BucketSnapshot, len(sr.buckets))}
+		for i, b := range sr.buckets {
+			ss.Buckets[i] = BucketSnapshot{Index: b.index, Agg: b.agg}
+		}
+		out.Series = append(out.Series, ss)
+	}
+	return out
+}
+
+// Restore replaces the state's content with a snapshot's.
+func (s *State) Restore(snap Snapshot) {
+	s.lastTick = snap.LastTick
+	clear(s.series)
+	clear(s.changed)
+	for _, ss := range snap.Series {
+		sr := &series{buckets: make([]bucket, len(ss.Buckets))}
+		for i, b := range ss.Buckets {
+			sr.buckets[i] = bucket{index: b.Index, agg: b.Agg}
+		}
+		s.series[ss.Key] = sr
+	}
+}
+
+// DiscardChanged forgets which buckets changed, without rows: their rows are stored
+// already (a replay of messages whose rows were written before).
+func (s *State) DiscardChanged() { clear(s.changed) }

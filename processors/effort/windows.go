@@ -1,6 +1,7 @@
 // Package effort keeps the event-time rolling windows of customer survey scores (CES,
 // CSAT, NPS) for one partition: per survey kind and per dimension key, a sparse series of
-// step-wide buckets with exact integer sums, read as sliding windows at each tick.
+// step-wide buckets with exact integer sums. The changed buckets are written as rows;
+// sliding windows are sums of buckets, read at each tick for metrics.
 package effort
 
 import (
@@ -163,6 +164,15 @@ func (s *series) sumBefore(end int64) Aggregate {
 	s.prefixValid = len(s.buckets)
 	i := sort.Search(len(s.buckets), func(i int) bool { return s.buckets[i].index >= end })
 	return s.prefix[i]
+}
+
+// bucket is the content of the bucket at index (zero if there is none).
+func (s *series) bucket(index int64) Aggregate {
+	i := sort.Search(len(s.buckets), func(i int) bool { return s.buckets[i].index >= index })
+	if i < len(s.buckets) && s.buckets[i].index == index {
+		return s.buckets[i].agg
+	}
+	return Aggregate{}
 }
 
 // window is the sum of buckets with from ≤ index < to.

@@ -1,11 +1,13 @@
 // Package linkage correlates employee pulse results with the customer scores of the
-// same teams, across teams: per period and pooled over a rolling span of periods, with
-// the employee period t paired with the customer period t + lag. It is pure computation
+// same teams, the employee period t paired with the customer period t + lag: across the
+// teams of each period, and over a rolling span of periods both between teams (the
+// teams' means) and within teams (each team's moves over time). It is pure computation
 // over per-team period aggregates (processors/analytics reads them and writes the
-// results); stats.go holds the statistics.
+// results); stats.go and repeated.go hold the statistics.
 package linkage
 
 import (
+	"math"
 	"sort"
 	"time"
 
@@ -23,13 +25,20 @@ const (
 	StatusOK          = "ok"
 	StatusTooFewTeams = "too_few_teams" // fewer teams than Params.MinTeams: no coefficient
 	StatusNoVariance  = "no_variance"   // every team had the same value: no coefficient
-	StatusTooFewPairs = "too_few_pairs" // pooled: too few pairs within periods for the test
+	StatusTooFewPairs = "too_few_pairs" // within_teams: too few teams seen in two periods or more, or under 2 degrees of freedom
 )
 
-// Scopes of a linkage row.
+// Scopes of a linkage row. Rows of scope "pooled" (team-periods pooled as if each
+// were another team) were written before between_teams and within_teams replaced them;
+// readers ignore them.
 const (
+	// ScopePeriod: the teams of one employee period t, one pair per team.
 	ScopePeriod = "period"
-	ScopePooled = "pooled"
+	// ScopeBetweenTeams: over the span, one pair per team, its means (BetweenTeams).
+	ScopeBetweenTeams = "between_teams"
+	// ScopeWithinTeams: over the span, every team-period, as moves away from the
+	// team's own level and the period's common level (WithinTeams).
+	ScopeWithinTeams = "within_teams"
 )
 
 // Params of one computation.
@@ -38,7 +47,8 @@ type Params struct {
 	PeriodName string // as configured, e.g. "7d"; written with every row
 	// Last is the start of the last ended period: the latest customer period linked.
 	Last time.Time
-	// Span is the number of employee periods pooled; MaxLag the largest lag.
+	// Span is the number of employee periods of the between-team and within-team
+	// results; MaxLag the largest lag.
 	Span, MaxLag int
 	// MinTeams is the fewest teams a correlation is reported for.
 	MinTeams int
@@ -64,8 +74,8 @@ type figures struct {
 
 // Compute returns the team_periods rows of the teams with employee aggregates in
 // [From, Last] and the linkage rows: per lag and metric pair, one row per employee
-// period with pairs in [Last − lag − Span + 1, Last − lag], and one pooled row over those
-// periods (period_start Last − lag).
+// period with pairs in [Last − lag − Span + 1, Last − lag], and a between-team and a
+// within-team row over those periods (period_start Last − lag).
 func Compute(p Params, emp []records.EmployeeAggregate, cust []records.CustomerAggregate) ([]records.TeamPeriod, []records.Linkage) {
 	byKey := map[teamPeriod]*figures{}
 	get := func(team string, start time.Time) *figures {
@@ -151,8 +161,7 @@ func Compute(p Params, emp []records.EmployeeAggregate, cust []records.CustomerA
 	for lag := 0; lag <= p.MaxLag; lag++ {
 		for _, em := range EmployeeMetrics {
 			for _, cm := range CustomerMetrics {
-				var groups [][2][]float64
-				pooledTeams := map[string]bool{}
+				var obs []Observation
 				for i := p.Span - 1; i >= 0; i-- {
 					t := last - int64(lag+i)*step
 					var x, y []float64
@@ -166,13 +175,12 @@ func Compute(p Params, emp []records.EmployeeAggregate, cust []records.CustomerA
 						cv, cok := c.cust[cm]
 						if eok && cok {
 							x, y = append(x, ev), append(y, cv)
-							pooledTeams[team] = true
+							obs = append(obs, Observation{Team: team, Period: t, X: ev, Y: cv})
 						}
 					}
 					if len(x) == 0 {
 						continue
 					}
-					groups = append(groups, [2][]float64{x, y})
 					row := newRow(p, time.Unix(t, 0), ScopePeriod, 1, lag, em, cm, len(x), len(x), 1)
 					if len(x) >= p.MinTeams {
 						c, ok := Correlate(x, y)
@@ -180,21 +188,39 @@ func Compute(p Params, emp []records.EmployeeAggregate, cust []records.CustomerA
 					}
 					links = append(links, row.Linkage)
 				}
-				pairs := 0
-				for _, g := range groups {
-					pairs += len(g[0])
-				}
-				row := newRow(p, time.Unix(last-int64(lag)*step, 0), ScopePooled, p.Span, lag, em, cm, len(pooledTeams), pairs, 0)
-				if len(pooledTeams) >= p.MinTeams {
-					c, used, ok := Pooled(groups)
-					row.Periods = uint16(used)
-					row.set(c, ok)
-				}
-				links = append(links, row.Linkage)
+				links = append(links, spanRows(p, time.Unix(last-int64(lag)*step, 0), lag, em, cm, obs)...)
 			}
 		}
 	}
 	return teams, links
+}
+
+// spanRows are the between-team and the within-team rows of the observations of one
+// lag and metric pair over the span, as of the employee period end.
+func spanRows(p Params, end time.Time, lag int, em, cm string, obs []Observation) []records.Linkage {
+	teams, periods := map[string]bool{}, map[int64]bool{}
+	for _, o := range obs {
+		teams[o.Team], periods[o.Period] = true, true
+	}
+	between := newRow(p, end, ScopeBetweenTeams, p.Span, lag, em, cm, len(teams), len(obs), len(periods))
+	within := between
+	within.Scope = ScopeWithinTeams
+	if len(teams) >= p.MinTeams {
+		c, _, ok := BetweenTeams(obs)
+		between.set(c, ok)
+
+		c, used, usedPeriods, ok := WithinTeams(obs)
+		within.Teams, within.Periods = uint32(used), uint16(usedPeriods)
+		within.Pairs = uint32(c.N)
+		if used < p.MinTeams {
+			// Enough teams, but too few of them seen in two periods or more: a team
+			// seen once cannot show how it changes.
+			within.Status = StatusTooFewPairs
+		} else {
+			within.set(c, ok)
+		}
+	}
+	return []records.Linkage{between.Linkage, within.Linkage}
 }
 
 type row struct{ records.Linkage }
@@ -203,12 +229,13 @@ func newRow(p Params, start time.Time, scope string, span, lag int, em, cm strin
 	return row{records.Linkage{
 		Period: p.PeriodName, PeriodStart: start.UTC(), Scope: scope, SpanPeriods: uint16(span), Lag: uint8(lag),
 		EmployeeMetric: em, CustomerMetric: cm, Teams: uint32(teams), Pairs: uint32(pairs), Periods: uint16(periods),
-		Status: StatusTooFewTeams,
+		Status: StatusTooFewTeams, Reading: ReadingNoResult,
 	}}
 }
 
-// set records a correlation computed over enough teams.
+// set records a correlation computed over enough teams, and how to read it.
 func (r *row) set(c Correlation, ok bool) {
+	defer func() { r.Reading = Read(r.Linkage) }()
 	if !ok {
 		r.Status = StatusNoVariance
 		if c.N < 4 || c.DF < 2 {
@@ -217,5 +244,40 @@ func (r *row) set(c Correlation, ok bool) {
 		return
 	}
 	r.Status = StatusOK
-	r.Pearson, r.Spearman, r.CILow, r.CIHigh, r.P = &c.Pearson, &c.Spearman, &c.CILow, &c.CIHigh, &c.P
+	df := uint32(c.DF)
+	r.Pearson, r.CILow, r.CIHigh, r.P, r.DF, r.MinDetectable = &c.Pearson, &c.CILow, &c.CIHigh, &c.P, &df, &c.MinDetectable
+	if !math.IsNaN(c.Spearman) {
+		r.Spearman = &c.Spearman
+	}
+}
+
+// Readings of a linkage row: whether it is solid enough to act on.
+const (
+	ReadingNoResult = "no_result" // status is not ok: no coefficient
+	// ReadingTooUncertain: the 95% interval includes 0, so the data cannot tell a link
+	// from none; the row's min_detectable_r says how strong a link would have had to be
+	// to be found reliably.
+	ReadingTooUncertain = "too_uncertain"
+	// ReadingUnderpowered: the interval excludes 0, but |r| is below the smallest
+	// correlation this n detects with 80% power: a link this weak is missed more often
+	// than found at this n, so the one found has likely been overstated. Its direction
+	// is a lead to confirm with more teams or periods, its size is not.
+	ReadingUnderpowered = "underpowered"
+	// ReadingSupported: the interval excludes 0 and this n detects a link of this size
+	// reliably. The size to act on is the interval, not r.
+	ReadingSupported = "supported"
+)
+
+// Read returns the reading of a linkage row from its status, r, interval and smallest
+// detectable correlation.
+func Read(l records.Linkage) string {
+	switch {
+	case l.Status != StatusOK || l.Pearson == nil || l.CILow == nil || l.CIHigh == nil:
+		return ReadingNoResult
+	case *l.CILow <= 0 && *l.CIHigh >= 0:
+		return ReadingTooUncertain
+	case l.MinDetectable != nil && math.Abs(*l.Pearson) < *l.MinDetectable:
+		return ReadingUnderpowered
+	}
+	return ReadingSupported
 }

@@ -64,17 +64,27 @@ func TestComputeLagOneReproducesReference(t *testing.T) {
 			t.Errorf("got %s, published %s", c[0], c[1])
 		}
 	}
-	// The pooled row as of week 2 holds the same single period.
-	pooled := find(links, ScopePooled, 1, "engagement", "ces", week0.Add(2*week))
-	if pooled == nil || pooled.Status != StatusOK || round(*pooled.Pearson, 12) != round(*l.Pearson, 12) || pooled.Periods != 1 || pooled.Pairs != 9 {
-		t.Fatalf("pooled: %+v", pooled)
+	if *l.DF != 7 || l.Reading != ReadingTooUncertain || round(*l.MinDetectable, 2) != "0.79" {
+		t.Errorf("df %d, reading %s, detectable %v", *l.DF, l.Reading, *l.MinDetectable)
+	}
+	// The span as of week 2 holds this single period: between teams it is the same
+	// correlation; within teams there is none, as no team was seen twice.
+	between := find(links, ScopeBetweenTeams, 1, "engagement", "ces", week0.Add(2*week))
+	if between == nil || between.Status != StatusOK || round(*between.Pearson, 12) != round(*l.Pearson, 12) || between.Periods != 1 || between.Pairs != 9 || *between.DF != 7 {
+		t.Fatalf("between teams: %+v", between)
+	}
+	within := find(links, ScopeWithinTeams, 1, "engagement", "ces", week0.Add(2*week))
+	if within == nil || within.Status != StatusTooFewPairs || within.Pearson != nil || within.DF != nil || within.Teams != 0 || within.Reading != ReadingNoResult {
+		t.Fatalf("within teams: %+v", within)
 	}
 	if l := find(links, ScopePeriod, 0, "engagement", "ces", week0.Add(2*week)); l != nil {
 		t.Fatalf("lag 0 in week 2 has no customer data but got %+v", l)
 	}
 	// csat: one team with 3 responses, below the minimum of 10: no pairs at all.
-	if l := find(links, ScopePooled, 1, "engagement", "csat", week0.Add(2*week)); l == nil || l.Pairs != 0 || l.Status != StatusTooFewTeams || l.Pearson != nil {
-		t.Fatalf("csat pooled: %+v", l)
+	for _, scope := range []string{ScopeBetweenTeams, ScopeWithinTeams} {
+		if l := find(links, scope, 1, "engagement", "csat", week0.Add(2*week)); l == nil || l.Pairs != 0 || l.Status != StatusTooFewTeams || l.Pearson != nil {
+			t.Fatalf("csat %s: %+v", scope, l)
+		}
 	}
 }
 
@@ -86,15 +96,20 @@ func TestComputeSaysWhenTeamsAreTooFew(t *testing.T) {
 	}
 	_, links := Compute(params(), emp, cust)
 	l := find(links, ScopePeriod, 0, "engagement", "ces", week0.Add(3*week))
-	if l == nil || l.Status != StatusTooFewTeams || l.Teams != 5 || l.Pearson != nil || l.P != nil || l.CILow != nil {
+	if l == nil || l.Status != StatusTooFewTeams || l.Teams != 5 || l.Pearson != nil || l.P != nil || l.CILow != nil || l.DF != nil || l.MinDetectable != nil {
 		t.Fatalf("got %+v", l)
+	}
+	for _, scope := range []string{ScopeBetweenTeams, ScopeWithinTeams} {
+		if l := find(links, scope, 0, "engagement", "ces", week0.Add(3*week)); l == nil || l.Status != StatusTooFewTeams || l.Teams != 5 || l.Reading != ReadingNoResult {
+			t.Fatalf("%s: %+v", scope, l)
+		}
 	}
 }
 
 // Six teams over four weeks whose CES follows their engagement of the week before,
-// plus a shift common to all teams each week: the pooled lag-1 correlation finds it
-// and lag 0 does not.
-func TestComputePoolsLaggedPeriods(t *testing.T) {
+// plus a shift common to all teams each week: the within-team lag-1 correlation finds
+// it and lag 0 does not.
+func TestComputeWithinTeamsFindsTheLag(t *testing.T) {
 	eng := [][]float64{ // team × week
 		{3.0, 3.8, 2.9, 3.5}, {4.1, 3.2, 3.6, 2.8}, {2.5, 2.7, 4.0, 3.9},
 		{3.6, 4.4, 3.1, 3.0}, {3.3, 2.6, 2.8, 4.3}, {4.0, 3.1, 3.9, 3.4},
@@ -112,13 +127,56 @@ func TestComputePoolsLaggedPeriods(t *testing.T) {
 		}
 	}
 	_, links := Compute(params(), emp, cust)
-	l1 := find(links, ScopePooled, 1, "engagement", "ces", week0.Add(2*week))
-	if l1 == nil || l1.Status != StatusOK || l1.Pairs != 18 || l1.Periods != 3 || l1.Teams != 6 || *l1.Pearson < 0.999 {
-		t.Fatalf("lag 1 pooled: %+v", l1)
+	l1 := find(links, ScopeWithinTeams, 1, "engagement", "ces", week0.Add(2*week))
+	// 18 pairs of 6 teams in 3 periods: 18 − 6 − 2 − 1 = 9 degrees of freedom.
+	if l1 == nil || l1.Status != StatusOK || l1.Pairs != 18 || l1.Periods != 3 || l1.Teams != 6 || *l1.DF != 9 || *l1.Pearson < 0.999 || l1.Spearman != nil {
+		t.Fatalf("lag 1 within teams: %+v", l1)
 	}
-	l0 := find(links, ScopePooled, 0, "engagement", "ces", week0.Add(3*week))
+	l0 := find(links, ScopeWithinTeams, 0, "engagement", "ces", week0.Add(3*week))
 	if l0 == nil || l0.Status != StatusOK || *l0.Pearson > 0.5 {
-		t.Fatalf("lag 0 pooled: %+v", l0)
+		t.Fatalf("lag 0 within teams: %+v", l0)
 	}
-	t.Logf("lag 1 pooled r = %.3f over %d pairs; lag 0 r = %.3f", *l1.Pearson, l1.Pairs, *l0.Pearson)
+	t.Logf("lag 1 within teams r = %.3f over %d pairs; lag 0 r = %.3f", *l1.Pearson, l1.Pairs, *l0.Pearson)
+}
+
+// The constructed data set of testdata/opposite_signs.csv, six teams in four weeks:
+// the more engaged teams have the harder customers (between teams: negative), while a
+// team's customers find things easier in the weeks its engagement is up (within teams:
+// positive). Each result keeps its own n: 6 teams against 24 − 6 − 3 − 1 = 14 degrees
+// of freedom.
+func TestComputeBetweenAndWithinTeamsDifferInSign(t *testing.T) {
+	var emp []records.EmployeeAggregate
+	var cust []records.CustomerAggregate
+	for _, o := range readOppositeSigns(t) {
+		team(&emp, &cust, o.Team, int(o.Period), int(o.Period), o.X, o.Y)
+	}
+	_, links := Compute(params(), emp, cust)
+	end := week0.Add(3 * week)
+	between := find(links, ScopeBetweenTeams, 0, "engagement", "ces", end)
+	within := find(links, ScopeWithinTeams, 0, "engagement", "ces", end)
+	if between == nil || between.Status != StatusOK || between.Teams != 6 || between.Pairs != 24 || *between.DF != 4 || *between.CIHigh >= 0 {
+		t.Fatalf("between teams: %+v", between)
+	}
+	if within == nil || within.Status != StatusOK || within.Teams != 6 || within.Pairs != 24 || within.Periods != 4 || *within.DF != 14 || *within.CILow <= 0 {
+		t.Fatalf("within teams: %+v", within)
+	}
+	t.Logf("between teams r = %+.3f [%+.3f, %+.3f], df %d, detectable %.2f, %s", *between.Pearson, *between.CILow, *between.CIHigh, *between.DF, *between.MinDetectable, between.Reading)
+	t.Logf("within teams  r = %+.3f [%+.3f, %+.3f], df %d, detectable %.2f, %s", *within.Pearson, *within.CILow, *within.CIHigh, *within.DF, *within.MinDetectable, within.Reading)
+}
+
+func TestReadings(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	for _, c := range []struct {
+		l    records.Linkage
+		want string
+	}{
+		{records.Linkage{Status: StatusTooFewTeams}, ReadingNoResult},
+		{records.Linkage{Status: StatusOK, Pearson: f(0.5), CILow: f(-0.5), CIHigh: f(0.9), MinDetectable: f(0.92)}, ReadingTooUncertain},
+		{records.Linkage{Status: StatusOK, Pearson: f(-0.85), CILow: f(-0.98), CIHigh: f(-0.1), MinDetectable: f(0.92)}, ReadingUnderpowered},
+		{records.Linkage{Status: StatusOK, Pearson: f(0.4), CILow: f(0.2), CIHigh: f(0.6), MinDetectable: f(0.3)}, ReadingSupported},
+	} {
+		if got := Read(c.l); got != c.want {
+			t.Errorf("%+v: %s, want %s", c.l, got, c.want)
+		}
+	}
 }

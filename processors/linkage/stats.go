@@ -16,8 +16,8 @@ const Confidence = 0.95
 type Correlation struct {
 	// N is the number of pairs.
 	N int
-	// DF is the degrees of freedom of the test, N−2 unless pairs were centred on group
-	// means first (see Pooled).
+	// DF is the degrees of freedom of the test, N−2 unless the pairs are residuals of
+	// team and period means (see WithinTeams).
 	DF      int
 	Pearson float64
 	// T is Pearson's t statistic, r·√DF/√(1−r²).
@@ -27,8 +27,12 @@ type Correlation struct {
 	// CILow and CIHigh bound r at the Confidence level: tanh(atanh(r) ± z/√(DF−1)),
 	// which for plain pairs is the usual z/√(N−3).
 	CILow, CIHigh float64
-	// Spearman is Pearson's r of the ranks, ties given their average rank.
+	// Spearman is Pearson's r of the ranks, ties given their average rank; NaN where
+	// ranks mean nothing (WithinTeams' residuals).
 	Spearman float64
+	// MinDetectable is the smallest |ρ| the test detects with probability Power at
+	// this DF (see MinDetectable).
+	MinDetectable float64
 }
 
 // Correlate computes the correlation of the pairs (x[i], y[i]). ok is false when the
@@ -47,6 +51,7 @@ func correlate(x, y []float64, df int) (Correlation, bool) {
 	c := Correlation{N: n, DF: df, Pearson: r, Spearman: clamp(stat.Correlation(Ranks(x), Ranks(y), nil))}
 	c.T, c.P = PearsonTest(r, df)
 	c.CILow, c.CIHigh = FisherInterval(r, df+2, Confidence)
+	c.MinDetectable = MinDetectable(df)
 	return c, true
 }
 
@@ -106,28 +111,3 @@ func constant(v []float64) bool {
 
 // clamp keeps rounding from pushing a correlation outside [−1, 1].
 func clamp(r float64) float64 { return math.Max(-1, math.Min(1, r)) }
-
-// Pooled correlates pairs from several groups (periods) at once, after centring x and y
-// on their group's means, so that what all teams share in a period (a holiday week, a
-// product launch) does not pass for a link between teams. Groups with fewer than two
-// pairs carry no within-group information and are dropped. The test and the interval
-// treat the centred pairs like a partial correlation controlling for the groups: the
-// degrees of freedom are pairs − groups − 1 (n − 2 for a single group).
-//
-// It returns the correlation and the number of groups used; ok is false when the
-// pairs cannot give one.
-func Pooled(groups [][2][]float64) (c Correlation, used int, ok bool) {
-	var x, y []float64
-	for _, g := range groups {
-		if len(g[0]) < 2 || len(g[0]) != len(g[1]) {
-			continue
-		}
-		mx, my := stat.Mean(g[0], nil), stat.Mean(g[1], nil)
-		for i := range g[0] {
-			x, y = append(x, g[0][i]-mx), append(y, g[1][i]-my)
-		}
-		used++
-	}
-	c, ok = correlate(x, y, len(x)-used-1)
-	return c, used, ok
-}

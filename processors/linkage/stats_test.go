@@ -141,32 +141,3 @@ func TestCorrelateRefusesWhatItCannotEstimate(t *testing.T) {
 		t.Errorf("perfect line: %+v", c)
 	}
 }
-
-func TestPooledOneGroupIsPlain(t *testing.T) {
-	p := readPairs(t, "testdata/hollander_wolfe_tuna.csv", false)[""]
-	plain, _ := Correlate(p[0], p[1])
-	pooled, used, ok := Pooled([][2][]float64{{p[0], p[1]}, {{1}, {2}}})
-	if !ok || used != 1 {
-		t.Fatalf("ok %v, used %d", ok, used)
-	}
-	if round(pooled.Pearson, 12) != round(plain.Pearson, 12) || pooled.DF != 7 || round(pooled.P, 12) != round(plain.P, 12) ||
-		round(pooled.CILow, 12) != round(plain.CILow, 12) || pooled.Spearman != plain.Spearman {
-		t.Fatalf("pooled %+v, plain %+v", pooled, plain)
-	}
-}
-
-// Two periods whose levels differ by a lot: centring removes the shift, which would
-// otherwise make a strong correlation out of two unrelated periods.
-func TestPooledRemovesPeriodShifts(t *testing.T) {
-	a := [2][]float64{{1, 2, 3, 4, 5}, {5, 3, 4, 1, 2}}           // within: negative
-	b := [2][]float64{{11, 12, 13, 14, 15}, {15, 13, 14, 11, 12}} // same, shifted by 10
-	naive, _ := Correlate(append(append([]float64{}, a[0]...), b[0]...), append(append([]float64{}, a[1]...), b[1]...))
-	pooled, used, ok := Pooled([][2][]float64{a, b})
-	single, _ := Correlate(a[0], a[1])
-	if !ok || used != 2 || naive.Pearson < 0.8 {
-		t.Fatalf("naive %v, ok %v, used %d", naive.Pearson, ok, used)
-	}
-	if math.Abs(pooled.Pearson-single.Pearson) > 1e-12 || pooled.DF != 7 || pooled.N != 10 {
-		t.Fatalf("pooled %+v, one period %+v", pooled, single)
-	}
-}

@@ -10,7 +10,6 @@ import (
 	"github.com/cxlink/cxlink/ingest/event"
 	"github.com/cxlink/cxlink/processors/attribution"
 	"github.com/cxlink/cxlink/processors/effort"
-	"github.com/cxlink/cxlink/processors/pulses"
 	"github.com/cxlink/cxlink/processors/records"
 )
 
@@ -23,29 +22,24 @@ type Config struct {
 	AllowedLateness time.Duration
 	// AttributionWait: how long a survey waits for its ticket's first event.
 	AttributionWait time.Duration
-	// Pulses: employee answers are held back per team, question and period until enough
-	// employees answered (processors/pulses). Zero values: weekly periods, threshold 5.
-	Pulses pulses.Config
 }
 
 // LongestWindow is the length of the longest window.
 func (c Config) LongestWindow() time.Duration { return c.Windows[len(c.Windows)-1].Length }
 
-// Horizon is how long after it occurred (or its pulse period started) a message can
-// still change the state's output: processors replay at least this far back.
+// Horizon is how long after it occurred a message can still change the state's output:
+// processors replay at least this far back.
 func (c Config) Horizon() time.Duration {
-	return max(c.LongestWindow(), c.pulses().PeriodLength()) + c.AllowedLateness + c.AttributionWait
+	return c.LongestWindow() + c.AllowedLateness + c.AttributionWait
 }
 
-func (c Config) pulses() pulses.Config {
-	p, def := c.Pulses, pulses.DefaultConfig()
-	if p.Period.Length == 0 {
-		p.Period = def.Period
-	}
-	if p.MinRespondents == 0 {
-		p.MinRespondents = def.MinRespondents
-	}
-	return p
+// ChangeHorizon is how far before the latest received_at a message can still change a
+// bucket: an on-time survey occurred at most AllowedLateness before it was received, and
+// it is attributed at most AttributionWait after that. One step rounds down to the bucket,
+// and a minute covers JetStream timestamps that step back a little when a stream's leader
+// changes.
+func (c Config) ChangeHorizon() time.Duration {
+	return c.AllowedLateness + c.AttributionWait + c.Step + time.Minute
 }
 
 // Message is one stored event with its place in the stream.
@@ -62,9 +56,6 @@ type Outcome struct {
 	Waiting        bool // the survey waits for its ticket
 	LateAttributed int  // surveys attributed by this ticket event
 	Unattributed   int  // surveys that stopped waiting without their ticket
-	// PulseTooLate: an employee pulse received after its period's horizon; not counted
-	// and not stored.
-	PulseTooLate bool
 }
 
 // State of one partition. Not safe for concurrent use.
@@ -72,13 +63,10 @@ type State struct {
 	id      uint16
 	cfg     Config
 	windows *effort.State
-	index   *attribution.Index[waitingSurvey]
-	pulses  *pulses.State
-}
-
-type waitingSurvey struct {
-	row records.Survey
-	agg effort.Aggregate
+	index   *attribution.Index[WaitingSurvey]
+	// lastReceived is the latest received_at applied: no later message changes a bucket
+	// older than lastReceived − changeHorizon.
+	lastReceived time.Time
 }
 
 // New returns the empty state of partition id.
@@ -87,8 +75,7 @@ func New(id uint16, cfg Config) *State {
 		id:      id,
 		cfg:     cfg,
 		windows: effort.NewState(id, cfg.Step, cfg.Windows),
-		index:   attribution.NewIndex[waitingSurvey](cfg.AttributionWait, cfg.LongestWindow()),
-		pulses:  pulses.NewState(cfg.pulses().PeriodLength(), cfg.pulses().MinRespondents, cfg.Horizon()),
+		index:   attribution.NewIndex[WaitingSurvey](cfg.AttributionWait, cfg.LongestWindow()),
 	}
 }
 
@@ -97,6 +84,9 @@ func (s *State) Apply(m Message) (records.Batch, Outcome) {
 	var out records.Batch
 	var oc Outcome
 	oc.Unattributed = s.index.Expire(m.ReceivedAt)
+	if m.ReceivedAt.After(s.lastReceived) {
+		s.lastReceived = m.ReceivedAt
+	}
 	e := &m.Event
 	origin := records.Origin{
 		ReceivedAt: m.ReceivedAt,
@@ -113,10 +103,10 @@ func (s *State) Apply(m Message) (records.Batch, Outcome) {
 		out.Tickets = append(out.Tickets, ticketRow(e, origin))
 		out.Surveys = s.applyTicket(e, m, &oc)
 	case event.TypeEmployeePulse:
-		// Released only once the team's answers in the period are anonymous.
-		rows, poc := s.pulses.Apply(pulseRow(e, origin), m.ReceivedAt)
-		out.Pulses = append(out.Pulses, rows...)
-		oc.PulseTooLate = poc == pulses.TooLate
+		// Written at once to the private database, whatever its period: the analytics
+		// stage publishes team figures from there (processors/pulses, docs/privacy.md).
+		// The state keeps nothing of it, so neither do its snapshots.
+		out.Pulses = append(out.Pulses, pulseRow(e, origin))
 	}
 	return out, oc
 }
@@ -150,11 +140,11 @@ func (s *State) applySurvey(e *event.Event, origin records.Origin, oc *Outcome) 
 	setDims(&row, dims)
 	oc.Attributed = row.Attributed
 	if waits {
-		s.index.Wait(e.TicketID, origin.ReceivedAt, waitingSurvey{row: row, agg: agg})
+		s.index.Wait(e.TicketID, origin.ReceivedAt, WaitingSurvey{Row: row, Agg: agg})
 		oc.Waiting = true
 	}
 	if !origin.Late {
-		s.add(row.Survey, row.OccurredAt, agg, attribution.Dims{}, dims, true)
+		s.add(row.Survey, row.OccurredAt, agg, attribution.Dims{}, dims, true, origin.Seq)
 	}
 	return row
 }
@@ -165,7 +155,7 @@ func (s *State) applyTicket(e *event.Event, m Message, oc *Outcome) []records.Su
 	td, released := s.index.Ticket(e.TicketID, attribution.Dims{Channel: e.Channel, Category: e.Category, Team: e.Team, AgentID: e.AgentID}, m.ReceivedAt)
 	var rows []records.Survey
 	for _, w := range released {
-		row := w.row
+		row := w.Row
 		before := dimsOf(row)
 		after := before
 		if !after.Merge(td) {
@@ -175,7 +165,7 @@ func (s *State) applyTicket(e *event.Event, m Message, oc *Outcome) []records.Su
 		row.Attributed = true
 		row.Version = records.Version(row.Seq, 1)
 		if !row.Late {
-			s.add(row.Survey, row.OccurredAt, w.agg, before, after, false)
+			s.add(row.Survey, row.OccurredAt, w.Agg, before, after, false, m.Seq)
 		}
 		rows = append(rows, row)
 		oc.LateAttributed++
@@ -184,10 +174,10 @@ func (s *State) applyTicket(e *event.Event, m Message, oc *Outcome) []records.Su
 }
 
 // add puts a response into the series of every dimension set in after but not in
-// before (and into overall when asked).
-func (s *State) add(survey string, at time.Time, a effort.Aggregate, before, after attribution.Dims, overall bool) {
+// before (and into overall when asked); seq is the message that does it.
+func (s *State) add(survey string, at time.Time, a effort.Aggregate, before, after attribution.Dims, overall bool, seq uint64) {
 	if overall {
-		s.windows.Add(effort.SeriesKey{Survey: survey, Dimension: effort.Overall}, at, a)
+		s.windows.Add(effort.SeriesKey{Survey: survey, Dimension: effort.Overall}, at, a, seq)
 	}
 	for _, d := range []struct{ dim, before, after string }{
 		{effort.Category, before.Category, after.Category},
@@ -196,19 +186,30 @@ func (s *State) add(survey string, at time.Time, a effort.Aggregate, before, aft
 		{effort.Agent, before.AgentID, after.AgentID},
 	} {
 		if d.before == "" && d.after != "" {
-			s.windows.Add(effort.SeriesKey{Survey: survey, Dimension: d.dim, Key: d.after}, at, a)
+			s.windows.Add(effort.SeriesKey{Survey: survey, Dimension: d.dim, Key: d.after}, at, a, seq)
 		}
 	}
 }
 
-// StartAt makes the next Tick write every tick from t on.
-func (s *State) StartAt(t time.Time) { s.windows.StartAt(t) }
+// TakeBuckets returns the rows of the rollup buckets changed since the last call.
+func (s *State) TakeBuckets() []records.Bucket { return s.windows.TakeChanged() }
 
-// Tick returns the rollup rows to write at tick t and forgets what no later tick reads.
-func (s *State) Tick(t time.Time, version uint64) []records.Rollup {
-	rows := s.windows.Tick(t, version)
-	s.windows.Evict(t.Add(-s.cfg.LongestWindow() - s.cfg.AllowedLateness - s.cfg.AttributionWait - s.cfg.Step))
-	return rows
+// Tick sets the instant the windows are read at for metrics (Current), and forgets the
+// buckets that neither a later tick reads nor a later message can change.
+func (s *State) Tick(t time.Time) {
+	s.windows.Tick(t)
+	evict := t.Add(-s.cfg.LongestWindow() - s.cfg.Step)
+	if !s.lastReceived.IsZero() {
+		evict = minTime(evict, s.lastReceived.Add(-s.cfg.ChangeHorizon()))
+	}
+	s.windows.Evict(evict)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // Current reads the windows at the last tick.

@@ -53,7 +53,7 @@ func TestSurveyAfterTicketIsAttributedAtOnce(t *testing.T) {
 	if row.Version != records.Version(2, 0) || row.Seq != 2 || row.Partition != 1 {
 		t.Fatalf("origin: %+v", row.Origin)
 	}
-	s.Tick(t0.Add(2*time.Minute), 1)
+	s.Tick(t0.Add(2 * time.Minute))
 	if a := window(s, effort.Category, "billing"); a.Responses != 1 || a.Negative != 1 {
 		t.Fatalf("category window: %+v", a)
 	}
@@ -65,7 +65,10 @@ func TestSurveyBeforeTicketWaitsAndIsRewritten(t *testing.T) {
 	if !oc.Waiting || out.Surveys[0].Attributed || out.Surveys[0].Category != "" {
 		t.Fatalf("first row: %+v %+v", oc, out.Surveys[0])
 	}
-	s.Tick(t0.Add(time.Minute), 1)
+	s.Tick(t0.Add(time.Minute))
+	if rows := s.TakeBuckets(); len(rows) != 1 || rows[0].Dimension != effort.Overall || rows[0].Version != 1 {
+		t.Fatalf("buckets of the waiting survey: %+v", rows)
+	}
 	// The ticket arrives within the wait: the survey is written again, attributed.
 	out, oc = s.Apply(Message{Seq: 2, ReceivedAt: t0.Add(5 * time.Minute), Event: ticket("t1", "T-1", "refund", "red", t0)})
 	if oc.LateAttributed != 1 || len(out.Surveys) != 1 || len(out.Tickets) != 1 {
@@ -78,17 +81,20 @@ func TestSurveyBeforeTicketWaitsAndIsRewritten(t *testing.T) {
 	if row.Version <= records.Version(1, 0) || records.Version(1, 0) <= records.Version(2, 1) {
 		t.Fatal("version order: a revision must beat its first row, and the first copy any resend")
 	}
-	rows := s.Tick(t0.Add(6*time.Minute), 2)
-	var refundTicks int
+	// The survey joins its ticket's series in the survey's bucket, stamped with the
+	// ticket's sequence; overall, written before, is not written again.
+	rows := s.TakeBuckets()
+	dims := map[string]bool{}
 	for _, r := range rows {
-		if r.Dimension == effort.Category && r.Key == "refund" {
-			refundTicks++
+		if !r.Start.Equal(t0) || r.Version != 2 || r.Responses != 1 {
+			t.Fatalf("bucket row: %+v", r)
 		}
+		dims[r.Dimension+"="+r.Key] = true
 	}
-	// Ticks t0+1m (already written, now changed) through t0+6m.
-	if refundTicks != 6 {
-		t.Fatalf("refund rows written: %d, want 6", refundTicks)
+	if len(rows) != 4 || !dims["category=refund"] || !dims["team=red"] || !dims["agent=a1"] || !dims["channel=chat"] {
+		t.Fatalf("bucket rows after attribution: %+v", rows)
 	}
+	s.Tick(t0.Add(6 * time.Minute))
 	if a := window(s, effort.Overall, ""); a.Responses != 1 {
 		t.Fatalf("overall counted %d times", a.Responses)
 	}
@@ -109,7 +115,10 @@ func TestLateEventsStayOutOfWindows(t *testing.T) {
 	if !oc.Late || !out.Surveys[0].Late {
 		t.Fatal("not marked late")
 	}
-	s.Tick(t0.Add(62*time.Minute), 1)
+	s.Tick(t0.Add(62 * time.Minute))
+	if rows := s.TakeBuckets(); len(rows) != 0 {
+		t.Fatalf("late event in buckets: %+v", rows)
+	}
 	if a := window(s, effort.Overall, ""); a.Responses != 0 {
 		t.Fatalf("late event counted: %+v", a)
 	}

@@ -1,6 +1,7 @@
-// Package pipeline runs the processors: per owned partition, a durable JetStream consumer
-// feeding one partition state machine; one batch writer in front of the sink; a clock
-// that ticks the rolling windows. See docs/architecture.md for the data flow.
+// Package pipeline runs the processors: per partition this process owns, an ordered
+// JetStream consumer feeding one partition state machine; one batch writer in front of
+// the sink; a clock that ticks the rolling windows. See docs/partitions.md for how partitions are read,
+// stored, snapshotted and shared.
 package pipeline
 
 import (
@@ -12,7 +13,6 @@ import (
 
 	"github.com/cxlink/cxlink/processors/effort"
 	"github.com/cxlink/cxlink/processors/partition"
-	"github.com/cxlink/cxlink/processors/pulses"
 )
 
 // Config of the processors.
@@ -21,23 +21,21 @@ type Config struct {
 	Step            time.Duration `env:"CXLINK_ROLLUP_STEP" envDefault:"1m"`
 	AllowedLateness time.Duration `env:"CXLINK_ALLOWED_LATENESS" envDefault:"1h"`
 	AttributionWait time.Duration `env:"CXLINK_ATTRIBUTION_WAIT" envDefault:"10m"`
-	// Partitions this process owns: "all", or a list such as "0-3,6".
+	// Partitions this process may run: "all" (shared with the other replicas through
+	// leases), or a list such as "0-3,6" (only those, still under leases).
 	Partitions string `env:"CXLINK_PROCESS_PARTITIONS" envDefault:"all"`
-	// AckWait: JetStream redelivers a message not acked in this time. Redeliveries are
-	// harmless (recognised by sequence) but cost work, so it exceeds a normal flush.
-	AckWait time.Duration `env:"CXLINK_ACK_WAIT" envDefault:"30s"`
-	// MaxAckPending bounds the messages in flight per partition, and so the memory
-	// used while ClickHouse is slow or down; it must exceed a batch.
-	MaxAckPending int           `env:"CXLINK_MAX_ACK_PENDING" envDefault:"20000"`
+	// ReadAhead bounds the messages read from the stream but not yet applied, per
+	// partition: with BatchMaxRows it bounds the memory used while ClickHouse is slow
+	// or down.
+	ReadAhead     int           `env:"CXLINK_READ_AHEAD" envDefault:"1000"`
 	BatchMaxRows  int           `env:"CXLINK_BATCH_MAX_ROWS" envDefault:"10000"`
 	BatchMaxDelay time.Duration `env:"CXLINK_BATCH_MAX_DELAY" envDefault:"500ms"`
-	// Backfill: after a restart, ticks missed while down are written, at most this far back.
-	Backfill time.Duration `env:"CXLINK_BACKFILL" envDefault:"24h"`
+	// SnapshotEvery: how often each partition saves its state, which bounds how many
+	// messages a start must read after the snapshot.
+	SnapshotEvery time.Duration `env:"CXLINK_SNAPSHOT_EVERY" envDefault:"5m"`
 	// MetricsMaxKeys caps the distinct keys per dimension exported as metric labels;
 	// further keys are summed under key="_other".
 	MetricsMaxKeys int `env:"CXLINK_METRICS_MAX_KEYS" envDefault:"50"`
-	// Pulses: the pulse period and the anonymity threshold (processors/pulses).
-	Pulses pulses.Config
 }
 
 // Validate reports every problem of the configuration. maxFuture is ingest's tolerance
@@ -66,25 +64,21 @@ func (c Config) Validate() error {
 	if _, err := ParsePartitions(c.Partitions, 1024); err != nil {
 		add("CXLINK_PROCESS_PARTITIONS: %v", err)
 	}
-	if c.AckWait < time.Second {
-		add("CXLINK_ACK_WAIT: %s is shorter than a second", c.AckWait)
+	if c.ReadAhead < 1 {
+		add("CXLINK_READ_AHEAD: %d is not positive", c.ReadAhead)
 	}
 	if c.BatchMaxRows < 1 {
 		add("CXLINK_BATCH_MAX_ROWS: %d is not positive", c.BatchMaxRows)
 	}
-	if c.MaxAckPending < c.BatchMaxRows {
-		add("CXLINK_MAX_ACK_PENDING: %d is less than CXLINK_BATCH_MAX_ROWS (%d)", c.MaxAckPending, c.BatchMaxRows)
+	if c.SnapshotEvery < time.Second {
+		add("CXLINK_SNAPSHOT_EVERY: %s is shorter than a second", c.SnapshotEvery)
 	}
 	if c.BatchMaxDelay <= 0 {
 		add("CXLINK_BATCH_MAX_DELAY: %s is not positive", c.BatchMaxDelay)
 	}
-	if c.Backfill < 0 {
-		add("CXLINK_BACKFILL: %s is negative", c.Backfill)
-	}
 	if c.MetricsMaxKeys < 1 {
 		add("CXLINK_METRICS_MAX_KEYS: %d is not positive", c.MetricsMaxKeys)
 	}
-	errs = append(errs, c.Pulses.Validate())
 	return errors.Join(errs...)
 }
 
@@ -96,8 +90,14 @@ func (c Config) partitionConfig() partition.Config {
 		Windows:         ws,
 		AllowedLateness: c.AllowedLateness,
 		AttributionWait: c.AttributionWait,
-		Pulses:          c.Pulses,
 	}
+}
+
+// ReplayHorizon is how far back a partition without snapshot reads: the longest window
+// (or pulse period) and everything that can still change it. maxFuture is ingest's
+// tolerance for occurred_at ahead of the clock.
+func (c Config) ReplayHorizon(maxFuture time.Duration) time.Duration {
+	return c.partitionConfig().Horizon() + maxFuture + c.Step
 }
 
 // DuplicateWindow is the stream's dedup window that makes a resent id harmless: a resend

@@ -54,8 +54,8 @@ func (w *worker) decode(msg jetstream.Msg, meta *jetstream.MsgMetadata) (event.E
 }
 
 // deadLetter hands the message to the dead letters, retrying until they hold it or ctx
-// ends, and then terminates it so that JetStream never delivers it again. When ctx ends
-// first the message stays unacked: it comes again and is dead-lettered then.
+// ends. The dead-letter stream keeps one copy per message, so the next owner of the
+// partition, replaying it, puts the same letter again harmlessly.
 func (w *worker) deadLetter(ctx context.Context, msg jetstream.Msg, seq uint64, kind, reason string) {
 	w.logger.Error("message can never be processed; dead-lettering it", "seq", seq, "reason", reason)
 	if w.opts.DeadLetters != nil {
@@ -73,17 +73,6 @@ func (w *worker) deadLetter(ctx context.Context, msg jetstream.Msg, seq uint64, 
 		}
 	}
 	w.metrics.deadLetters.WithLabelValues(kind).Inc()
-	w.settle(msg.TermWithReason(kind), seq)
-}
-
-// poisonFunc is the item callback for a message one of whose rows the sink rejected.
-func (w *worker) poisonFunc(msg jetstream.Msg, seq uint64) func(context.Context, string) {
-	return func(ctx context.Context, reason string) {
-		w.mu.Lock()
-		delete(w.inFlight, seq)
-		w.mu.Unlock()
-		w.deadLetter(ctx, msg, seq, reasonRejected, reason)
-	}
 }
 
 // msgKey locates a message in the stream.

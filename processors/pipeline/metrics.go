@@ -14,20 +14,54 @@ type metrics struct {
 	events        *prometheus.CounterVec
 	late          *prometheus.CounterVec
 	attribution   *prometheus.CounterVec
-	redeliveries  prometheus.Counter
 	undecodable   prometheus.Counter
 	deadLetters   *prometheus.CounterVec
 	rejectedRows  *prometheus.CounterVec
 	replayed      prometheus.Counter
 	pending       *prometheus.GaugeVec
-	ackPending    *prometheus.GaugeVec
+	owned         *prometheus.GaugeVec
+	watermark     *prometheus.GaugeVec
+	snapshotBytes *prometheus.GaugeVec
+	snapshotSaves prometheus.Histogram
+	snapshotLoads *prometheus.CounterVec
+	droppedChunks prometheus.Counter
+	gaps          prometheus.Counter
 	stateSize     *prometheus.GaugeVec
 	batchRows     prometheus.Histogram
 	flushDuration prometheus.Histogram
 	flushErrors   prometheus.Counter
 	storedLatency prometheus.Histogram
 	rolling       *rollingCollector
-	pulsesTooLate prometheus.Counter
+
+	mu              sync.Mutex
+	replayedPerPart map[int]int
+}
+
+// replayedPart counts a message replayed by partition p since it last started.
+func (m *metrics) replayedPart(p int) {
+	m.mu.Lock()
+	m.replayedPerPart[p]++
+	m.mu.Unlock()
+}
+
+func (m *metrics) replayedBy(p int) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.replayedPerPart[p]
+}
+
+// forget removes the series of a partition this process no longer runs, so that the
+// sums over processes count it once.
+func (m *metrics) forget(p int) {
+	part := partLabel(p)
+	for _, g := range []*prometheus.GaugeVec{m.pending, m.owned, m.watermark, m.snapshotBytes} {
+		g.DeleteLabelValues(part)
+	}
+	m.stateSize.DeletePartialMatch(prometheus.Labels{"partition": part})
+	m.rolling.remove(p)
+	m.mu.Lock()
+	delete(m.replayedPerPart, p)
+	m.mu.Unlock()
 }
 
 func newMetrics(reg prometheus.Registerer, maxKeys int) *metrics {
@@ -45,10 +79,6 @@ func newMetrics(reg prometheus.Registerer, maxKeys int) *metrics {
 			Name: "cxlink_survey_attribution_total",
 			Help: "Surveys with only a ticket id, by outcome: immediate (ticket known), waiting, late (ticket came later), unattributed (it never came in time).",
 		}, []string{"outcome"}),
-		redeliveries: f.NewCounter(prometheus.CounterOpts{
-			Name: "cxlink_processor_redeliveries_total",
-			Help: "Messages JetStream delivered again (not acked in time, or after a restart); never applied twice.",
-		}),
 		undecodable: f.NewCounter(prometheus.CounterOpts{
 			Name: "cxlink_processor_undecodable_total",
 			Help: "Stream messages that are not a valid event (not published by cxlink ingest); dead-lettered.",
@@ -67,12 +97,37 @@ func newMetrics(reg prometheus.Registerer, maxKeys int) *metrics {
 		}),
 		pending: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cxlink_consumer_pending_messages",
-			Help: "Messages in the stream not yet delivered to the partition's consumer.",
+			Help: "Messages of the partition in the stream not yet read by its processor.",
 		}, []string{"partition"}),
-		ackPending: f.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "cxlink_consumer_ack_pending_messages",
-			Help: "Messages delivered to the partition's consumer and not yet acked (not yet stored).",
+		owned: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cxlink_partition_owned",
+			Help: "1 for each partition this process runs.",
 		}, []string{"partition"}),
+		watermark: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cxlink_partition_watermark_timestamp_seconds",
+			Help: "Every message of the partition received before this instant is stored.",
+		}, []string{"partition"}),
+		snapshotBytes: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cxlink_partition_snapshot_bytes",
+			Help: "Size of the partition's last saved snapshot.",
+		}, []string{"partition"}),
+		snapshotSaves: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "cxlink_partition_snapshot_save_duration_seconds",
+			Help:    "Time to save one partition snapshot.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+		}),
+		snapshotLoads: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "cxlink_snapshot_loads_total",
+			Help: "Partition starts, by what the snapshot gave: ok, none (replayed), mismatch (other format or configuration: replayed), error (replayed).",
+		}, []string{"result"}),
+		droppedChunks: f.NewCounter(prometheus.CounterOpts{
+			Name: "cxlink_processor_dropped_chunks_total",
+			Help: "Rows of a partition not written because its lease was lost first; its next owner writes them.",
+		}),
+		gaps: f.NewCounter(prometheus.CounterOpts{
+			Name: "cxlink_partition_stream_gaps_total",
+			Help: "Partition starts that found the stream no longer holding every message after the partition's progress (its max age or size was reached first).",
+		}),
 		stateSize: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cxlink_processor_state_entries",
 			Help: "Entries held in a partition's state, by kind (series, tickets, waiting_surveys).",
@@ -97,14 +152,11 @@ func newMetrics(reg prometheus.Registerer, maxKeys int) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
 		}),
 		rolling: newRollingCollector(maxKeys),
-		pulsesTooLate: f.NewCounter(prometheus.CounterOpts{
-			Name: "cxlink_pulses_too_late_total",
-			Help: "Employee pulses received after their period's horizon (the longest of the windows and the pulse period, plus allowed lateness and attribution wait, from the period's start): not counted, not stored.",
-		}),
 	}
 	for _, r := range []string{reasonInvalid, reasonRejected} {
 		m.deadLetters.WithLabelValues(r)
 	}
+	m.replayedPerPart = map[int]int{}
 	reg.MustRegister(m.rolling)
 	return m
 }
@@ -154,6 +206,12 @@ func (c *rollingCollector) update(part int, read func(func(effort.SeriesKey, eff
 		m[rk] = sum
 	})
 	c.byPart[part] = m
+}
+
+func (c *rollingCollector) remove(part int) {
+	c.mu.Lock()
+	delete(c.byPart, part)
+	c.mu.Unlock()
 }
 
 func (c *rollingCollector) admit(dimension, key string) string {

@@ -12,9 +12,17 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cxlink/cxlink/processors/partition"
-	"github.com/cxlink/cxlink/processors/records"
+	"github.com/cxlink/cxlink/processors/checkpoint"
+	"github.com/cxlink/cxlink/processors/lease"
 )
+
+// Checkpoints keeps where each partition stands (processors/checkpoint is one).
+type Checkpoints interface {
+	Progress(ctx context.Context, p int) (checkpoint.Progress, bool, error)
+	Advance(ctx context.Context, p int, pr checkpoint.Progress) error
+	Snapshot(ctx context.Context, p int) (checkpoint.Snapshot, bool, error)
+	PutSnapshot(ctx context.Context, p int, s checkpoint.Snapshot) error
+}
 
 // Options are the pipeline's collaborators.
 type Options struct {
@@ -22,11 +30,14 @@ type Options struct {
 	Partitions int // the stream's partition count
 	Sink       Sink
 	// DeadLetters keeps the messages that can never be processed; nil: they are only
-	// logged and terminated.
+	// logged and skipped.
 	DeadLetters DeadLetters
-	// LastWindowEnd, when set, tells where a partition's rollups stopped before a
-	// restart, so that the ticks missed while down are written (up to Config.Backfill).
-	LastWindowEnd func(ctx context.Context, partition uint16) (time.Time, bool, error)
+	// Checkpoints keeps progress and snapshots; nil: every start replays from the
+	// replay horizon and writes every row again.
+	Checkpoints Checkpoints
+	// Assign decides which partitions this process runs (processors/lease); nil: the
+	// partitions of Config.Partitions, without leases.
+	Assign <-chan lease.Change
 	// MaxFuture is ingest's tolerance for occurred_at ahead of the clock.
 	MaxFuture  time.Duration
 	Logger     *slog.Logger
@@ -42,10 +53,19 @@ type Options struct {
 type Pipeline struct {
 	cfg     Config
 	opts    Options
+	static  []int // the partitions to run without leases
 	metrics *metrics
-	workers []*worker
 	writer  *writer
-	ready   atomic.Bool
+
+	mu      sync.Mutex
+	running map[int]*running
+	started atomic.Bool
+}
+
+type running struct {
+	w    *worker
+	stop context.CancelFunc // stops it cleanly: flush, snapshot
+	done chan struct{}
 }
 
 // New checks the configuration and prepares the pipeline; Run starts it.
@@ -53,7 +73,7 @@ func New(cfg Config, opts Options) (*Pipeline, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	owned, err := ParsePartitions(cfg.Partitions, opts.Partitions)
+	static, err := ParsePartitions(cfg.Partitions, opts.Partitions)
 	if err != nil {
 		return nil, fmt.Errorf("CXLINK_PROCESS_PARTITIONS: %w", err)
 	}
@@ -63,33 +83,42 @@ func New(cfg Config, opts Options) (*Pipeline, error) {
 	if opts.DrainTimeout == 0 {
 		opts.DrainTimeout = 30 * time.Second
 	}
-	p := &Pipeline{cfg: cfg, opts: opts, metrics: newMetrics(opts.Registerer, cfg.MetricsMaxKeys)}
+	p := &Pipeline{cfg: cfg, opts: opts, static: static, running: map[int]*running{},
+		metrics: newMetrics(opts.Registerer, cfg.MetricsMaxKeys)}
 	p.writer = newWriter(opts.Sink, cfg, p.metrics, opts.Logger.With("component", "writer"))
-	for _, id := range owned {
-		p.workers = append(p.workers, &worker{
-			id:       id,
-			cfg:      cfg,
-			opts:     &p.opts,
-			state:    partition.New(uint16(id), cfg.partitionConfig()),
-			writer:   p.writer,
-			metrics:  p.metrics,
-			logger:   opts.Logger.With("component", "processor", "partition", id),
-			inFlight: make(map[uint64]*records.Batch),
-		})
-	}
 	return p, nil
 }
 
-// Ready reports whether every owned partition has rebuilt its state and is consuming.
+// Ready reports whether every partition this process runs has rebuilt its state and
+// caught up with the stream as it was when the partition started.
 func (p *Pipeline) Ready() error {
-	if !p.ready.Load() {
-		return errors.New("processors are replaying the stream")
+	if !p.started.Load() {
+		return errors.New("processors are starting")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id, r := range p.running {
+		if !r.w.ready.Load() {
+			return fmt.Errorf("partition %d is replaying the stream", id)
+		}
 	}
 	return nil
 }
 
-// Run replays, then consumes until ctx ends; then it stops pulling, lets the writer
-// store and ack what was processed, and returns.
+// Owned lists the partitions this process runs now.
+func (p *Pipeline) Owned() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]int, 0, len(p.running))
+	for id := range p.running {
+		out = append(out, id)
+	}
+	return out
+}
+
+// Run processes partitions until ctx ends: the static ones, or those Assign grants,
+// stopping each when its lease is lost or it is to be handed over. At the end every
+// partition stores what it applied, publishes a snapshot and stops.
 func (p *Pipeline) Run(ctx context.Context) error {
 	drainCtx, cancelDrain := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelDrain()
@@ -106,22 +135,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		<-writerDone
 		t.Stop()
 		if drained {
-			p.opts.Logger.Info("processors drained: every message taken is stored and acked")
+			p.opts.Logger.Info("processors drained: every message applied is stored")
 		} else {
-			p.opts.Logger.Warn("processors stopped before the last batch was stored; JetStream delivers its messages again")
+			p.opts.Logger.Warn("processors stopped before the last batch was stored; the next owner writes it again")
 		}
 	}()
-
-	for _, w := range p.workers {
-		if err := w.start(ctx, p.opts.Stream); err != nil {
-			if ctx.Err() != nil {
-				return nil // stopped while starting: nothing taken, nothing to report
-			}
-			return err
-		}
-		w.startTicks(ctx)
-	}
-	p.ready.Store(true)
 
 	ticks := p.opts.Ticks
 	if ticks == nil {
@@ -129,45 +147,119 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		defer t.stop()
 		ticks = t.C
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, len(p.workers))
-	tickChans := make([]chan time.Time, len(p.workers))
-	for i, w := range p.workers {
-		tickChans[i] = make(chan time.Time, 1)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := w.run(ctx, tickChans[i]); err != nil && ctx.Err() == nil {
-				errs <- err
-			}
-		}()
+	errs := make(chan error, 1)
+	// Workers stop with stopAll on the way out, after the loop below: each gets a
+	// context of its own, so that ctx ending lets them drain instead of dropping work.
+	base := context.WithoutCancel(ctx)
+	if p.opts.Assign == nil {
+		for _, id := range p.static {
+			p.start(base, id, nil, errs)
+		}
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
+	p.started.Store(true)
+	defer p.stopAll(drainCtx)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-errs:
+			return err
+		case t := <-ticks:
+			p.broadcast(t)
+		case c := <-p.opts.Assign:
+			switch {
+			case c.Lease != nil:
+				p.start(base, c.Partition, c.Lease, errs)
+			case c.Release != nil:
+				go func() {
+					p.stop(drainCtx, c.Partition)
+					c.Release()
+				}()
+			}
+		}
+	}
+}
+
+// start runs a worker for partition id; a nil lease never expires.
+func (p *Pipeline) start(base context.Context, id int, l *lease.Lease, errs chan<- error) {
+	p.mu.Lock()
+	if old := p.running[id]; old != nil {
+		p.mu.Unlock()
+		<-old.done // a lost lease taken again: let the old worker finish first
+		p.mu.Lock()
+	}
+	w := newWorker(id, p, l)
+	ctx, stop := context.WithCancel(base)
+	r := &running{w: w, stop: stop, done: make(chan struct{})}
+	p.running[id] = r
+	p.mu.Unlock()
+	p.metrics.owned.WithLabelValues(partLabel(id)).Set(1)
 	go func() {
-		for {
+		defer close(r.done)
+		defer p.forget(id, r)
+		err := w.run(ctx)
+		if err != nil && ctx.Err() == nil && w.leaseValid() {
 			select {
-			case <-runCtx.Done():
-				return
-			case t := <-ticks:
-				for _, ch := range tickChans {
-					// A busy partition misses a tick; its next Tick covers both.
-					select {
-					case ch <- t:
-					default:
-					}
-				}
+			case errs <- fmt.Errorf("partition %d: %w", id, err):
+			default:
 			}
 		}
 	}()
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errs:
-		stop()
+}
+
+func (p *Pipeline) forget(id int, r *running) {
+	p.mu.Lock()
+	if p.running[id] == r {
+		delete(p.running, id)
 	}
-	wg.Wait()
-	return err
+	p.mu.Unlock()
+	p.metrics.forget(id)
+}
+
+// stop stops partition id cleanly and waits for it (at most until ctx ends).
+func (p *Pipeline) stop(ctx context.Context, id int) {
+	p.mu.Lock()
+	r := p.running[id]
+	p.mu.Unlock()
+	if r == nil {
+		return
+	}
+	r.stop()
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+	}
+}
+
+func (p *Pipeline) stopAll(ctx context.Context) {
+	p.mu.Lock()
+	all := make([]*running, 0, len(p.running))
+	for _, r := range p.running {
+		all = append(all, r)
+	}
+	p.mu.Unlock()
+	for _, r := range all {
+		r.stop()
+	}
+	for _, r := range all {
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// broadcast hands a tick to every worker; a busy one misses it, and its next tick
+// covers both.
+func (p *Pipeline) broadcast(t time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, r := range p.running {
+		select {
+		case r.w.ticks <- t:
+		default:
+		}
+	}
 }
 
 // alignedTicker ticks at every multiple of step on the wall clock.

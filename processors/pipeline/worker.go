@@ -6,146 +6,221 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cxlink/cxlink/ingest/stream"
+	"github.com/cxlink/cxlink/processors/checkpoint"
+	"github.com/cxlink/cxlink/processors/lease"
 	"github.com/cxlink/cxlink/processors/partition"
 	"github.com/cxlink/cxlink/processors/records"
 )
 
-// worker owns one partition: its durable consumer, its state machine and its share of
-// the writer's input. One goroutine runs it; only the in-flight table is shared with the
-// writer's callbacks.
+// worker runs one partition: it reads the partition's messages in stream order with an
+// ordered consumer, applies them to the partition's state, and hands the rows to the
+// writer in chunks. Its output depends on the stream alone (docs/partitions.md), so it
+// needs no acks: its progress is the last sequence whose rows the writer stored.
 type worker struct {
 	id      int
 	cfg     Config
 	opts    *Options
+	lease   *lease.Lease // nil: never expires
 	state   *partition.State
-	cons    jetstream.Consumer
 	writer  *writer
 	metrics *metrics
 	logger  *slog.Logger
+	ticks   chan time.Time
+	ready   atomic.Bool
 
-	// replayedTo is the partition's last stream sequence at start-up: every message up
-	// to it was applied by the replay. applied is the highest sequence applied since.
-	replayedTo, applied uint64
+	// stored: rows of every message up to it were stored before this worker started;
+	// messages up to it only rebuild the state.
+	stored uint64
+	// readyAt is the partition's last sequence when the worker started: it is ready
+	// once it applied that far.
+	readyAt uint64
+	applied uint64 // the last sequence applied
+	// caughtUp: no message of the partition was pending after the last one read.
+	caughtUp bool
+	chunk    *chunk // rows not yet handed to the writer
 
 	mu sync.Mutex
-	// inFlight holds, per unacked message applied by this process, its rows while they
-	// are not yet handed to the writer (replayed messages awaiting their redelivery), or
-	// nil once they are.
-	inFlight map[uint64]*records.Batch
+	// progress is what the writer stored so far; persisted is its last saved value.
+	progress, persisted checkpoint.Progress
+	// outstanding counts chunks handed to the writer and not yet stored; idle is
+	// signalled when it drops to zero.
+	outstanding int
+	idle        *sync.Cond
+	// snapshot waits for its sequence to be stored before it is published.
+	snapshot *checkpoint.Snapshot
+}
+
+func newWorker(id int, p *Pipeline, l *lease.Lease) *worker {
+	w := &worker{
+		id:      id,
+		cfg:     p.cfg,
+		opts:    &p.opts,
+		lease:   l,
+		state:   partition.New(uint16(id), p.cfg.partitionConfig()),
+		writer:  p.writer,
+		metrics: p.metrics,
+		logger:  p.opts.Logger.With("component", "processor", "partition", id),
+		ticks:   make(chan time.Time, 1),
+	}
+	w.idle = sync.NewCond(&w.mu)
+	return w
 }
 
 func (w *worker) subject() string { return stream.Subject(w.id) }
 
-// start creates or updates the durable consumer and rebuilds the state from the stream.
-func (w *worker) start(ctx context.Context, s jetstream.Stream) error {
-	cons, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       fmt.Sprintf("processor-p%d", w.id),
-		Description:   fmt.Sprintf("cxlink processor of partition %d", w.id),
-		FilterSubject: w.subject(),
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       w.cfg.AckWait,
-		MaxAckPending: w.cfg.MaxAckPending,
-		MaxDeliver:    -1,
-	})
-	if err != nil {
-		return fmt.Errorf("partition %d: consumer: %w", w.id, err)
+func (w *worker) leaseValid() bool { return w.lease == nil || w.lease.Valid() }
+
+func (w *worker) leaseLost() <-chan struct{} {
+	if w.lease == nil {
+		return nil
 	}
-	w.cons = cons
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("partition %d: consumer info: %w", w.id, err)
-	}
+	return w.lease.Lost()
+}
+
+// run processes the partition until ctx ends (a clean stop: what was applied is stored
+// and a snapshot published) or the lease is lost (the partition is dropped at once).
+func (w *worker) run(ctx context.Context) error {
 	start := time.Now()
-	n, err := w.replay(ctx, s, info.AckFloor.Stream)
+	cons, from, err := w.begin(ctx)
 	if err != nil {
-		return fmt.Errorf("partition %d: replay: %w", w.id, err)
+		return err
 	}
-	w.logger.Info("partition ready", "replayed", n, "through_seq", w.replayedTo, "ack_floor", info.AckFloor.Stream, "took", time.Since(start).Round(time.Millisecond))
+	it, err := cons.Messages(jetstream.PullMaxMessages(w.cfg.ReadAhead))
+	if err != nil {
+		return fmt.Errorf("read partition: %w", err)
+	}
+	msgs := make(chan jetstream.Msg)
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	go w.read(readCtx, it, msgs)
+	defer it.Stop()
+	if w.readyAt <= w.applied {
+		// Nothing to read: the partition held nothing after the snapshot (or at all).
+		w.caughtUp = true
+		w.becomeReady(start, from)
+	}
+
+	maxDelay := time.NewTimer(time.Hour)
+	maxDelay.Stop()
+	snapshots := time.NewTicker(w.cfg.SnapshotEvery)
+	defer snapshots.Stop()
+	persist := time.NewTicker(time.Second)
+	defer persist.Stop()
+	for {
+		var err error
+		select {
+		case <-ctx.Done():
+			stopReading()
+			return w.finish()
+		case <-w.leaseLost():
+			w.logger.Warn("lease lost: dropping the partition")
+			return nil
+		case msg := <-msgs:
+			first := w.chunk == nil
+			err = w.handle(ctx, msg)
+			if w.chunk != nil && first {
+				maxDelay.Reset(w.cfg.BatchMaxDelay)
+			}
+			if !w.ready.Load() && w.applied >= w.readyAt {
+				w.becomeReady(start, from)
+			}
+		case <-maxDelay.C:
+			err = w.cut(ctx, false)
+		case t := <-w.ticks:
+			w.tick(t)
+		case <-snapshots.C:
+			w.takeSnapshot()
+		case <-persist.C:
+			w.persist(ctx)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return w.finish()
+			}
+			return err
+		}
+	}
+}
+
+func (w *worker) becomeReady(start time.Time, from string) {
+	w.ready.Store(true)
+	w.logger.Info("partition ready", "from", from, "replayed", w.metrics.replayedBy(w.id), "applied_seq", w.applied,
+		"stored_seq", w.stored, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// read moves messages from the consumer to msgs until ctx ends.
+func (w *worker) read(ctx context.Context, it jetstream.MessagesContext, msgs chan<- jetstream.Msg) {
+	for {
+		msg, err := it.Next()
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			return
+		}
+		if err != nil {
+			w.logger.Warn("read", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		select {
+		case msgs <- msg:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// handle applies one message and adds its rows to the current chunk.
+func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return fmt.Errorf("metadata: %w", err)
+	}
+	seq := meta.Sequence.Stream
+	if seq <= w.applied {
+		return nil // the ordered consumer delivers each message once; a restart may repeat
+	}
+	w.applied = seq
+	w.caughtUp = meta.NumPending == 0
+	w.metrics.pending.WithLabelValues(partLabel(w.id)).Set(float64(meta.NumPending))
+	live := seq > w.stored
+	if !live {
+		w.metrics.replayed.Inc()
+		w.metrics.replayedPart(w.id)
+	}
+	rows, err := w.apply(msg, meta, live)
+	if !live {
+		// Its rows, and the buckets as they stand, are stored already.
+		w.state.DiscardBuckets()
+		return nil
+	}
+	c := w.currentChunk()
+	if err != nil {
+		// Dead-lettered, and part of the chunk all the same: once the chunk is stored,
+		// the partition's progress passes it.
+		w.deadLetter(ctx, msg, seq, reasonInvalid, err.Error())
+	} else {
+		c.add(msg, meta, &rows)
+	}
+	if c.rows.Len() >= w.cfg.BatchMaxRows || meta.NumPending == 0 {
+		return w.cut(ctx, meta.NumPending == 0)
+	}
 	return nil
 }
 
-// replayHorizon is how far back a message can still change a window or attribution.
-func (w *worker) replayHorizon() time.Duration {
-	return w.cfg.partitionConfig().Horizon() + w.opts.MaxFuture + w.cfg.Step
-}
-
-// replay applies the partition's messages from min(ackFloor+1, the first inside the
-// replay horizon) through its last message, keeping the rows of those not yet acked.
-func (w *worker) replay(ctx context.Context, s jetstream.Stream, ackFloor uint64) (int, error) {
-	last, err := s.GetLastMsgForSubject(ctx, w.subject())
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, nil
-	} else if err != nil {
-		return 0, fmt.Errorf("last message: %w", err)
+func (w *worker) currentChunk() *chunk {
+	if w.chunk == nil {
+		w.chunk = &chunk{worker: w, msgs: map[uint64]jetstream.Msg{}}
 	}
-	w.replayedTo = last.Sequence
-	horizon := w.opts.Now().Add(-w.replayHorizon())
-	if ackFloor >= last.Sequence && last.Time.Before(horizon) {
-		return 0, nil
-	}
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{w.subject()}}
-	if last.Time.Before(horizon) {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, ackFloor+1
-	} else {
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &horizon
-	}
-	n := 0
-	for {
-		cons, err := s.OrderedConsumer(ctx, cfg)
-		if err != nil {
-			return n, fmt.Errorf("ordered consumer: %w", err)
-		}
-		it, err := cons.Messages(jetstream.PullMaxMessages(1000))
-		if err != nil {
-			return n, fmt.Errorf("replay messages: %w", err)
-		}
-		restartAt, err := w.replayFrom(it, ackFloor, cfg.DeliverPolicy == jetstream.DeliverByStartTimePolicy, &n)
-		it.Stop()
-		if err != nil || restartAt == 0 {
-			return n, err
-		}
-		// Unacked messages older than the horizon: start again from the ack floor.
-		cfg = jetstream.OrderedConsumerConfig{FilterSubjects: []string{w.subject()},
-			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: restartAt}
-	}
-}
-
-// replayFrom applies messages up to replayedTo. When the first message read by time lies
-// beyond ackFloor+1, it stops at once and returns the sequence to restart from.
-func (w *worker) replayFrom(it jetstream.MessagesContext, ackFloor uint64, byTime bool, n *int) (restartAt uint64, err error) {
-	first := true
-	for {
-		msg, err := it.Next()
-		if err != nil {
-			return 0, err
-		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			return 0, err
-		}
-		seq := meta.Sequence.Stream
-		if first && byTime && seq > ackFloor+1 {
-			return ackFloor + 1, nil
-		}
-		first = false
-		if seq > w.replayedTo {
-			return 0, nil
-		}
-		if rows, err := w.apply(msg, meta, false); err == nil && seq > ackFloor {
-			w.inFlight[seq] = &rows
-		}
-		*n++
-		w.metrics.replayed.Inc()
-		if seq == w.replayedTo || meta.NumPending == 0 {
-			return 0, nil
-		}
-	}
+	return w.chunk
 }
 
 // apply decodes a message and applies it to the state; live applications count in the
@@ -176,193 +251,158 @@ func (w *worker) apply(msg jetstream.Msg, meta *jetstream.MsgMetadata, live bool
 		if oc.Unattributed > 0 {
 			w.metrics.attribution.WithLabelValues("unattributed").Add(float64(oc.Unattributed))
 		}
-		if oc.PulseTooLate {
-			w.metrics.pulsesTooLate.Inc()
-		}
 	}
 	return rows, nil
 }
 
-// handle processes one delivered message.
-func (w *worker) handle(ctx context.Context, msg jetstream.Msg) error {
-	meta, err := msg.Metadata()
-	if err != nil {
-		return fmt.Errorf("partition %d: metadata: %w", w.id, err)
+// cut hands the current chunk, with the buckets its messages changed, to the writer.
+// caughtUp: no message of the partition was pending after its last one.
+func (w *worker) cut(ctx context.Context, caughtUp bool) error {
+	c := w.chunk
+	if c == nil {
+		return nil
 	}
-	seq := meta.Sequence.Stream
-	if seq > max(w.replayedTo, w.applied) {
-		w.applied = seq
-		rows, err := w.apply(msg, meta, true)
-		if err != nil {
-			w.deadLetter(ctx, msg, seq, reasonInvalid, err.Error())
-			return nil
-		}
-		w.mu.Lock()
-		w.inFlight[seq] = nil
-		w.mu.Unlock()
-		return w.submit(ctx, w.item(msg, meta, rows))
-	}
-	// Applied already (by the replay, or a redelivery): its rows are written unless they
-	// are on their way.
-	if meta.NumDelivered > 1 {
-		w.metrics.redeliveries.Inc()
+	w.chunk = nil
+	c.rows.Buckets = w.state.TakeBuckets()
+	c.last = w.applied
+	c.watermark = c.lastReceived
+	if caughtUp {
+		c.watermark = w.opts.Now()
 	}
 	w.mu.Lock()
-	rows, known := w.inFlight[seq]
-	if known && rows != nil {
-		w.inFlight[seq] = nil
-	}
+	w.outstanding++
 	w.mu.Unlock()
-	switch {
-	case !known: // stored and acked (or dead-lettered) before; the ack was lost
-		if _, err := w.decode(msg, meta); err != nil {
-			w.deadLetter(ctx, msg, seq, reasonInvalid, err.Error())
-			return nil
-		}
-		w.settle(msg.Ack(), seq)
-		return nil
-	case rows == nil: // its batch is on its way; that batch acks it
-		return nil
-	default:
-		return w.submit(ctx, w.item(msg, meta, *rows))
-	}
-}
-
-// item is what the writer gets for a message's rows.
-func (w *worker) item(msg jetstream.Msg, meta *jetstream.MsgMetadata, rows records.Batch) item {
-	seq := meta.Sequence.Stream
-	return item{rows: rows, stored: w.storedFunc(msg, seq), poison: w.poisonFunc(msg, seq),
-		partition: uint16(w.id), seq: seq, receivedAt: meta.Timestamp}
-}
-
-func (w *worker) storedFunc(msg jetstream.Msg, seq uint64) func() {
-	return func() {
-		w.mu.Lock()
-		delete(w.inFlight, seq)
-		w.mu.Unlock()
-		w.settle(msg.Ack(), seq)
-	}
-}
-
-// settle logs a failed ack or term: the message comes again and is settled then.
-func (w *worker) settle(err error, seq uint64) {
-	if err != nil {
-		w.logger.Warn("ack failed; the message will be redelivered", "seq", seq, "err", err)
-	}
-}
-
-func (w *worker) submit(ctx context.Context, it item) error {
 	select {
-	case w.writer.in <- it:
+	case w.writer.in <- c:
 		return nil
 	case <-ctx.Done():
+		w.chunkDone()
 		return ctx.Err()
+	case <-w.leaseLost():
+		w.chunkDone()
+		return nil
 	}
 }
 
-// tick writes the windows at t and refreshes this partition's metrics.
-func (w *worker) tick(ctx context.Context, t time.Time) error {
-	rows := w.state.Tick(t, uint64(w.opts.Now().UnixNano()))
+// stored runs once the writer stored a chunk: the partition's progress moves to its last
+// message, and a snapshot waiting for it is published.
+func (w *worker) storedChunk(c *chunk) {
+	w.mu.Lock()
+	w.progress.Seq = max(w.progress.Seq, c.last)
+	if c.watermark.After(w.progress.Watermark) {
+		w.progress.Watermark = c.watermark
+	}
+	w.mu.Unlock()
+	w.metrics.watermark.WithLabelValues(partLabel(w.id)).Set(float64(c.watermark.Unix()))
+	w.chunkDone()
+}
+
+func (w *worker) chunkDone() {
+	w.mu.Lock()
+	w.outstanding--
+	if w.outstanding == 0 {
+		w.idle.Broadcast()
+	}
+	w.mu.Unlock()
+}
+
+// persist saves the progress (and publishes a snapshot whose sequence is now stored).
+func (w *worker) persist(ctx context.Context) {
+	if w.opts.Checkpoints == nil || !w.leaseValid() {
+		return
+	}
+	w.mu.Lock()
+	pr, saved := w.progress, w.persisted
+	snap := w.snapshot
+	if snap != nil && snap.Seq <= pr.Seq {
+		w.snapshot = nil
+	} else {
+		snap = nil
+	}
+	w.mu.Unlock()
+	if pr != saved {
+		if err := w.opts.Checkpoints.Advance(ctx, w.id, pr); err != nil {
+			w.logger.Warn("save progress", "err", err)
+		} else {
+			w.mu.Lock()
+			w.persisted = pr
+			w.mu.Unlock()
+		}
+	}
+	if snap != nil {
+		start := time.Now()
+		if err := w.opts.Checkpoints.PutSnapshot(ctx, w.id, *snap); err != nil {
+			w.logger.Warn("save snapshot", "err", err)
+			return
+		}
+		w.metrics.snapshotBytes.WithLabelValues(partLabel(w.id)).Set(float64(len(snap.Data)))
+		w.metrics.snapshotSaves.Observe(time.Since(start).Seconds())
+	}
+}
+
+// tick reads the windows at t for the metrics, forgets what no later message or tick
+// needs, and advances the watermark of an idle partition.
+func (w *worker) tick(t time.Time) {
+	w.state.Tick(t)
 	w.metrics.rolling.update(w.id, w.state.Current)
 	series, tickets, waiting := w.state.Size()
 	part := partLabel(w.id)
 	w.metrics.stateSize.WithLabelValues(part, "series").Set(float64(series))
 	w.metrics.stateSize.WithLabelValues(part, "tickets").Set(float64(tickets))
 	w.metrics.stateSize.WithLabelValues(part, "waiting_surveys").Set(float64(waiting))
-	if len(rows) == 0 {
-		return nil
-	}
-	return w.submit(ctx, item{rows: records.Batch{Rollups: rows}})
-}
-
-// observe refreshes the consumer gauges and forgets replayed rows of messages the
-// consumer has acked meanwhile (acked before the restart, out of order).
-func (w *worker) observe(ctx context.Context) {
-	info, err := w.cons.Info(ctx)
-	if err != nil {
-		w.logger.Warn("consumer info", "err", err)
-		return
-	}
-	w.metrics.pending.WithLabelValues(partLabel(w.id)).Set(float64(info.NumPending))
-	w.metrics.ackPending.WithLabelValues(partLabel(w.id)).Set(float64(info.NumAckPending))
 	w.mu.Lock()
-	for seq, rows := range w.inFlight {
-		if seq <= info.AckFloor.Stream && rows != nil {
-			delete(w.inFlight, seq)
+	if w.chunk == nil && w.outstanding == 0 && w.ready.Load() && w.caughtUp {
+		// Nothing applied is unstored, and the last message read left nothing pending:
+		// everything received until about now is stored.
+		if now := w.opts.Now().Add(-time.Second); now.After(w.progress.Watermark) {
+			w.progress.Watermark = now
 		}
 	}
 	w.mu.Unlock()
 }
 
-// startTicks chooses the first tick to write: far enough back to rewrite every tick that
-// messages still in flight may change, and back to where rollups stopped if this
-// partition went unprocessed for a while (at most Backfill).
-func (w *worker) startTicks(ctx context.Context) {
-	step := w.cfg.Step
-	now := w.opts.Now().Truncate(step)
-	from := now.Add(-w.cfg.AllowedLateness - w.cfg.AttributionWait).Truncate(step)
-	if w.opts.LastWindowEnd != nil {
-		last, ok, err := w.opts.LastWindowEnd(ctx, uint16(w.id))
-		switch {
-		case err != nil:
-			w.logger.Warn("cannot tell where rollups stopped; not backfilling missed ticks", "err", err)
-		case ok && last.Add(step).Before(from):
-			from = last.Add(step)
-			if limit := now.Add(-w.cfg.Backfill); from.Before(limit) {
-				from = limit
-			}
-		}
+// takeSnapshot encodes the state as it is after the last applied message; it is
+// published once that message's rows are stored.
+func (w *worker) takeSnapshot() {
+	if w.opts.Checkpoints == nil || !w.ready.Load() || w.applied == 0 {
+		return
 	}
-	w.state.StartAt(from)
+	data, err := w.state.Snapshot()
+	if err != nil {
+		w.logger.Warn("encode snapshot", "err", err)
+		return
+	}
+	w.mu.Lock()
+	w.snapshot = &checkpoint.Snapshot{Seq: w.applied, Format: partition.SnapshotFormat,
+		Config: w.state.ConfigFingerprint(), Data: data}
+	w.mu.Unlock()
 }
 
-// run consumes the partition until ctx ends.
-func (w *worker) run(ctx context.Context, ticks <-chan time.Time) error {
-	it, err := w.cons.Messages(jetstream.PullMaxMessages(min(w.cfg.MaxAckPending, 1000)))
-	if err != nil {
-		return fmt.Errorf("partition %d: consume: %w", w.id, err)
+// finish stops cleanly: the last chunk goes to the writer, and once everything applied
+// is stored the progress and a snapshot are saved.
+func (w *worker) finish() error {
+	ctx, cancel := context.WithTimeout(context.Background(), w.opts.DrainTimeout)
+	defer cancel()
+	if err := w.cut(ctx, false); err != nil {
+		return nil
 	}
-	defer it.Stop()
-	msgs := make(chan jetstream.Msg)
+	w.takeSnapshot()
+	done := make(chan struct{})
 	go func() {
-		for {
-			msg, err := it.Next()
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return
-			}
-			if err != nil {
-				w.logger.Warn("consume", "err", err)
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(time.Second):
-				}
-				continue
-			}
-			select {
-			case msgs <- msg:
-			case <-ctx.Done():
-				return
-			}
+		w.mu.Lock()
+		for w.outstanding > 0 {
+			w.idle.Wait()
 		}
+		w.mu.Unlock()
+		close(done)
 	}()
-	observe := time.NewTicker(5 * time.Second)
-	defer observe.Stop()
-	w.observe(ctx)
-	for {
-		var err error
-		select {
-		case <-ctx.Done():
-			return nil
-		case msg := <-msgs:
-			err = w.handle(ctx, msg)
-		case t := <-ticks:
-			err = w.tick(ctx, t)
-		case <-observe.C:
-			w.observe(ctx)
-		}
-		if err != nil && ctx.Err() == nil {
-			return err
-		}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return nil
+	case <-w.leaseLost():
+		return nil
 	}
+	w.persist(ctx)
+	return nil
 }

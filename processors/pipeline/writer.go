@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/cxlink/cxlink/processors/records"
 )
 
@@ -15,28 +17,38 @@ type Sink interface {
 	WriteBatch(ctx context.Context, b *records.Batch) error
 }
 
-// item is what a partition hands to the writer: the rows of one message (or of one
-// tick) and what to do once they are stored.
-type item struct {
-	rows records.Batch
-	// stored runs after the batch holding these rows was written; nil for tick rows.
-	stored func()
-	// poison runs instead of stored when the sink rejected a row of this message for
-	// good; it dead-letters the message. partition and seq locate the message.
-	poison    func(ctx context.Context, reason string)
-	partition uint16
-	seq       uint64
-	// receivedAt of the message, for the ingest-to-stored latency; zero for tick rows.
-	receivedAt time.Time
+// chunk is what a worker hands to the writer: the rows of consecutive messages of one
+// partition, and the buckets they changed.
+type chunk struct {
+	worker *worker
+	rows   records.Batch
+	// last is the sequence of the chunk's last message; lastReceived its JetStream
+	// timestamp; watermark what the partition's watermark becomes once it is stored.
+	last                    uint64
+	lastReceived, watermark time.Time
+	// msgs are the chunk's messages, to dead-letter one whose row the sink rejects.
+	msgs map[uint64]jetstream.Msg
+	// received are the JetStream timestamps of the chunk's messages, for the
+	// ingest-to-stored latency.
+	received []time.Time
 }
 
-// writer batches items by row count or delay, whichever comes first, writes each batch
-// with retries, and only then runs the items' stored callbacks (the JetStream acks).
+func (c *chunk) add(msg jetstream.Msg, meta *jetstream.MsgMetadata, rows *records.Batch) {
+	appendRows(&c.rows, rows)
+	c.msgs[meta.Sequence.Stream] = msg
+	c.received = append(c.received, meta.Timestamp)
+	c.lastReceived = meta.Timestamp
+}
+
+// writer batches chunks by row count or delay, whichever comes first, writes each batch
+// with retries, and then tells each chunk's worker that its rows are stored. A chunk of a
+// partition whose lease was lost meanwhile is dropped, not written: its new owner writes
+// the same rows.
 type writer struct {
 	sink     Sink
 	maxRows  int
 	maxDelay time.Duration
-	in       chan item
+	in       chan *chunk
 	logger   *slog.Logger
 	metrics  *metrics
 	now      func() time.Time
@@ -47,9 +59,8 @@ func newWriter(sink Sink, cfg Config, m *metrics, logger *slog.Logger) *writer {
 		sink:     sink,
 		maxRows:  cfg.BatchMaxRows,
 		maxDelay: cfg.BatchMaxDelay,
-		// Room for one batch in the channel: more would only hold memory, since the
-		// consumers' MaxAckPending already bounds what is in flight.
-		in:      make(chan item, cfg.BatchMaxRows),
+		// A few chunks may wait while a batch is written; more would only hold memory.
+		in:      make(chan *chunk, 16),
 		logger:  logger,
 		metrics: m,
 		now:     time.Now,
@@ -57,51 +68,63 @@ func newWriter(sink Sink, cfg Config, m *metrics, logger *slog.Logger) *writer {
 }
 
 // run writes until in is closed, then flushes what it holds, and reports whether that
-// last flush stored everything. ctx ending aborts retries: rows not written are not
-// acked, so JetStream delivers them again later.
+// last flush stored everything. ctx ending aborts retries: what was not stored is
+// written again by the partition's next owner.
 func (w *writer) run(ctx context.Context) (drained bool) {
 	var batch records.Batch
-	var done []item
+	var pending []*chunk
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	flush := func() bool {
 		timer.Stop()
-		if len(done) == 0 {
+		if len(pending) == 0 {
 			return true
 		}
-		// Messages may produce no rows (pulses held back): they are acked all the same.
+		batch.Reset()
+		kept := pending[:0]
+		for _, c := range pending {
+			if !c.worker.leaseValid() {
+				w.metrics.droppedChunks.Inc()
+				c.worker.chunkDone()
+				continue
+			}
+			appendRows(&batch, &c.rows)
+			kept = append(kept, c)
+		}
 		rejected := map[msgKey]string{}
 		if batch.Len() > 0 && !w.write(ctx, &batch, rejected) {
 			return false
 		}
 		now := w.now()
-		for _, it := range done {
-			if reason, ok := rejected[msgKey{it.partition, it.seq}]; ok && it.poison != nil {
-				it.poison(ctx, reason)
-			} else if it.stored != nil {
-				it.stored()
+		for _, c := range kept {
+			for seq, reason := range rejected {
+				if msg, ok := c.msgs[seq.seq]; ok && seq.partition == uint16(c.worker.id) {
+					c.worker.deadLetter(ctx, msg, seq.seq, reasonRejected, reason)
+				}
 			}
-			if !it.receivedAt.IsZero() {
-				w.metrics.storedLatency.Observe(now.Sub(it.receivedAt).Seconds())
+			for _, t := range c.received {
+				w.metrics.storedLatency.Observe(now.Sub(t).Seconds())
 			}
+			c.worker.storedChunk(c)
 		}
-		batch.Reset()
-		clear(done)
-		done = done[:0]
+		clear(pending)
+		pending = pending[:0]
 		return true
 	}
+	rows := 0
 	for {
 		select {
-		case it, ok := <-w.in:
+		case c, ok := <-w.in:
 			if !ok {
 				return flush()
 			}
-			if len(done) == 0 {
+			if len(pending) == 0 {
 				timer.Reset(w.maxDelay)
+				rows = 0
 			}
-			appendRows(&batch, &it.rows)
-			done = append(done, it)
-			if batch.Len() >= w.maxRows {
+			pending = append(pending, c)
+			rows += c.rows.Len()
+			if rows >= w.maxRows {
 				flush()
 			}
 		case <-timer.C:
@@ -114,7 +137,7 @@ func appendRows(dst, src *records.Batch) {
 	dst.Surveys = append(dst.Surveys, src.Surveys...)
 	dst.Tickets = append(dst.Tickets, src.Tickets...)
 	dst.Pulses = append(dst.Pulses, src.Pulses...)
-	dst.Rollups = append(dst.Rollups, src.Rollups...)
+	dst.Buckets = append(dst.Buckets, src.Buckets...)
 }
 
 // write retries the batch with capped exponential back-off until it is stored or ctx

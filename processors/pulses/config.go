@@ -8,18 +8,26 @@ import (
 	"github.com/cxlink/cxlink/processors/effort"
 )
 
-// Config of employee pulse handling, shared by the processors (which hold answers back)
-// and the linkage and drift stages (which read the released ones per period).
+// Config of employee pulse periods and of the disclosure policy, shared by ingest
+// (which refuses pulses that could never count), the analytics stage (which publishes
+// team figures) and the drift detector and report (which read what was published).
 // DefaultConfig holds the defaults.
 type Config struct {
-	// Period is the pulse period: employee answers are counted, and linked to customer
-	// scores, per team and period. Periods are aligned like time.Truncate. (Its old name,
-	// CXLINK_LINKAGE_PERIOD, is read until the next release.)
+	// Period is the pulse period: employee answers are counted, published, and linked
+	// to customer scores, per team and period. Periods are aligned like time.Truncate.
+	// (Its old name, CXLINK_LINKAGE_PERIOD, is read until the next release.)
 	Period Period `env:"CXLINK_PULSE_PERIOD"`
-	// MinRespondents is the anonymity threshold: the answers to one question of one team
-	// in one period are stored, and counted anywhere, only once at least this many
-	// distinct employees gave one. Never below MinThreshold.
+	// MinRespondents is k, the anonymity threshold: a team's answers to one question in
+	// one period are published only once at least k distinct employees gave one, and
+	// published again only once k more did. Never below MinThreshold.
 	MinRespondents int `env:"CXLINK_ANONYMITY_MIN_RESPONDENTS"`
+	// Grace is how long after its end a period is closed: its team figures are
+	// published only then, so that the answers given on time are published together.
+	Grace time.Duration `env:"CXLINK_PULSE_GRACE"`
+	// Lookback is how far back pulses count: a pulse that occurred earlier is refused
+	// at ingest (it could never be published), and the analytics stage publishes the
+	// closed periods in it.
+	Lookback Period `env:"CXLINK_PULSE_LOOKBACK"`
 }
 
 // DefaultConfig is the configuration when nothing is set.
@@ -30,11 +38,16 @@ func DefaultConfig() Config {
 		Period: MustParsePeriod("7d"),
 		// Five, the minimum group of HR survey tools (Peakon, Culture Amp).
 		MinRespondents: 5,
+		// An hour lets a weekly pulse's stragglers of Sunday night in; later answers
+		// count too, but need k more respondents to change what was published.
+		Grace: time.Hour,
+		// 92 days hold a quarter of HR exports.
+		Lookback: MustParsePeriod("92d"),
 	}
 }
 
-// Period is a pulse period: its name as configured (e.g. "7d", written with every
-// linkage row) and its length.
+// Period is a pulse period (or a span of time written like one): its name as configured
+// (e.g. "7d", written with every linkage row) and its length.
 type Period struct {
 	Name   string
 	Length time.Duration
@@ -53,6 +66,9 @@ func (p *Period) UnmarshalText(b []byte) error {
 // MarshalText gives the period's name.
 func (p Period) MarshalText() ([]byte, error) { return []byte(p.Name), nil }
 
+// String is the period's name.
+func (p Period) String() string { return p.Name }
+
 // MustParsePeriod is a Period for text known to be valid (defaults, tests); it panics on
 // an error.
 func MustParsePeriod(s string) Period {
@@ -67,20 +83,37 @@ func MustParsePeriod(s string) Period {
 // easily traced to the person who gave it.
 const MinThreshold = 3
 
+// Slack is how much further back than Lookback the analytics stage reads: a pulse
+// accepted at ingest may reach ClickHouse later (a ClickHouse outage), and must still
+// find its period published.
+const Slack = 7 * 24 * time.Hour
+
 // Validate reports every problem of the configuration.
 func (c Config) Validate() error {
 	var errs []error
-	if c.Period.Length <= 0 {
+	p := c.Period.Length
+	if p <= 0 {
 		errs = append(errs, errors.New("CXLINK_PULSE_PERIOD: not set"))
 	}
 	if c.MinRespondents < MinThreshold {
 		errs = append(errs, fmt.Errorf("CXLINK_ANONYMITY_MIN_RESPONDENTS: %d is below %d, the least that keeps answers anonymous", c.MinRespondents, MinThreshold))
+	}
+	if c.Grace < 0 || c.Grace > 31*24*time.Hour {
+		errs = append(errs, fmt.Errorf("CXLINK_PULSE_GRACE: %s is not between 0 and 31 days", c.Grace))
+	}
+	if l := c.Lookback.Length; l <= 0 {
+		errs = append(errs, errors.New("CXLINK_PULSE_LOOKBACK: not set"))
+	} else if p > 0 && l < p {
+		errs = append(errs, fmt.Errorf("CXLINK_PULSE_LOOKBACK: %s is shorter than a period (%s)", c.Lookback, c.Period))
 	}
 	return errors.Join(errs...)
 }
 
 // PeriodLength is the length of Period.
 func (c Config) PeriodLength() time.Duration { return c.Period.Length }
+
+// LookbackLength is the length of Lookback.
+func (c Config) LookbackLength() time.Duration { return c.Lookback.Length }
 
 // ParsePeriod reads a period such as "7d", "1d", "1h" or "10m": whole seconds, at least
 // a minute.

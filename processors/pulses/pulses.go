@@ -1,107 +1,45 @@
-// Package pulses holds employee pulse answers back until they are anonymous. The
-// answers to one question of one team in one period form a group; the group's raw rows
-// are released (to employee_pulses, and so to everything downstream) only once at least
-// the threshold of distinct employees answered. Until then they stay in the partition's
-// state, which is rebuilt from the stream, so nothing below the threshold ever leaves the
-// processor. A group that never reaches the threshold is dropped with the state.
+// Package pulses is the disclosure policy of employee pulse results (docs/privacy.md).
+// Individual answers are stored at once in the private database; what leaves it is a
+// team's figures per question and closed period, under two rules:
 //
-// All pulses of a team share a partition (their routing key is the team), so one
-// partition's state sees every answer of its groups. Decisions depend only on the
-// messages and their order, never on the wall clock: a replay rebuilds the same groups.
+//   - a group (team, question, period) is published only once at least k distinct
+//     employees answered (MinRespondents), and only after its period closed (its end
+//     plus Grace), so that figures never move answer by answer during a period;
+//   - a published group is published again only once at least k new respondents joined
+//     since its last publication, so that the difference between any two published
+//     figures of a group mixes at least k people's answers: a late sixth answer after
+//     five changes nothing anyone can read.
+//
+// Everything downstream (team_periods, the linkage, the drift detector's pulse series
+// and its metrics, the report, the dashboards) reads published figures only.
 package pulses
 
-import (
-	"time"
+import "time"
 
-	"github.com/cxlink/cxlink/processors/records"
-)
-
-type groupKey struct {
-	team, question string
-	start          int64 // period start, Unix seconds
+// Publish reports whether a group now answered by respondents distinct employees may
+// be published, given the respondents of its last publication (0: never published).
+func (c Config) Publish(respondents, published uint64) bool {
+	k := uint64(c.MinRespondents)
+	if published == 0 {
+		return respondents >= k
+	}
+	return respondents >= published+k
 }
 
-type group struct {
-	start       time.Time
-	respondents map[string]struct{}
-	held        []records.Pulse // rows not yet released
-	released    bool
+// ClosedBefore is the end of the latest closed period at now: periods that end at or
+// before it may be published.
+func (c Config) ClosedBefore(now time.Time) time.Time {
+	return PeriodStart(now.Add(-c.Grace), c.PeriodLength())
 }
 
-// State holds one partition's pulse groups. Not safe for concurrent use.
-type State struct {
-	period  time.Duration
-	min     int
-	horizon time.Duration
-	groups  map[groupKey]*group
-	// clock is the latest received_at applied: stream time, the same on every replay.
-	clock     time.Time
-	nextEvict time.Time
+// OldestAccepted is the earliest occurred_at of a pulse ingest accepts at now: older
+// ones could never be published.
+func (c Config) OldestAccepted(now time.Time) time.Time {
+	return now.Add(-c.LookbackLength())
 }
 
-// NewState returns an empty state for periods of length period and a threshold of min
-// distinct respondents. A pulse counts only while received less than horizon after its
-// period started: the processors replay at least that far back (plus the clock skew
-// ingest allows), so the groups that can still change are always complete in the state.
-func NewState(period time.Duration, min int, horizon time.Duration) *State {
-	return &State{period: period, min: min, horizon: horizon, groups: map[groupKey]*group{}}
+// PublishFrom is the start of the earliest period the analytics stage publishes at now:
+// the lookback and Slack, so that every pulse ingest accepted finds its period there.
+func (c Config) PublishFrom(now time.Time) time.Time {
+	return PeriodStart(now.Add(-c.LookbackLength()-Slack), c.PeriodLength())
 }
-
-// Outcome of applying one pulse.
-type Outcome int
-
-// The outcomes of Apply.
-const (
-	Held     Outcome = iota // the group is below the threshold: nothing is released
-	Released                // rows are released (this one, and those held before it)
-	TooLate                 // received after the period's horizon: not counted, not stored
-)
-
-// Apply takes the raw row of one pulse (employee id already pseudonymized) received at
-// receivedAt, and returns the rows that may now be stored: none while its group is below
-// the threshold, all the group's held rows when this answer brings it to the threshold,
-// and the row itself once the group is above.
-func (s *State) Apply(row records.Pulse, receivedAt time.Time) ([]records.Pulse, Outcome) {
-	if receivedAt.After(s.clock) {
-		s.clock = receivedAt
-		s.evict()
-	}
-	start := PeriodStart(row.OccurredAt, s.period)
-	// Against the stream clock, not receivedAt: an evicted group must never restart.
-	if s.clock.Sub(start) >= s.horizon {
-		return nil, TooLate
-	}
-	k := groupKey{row.Team, row.Question, start.Unix()}
-	g := s.groups[k]
-	if g == nil {
-		g = &group{start: start, respondents: map[string]struct{}{}}
-		s.groups[k] = g
-	}
-	g.respondents[row.EmployeeID] = struct{}{}
-	if g.released {
-		return []records.Pulse{row}, Released
-	}
-	g.held = append(g.held, row)
-	if len(g.respondents) < s.min {
-		return nil, Held
-	}
-	out := g.held
-	g.held, g.released = nil, true
-	return out, Released
-}
-
-// evict forgets the groups no pulse can join any more.
-func (s *State) evict() {
-	if s.clock.Before(s.nextEvict) {
-		return
-	}
-	for k, g := range s.groups {
-		if !s.clock.Before(g.start.Add(s.horizon)) {
-			delete(s.groups, k)
-		}
-	}
-	s.nextEvict = s.clock.Add(s.period)
-}
-
-// Len is the number of groups held.
-func (s *State) Len() int { return len(s.groups) }

@@ -1,68 +1,61 @@
 package pulses
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/cxlink/cxlink/processors/records"
 )
 
 var monday = time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC) // a Monday
 
-func pulse(n int, team, question, employee string, at time.Time) records.Pulse {
-	return records.Pulse{ID: fmt.Sprintf("p%d", n), EmployeeID: employee, Team: team, Question: question, OccurredAt: at}
-}
-
-func TestGroupsAreReleasedAtTheThreshold(t *testing.T) {
-	s := NewState(7*24*time.Hour, 5, 8*24*time.Hour)
-	at := monday.Add(30 * time.Hour)
-	recv := at.Add(time.Minute)
-	// Four distinct employees (one answers twice): nothing leaves.
-	for i, e := range []string{"a", "b", "c", "c", "d"} {
-		rows, oc := s.Apply(pulse(i, "red", "engagement", e, at), recv)
-		if len(rows) != 0 || oc != Held {
-			t.Fatalf("answer %d released %v (%v) below the threshold", i, rows, oc)
+// The policy publishes a group at k respondents and again only at k more: any two
+// published figures of a group differ by at least k people.
+func TestPublishNeedsKNewRespondents(t *testing.T) {
+	c := DefaultConfig()
+	for _, tc := range []struct {
+		n, published uint64
+		want         bool
+	}{
+		{4, 0, false}, {5, 0, true}, {23, 0, true}, // first publication: k or more
+		{6, 5, false}, {9, 5, false}, {10, 5, true}, // again: k more than last time
+		{5, 5, false}, {4, 5, false}, // nothing new, or fewer (a changed key): keep the old figure
+		{27, 23, false}, {28, 23, true},
+	} {
+		if got := c.Publish(tc.n, tc.published); got != tc.want {
+			t.Errorf("Publish(%d respondents, last published with %d) = %v, want %v", tc.n, tc.published, got, tc.want)
 		}
 	}
-	// Another question of the same team is its own group.
-	if rows, _ := s.Apply(pulse(10, "red", "enps", "e", at), recv); len(rows) != 0 {
-		t.Fatal("enps released")
+	// Simulate answers arriving one by one: every pair of published counts is k apart.
+	var published []uint64
+	last := uint64(0)
+	for n := uint64(1); n <= 40; n++ {
+		if c.Publish(n, last) {
+			published = append(published, n)
+			last = n
+		}
 	}
-	// The fifth employee releases the five held rows and its own.
-	rows, oc := s.Apply(pulse(5, "red", "engagement", "e", at), recv)
-	if oc != Released || len(rows) != 6 || rows[0].ID != "p0" || rows[5].ID != "p5" {
-		t.Fatalf("release: %v %v", oc, rows)
-	}
-	// Then every answer goes through at once.
-	if rows, oc := s.Apply(pulse(6, "red", "engagement", "a", at), recv); oc != Released || len(rows) != 1 {
-		t.Fatalf("after release: %v %v", oc, rows)
-	}
-	// The next week is a new group.
-	if rows, _ := s.Apply(pulse(7, "red", "engagement", "a", monday.Add(7*24*time.Hour)), recv.Add(7*24*time.Hour)); len(rows) != 0 {
-		t.Fatal("next week released")
+	for i := 1; i < len(published); i++ {
+		if published[i]-published[i-1] < 5 {
+			t.Fatalf("published at %v: two figures differ by fewer than k respondents", published)
+		}
 	}
 }
 
-func TestPulsesAfterTheHorizonAreRefusedAndGroupsForgotten(t *testing.T) {
+func TestPeriodsCloseAfterTheGrace(t *testing.T) {
+	c := DefaultConfig()
 	week := 7 * 24 * time.Hour
-	s := NewState(week, 3, week+time.Hour)
-	at := monday.Add(time.Hour)
-	for i, e := range []string{"a", "b"} {
-		s.Apply(pulse(i, "red", "engagement", e, at), at)
+	if got := c.ClosedBefore(monday.Add(30 * time.Minute)); !got.Equal(monday.Add(-week)) {
+		t.Errorf("half an hour into Monday the week before is still open: closed before %s", got)
 	}
-	// A message of another team moves the stream clock past the horizon.
-	if _, oc := s.Apply(pulse(2, "blue", "engagement", "x", monday.Add(week)), monday.Add(week+time.Hour)); oc != Held {
-		t.Fatal(oc)
+	if got := c.ClosedBefore(monday.Add(time.Hour)); !got.Equal(monday) {
+		t.Errorf("an hour into Monday last week is closed: closed before %s, want %s", got, monday)
 	}
-	if s.Len() != 1 {
-		t.Fatalf("%d groups: red's week should be forgotten", s.Len())
+	now := monday.Add(3 * 24 * time.Hour)
+	if got := c.OldestAccepted(now); !got.Equal(now.Add(-92 * 24 * time.Hour)) {
+		t.Errorf("oldest accepted %s", got)
 	}
-	// A third red answer would have released the group: now it is too late, even if
-	// JetStream's timestamp of it were earlier than the clock.
-	if rows, oc := s.Apply(pulse(3, "red", "engagement", "c", at), monday.Add(week)); oc != TooLate || len(rows) != 0 {
-		t.Fatalf("got %v %v", oc, rows)
+	if got := c.PublishFrom(now); got.After(c.OldestAccepted(now).Add(-Slack)) || got.Weekday() != time.Monday {
+		t.Errorf("publish from %s: must start a week and reach %s back", got, Slack)
 	}
 }
 
@@ -83,17 +76,19 @@ func TestPeriodStartMatchesSQLOffset(t *testing.T) {
 }
 
 func TestConfig(t *testing.T) {
-	if err := (Config{Period: MustParsePeriod("7d"), MinRespondents: 5}).Validate(); err != nil {
+	if err := DefaultConfig().Validate(); err != nil {
 		t.Fatal(err)
 	}
-	err := (Config{MinRespondents: 2}).Validate()
-	if err == nil {
-		t.Fatal("no error")
-	}
-	for _, want := range []string{"CXLINK_PULSE_PERIOD", "CXLINK_ANONYMITY_MIN_RESPONDENTS"} {
-		if !strings.Contains(err.Error(), want) {
+	err := (Config{MinRespondents: 2, Grace: -time.Second}).Validate()
+	for _, want := range []string{"CXLINK_PULSE_PERIOD", "CXLINK_ANONYMITY_MIN_RESPONDENTS", "CXLINK_PULSE_GRACE", "CXLINK_PULSE_LOOKBACK"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v lacks %s", err, want)
 		}
+	}
+	short := DefaultConfig()
+	short.Lookback = MustParsePeriod("1d")
+	if err := short.Validate(); err == nil || !strings.Contains(err.Error(), "shorter than a period") {
+		t.Errorf("a lookback shorter than a period: %v", err)
 	}
 	var p Period
 	for _, bad := range []string{"30s", "7x", "1h,7d", ""} {

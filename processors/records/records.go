@@ -80,21 +80,24 @@ type Pulse struct {
 	ScaleMax   float64
 }
 
-// Rollup is one partition's share of one rolling window at one tick: a row of
-// rollup_partials. The view rollups adds the partitions up.
-type Rollup struct {
+// Bucket is one partition's sums of one series over one rollup step: a row of
+// rollup_buckets. A rolling window is the sum of the buckets it covers, the partitions
+// added up. The row is cumulative: it holds every response of the bucket the partition
+// has seen, and is written again, with a higher version, when the bucket changes.
+type Bucket struct {
 	Survey    string
-	Window    string // "1h", "24h", "7d"
 	Dimension string // "overall", "category", "channel", "team", "agent"
 	Key       string // "" for overall
-	WindowEnd time.Time
+	Start     time.Time
 	Partition uint16
 	Responses uint64
 	ScoreSum  float64 // sum of standard scores
 	Positive  uint64  // easy, satisfied, promoters
 	Negative  uint64  // difficult, dissatisfied, detractors
 	SquareSum float64 // sum of squared standard scores (each rounded to 1e-6), for the variance
-	Version   uint64  // when the row was computed; the latest computation wins
+	// Version is the stream sequence of the last message that changed the bucket: it
+	// depends on the stream alone, so whoever writes the row writes the same one.
+	Version uint64
 }
 
 // Batch is what a sink writes at once.
@@ -102,15 +105,15 @@ type Batch struct {
 	Surveys []Survey
 	Tickets []Ticket
 	Pulses  []Pulse
-	Rollups []Rollup
+	Buckets []Bucket
 }
 
 // Len is the number of rows in the batch.
-func (b *Batch) Len() int { return len(b.Surveys) + len(b.Tickets) + len(b.Pulses) + len(b.Rollups) }
+func (b *Batch) Len() int { return len(b.Surveys) + len(b.Tickets) + len(b.Pulses) + len(b.Buckets) }
 
 // Reset empties the batch, keeping its memory.
 func (b *Batch) Reset() {
-	b.Surveys, b.Tickets, b.Pulses, b.Rollups = b.Surveys[:0], b.Tickets[:0], b.Pulses[:0], b.Rollups[:0]
+	b.Surveys, b.Tickets, b.Pulses, b.Buckets = b.Surveys[:0], b.Tickets[:0], b.Pulses[:0], b.Buckets[:0]
 }
 
 // Kind names one of a Batch's row slices.
@@ -121,7 +124,7 @@ const (
 	KindSurvey Kind = iota
 	KindTicket
 	KindPulse
-	KindRollup
+	KindBucket
 )
 
 func (k Kind) String() string {
@@ -132,8 +135,8 @@ func (k Kind) String() string {
 		return "ticket"
 	case KindPulse:
 		return "pulse"
-	case KindRollup:
-		return "rollup"
+	case KindBucket:
+		return "bucket"
 	}
 	return "unknown"
 }
@@ -144,7 +147,7 @@ type RowRef struct {
 	Index int
 }
 
-// Origin is the stored message a row came from; false for rollups and for a reference
+// Origin is the stored message a row came from; false for buckets and for a reference
 // outside the batch.
 func (b *Batch) Origin(r RowRef) (Origin, bool) {
 	switch {
@@ -172,8 +175,8 @@ func (b *Batch) Remove(r RowRef) bool {
 		b.Tickets = append(b.Tickets[:r.Index], b.Tickets[r.Index+1:]...)
 	case r.Kind == KindPulse && r.Index < len(b.Pulses):
 		b.Pulses = append(b.Pulses[:r.Index], b.Pulses[r.Index+1:]...)
-	case r.Kind == KindRollup && r.Index < len(b.Rollups):
-		b.Rollups = append(b.Rollups[:r.Index], b.Rollups[r.Index+1:]...)
+	case r.Kind == KindBucket && r.Index < len(b.Buckets):
+		b.Buckets = append(b.Buckets[:r.Index], b.Buckets[r.Index+1:]...)
 	default:
 		return false
 	}

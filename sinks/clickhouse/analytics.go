@@ -12,17 +12,18 @@ import (
 
 // Reads and writes of the cross-team stage (processors/analytics). The reads aggregate
 // the raw tables with FINAL, late events included: linkage and effort impact are not
-// real-time windows, and history sent late belongs in them.
+// real-time windows, and history sent late belongs in them. Employee figures come from
+// the private database through the disclosure policy (pulses.go), never from here.
 
 // The tables the stage writes.
 const (
 	TableTeamPeriods  = "team_periods"
 	TableLinkage      = "linkage"
 	TableEffortImpact = "effort_impact"
-	teamPeriodColumns = "period, period_start, team, engagement_respondents, engagement, enps_respondents, enps, " +
+	teamPeriodColumns = "period, period_start, team, engagement_respondents, engagement, engagement_sd, enps_respondents, enps, enps_promoters, enps_detractors, " +
 		"ces_responses, ces, pct_difficult, csat_responses, csat, computed_at, version"
 	linkageColumns = "period, period_start, scope, span_periods, lag, employee_metric, customer_metric, teams, pairs, " +
-		"periods, pearson_r, spearman_r, ci_low, ci_high, p_value, status, computed_at, version"
+		"periods, df, pearson_r, spearman_r, ci_low, ci_high, p_value, min_detectable_r, status, reading, computed_at, version"
 	effortImpactColumns = "`window`, window_end, category, tickets, volume_share, handle_share, handle_hours, avg_handle_seconds, " +
 		"contacts_per_resolution, ces_responses, ces, ces_ci_low, ces_ci_high, pct_difficult, pct_difficult_low, " +
 		"pct_difficult_high, impact, impact_rank, status, computed_at, version"
@@ -33,53 +34,6 @@ const (
 func periodExpr(col string, p time.Duration, offset int64) string {
 	s := int64(p / time.Second)
 	return fmt.Sprintf("(intDiv(toUInt32(%s) + %d, %d) * %d - %d)", col, offset, s, s, offset)
-}
-
-// EmployeeAggregates reads the released pulse answers to engagement and enps with
-// occurred_at in [from, to), per team, question and period of length p (offset from
-// pulses.EpochOffset), each employee's latest answer counted once. Groups with fewer
-// than minRespondents employees are left out: only released groups are stored, and the
-// filter keeps it so whatever wrote the table.
-func (c *Client) EmployeeAggregates(ctx context.Context, p time.Duration, offset int64, from, to time.Time, minRespondents int) ([]records.EmployeeAggregate, error) {
-	q := `SELECT team, question, toDateTime(start) AS period_start, count() AS respondents, sum(s) AS total, sum(s * s) AS total_sq,
-       countIf(question = 'enps' AND s >= 9) AS promoters, countIf(question = 'enps' AND s <= 6) AS detractors
-FROM
-(
-    SELECT team, question, employee_id, ` + periodExpr("occurred_at", p, offset) + ` AS start,
-           argMax(std, (occurred_at, seq)) AS s
-    FROM
-    (
-        SELECT team, question, employee_id, occurred_at, seq,
-               multiIf(question = 'engagement' AND scale_min = 1 AND scale_max = 5, score,
-                       question = 'engagement', 1 + (score - scale_min) * 4 / (scale_max - scale_min),
-                       scale_min = 0 AND scale_max = 10, score,
-                       (score - scale_min) * 10 / (scale_max - scale_min)) AS std
-        FROM ` + c.cfg.Database + `.employee_pulses FINAL
-        WHERE question IN ('engagement', 'enps') AND occurred_at >= toDateTime(?) AND occurred_at < toDateTime(?)
-    )
-    GROUP BY team, question, employee_id, start
-)
-GROUP BY team, question, start
-HAVING respondents >= ?
-ORDER BY team, question, start`
-	rows, err := c.conn.Query(ctx, q, from.Unix(), to.Unix(), minRespondents)
-	if err != nil {
-		return nil, fmt.Errorf("read employee aggregates: %w", err)
-	}
-	defer rows.Close()
-	var out []records.EmployeeAggregate
-	for rows.Next() {
-		var a records.EmployeeAggregate
-		if err := rows.Scan(&a.Team, &a.Question, &a.PeriodStart, &a.Respondents, &a.Sum, &a.SquareSum, &a.Promoters, &a.Detractors); err != nil {
-			return nil, fmt.Errorf("read employee aggregates: %w", err)
-		}
-		a.PeriodStart = a.PeriodStart.UTC()
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read employee aggregates: %w", err)
-	}
-	return out, nil
 }
 
 // CustomerAggregates reads the CES and CSAT responses with a team (their own or their
@@ -195,8 +149,9 @@ func (c *Client) WriteAnalytics(ctx context.Context, teams []records.TeamPeriod,
 	if len(teams) > 0 {
 		if err := c.insert(ctx, TableTeamPeriods, teamPeriodColumns, len(teams), func(b driver.Batch, i int) error {
 			r := &teams[i]
-			return b.Append(r.Period, utc(r.PeriodStart), r.Team, r.EngagementRespondents, r.Engagement,
-				r.ENPSRespondents, r.ENPS, r.CESResponses, r.CES, r.PctDifficult, r.CSATResponses, r.CSAT, at, version)
+			return b.Append(r.Period, utc(r.PeriodStart), r.Team, r.EngagementRespondents, r.Engagement, r.EngagementSD,
+				r.ENPSRespondents, r.ENPS, r.ENPSPromoters, r.ENPSDetractors, r.CESResponses, r.CES, r.PctDifficult,
+				r.CSATResponses, r.CSAT, at, version)
 		}); err != nil {
 			return err
 		}
@@ -205,8 +160,8 @@ func (c *Client) WriteAnalytics(ctx context.Context, teams []records.TeamPeriod,
 		if err := c.insert(ctx, TableLinkage, linkageColumns, len(links), func(b driver.Batch, i int) error {
 			r := &links[i]
 			return b.Append(r.Period, utc(r.PeriodStart), r.Scope, r.SpanPeriods, r.Lag, r.EmployeeMetric,
-				r.CustomerMetric, r.Teams, r.Pairs, r.Periods, r.Pearson, r.Spearman, r.CILow, r.CIHigh, r.P,
-				r.Status, at, version)
+				r.CustomerMetric, r.Teams, r.Pairs, r.Periods, r.DF, r.Pearson, r.Spearman, r.CILow, r.CIHigh, r.P,
+				r.MinDetectable, r.Status, r.Reading, at, version)
 		}); err != nil {
 			return err
 		}

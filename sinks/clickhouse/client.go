@@ -12,7 +12,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -94,28 +93,13 @@ func (c *Client) Conn() driver.Conn { return c.conn }
 // Database is the configured database.
 func (c *Client) Database() string { return c.cfg.Database }
 
+// PrivateDatabase is the database of individual employee answers (Config.Private).
+func (c *Client) PrivateDatabase() string { return c.cfg.Private() }
+
 // Close closes the connections. In-flight writes fail.
 func (c *Client) Close() error {
 	if err := c.conn.Close(); err != nil {
 		return fmt.Errorf("close clickhouse connection: %w", err)
 	}
 	return nil
-}
-
-// LastWindowEnd is the latest window_end written to rollup_partials by partition;
-// false when the partition wrote none.
-func (c *Client) LastWindowEnd(ctx context.Context, partition uint16) (time.Time, bool, error) {
-	var (
-		last time.Time
-		n    uint64
-	)
-	err := c.conn.QueryRow(ctx, "SELECT max(window_end), count() FROM "+c.cfg.Database+
-		".rollup_partials WHERE partition = ?", partition).Scan(&last, &n)
-	if err != nil {
-		return time.Time{}, false, fmt.Errorf("read last window end of partition %d: %w", partition, err)
-	}
-	if n == 0 {
-		return time.Time{}, false, nil
-	}
-	return last.UTC(), true, nil
 }

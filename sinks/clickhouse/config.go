@@ -21,8 +21,13 @@ type Config struct {
 	Addr string `env:"CLICKHOUSE_ADDR"`
 	// Database is created by Migrate when missing; every table is qualified with it.
 	Database string `env:"CLICKHOUSE_DATABASE"`
-	User     string `env:"CLICKHOUSE_USER"`
-	Password string `env:"CLICKHOUSE_PASSWORD"`
+	// PrivateDatabase holds the individual employee pulse answers, apart from the
+	// aggregates the dashboards read: grant it to the cxlink writer only (docs/privacy.md).
+	// Empty: Database + "_private", so that two installations on one server (or two
+	// tests) never share one.
+	PrivateDatabase string `env:"CLICKHOUSE_PRIVATE_DATABASE"`
+	User            string `env:"CLICKHOUSE_USER"`
+	Password        string `env:"CLICKHOUSE_PASSWORD"`
 	// PasswordFile names a file holding the password (a mounted secret), read at Open.
 	PasswordFile string `env:"CLICKHOUSE_PASSWORD_FILE"`
 	// TLS speaks the native protocol over TLS (ClickHouse's tcp_port_secure, 9440 by
@@ -65,6 +70,9 @@ func (c Config) Validate() error {
 	if !identifier.MatchString(c.Database) {
 		errs = append(errs, fmt.Errorf("CLICKHOUSE_DATABASE %q must match %s", c.Database, identifier))
 	}
+	if c.PrivateDatabase != "" && (!identifier.MatchString(c.PrivateDatabase) || c.PrivateDatabase == c.Database) {
+		errs = append(errs, fmt.Errorf("CLICKHOUSE_PRIVATE_DATABASE %q must match %s and differ from CLICKHOUSE_DATABASE", c.PrivateDatabase, identifier))
+	}
 	if c.User == "" {
 		errs = append(errs, errors.New("CLICKHOUSE_USER must not be empty"))
 	}
@@ -84,6 +92,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("invalid clickhouse config: %w", err)
 	}
 	return nil
+}
+
+// Private is the database of individual employee answers.
+func (c Config) Private() string {
+	if c.PrivateDatabase != "" {
+		return c.PrivateDatabase
+	}
+	return c.Database + "_private"
 }
 
 // password is the configured password, read from PasswordFile when that is set.

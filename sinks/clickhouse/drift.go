@@ -9,6 +9,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/cxlink/cxlink/processors/effort"
 	"github.com/cxlink/cxlink/processors/records"
 )
 
@@ -19,27 +20,35 @@ const driftColumns = "survey, dimension, key, owner, detector, direction, starte
 	"peak_statistic, peak_recent, peak_baseline, peak_recent_responses, peak_baseline_responses, " +
 	"recent_span, baseline_span, version"
 
-// WindowTotals reads the rolling window named window at each of the ticks ends, the
+// WindowTotals reads the rolling window w ending at each of the ticks ends, the
 // partitions added up, for the overall, category, channel and team series (agents are
-// not compared with a baseline). Series without responses are left out.
-func (c *Client) WindowTotals(ctx context.Context, window string, ends []time.Time) ([]records.WindowTotal, error) {
+// not compared with a baseline): the buckets with end − w ≤ bucket_start < end. It reads
+// only the buckets the windows cover. Series without responses are left out.
+func (c *Client) WindowTotals(ctx context.Context, w effort.Window, ends []time.Time) ([]records.WindowTotal, error) {
 	if len(ends) == 0 {
 		return nil, nil
 	}
 	// Instants as integers: the driver's client-side binding of times differs between
 	// versions, and integers cannot inject anything.
 	in := make([]string, len(ends))
+	lo, hi := ends[0], ends[0]
 	for i, t := range ends {
-		in[i] = "toDateTime(" + strconv.FormatInt(t.Unix(), 10) + ", 'UTC')"
+		in[i] = strconv.FormatInt(t.Unix(), 10)
+		lo, hi = minTime(lo, t), maxTime(hi, t)
 	}
-	q := "SELECT survey, dimension, key, window_end, sum(responses), sum(score_sum), sum(score_sq_sum), " +
-		"sum(positive), sum(negative) FROM " + c.cfg.Database + ".rollup_partials FINAL " +
-		"WHERE `window` = ? AND window_end IN (" + strings.Join(in, ", ") + ") " +
-		"AND dimension IN ('overall', 'category', 'channel', 'team') " +
+	length := strconv.FormatInt(int64(w.Length/time.Second), 10)
+	q := "SELECT survey, dimension, key, toDateTime(e, 'UTC') AS window_end, sum(responses), sum(score_sum), " +
+		"sum(score_sq_sum), sum(positive), sum(negative) FROM (" +
+		"SELECT survey, dimension, key, toUInt32(bucket_start) AS b, responses, score_sum, score_sq_sum, positive, negative, " +
+		"arrayJoin([" + strings.Join(in, ", ") + "]) AS e FROM " + c.cfg.Database + "." + TableBuckets + " FINAL " +
+		"WHERE bucket_start >= toDateTime(" + strconv.FormatInt(lo.Unix(), 10) + " - " + length + ", 'UTC') " +
+		"AND bucket_start < toDateTime(" + strconv.FormatInt(hi.Unix(), 10) + ", 'UTC') " +
+		"AND dimension IN ('overall', 'category', 'channel', 'team')" +
+		") WHERE b >= e - " + length + " AND b < e " +
 		"GROUP BY survey, dimension, key, window_end HAVING sum(responses) > 0"
-	rows, err := c.conn.Query(ctx, q, window)
+	rows, err := c.conn.Query(ctx, q)
 	if err != nil {
-		return nil, fmt.Errorf("read %s windows: %w", window, err)
+		return nil, fmt.Errorf("read %s windows: %w", w.Name, err)
 	}
 	defer rows.Close()
 	var out []records.WindowTotal
@@ -47,15 +56,29 @@ func (c *Client) WindowTotals(ctx context.Context, window string, ends []time.Ti
 		var w records.WindowTotal
 		if err := rows.Scan(&w.Survey, &w.Dimension, &w.Key, &w.WindowEnd, &w.Responses, &w.ScoreSum,
 			&w.SquareSum, &w.Positive, &w.Negative); err != nil {
-			return nil, fmt.Errorf("read %s windows: %w", window, err)
+			return nil, fmt.Errorf("read windows: %w", err)
 		}
 		w.WindowEnd = w.WindowEnd.UTC()
 		out = append(out, w)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read %s windows: %w", window, err)
+		return nil, fmt.Errorf("read %s windows: %w", w.Name, err)
 	}
 	return out, nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // WriteDriftEvents inserts episode rows. Writing a row again is harmless: drift_events is

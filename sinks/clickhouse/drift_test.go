@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"sort"
 	"testing"
 	"time"
 
+	"github.com/cxlink/cxlink/processors/analytics"
 	"github.com/cxlink/cxlink/processors/drift"
+	"github.com/cxlink/cxlink/processors/effort"
 	"github.com/cxlink/cxlink/processors/pulses"
 	"github.com/cxlink/cxlink/processors/records"
 	"github.com/cxlink/cxlink/sinks/clickhouse/chtest"
@@ -18,22 +21,23 @@ func TestWindowTotalsAddsPartitions(t *testing.T) {
 	c, _ := open(t, srv)
 	ctx := context.Background()
 	end := at("2024-06-01T12:00:00Z")
-	partial := func(window, dim, key string, end time.Time, partition uint16, n uint64, sum, sq float64, neg, version uint64) records.Rollup {
-		return records.Rollup{Survey: "ces", Window: window, Dimension: dim, Key: key, WindowEnd: end,
+	bucket := func(dim, key string, start time.Time, partition uint16, n uint64, sum, sq float64, neg, version uint64) records.Bucket {
+		return records.Bucket{Survey: "ces", Dimension: dim, Key: key, Start: start,
 			Partition: partition, Responses: n, ScoreSum: sum, SquareSum: sq, Negative: neg, Version: version}
 	}
-	if err := c.WriteBatch(ctx, &records.Batch{Rollups: []records.Rollup{
-		partial("1h", "category", "plan", end, 0, 2, 5, 13, 1, 1),
-		partial("1h", "category", "plan", end, 0, 3, 9, 29, 1, 2), // written again: replaces the row above
-		partial("1h", "category", "plan", end, 1, 1, 6, 36, 0, 1),
-		partial("1h", "category", "plan", end.Add(-time.Minute), 1, 7, 7, 7, 7, 1), // another tick
-		partial("7d", "category", "plan", end, 1, 9, 9, 9, 9, 1),                   // another window
-		partial("1h", "agent", "a-1", end, 1, 9, 9, 9, 9, 1),                       // agents are not judged
-		partial("1h", "team", "blue", end, 2, 0, 0, 0, 0, 1),                       // no responses
+	if err := c.WriteBatch(ctx, &records.Batch{Buckets: []records.Bucket{
+		bucket("category", "plan", end.Add(-time.Minute), 0, 2, 5, 13, 1, 1),
+		bucket("category", "plan", end.Add(-time.Minute), 0, 3, 9, 29, 1, 2),   // written again: replaces the row above
+		bucket("category", "plan", end.Add(-time.Hour), 1, 1, 6, 36, 0, 1),     // first bucket of the window
+		bucket("category", "plan", end, 1, 7, 7, 7, 7, 1),                      // after the window
+		bucket("category", "plan", end.Add(-61*time.Minute), 1, 9, 9, 9, 9, 1), // before it
+		bucket("agent", "a-1", end.Add(-time.Minute), 1, 9, 9, 9, 9, 1),        // agents are not judged
+		bucket("team", "blue", end.Add(-time.Minute), 2, 0, 0, 0, 0, 1),        // no responses
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := c.WindowTotals(ctx, "1h", []time.Time{end})
+	hour := effort.Window{Name: "1h", Length: time.Hour}
+	got, err := c.WindowTotals(ctx, hour, []time.Time{end})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,8 +46,10 @@ func TestWindowTotalsAddsPartitions(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("WindowTotals = %+v\nwant %+v", got, want)
 	}
-	got, err = c.WindowTotals(ctx, "1h", []time.Time{end, end.Add(-time.Minute)})
-	if err != nil || len(got) != 2 {
+	got, err = c.WindowTotals(ctx, hour, []time.Time{end, end.Add(time.Minute)})
+	sort.Slice(got, func(i, j int) bool { return got[i].WindowEnd.Before(got[j].WindowEnd) })
+	// At end + 1m the first bucket has left the window and the one at end entered it.
+	if err != nil || len(got) != 2 || got[0].Responses != 4 || got[1].Responses != 10 {
 		t.Errorf("two ticks: %+v, %v", got, err)
 	}
 }
@@ -88,20 +94,20 @@ func TestDriftEventsRewrite(t *testing.T) {
 	}
 }
 
-// A migration whose ADD COLUMN ran but that was not recorded (the process died in
-// between) is applied again without error.
+// Migrations whose ADD COLUMNs ran but that were not recorded (the process died in
+// between) are applied again without error.
 func TestMigrateAddColumnTwice(t *testing.T) {
 	srv := chtest.Start(t)
 	c, _ := open(t, srv)
 	ctx := context.Background()
-	if err := c.Conn().Exec(ctx, "ALTER TABLE "+c.Database()+".schema_migrations DELETE WHERE version = 5"); err != nil {
+	if err := c.Conn().Exec(ctx, "ALTER TABLE "+c.Database()+".schema_migrations DELETE WHERE version IN (5, 6)"); err != nil {
 		t.Fatal(err)
 	}
 	// ALTER … DELETE is asynchronous: wait until the record is gone.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var n uint64
-		if err := c.Conn().QueryRow(ctx, "SELECT count() FROM "+c.Database()+".schema_migrations WHERE version = 5").Scan(&n); err != nil {
+		if err := c.Conn().QueryRow(ctx, "SELECT count() FROM "+c.Database()+".schema_migrations WHERE version IN (5, 6)").Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		if n == 0 {
@@ -119,15 +125,18 @@ func TestMigrateAddColumnTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if last := ms[len(ms)-1]; last.Version != 5 || last.AppliedAt.IsZero() {
-		t.Errorf("migration 5 not recorded: %+v", last)
+	for _, m := range ms {
+		if (m.Version == 5 || m.Version == 6) && m.AppliedAt.IsZero() {
+			t.Errorf("migration %d not recorded: %+v", m.Version, m)
+		}
 	}
 }
 
-// The drift stage judges teams' engagement from the pulses as stored: each employee's
-// latest answer per period, groups below the anonymity threshold nowhere. red's 6
-// employees answer 4-5 for four weekly periods, then 1-2 (one of them first answers 5
-// and corrects it to 1: counted once, as 1); tiny's 3 employees fall as hard.
+// The drift stage judges teams' engagement from the pulses as stored and published by
+// the analytics stage: each employee's latest answer per period, groups below the
+// anonymity threshold nowhere. red's 6 employees answer 4-5 for four weekly periods,
+// then 1-2 (one of them first answers 5 and corrects it to 1: counted once, as 1);
+// tiny's 3 employees fall as hard.
 func TestDriftJudgesStoredPulses(t *testing.T) {
 	c, _ := open(t, chtest.Start(t))
 	ctx := context.Background()
@@ -160,13 +169,23 @@ func TestDriftJudgesStoredPulses(t *testing.T) {
 	if err := c.WriteBatch(ctx, &b); err != nil {
 		t.Fatal(err)
 	}
-	stage, err := drift.New(drift.Config{MinRecent: 30, MinBaseline: 100, Z: 3, ClearZ: 2, MinEffect: 0.3, EWMALambda: 0.2,
-		PulseBaselinePeriods: 4, PulseMinBaselinePeriods: 2, Owners: drift.MustParseOwners("*=people")},
-		drift.Options{Source: c, Sink: c, Windows: "1h,7d", Step: time.Minute, MaxKeys: 50, Pulses: pulses.Config{Period: pulses.MustParsePeriod("7d"), MinRespondents: 5}})
+	policy := pulses.DefaultConfig()
+	tick := monday.Add(5*week + 3*time.Hour) // week 4 closed two hours ago
+	publish, err := analytics.New(analytics.Config{Enabled: "on", Every: time.Second, Span: 4, MaxLag: 0, MinTeams: 4,
+		MinResponses: 1, ImpactWindows: effort.MustParseWindows("7d"), ImpactMinResponses: 30}, analytics.Options{Store: c, Pulses: policy, Now: func() time.Time { return tick }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tick := monday.Add(4*week + 3*time.Hour)
+	time.Sleep(1100 * time.Millisecond) // groups are published once settled for a run interval
+	if err := publish.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stage, err := drift.New(drift.Config{MinRecent: 30, MinBaseline: 100, Z: 3, ClearZ: 2, MinEffect: 0.3, EWMALambda: 0.2,
+		PulseBaselinePeriods: 4, PulseMinBaselinePeriods: 2, Owners: drift.MustParseOwners("*=people")},
+		drift.Options{Source: c, Sink: c, Windows: "1h,7d", Step: time.Minute, MaxKeys: 50, Pulses: policy})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := stage.Evaluate(ctx, tick); err != nil {
 		t.Fatal(err)
 	}

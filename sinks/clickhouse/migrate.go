@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"regexp"
@@ -11,15 +12,19 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 )
 
 // migrationFiles are the schema's versions, NNNN_name.sql. Each is a text/template with
-// {{.Database}} for the database name, and holds statements ended by ';'. Lines starting
+// {{.Database}} for the dashboards' database and {{.PrivateDatabase}} for the database
+// of individual employee answers, and holds statements ended by ';'. Lines starting
 // with -- are dropped before splitting, so only a statement itself may not contain a ';'.
-// Every statement must be idempotent (IF NOT EXISTS, or an ALTER TABLE … ADD COLUMN, which
-// is skipped when the column is there): two processes may migrate at once, and a version
-// interrupted half-way is applied again from its start. A released file is
-// never edited; a change is a new version.
+// Every statement must be idempotent (IF NOT EXISTS, IF EXISTS, an ALTER TABLE … ADD
+// COLUMN, which is skipped when the column is there, or an INSERT … SELECT into a
+// ReplacingMergeTree whose copied rows keep their version): two processes may migrate at
+// once, and a version interrupted half-way is applied again from its start. A released
+// file is never edited; a change is a new version.
 //
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
@@ -61,14 +66,17 @@ func migrations() ([]Migration, error) {
 	return out, nil
 }
 
-// statements renders the migration for a database and splits it into statements.
-func (m Migration) statements(database string) ([]string, error) {
+// databases are the names a migration's template may use.
+type databases struct{ Database, PrivateDatabase string }
+
+// statements renders the migration for the databases and splits it into statements.
+func (m Migration) statements(dbs databases) ([]string, error) {
 	tmpl, err := template.New(m.Name).Option("missingkey=error").Parse(m.sql)
 	if err != nil {
 		return nil, fmt.Errorf("parse migration %04d_%s: %w", m.Version, m.Name, err)
 	}
 	var buf bytes.Buffer
-	if err := tmpl.Execute(&buf, struct{ Database string }{database}); err != nil {
+	if err := tmpl.Execute(&buf, dbs); err != nil {
 		return nil, fmt.Errorf("render migration %04d_%s: %w", m.Version, m.Name, err)
 	}
 	var code strings.Builder
@@ -191,12 +199,12 @@ func (c *Client) appliedMigrations(ctx context.Context) (map[uint32]time.Time, e
 }
 
 func (c *Client) apply(ctx context.Context, m Migration) error {
-	stmts, err := m.statements(c.cfg.Database)
+	stmts, err := m.statements(databases{c.cfg.Database, c.cfg.Private()})
 	if err != nil {
 		return err
 	}
 	for i, q := range stmts {
-		if err := c.execIdempotent(ctx, q); err != nil {
+		if err := c.execIdempotent(ctx, q); err != nil && !sourceMoved(q, err) {
 			return fmt.Errorf("apply migration %04d_%s, statement %d: %w", m.Version, m.Name, i+1, err)
 		}
 	}
@@ -252,4 +260,16 @@ func (c *Client) hasColumn(ctx context.Context, database, table, column string) 
 		return false, fmt.Errorf("look for column %s.%s.%s: %w", database, table, column, err)
 	}
 	return n > 0, nil
+}
+
+// copyRows matches an INSERT … SELECT … FROM a table FINAL: a copy of rows into a
+// ReplacingMergeTree, whose rows keep their version, so a second copy is read once.
+var copyRows = regexp.MustCompile(`(?s)^INSERT INTO \S+\s*\([^)]*\)\s*SELECT .*\sFROM \S+ FINAL$`)
+
+// sourceMoved reports whether err says that the table a copy reads from is gone (code
+// 60, UNKNOWN_TABLE): a process migrating at the same time copied its rows and dropped
+// it, in that order (218, TABLE_IS_DROPPED: while this copy started).
+func sourceMoved(stmt string, err error) bool {
+	var e *ch.Exception
+	return copyRows.MatchString(stmt) && errors.As(err, &e) && (e.Code == 60 || e.Code == 218)
 }

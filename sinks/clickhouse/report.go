@@ -38,18 +38,19 @@ func (c *Client) LatestEffortImpact(ctx context.Context) ([]records.EffortImpact
 	return out, nil
 }
 
-// CurrentLinkage reads, for the pulse period named period and each scope, lag and
-// metric pair, the linkage row of the latest period; it also returns when it was
-// computed.
-func (c *Client) CurrentLinkage(ctx context.Context, period string) ([]records.Linkage, time.Time, error) {
+// CurrentLinkage reads, for the pulse period named period and each of the scopes, lag
+// and metric pair, the linkage row of the latest period; it also returns when it was
+// computed. Rows come in the order of scopes, then metrics and lag.
+func (c *Client) CurrentLinkage(ctx context.Context, period string, scopes []string) ([]records.Linkage, time.Time, error) {
 	db := c.cfg.Database
 	q := "SELECT period, period_start, scope, span_periods, lag, employee_metric, customer_metric, teams, pairs, " +
-		"periods, pearson_r, spearman_r, ci_low, ci_high, p_value, status, computed_at FROM " + db + ".linkage FINAL " +
-		"WHERE period = ? AND (scope, employee_metric, customer_metric, lag, period_start) IN " +
+		"periods, df, pearson_r, spearman_r, ci_low, ci_high, p_value, min_detectable_r, status, reading, computed_at " +
+		"FROM " + db + ".linkage FINAL " +
+		"WHERE period = ? AND has(?, scope) AND (scope, employee_metric, customer_metric, lag, period_start) IN " +
 		"(SELECT scope, employee_metric, customer_metric, lag, max(period_start) FROM " + db + ".linkage " +
-		"WHERE period = ? GROUP BY scope, employee_metric, customer_metric, lag) " +
-		"ORDER BY scope DESC, employee_metric, customer_metric, lag"
-	rows, err := c.conn.Query(ctx, q, period, period)
+		"WHERE period = ? AND has(?, scope) GROUP BY scope, employee_metric, customer_metric, lag) " +
+		"ORDER BY indexOf(?, scope), employee_metric, customer_metric, lag"
+	rows, err := c.conn.Query(ctx, q, period, scopes, period, scopes, scopes)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("read linkage: %w", err)
 	}
@@ -64,8 +65,8 @@ func (c *Client) CurrentLinkage(ctx context.Context, period string) ([]records.L
 			at time.Time
 		)
 		if err := rows.Scan(&r.Period, &r.PeriodStart, &r.Scope, &r.SpanPeriods, &r.Lag, &r.EmployeeMetric,
-			&r.CustomerMetric, &r.Teams, &r.Pairs, &r.Periods, &r.Pearson, &r.Spearman, &r.CILow, &r.CIHigh, &r.P,
-			&r.Status, &at); err != nil {
+			&r.CustomerMetric, &r.Teams, &r.Pairs, &r.Periods, &r.DF, &r.Pearson, &r.Spearman, &r.CILow, &r.CIHigh, &r.P,
+			&r.MinDetectable, &r.Status, &r.Reading, &at); err != nil {
 			return nil, time.Time{}, fmt.Errorf("read linkage: %w", err)
 		}
 		r.PeriodStart = r.PeriodStart.UTC()

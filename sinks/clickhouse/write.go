@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/cxlink/cxlink/processors/effort"
 	"github.com/cxlink/cxlink/processors/records"
 )
 
@@ -16,8 +18,9 @@ import (
 const (
 	TableSurveys  = "survey_responses"
 	TableTickets  = "tickets"
-	TablePulses   = "employee_pulses"
-	TableRollups  = "rollup_partials"
+	TablePulses   = "employee_pulses" // in the private database
+	TableBuckets  = "rollup_buckets"
+	TableWindows  = "rollup_windows"
 	surveyColumns = "id, survey, occurred_at, received_at, source, score, scale_min, scale_max, " +
 		"standard_score, ticket_id, customer_id, channel, category, team, agent_id, comment, " +
 		"attributed, late, partition, seq, version"
@@ -25,11 +28,11 @@ const (
 		"team, agent_id, handle_seconds, contacts, late, partition, seq, version"
 	pulseColumns = "id, employee_id, team, question, occurred_at, received_at, source, score, " +
 		"scale_min, scale_max, late, partition, seq, version"
-	rollupColumns = "survey, `window`, dimension, key, window_end, partition, responses, score_sum, " +
+	bucketColumns = "survey, dimension, key, bucket_start, partition, responses, score_sum, " +
 		"positive, negative, score_sq_sum, version"
 )
 
-var tables = []string{TableSurveys, TableTickets, TablePulses, TableRollups}
+var tables = []string{TableSurveys, TableTickets, TablePulses, TableBuckets}
 
 // RowError is a row ClickHouse cannot store (e.g. a time outside DateTime's 1970–2105).
 // Writing the batch again fails the same way.
@@ -46,7 +49,7 @@ func (e *RowError) Unwrap() error { return e.Err }
 // it aside and write the others.
 func (e *RowError) RejectedRow() records.RowRef {
 	kind := map[string]records.Kind{TableSurveys: records.KindSurvey, TableTickets: records.KindTicket,
-		TablePulses: records.KindPulse, TableRollups: records.KindRollup}[e.Table]
+		TablePulses: records.KindPulse, TableBuckets: records.KindBucket}[e.Table]
 	return records.RowRef{Kind: kind, Index: e.Row}
 }
 
@@ -91,10 +94,10 @@ func (c *Client) WriteBatch(ctx context.Context, b *records.Batch) error {
 			return err
 		}
 	}
-	if len(b.Rollups) > 0 {
-		if err := c.insert(ctx, TableRollups, rollupColumns, len(b.Rollups), func(batch driver.Batch, i int) error {
-			r := &b.Rollups[i]
-			return batch.Append(r.Survey, r.Window, r.Dimension, r.Key, utc(r.WindowEnd),
+	if len(b.Buckets) > 0 {
+		if err := c.insert(ctx, TableBuckets, bucketColumns, len(b.Buckets), func(batch driver.Batch, i int) error {
+			r := &b.Buckets[i]
+			return batch.Append(r.Survey, r.Dimension, r.Key, utc(r.Start),
 				r.Partition, r.Responses, r.ScoreSum, r.Positive, r.Negative, r.SquareSum, r.Version)
 		}); err != nil {
 			return err
@@ -117,7 +120,7 @@ func (c *Client) insert(ctx context.Context, table, columns string, n int, appen
 		}
 		c.metrics.rowsWritten.WithLabelValues(table).Add(float64(n))
 	}()
-	batch, err := c.conn.PrepareBatch(ctx, "INSERT INTO "+c.cfg.Database+"."+table+" ("+columns+")")
+	batch, err := c.conn.PrepareBatch(ctx, "INSERT INTO "+c.qualified(table)+" ("+columns+")")
 	if err != nil {
 		return fmt.Errorf("insert into %s: prepare: %w", table, err)
 	}
@@ -131,6 +134,14 @@ func (c *Client) insert(ctx context.Context, table, columns string, n int, appen
 		return fmt.Errorf("insert into %s: send %d rows: %w", table, n, err)
 	}
 	return nil
+}
+
+// qualified names table with its database: employee pulses are in the private one.
+func (c *Client) qualified(table string) string {
+	if table == TablePulses {
+		return c.cfg.Private() + "." + table
+	}
+	return c.cfg.Database + "." + table
 }
 
 // utc drops the location, so that the driver, which sends t.Unix(), and a reader of
@@ -155,4 +166,31 @@ func nullableUInt32(v *int64) (*uint32, error) {
 	}
 	u := uint32(*v)
 	return &u, nil
+}
+
+// WriteWindows records the rolling windows and the step the processors run with, which
+// the rollups view reads; windows no longer configured are removed.
+func (c *Client) WriteWindows(ctx context.Context, step time.Duration, windows []effort.Window) error {
+	names := make([]string, len(windows))
+	for i, w := range windows {
+		names[i] = "'" + w.Name + "'"
+	}
+	if err := c.insert(ctx, TableWindows, "`window`, seconds, step_seconds, version", len(windows), func(b driver.Batch, i int) error {
+		return b.Append(windows[i].Name, uint32(windows[i].Length/time.Second), uint32(step/time.Second), uint64(time.Now().UnixNano()))
+	}); err != nil {
+		return err
+	}
+	var stale uint64
+	if err := c.conn.QueryRow(ctx, "SELECT count() FROM "+c.cfg.Database+"."+TableWindows+
+		" WHERE `window` NOT IN ("+strings.Join(names, ", ")+")").Scan(&stale); err != nil {
+		return fmt.Errorf("read %s: %w", TableWindows, err)
+	}
+	if stale == 0 {
+		return nil
+	}
+	if err := c.conn.Exec(ctx, "ALTER TABLE "+c.cfg.Database+"."+TableWindows+
+		" DELETE WHERE `window` NOT IN ("+strings.Join(names, ", ")+")"); err != nil {
+		return fmt.Errorf("remove windows no longer configured from %s: %w", TableWindows, err)
+	}
+	return nil
 }

@@ -24,6 +24,8 @@ import (
 	"github.com/cxlink/cxlink/ingest/httpapi"
 	"github.com/cxlink/cxlink/ingest/simulator"
 	"github.com/cxlink/cxlink/ingest/stream"
+	"github.com/cxlink/cxlink/processors/effort"
+	"github.com/cxlink/cxlink/processors/lease"
 	"github.com/cxlink/cxlink/processors/pipeline"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
 )
@@ -124,11 +126,26 @@ type roles struct {
 	logger *slog.Logger
 	reg    *prometheus.Registry
 	pub    *stream.Publisher // see publisher
+	// noAtomic: the stream does not take atomic batches (a server before 2.12 drops
+	// the setting), so the publisher sends each event on its own.
+	noAtomic bool
 }
 
-// jetStream connects to NATS (or starts the embedded server when allowed) and makes sure
-// the stream exists. close releases both, in order.
-func (r *roles) jetStream(ctx context.Context, role string, embed bool) (js jetstream.JetStream, s jetstream.Stream, nc *nats.Conn, close func(), err error) {
+// jetStream connects to NATS (or starts the embedded server when allowed) and defines or
+// looks up the stream and the objects next to it: the embedded server's process owns
+// their definitions, every other role only checks them (docs/partitions.md). close
+// releases everything, in order.
+func (r *roles) jetStream(ctx context.Context, role string, embed bool) (js jetstream.JetStream, defs *definitions, nc *nats.Conn, close func(), err error) {
+	return r.connect(ctx, role, embed, false)
+}
+
+// definitionsTimeout bounds how long a role waits for the stream and its buckets to be
+// usable at start.
+const definitionsTimeout = 2 * time.Minute
+
+// connect is jetStream; define makes this role the owner of the definitions (`cxlink
+// migrate`), as the embedded server's process always is.
+func (r *roles) connect(ctx context.Context, role string, embed, define bool) (js jetstream.JetStream, defs *definitions, nc *nats.Conn, close func(), err error) {
 	closers := []func(){}
 	close = func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -140,7 +157,9 @@ func (r *roles) jetStream(ctx context.Context, role string, embed bool) (js jets
 			close()
 		}
 	}()
-	if r.cfg.NATSURL == "" {
+	started := time.Now()
+	embedded := r.cfg.NATSURL == ""
+	if embedded {
 		if !embed {
 			return nil, nil, nil, close, fmt.Errorf("NATS_URL is required for the %s role: only `cxlink run` embeds JetStream", role)
 		}
@@ -173,7 +192,6 @@ func (r *roles) jetStream(ctx context.Context, role string, embed bool) (js jets
 		}
 	}
 	closers = append(closers, func() {
-		// Acks are fire-and-forget publishes: flush them before the connection goes.
 		if err := nc.FlushTimeout(5 * time.Second); err != nil {
 			r.logger.Warn("flush nats before closing", "err", err)
 		}
@@ -186,11 +204,34 @@ func (r *roles) jetStream(ctx context.Context, role string, embed bool) (js jets
 	if err != nil {
 		return nil, nil, nil, close, fmt.Errorf("jetstream: %w", err)
 	}
-	s, err = stream.Ensure(ctx, js, r.cfg.Stream, r.cfg.Process.DuplicateWindow(r.cfg.HTTP.MaxFuture))
-	if err != nil {
-		return nil, nil, nil, close, err
+	// Roles starting together on a new cluster create the stream and its buckets at the
+	// same moment, and a replicated one takes a moment to elect its leader: try again for
+	// a while, unless the stream disagrees with this configuration.
+	for wait := 500 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		if embedded || define {
+			defs, err = r.defineNATS(ctx, js)
+		} else {
+			defs, err = r.openNATS(ctx, js)
+		}
+		if err == nil {
+			break
+		}
+		if _, mismatch := errors.AsType[*stream.MismatchError](err); mismatch || time.Since(started) > definitionsTimeout {
+			return nil, nil, nil, close, err
+		}
+		r.logger.Warn("stream and buckets not ready; trying again", "retry_in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, nil, nil, close, err
+		case <-time.After(wait):
+		}
 	}
-	return js, s, nc, close, nil
+	if !defs.stream.CachedInfo().Config.AllowAtomicPublish {
+		r.noAtomic = true
+		r.logger.Warn("the NATS server does not take atomic batches (nats-server 2.12 or newer does): every event is published on its own, with a sync each where the server syncs always",
+			"server_version", nc.ConnectedServerVersion())
+	}
+	return js, defs, nc, close, nil
 }
 
 // sink opens ClickHouse and migrates it, retrying while it is not reachable yet (it may
@@ -214,17 +255,17 @@ func (r *roles) sink(ctx context.Context) (*clickhouse.Client, error) {
 	}
 }
 
-func (r *roles) ingestHandler(js jetstream.JetStream, nc *nats.Conn) (*httpapi.Handler, error) {
+func (r *roles) ingestHandler(js jetstream.JetStream, defs *definitions, nc *nats.Conn) (*httpapi.Handler, error) {
 	guard, err := r.authGuard()
 	if err != nil {
 		return nil, err
 	}
 	return httpapi.New(r.cfg.HTTP, httpapi.Options{
-		Publisher:  r.publisher(js),
+		Publisher:  r.publisher(js, defs),
 		Ready:      natsReady(nc),
 		Logger:     r.logger.With("component", "ingest"),
 		Registerer: r.reg,
-		Prepare:    r.pseudonymizer().Event,
+		Prepare:    r.preparePulse(),
 		Guard:      guard,
 	})
 }
@@ -239,16 +280,16 @@ func natsReady(nc *nats.Conn) func(context.Context) error {
 }
 
 func (r *roles) ingest(ctx context.Context) error {
-	js, _, nc, closeJS, err := r.jetStream(ctx, "ingest", false)
+	js, defs, nc, closeJS, err := r.jetStream(ctx, "ingest", false)
 	if err != nil {
 		return err
 	}
 	defer closeJS()
-	h, err := r.ingestHandler(js, nc)
+	h, err := r.ingestHandler(js, defs, nc)
 	if err != nil {
 		return err
 	}
-	sources, err := r.sourceRoutes(js)
+	sources, err := r.sourceRoutes(js, defs)
 	if err != nil {
 		return err
 	}
@@ -259,52 +300,80 @@ func (r *roles) ingest(ctx context.Context) error {
 	return serve()
 }
 
-func (r *roles) newPipeline(s jetstream.Stream, ch *clickhouse.Client, dlq pipeline.DeadLetters) (*pipeline.Pipeline, error) {
-	return pipeline.New(r.cfg.Process, pipeline.Options{
-		Stream:        s,
-		Partitions:    r.cfg.Stream.Partitions,
-		Sink:          ch,
-		DeadLetters:   dlq,
-		LastWindowEnd: ch.LastWindowEnd,
-		MaxFuture:     r.cfg.HTTP.MaxFuture,
-		Logger:        r.logger,
-		Registerer:    r.reg,
-		Ticks:         r.opts.Ticks,
-	})
-}
-
 // processing is what the process and run roles share: JetStream (embedded when allowed),
-// the dead-letter stream, ClickHouse, and the pipeline over them.
+// its definitions, ClickHouse, the leases, and the pipeline over them.
 type processing struct {
-	js    jetstream.JetStream
-	nc    *nats.Conn
-	ch    *clickhouse.Client
-	p     *pipeline.Pipeline
-	close func() // releases them, in reverse order
+	js     jetstream.JetStream
+	nc     *nats.Conn
+	defs   *definitions
+	ch     *clickhouse.Client
+	leases *lease.Manager
+	p      *pipeline.Pipeline
+	close  func() // releases them, in reverse order
 }
 
-func (r *roles) processing(ctx context.Context, role string, embed bool) (*processing, error) {
-	js, s, nc, closeJS, err := r.jetStream(ctx, role, embed)
+func (r *roles) processing(ctx context.Context, role string, embed bool) (pr *processing, err error) {
+	js, defs, nc, closeJS, err := r.jetStream(ctx, role, embed)
 	if err != nil {
 		return nil, err
 	}
-	dlq, err := r.deadLetters(ctx, js)
-	if err != nil {
-		closeJS()
-		return nil, err
-	}
+	defer func() {
+		if err != nil {
+			closeJS()
+		}
+	}()
 	ch, err := r.sink(ctx)
 	if err != nil {
-		closeJS()
 		return nil, err
 	}
-	p, err := r.newPipeline(s, ch, dlq)
+	defer func() {
+		if err != nil {
+			ch.Close()
+		}
+	}()
+	ws, _ := effort.ParseWindows(r.cfg.Process.Windows)
+	if err := ch.WriteWindows(ctx, r.cfg.Process.Step, ws); err != nil {
+		return nil, err
+	}
+	leases, err := lease.Open(ctx, defs.leases, r.cfg.Leases, r.logger, r.reg)
 	if err != nil {
-		ch.Close()
-		closeJS()
 		return nil, err
 	}
-	return &processing{js: js, nc: nc, ch: ch, p: p, close: func() { ch.Close(); closeJS() }}, nil
+	opts := pipeline.Options{
+		Stream:      defs.stream,
+		Partitions:  defs.info.Partitions,
+		Sink:        ch,
+		DeadLetters: defs.deadLetters,
+		Checkpoints: defs.checkpoints,
+		MaxFuture:   r.cfg.HTTP.MaxFuture,
+		Logger:      r.logger,
+		Registerer:  r.reg,
+		Ticks:       r.opts.Ticks,
+	}
+	if !r.cfg.LeasesOff {
+		only, err := pipeline.ParsePartitions(r.cfg.Process.Partitions, defs.info.Partitions)
+		if err != nil {
+			return nil, fmt.Errorf("CXLINK_PROCESS_PARTITIONS: %w", err)
+		}
+		if r.cfg.Process.Partitions == "all" || r.cfg.Process.Partitions == "" {
+			only = nil
+		}
+		opts.Assign = leases.Partitions(defs.info.Partitions, only)
+	} else {
+		r.logger.Warn("CXLINK_LEASES_OFF: running partitions without leases; another process may run them too")
+	}
+	p, err := pipeline.New(r.cfg.Process, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &processing{js: js, nc: nc, defs: defs, ch: ch, leases: leases, p: p, close: func() { ch.Close(); closeJS() }}, nil
+}
+
+// tasks are what every processing role runs: the leases, the pipeline, and the
+// analytics stage when this process may hold it.
+func (pr *processing) tasks(r *roles) ([]func(context.Context) error, error) {
+	tasks := []func(context.Context) error{pr.leases.Run, pr.p.Run}
+	return r.withAnalytics(tasks, pr.ch, pr.leases)
 }
 
 func (r *roles) process(ctx context.Context) error {
@@ -321,11 +390,11 @@ func (r *roles) process(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	tasks, err := r.withAnalytics([]func(context.Context) error{p.Run, func(context.Context) error { return serve() }}, ch)
+	tasks, err := pr.tasks(r)
 	if err != nil {
 		return err
 	}
-	return runAll(ctx, tasks...)
+	return runAll(ctx, append(tasks, func(context.Context) error { return serve() })...)
 }
 
 func readyz(checks ...func(context.Context) error) http.HandlerFunc {
@@ -356,12 +425,12 @@ func (r *roles) run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer pr.close()
-	js, nc, ch, p := pr.js, pr.nc, pr.ch, pr.p
-	h, err := r.ingestHandler(js, nc)
+	js, nc, ch := pr.js, pr.nc, pr.ch
+	h, err := r.ingestHandler(js, pr.defs, nc)
 	if err != nil {
 		return err
 	}
-	sources, err := r.sourceRoutes(js)
+	sources, err := r.sourceRoutes(js, pr.defs)
 	if err != nil {
 		return err
 	}
@@ -369,15 +438,15 @@ func (r *roles) run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	tasks, err := r.withAnalytics([]func(context.Context) error{p.Run, func(context.Context) error { return serve() }}, ch)
+	tasks, err := pr.tasks(r)
 	if err != nil {
 		return err
 	}
-	stage, err := r.newDriftStage(ch)
+	drift, err := r.driftTask(ch, pr.defs, pr.leases)
 	if err != nil {
 		return err
 	}
-	tasks = append(tasks, stage.Run)
+	tasks = append(tasks, func(context.Context) error { return serve() }, drift)
 	if *simulate {
 		cfg, err := sim.config()
 		if err != nil {
@@ -409,6 +478,23 @@ func (r *roles) migrate(ctx context.Context) error {
 	for _, m := range ms {
 		fmt.Fprintf(r.opts.Stdout, "  %04d %-20s applied %s\n", m.Version, m.Name, m.AppliedAt.UTC().Format(time.RFC3339))
 	}
+	if r.cfg.NATSURL == "" {
+		fmt.Fprintln(r.opts.Stdout, "NATS: NATS_URL is not set; `cxlink run` defines its embedded server's stream itself")
+		return nil
+	}
+	return r.migrateNATS(ctx)
+}
+
+// migrateNATS creates or updates the stream and the objects next to it to this
+// configuration: the one place where they change.
+func (r *roles) migrateNATS(ctx context.Context) error {
+	_, defs, _, closeJS, err := r.connect(ctx, "migrate", false, true)
+	if err != nil {
+		return err
+	}
+	defer closeJS()
+	fmt.Fprintf(r.opts.Stdout, "NATS at %s: stream %s (%d partitions, %d replicas), dead letters, lease and progress buckets, snapshot store defined\n",
+		redactURL(r.cfg.NATSURL), stream.Name, defs.info.Partitions, defs.info.Replicas)
 	return nil
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/cxlink/cxlink/processors/analytics"
 	"github.com/cxlink/cxlink/processors/deadletter"
 	"github.com/cxlink/cxlink/processors/drift"
+	"github.com/cxlink/cxlink/processors/lease"
 	"github.com/cxlink/cxlink/processors/pipeline"
 	"github.com/cxlink/cxlink/processors/pulses"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
@@ -40,11 +41,16 @@ type Config struct {
 	Process    pipeline.Config
 	ClickHouse clickhouse.Config
 	Employees  pseudonym.Config
+	Pulses     pulses.Config
 	Analytics  analytics.Config
 	Sources    SourcesConfig
 	DeadLetter deadletter.Config
 	Auth       auth.Config
 	Drift      drift.Config
+	Leases     lease.Config
+	// LeasesOff runs every partition of CXLINK_PROCESS_PARTITIONS in this process
+	// without taking leases: for tests that show what the leases prevent.
+	LeasesOff bool `env:"CXLINK_LEASES_OFF"`
 
 	// Renamed are the old names of renamed variables that the environment used; Run
 	// warns of each.
@@ -52,15 +58,15 @@ type Config struct {
 }
 
 // DefaultConfig is the configuration of an empty environment: each component's
-// DefaultConfig. (The processors', the stream's and the webhook sources' defaults are
-// still in their structs' envDefault tags.)
+// DefaultConfig. (The processors', the stream's, the leases' and the webhook sources'
+// defaults are still in their structs' envDefault tags.)
 func DefaultConfig() Config {
 	return Config{
 		LogLevel:   slog.LevelInfo,
 		Broker:     broker.DefaultConfig(),
 		HTTP:       httpapi.DefaultConfig(),
 		ClickHouse: clickhouse.DefaultConfig(),
-		Process:    pipeline.Config{Pulses: pulses.DefaultConfig()},
+		Pulses:     pulses.DefaultConfig(),
 		Analytics:  analytics.DefaultConfig(),
 		DeadLetter: deadletter.DefaultConfig(),
 		Auth:       auth.DefaultConfig(),
@@ -165,9 +171,9 @@ func (c Config) Validate() error {
 
 func (c Config) problems() []error {
 	errs := []error{c.Broker.Validate(), c.Stream.Validate(), c.HTTP.Validate(), c.Process.Validate(), c.ClickHouse.Validate(),
-		c.Employees.Validate(), c.Analytics.Validate(), c.validateLinkage(), c.Sources.Validate(),
+		c.Employees.Validate(), c.Pulses.Validate(), c.Analytics.Validate(), c.Sources.Validate(),
 		c.DeadLetter.Validate(), c.Auth.Validate(), c.NATS.Validate(),
-		c.Drift.Validate(c.Process.Windows)}
+		c.Drift.Validate(c.Process.Windows), c.Leases.Validate()}
 	if c.NATSURL != "" {
 		for _, u := range strings.Split(c.NATSURL, ",") {
 			if p, err := url.Parse(strings.TrimSpace(u)); err != nil || p.Host == "" {

@@ -10,16 +10,7 @@ import (
 	"strconv"
 	"text/tabwriter"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/cxlink/cxlink/processors/deadletter"
 )
-
-// deadLetters opens the dead-letter stream next to the events stream.
-func (r *roles) deadLetters(ctx context.Context, js jetstream.JetStream) (*deadletter.Queue, error) {
-	return deadletter.Open(ctx, js, r.cfg.DeadLetter, r.cfg.Stream.Replicas)
-}
 
 const deadLettersUsage = `Usage: cxlink deadletters <command>
 
@@ -72,15 +63,12 @@ func (r *roles) deadLettersCommand(ctx context.Context, args []string) error {
 		return fmt.Errorf("deadletters: unknown command %q\n\n%s", cmd, deadLettersUsage)
 	}
 
-	js, _, _, closeJS, err := r.jetStream(ctx, "deadletters", true)
+	_, defs, _, closeJS, err := r.jetStream(ctx, "deadletters", true)
 	if err != nil {
 		return err
 	}
 	defer closeJS()
-	q, err := r.deadLetters(ctx, js)
-	if err != nil {
-		return err
-	}
+	q := defs.deadLetters
 	out := r.opts.Stdout
 	switch cmd {
 	case "list":

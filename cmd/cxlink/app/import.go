@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/cxlink/cxlink/ingest/event"
 	"github.com/cxlink/cxlink/ingest/importer"
@@ -27,6 +28,10 @@ Without a mapping, CSV columns must be contract fields (id, type, occurred_at, .
 NDJSON lines contract events. Bad rows are listed with line and reason in the report
 (--report); an interrupted import resumes when run again; importing a file twice stores
 nothing twice.
+
+Ids derived from rows are keyed (HMAC-SHA256) with CXLINK_IMPORT_ID_KEY, or the key in
+--id-key-file: employee pulses need one, so that nobody can recompute an id from an
+employee directory. Keep the key: the same file imported with another gets other ids.
 
 Flags:
 `
@@ -80,6 +85,7 @@ func runImport(ctx context.Context, args []string, opts Options) error {
 	reportPath := fs.String("report", "", "error report, CSV (default: NAME.import-errors.csv in the current directory)")
 	restart := fs.Bool("restart", false, "ignore a saved state and import from the first row")
 	quiet := fs.Bool("quiet", false, "no progress bar")
+	idKeyFile := fs.String("id-key-file", "", "file holding the key of derived ids (default: CXLINK_IMPORT_ID_KEY)")
 	header := headerFlags{}
 	fs.Var(header, "header", "HTTP header for every request, e.g. \"Authorization: Bearer …\" (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -115,13 +121,23 @@ func runImport(ctx context.Context, args []string, opts Options) error {
 	if *quiet {
 		progress = nil
 	}
+	idKey := opts.Environ["CXLINK_IMPORT_ID_KEY"]
+	if *idKeyFile != "" {
+		b, err := os.ReadFile(*idKeyFile)
+		if err != nil {
+			return fmt.Errorf("import: --id-key-file: %w", err)
+		}
+		idKey = strings.TrimRight(string(b), "\r\n")
+	}
 	client := &importer.Client{Header: http.Header(header)}
 	o := importer.Options{
 		Path: path, Format: importer.Format(*format), Mapping: m, Target: *target, Client: client,
 		BatchSize: *batch, StatePath: *statePath, ReportPath: *reportPath, Restart: *restart,
-		Progress: progress, Interactive: interactive,
+		Progress: progress, Interactive: interactive, IDKey: []byte(idKey),
 	}
+	start := time.Now()
 	stats, err := importer.Run(ctx, o)
+	took := time.Since(start)
 	if stats.ResumedAt > 0 {
 		fmt.Fprintf(opts.Stdout, "resumed at line %d\n", stats.ResumedAt)
 	}
@@ -129,8 +145,9 @@ func runImport(ctx context.Context, args []string, opts Options) error {
 	if report == "" {
 		report = filepath.Base(path) + ".import-errors.csv"
 	}
-	fmt.Fprintf(opts.Stdout, "%s: %d rows (%d unreadable), %d events: %d accepted, %d duplicates, %d rejected, %d skipped (empty)\n",
-		path, stats.Rows, stats.BadRows, stats.Events, stats.Accepted, stats.Duplicates, stats.Rejected, stats.Skipped)
+	fmt.Fprintf(opts.Stdout, "%s: %d rows (%d unreadable), %d events: %d accepted, %d duplicates, %d rejected, %d skipped (empty); %d rows in %s, %.0f rows/s\n",
+		path, stats.Rows, stats.BadRows, stats.Events, stats.Accepted, stats.Duplicates, stats.Rejected, stats.Skipped,
+		stats.Rows-stats.ResumedRows, took.Round(100*time.Millisecond), float64(stats.Rows-stats.ResumedRows)/took.Seconds())
 	if stats.Rejected+stats.BadRows > 0 {
 		fmt.Fprintf(opts.Stdout, "problems, by line: %s\n", report)
 	}

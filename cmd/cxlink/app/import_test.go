@@ -53,7 +53,10 @@ func TestImportWithFieldFlags(t *testing.T) {
 		"--field", "occurred_at={submitted}", "--field", "employee_id={employee}", "--field", "team={team}",
 		"--field", "question=engagement", "--field", "score={q1}", "pulse.csv"}
 	var out bytes.Buffer
-	if err := Run(t.Context(), args, Options{Stdout: &out}); err != nil {
+	if err := Run(t.Context(), args, Options{Stdout: &out}); err == nil || !strings.Contains(err.Error(), "CXLINK_IMPORT_ID_KEY") {
+		t.Fatalf("derived pulse ids without a key: %v", err)
+	}
+	if err := Run(t.Context(), args, Options{Stdout: &out, Environ: map[string]string{"CXLINK_IMPORT_ID_KEY": "import-test-key-0123456789"}}); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	if !strings.Contains(out.String(), "3 rows (0 unreadable), 3 events: 1 accepted, 0 duplicates, 2 rejected") {

@@ -70,20 +70,24 @@ func (c SourcesConfig) adapters() ([]adapters.Adapter, map[string]string) {
 
 // publisher is the one stream publisher of this process, shared by POST /v1/events and
 // the vendor webhooks: both publish the same way, and its metrics are registered once.
-func (r *roles) publisher(js jetstream.JetStream) *stream.Publisher {
+func (r *roles) publisher(js jetstream.JetStream, defs *definitions) *stream.Publisher {
 	if r.pub == nil {
-		r.pub = stream.NewPublisher(js, r.cfg.Stream.Partitions, r.reg)
+		batch := r.cfg.Stream.PublishBatch
+		if r.noAtomic {
+			batch = 1
+		}
+		r.pub = stream.NewPublisher(js, defs.info.Partitions, r.reg, stream.AtomicBatches(batch))
 	}
 	return r.pub
 }
 
 // sourceRoutes mounts POST /v1/sources/{name} next to the ingest API.
-func (r *roles) sourceRoutes(js jetstream.JetStream) (func(*http.ServeMux), error) {
+func (r *roles) sourceRoutes(js jetstream.JetStream, defs *definitions) (func(*http.ServeMux), error) {
 	on, off := r.cfg.Sources.adapters()
 	h, err := adapters.New(adapters.Options{
 		Adapters:       on,
 		Disabled:       off,
-		Publisher:      r.publisher(js),
+		Publisher:      r.publisher(js, defs),
 		MaxBodyBytes:   r.cfg.HTTP.MaxBodyBytes,
 		PublishTimeout: r.cfg.HTTP.PublishTimeout,
 		MaxFuture:      r.cfg.HTTP.MaxFuture,

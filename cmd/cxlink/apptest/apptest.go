@@ -51,7 +51,8 @@ var Defaults = map[string]string{
 	"CXLINK_ALLOWED_LATENESS":   "10m",
 	"CXLINK_ATTRIBUTION_WAIT":   "1m",
 	"CXLINK_BATCH_MAX_DELAY":    "100ms",
-	"CXLINK_ACK_WAIT":           "5s",
+	"CXLINK_LEASE_TTL":          "3s",
+	"CXLINK_SNAPSHOT_EVERY":     "2s",
 	"CLICKHOUSE_DIAL_TIMEOUT":   "2s",
 	"CLICKHOUSE_INSERT_TIMEOUT": "10s",
 }

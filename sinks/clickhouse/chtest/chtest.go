@@ -49,9 +49,11 @@ type Server struct {
 	user     string
 	password string
 
-	// Private servers only: the server process, its files under dir.
-	p   *proc.Process
-	dir string
+	// Private servers only: the server process, its files under dir, and files merged
+	// into its users.xml (its users.d directory).
+	p      *proc.Process
+	dir    string
+	usersD []string
 }
 
 // Start returns a running ClickHouse: the server at CXLINK_TEST_CLICKHOUSE_ADDR when that
@@ -76,11 +78,27 @@ func Start(t testing.TB) *Server {
 // how to install one.
 func StartPrivate(t testing.TB) *Server {
 	t.Helper()
+	return startPrivate(t, nil)
+}
+
+// StartWithUsers starts a private server whose users.xml is merged with the given
+// files, as a server merges its users.d directory (e.g. deploy/clickhouse/users.d): for
+// tests of users and their rights. It never uses an external server.
+func StartWithUsers(t testing.TB, usersD ...string) *Server {
+	t.Helper()
+	if len(usersD) == 0 {
+		t.Fatal("chtest: StartWithUsers needs a users file")
+	}
+	return startPrivate(t, usersD)
+}
+
+func startPrivate(t testing.TB, usersD []string) *Server {
+	t.Helper()
 	argv, err := findBinary(debianBinary)
 	if err != nil {
 		t.Fatalf("chtest: %v", err)
 	}
-	s := &Server{t: t, dir: t.TempDir(), user: "default"}
+	s := &Server{t: t, dir: t.TempDir(), user: "default", usersD: usersD}
 	config := filepath.Join(s.dir, "config.xml")
 	s.p = proc.New(t, proc.Spec{Name: "clickhouse-server", Dir: s.dir, Argv: append(argv, "--config-file="+config),
 		Ready: s.ping, ReadyTimeout: startTimeout, StopTimeout: stopTimeout})
@@ -137,8 +155,10 @@ func (s *Server) NewDatabase(t testing.TB) string {
 				t.Logf("chtest: keeping database %s for inspection", name)
 				return
 			}
-			if err := s.exec(context.Background(), "DROP DATABASE IF EXISTS "+name); err != nil {
-				t.Logf("chtest: drop database %s: %v", name, err)
+			for _, db := range []string{name, name + "_private"} { // and its private database
+				if err := s.exec(context.Background(), "DROP DATABASE IF EXISTS "+db); err != nil {
+					t.Logf("chtest: drop database %s: %v", db, err)
+				}
 			}
 		})
 	}
@@ -230,6 +250,11 @@ func (s *Server) configure(t testing.TB) error {
 	}
 	if err := os.WriteFile(filepath.Join(s.dir, "users.d", "secret.xml"), []byte(secretUserXML), 0o644); err != nil {
 		return fmt.Errorf("write server users: %w", err)
+	}
+	for i, u := range s.usersD {
+		if err := os.WriteFile(filepath.Join(s.dir, "users.d", fmt.Sprintf("%02d.xml", i)), []byte(u), 0o644); err != nil {
+			return fmt.Errorf("write users.d: %w", err)
+		}
 	}
 	s.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 	return nil

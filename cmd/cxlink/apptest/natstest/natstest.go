@@ -10,6 +10,9 @@
 //	c.Kill(c.StreamLeader(t, "ORDERS"))     // SIGKILL
 //	... publishes and reads go on ...
 //	c.Restart(i)                            // back with its store, caught up
+//
+// StartClusterWith adds a deployment's settings (authorization, JetStream sync) to every
+// node's configuration.
 package natstest
 
 import (
@@ -40,7 +43,20 @@ const readyTimeout = time.Minute
 // Cluster is a running NATS cluster. Its methods fail the test that started it.
 type Cluster struct {
 	t     testing.TB
+	opts  Options
 	nodes []*node
+}
+
+// Options of StartClusterWith: what a deployment's configuration adds to the nodes'.
+type Options struct {
+	// Config is added to every node's configuration file, e.g. an authorization block
+	// (nats-server's syntax, of which JSON is a part).
+	Config string
+	// JetStream is added inside every node's jetstream block, e.g. "sync_interval: always".
+	JetStream string
+	// Client are the options every connection the cluster makes needs (StreamLeader,
+	// and before the caller's own in Connect): the credentials Config asks for.
+	Client []nats.Option
 }
 
 type node struct {
@@ -55,6 +71,12 @@ type node struct {
 // ends they are killed; the logs of every node are shown if it failed.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
+	return StartClusterWith(t, n, Options{})
+}
+
+// StartClusterWith is StartCluster with opts added to every node's configuration.
+func StartClusterWith(t testing.TB, n int, opts Options) *Cluster {
+	t.Helper()
 	if n < 1 {
 		t.Fatalf("natstest: a cluster of %d nodes", n)
 	}
@@ -63,7 +85,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	// take one before a node binds it: then try again with new ports.
 	var err error
 	for attempt := 1; attempt <= 3; attempt++ {
-		c := &Cluster{t: t}
+		c := &Cluster{t: t, opts: opts}
 		if err = c.configure(bin, n); err != nil {
 			t.Fatalf("natstest: %v", err)
 		}
@@ -108,7 +130,7 @@ func (c *Cluster) configure(bin string, n int) error {
 func (c *Cluster) config(nd *node) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "server_name: %q\nlisten: \"127.0.0.1:%d\"\nhttp: \"127.0.0.1:%d\"\n", nd.name, nd.client, nd.monitor)
-	fmt.Fprintf(&b, "jetstream {\n  store_dir: %q\n}\n", filepath.Join(nd.dir, "jetstream"))
+	fmt.Fprintf(&b, "jetstream {\n  store_dir: %q\n%s\n}\n%s\n", filepath.Join(nd.dir, "jetstream"), c.opts.JetStream, c.opts.Config)
 	if len(c.nodes) > 1 {
 		var routes []string
 		for _, o := range c.nodes {
@@ -135,7 +157,49 @@ func (c *Cluster) start() error {
 			return err
 		}
 	}
-	return nil
+	return c.waitPeersCurrent()
+}
+
+// waitPeersCurrent waits until the meta leader counts every other node as a current,
+// online peer: each node being healthy is not enough, the leader may not have heard from
+// a peer yet, and would then refuse to place a replicated stream ("peer offline").
+func (c *Cluster) waitPeersCurrent() error {
+	if len(c.nodes) == 1 {
+		return nil
+	}
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		state := "no meta leader"
+		for i := range c.nodes {
+			var jsz struct {
+				Meta *struct {
+					Leader   string `json:"leader"`
+					Replicas []struct {
+						Name    string `json:"name"`
+						Current bool   `json:"current"`
+						Offline bool   `json:"offline"`
+					} `json:"replicas"`
+				} `json:"meta_cluster"`
+			}
+			if err := getJSON(c.MonitorURL(i)+"/jsz", &jsz); err != nil || jsz.Meta == nil || jsz.Meta.Leader != c.nodes[i].name {
+				continue
+			}
+			current := 0
+			for _, r := range jsz.Meta.Replicas {
+				if r.Current && !r.Offline {
+					current++
+				}
+			}
+			if current == len(c.nodes)-1 {
+				return nil
+			}
+			state = fmt.Sprintf("meta leader %s sees %d of %d peers current", c.nodes[i].name, current, len(c.nodes)-1)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cluster not ready within %s: %s", readyTimeout, state)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // waitHealthy polls the node's /healthz, which answers 200 once its JetStream is current
@@ -233,7 +297,7 @@ func (c *Cluster) Restart(i int) {
 // closes the connection when the test ends.
 func (c *Cluster) Connect(t testing.TB, opts ...nats.Option) *nats.Conn {
 	t.Helper()
-	opts = append([]nats.Option{nats.Name(t.Name()), nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}, opts...)
+	opts = append(append([]nats.Option{nats.Name(t.Name()), nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}, c.opts.Client...), opts...)
 	nc, err := nats.Connect(c.URL(), opts...)
 	if err != nil {
 		t.Fatalf("natstest: connect to %s: %v", c.URL(), err)
@@ -276,7 +340,7 @@ func (c *Cluster) StreamLeader(t testing.TB, stream string) int {
 	var js jetstream.JetStream
 	return c.waitLeader(t, "leader of stream "+stream, func() (string, error) {
 		if js == nil {
-			nc, err := nats.Connect(c.URL(), nats.MaxReconnects(-1))
+			nc, err := nats.Connect(c.URL(), append([]nats.Option{nats.MaxReconnects(-1)}, c.opts.Client...)...)
 			if err != nil {
 				return "", err
 			}

@@ -2,10 +2,13 @@ package natstest_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cxlink/cxlink/cmd/cxlink/apptest/natstest"
@@ -63,6 +66,50 @@ func TestClusterSurvivesLeaderKill(t *testing.T) {
 	}
 	if got := c.ClientURLs(); len(got) != 3 || got[leader] != c.ClientURL(leader) {
 		t.Errorf("client URLs %v", got)
+	}
+}
+
+// Options reach every node: a cluster that requires credentials refuses a client
+// without them, serves the cluster's own connections with them, and its JetStream
+// syncs as the options say.
+func TestClusterWithOptions(t *testing.T) {
+	c := natstest.StartClusterWith(t, 3, natstest.Options{
+		Config:    `authorization { users: [{user: "app", password: "app-secret"}] }`,
+		JetStream: `sync_interval: "always"`,
+		Client:    []nats.Option{nats.UserInfo("app", "app-secret")},
+	})
+	if nc, err := nats.Connect(c.URL()); err == nil {
+		nc.Close()
+		t.Fatal("connected without credentials")
+	}
+	js, err := jetstream.New(c.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "ORDERS", Subjects: []string{"orders.>"}, Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	c.StreamLeader(t, "ORDERS")
+	for i := range c.Size() {
+		var varz struct {
+			JetStream struct {
+				Config struct {
+					SyncAlways bool `json:"sync_always"`
+				} `json:"config"`
+			} `json:"jetstream"`
+		}
+		resp, err := http.Get(c.MonitorURL(i) + "/varz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = json.NewDecoder(resp.Body).Decode(&varz)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !varz.JetStream.Config.SyncAlways {
+			t.Errorf("node %s does not sync always", c.Name(i))
+		}
 	}
 }
 

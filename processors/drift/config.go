@@ -86,18 +86,19 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports every problem; windows is CXLINK_WINDOWS, whose own problems are
-// reported by the processors' configuration.
-func (c Config) Validate(windows string) error {
+// Validate reports every problem; windows is CXLINK_WINDOWS, whose own problems (none
+// set) are reported by the processors' configuration.
+func (c Config) Validate(windows effort.Windows) error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if ws, err := effort.ParseWindows(windows); err == nil {
-		recent, baseline, okR, okB := c.windows(ws)
+	if len(windows) > 0 {
+		recent, baseline, okR, okB := c.windows(windows)
+		names, _ := windows.MarshalText()
 		if !okR {
-			add("CXLINK_DRIFT_RECENT: %q is not one of CXLINK_WINDOWS (%s)", c.Recent, windows)
+			add("CXLINK_DRIFT_RECENT: %q is not one of CXLINK_WINDOWS (%s)", c.Recent, names)
 		}
 		if !okB {
-			add("CXLINK_DRIFT_BASELINE: %q is not one of CXLINK_WINDOWS (%s)", c.Baseline, windows)
+			add("CXLINK_DRIFT_BASELINE: %q is not one of CXLINK_WINDOWS (%s)", c.Baseline, names)
 		}
 		if okR && okB && baseline.Length <= recent.Length {
 			add("CXLINK_DRIFT_BASELINE: %s is not longer than CXLINK_DRIFT_RECENT (%s); with the defaults, CXLINK_WINDOWS needs two lengths", baseline.Name, recent.Name)

@@ -2,6 +2,7 @@ package drift
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -55,7 +56,7 @@ type Options struct {
 	Source Source
 	Sink   Sink
 	// Windows and Step are the processors' (CXLINK_WINDOWS, CXLINK_ROLLUP_STEP).
-	Windows string
+	Windows effort.Windows
 	Step    time.Duration
 	// Pulses is the pulse period and anonymity threshold (CXLINK_PULSE_PERIOD,
 	// CXLINK_ANONYMITY_MIN_RESPONDENTS) for the engagement and eNPS series; with no
@@ -120,9 +121,9 @@ func New(cfg Config, opts Options) (*Stage, error) {
 	if err := cfg.Validate(opts.Windows); err != nil {
 		return nil, err
 	}
-	ws, err := effort.ParseWindows(opts.Windows)
-	if err != nil {
-		return nil, fmt.Errorf("CXLINK_WINDOWS: %w", err)
+	ws := opts.Windows
+	if len(ws) == 0 {
+		return nil, errors.New("CXLINK_WINDOWS: no windows")
 	}
 	if opts.Pulses.Period.Name != "" {
 		if err := opts.Pulses.Validate(); err != nil {

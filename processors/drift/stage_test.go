@@ -205,7 +205,7 @@ func testConfig() Config {
 
 func newTestStage(t *testing.T, f *fakeRollups, reg prometheus.Registerer) *Stage {
 	t.Helper()
-	s, err := New(testConfig(), Options{Source: f, Sink: f, Windows: "10s,60s", Step: time.Second, Registerer: reg, MaxKeys: 10})
+	s, err := New(testConfig(), Options{Source: f, Sink: f, Windows: effort.MustParseWindows("10s,60s"), Step: time.Second, Registerer: reg, MaxKeys: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +343,7 @@ func TestStageSlowDrift(t *testing.T) {
 	}
 	cfg := testConfig()
 	cfg.Baseline = "300s"
-	s, err := New(cfg, Options{Source: f, Sink: f, Windows: "10s,60s,300s", Step: time.Second, MaxKeys: 10})
+	s, err := New(cfg, Options{Source: f, Sink: f, Windows: effort.MustParseWindows("10s,60s,300s"), Step: time.Second, MaxKeys: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +408,7 @@ func TestStagePulseDrift(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	cfg := testConfig()
 	cfg.Owners = MustParseOwners("team:red=red-lead,*=support")
-	s, err := New(cfg, Options{Source: f, Sink: f, Windows: "10s,60s", Step: time.Second, Registerer: reg, MaxKeys: 10,
+	s, err := New(cfg, Options{Source: f, Sink: f, Windows: effort.MustParseWindows("10s,60s"), Step: time.Second, Registerer: reg, MaxKeys: 10,
 		Pulses: pulses.Config{Period: pulses.MustParsePeriod("1m"), MinRespondents: 5, Lookback: pulses.MustParsePeriod("1d")}})
 	if err != nil {
 		t.Fatal(err)

@@ -182,7 +182,7 @@ func TestDriftJudgesStoredPulses(t *testing.T) {
 	}
 	stage, err := drift.New(drift.Config{MinRecent: 30, MinBaseline: 100, Z: 3, ClearZ: 2, MinEffect: 0.3, EWMALambda: 0.2,
 		PulseBaselinePeriods: 4, PulseMinBaselinePeriods: 2, Owners: drift.MustParseOwners("*=people")},
-		drift.Options{Source: c, Sink: c, Windows: "1h,7d", Step: time.Minute, MaxKeys: 50, Pulses: policy})
+		drift.Options{Source: c, Sink: c, Windows: effort.MustParseWindows("1h,7d"), Step: time.Minute, MaxKeys: 50, Pulses: policy})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,6 @@ import (
 	"github.com/cxlink/cxlink/ingest/httpapi"
 	"github.com/cxlink/cxlink/ingest/simulator"
 	"github.com/cxlink/cxlink/ingest/stream"
-	"github.com/cxlink/cxlink/processors/effort"
 	"github.com/cxlink/cxlink/processors/lease"
 	"github.com/cxlink/cxlink/processors/pipeline"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
@@ -331,7 +330,7 @@ func (r *roles) processing(ctx context.Context, role string, embed bool) (pr *pr
 			ch.Close()
 		}
 	}()
-	ws, _ := effort.ParseWindows(r.cfg.Process.Windows)
+	ws := r.cfg.Process.Windows
 	if err := ch.WriteWindows(ctx, r.cfg.Process.Step, ws); err != nil {
 		return nil, err
 	}

@@ -6,6 +6,10 @@
 #   prometheus-alertmanager    amtool checks the Alertmanager configuration; the alerting
 #                              test and the demo run prometheus-alertmanager
 #   docker-compose             validates docker-compose.yml offline (no engine needed)
+#   libzookeeper-java          ZooKeeper, which the ClickHouse cluster test
+#   default-jre-headless       (sinks/clickhouse/chtest) runs for replicated tables, and the
+#                              Java it runs on (the zookeeper package adds only scripts and a
+#                              service, and depends on a desktop Java)
 # Go modules come from the module proxy through `go` itself.
 set -euo pipefail
 
@@ -19,6 +23,8 @@ command -v clickhouse-client >/dev/null || missing+=(clickhouse-client)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
+[ -f /usr/share/java/zookeeper.jar ] || missing+=(libzookeeper-java)
+command -v java >/dev/null || missing+=(default-jre-headless)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "packages.sh: installing ${missing[*]}" >&2

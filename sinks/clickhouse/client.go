@@ -45,7 +45,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.R
 	if err != nil {
 		return nil, err
 	}
-	conn, err := ch.Open(&ch.Options{
+	opts := &ch.Options{
 		Addr: []string{cfg.Addr},
 		Auth: ch.Auth{Username: cfg.User, Password: password},
 		TLS:  tlsCfg,
@@ -56,7 +56,11 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.R
 		ClientInfo: ch.ClientInfo{
 			Products: []struct{ Name, Version string }{{Name: "cxlink", Version: "1"}},
 		},
-	})
+	}
+	if cfg.Cluster != "" {
+		opts.Settings = clusterSettings
+	}
+	conn, err := ch.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open clickhouse %s: %w", cfg.Addr, err)
 	}

@@ -35,6 +35,10 @@ type Config struct {
 	TLS           bool   `env:"CLICKHOUSE_TLS"`
 	TLSCAFile     string `env:"CLICKHOUSE_TLS_CA_FILE"`
 	TLSServerName string `env:"CLICKHOUSE_TLS_SERVER_NAME"`
+	// Cluster names the ClickHouse cluster (the servers' remote_servers) that holds the
+	// database: migrations then create replicated tables on every node, with Distributed
+	// tables under the names readers and writers use (cluster.go). Empty: one server.
+	Cluster string `env:"CLICKHOUSE_CLUSTER"`
 	// DialTimeout bounds connecting, and waiting for a free connection of the pool.
 	DialTimeout time.Duration `env:"CLICKHOUSE_DIAL_TIMEOUT"`
 	// InsertTimeout bounds one table's insert of a batch.
@@ -56,7 +60,7 @@ func DefaultConfig() Config {
 	}
 }
 
-// identifier is what a database name may be; it is pasted into SQL unquoted.
+// identifier is what a database or cluster name may be; it is pasted into SQL unquoted.
 var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // Validate reports every problem of the Config at once.
@@ -69,6 +73,9 @@ func (c Config) Validate() error {
 	}
 	if !identifier.MatchString(c.Database) {
 		errs = append(errs, fmt.Errorf("CLICKHOUSE_DATABASE %q must match %s", c.Database, identifier))
+	}
+	if c.Cluster != "" && !identifier.MatchString(c.Cluster) {
+		errs = append(errs, fmt.Errorf("CLICKHOUSE_CLUSTER %q must match %s", c.Cluster, identifier))
 	}
 	if c.PrivateDatabase != "" && (!identifier.MatchString(c.PrivateDatabase) || c.PrivateDatabase == c.Database) {
 		errs = append(errs, fmt.Errorf("CLICKHOUSE_PRIVATE_DATABASE %q must match %s and differ from CLICKHOUSE_DATABASE", c.PrivateDatabase, identifier))

@@ -70,3 +70,16 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigCluster(t *testing.T) {
+	if err := parse(t, map[string]string{"CLICKHOUSE_CLUSTER": "cxlink_prod"}).Validate(); err != nil {
+		t.Errorf("cluster cxlink_prod: %v", err)
+	}
+	// Pasted into ON CLUSTER and Distributed(…) unquoted.
+	for _, name := range []string{"prod-1", "a b", "x;DROP"} {
+		err := parse(t, map[string]string{"CLICKHOUSE_CLUSTER": name}).Validate()
+		if err == nil || !strings.Contains(err.Error(), "CLICKHOUSE_CLUSTER") {
+			t.Errorf("cluster %q: %v, want an error naming CLICKHOUSE_CLUSTER", name, err)
+		}
+	}
+}

@@ -17,8 +17,9 @@ import (
 )
 
 // migrationFiles are the schema's versions, NNNN_name.sql. Each is a text/template with
-// {{.Database}} for the dashboards' database and {{.PrivateDatabase}} for the database
-// of individual employee answers, and holds statements ended by ';'. Lines starting
+// {{.Database}} for the dashboards' database, {{.PrivateDatabase}} for the database of
+// individual employee answers, and the functions of schema.funcs, which give the
+// cluster variant (cluster.go), and holds statements ended by ';'. Lines starting
 // with -- are dropped before splitting, so only a statement itself may not contain a ';'.
 // Every statement must be idempotent (IF NOT EXISTS, IF EXISTS, an ALTER TABLE … ADD
 // COLUMN, which is skipped when the column is there, or an INSERT … SELECT into a
@@ -66,21 +67,40 @@ func migrations() ([]Migration, error) {
 	return out, nil
 }
 
-// databases are the names a migration's template may use.
-type databases struct{ Database, PrivateDatabase string }
+// file is the migration's file name under migrations/.
+func (m Migration) file() string { return fmt.Sprintf("%04d_%s.sql", m.Version, m.Name) }
 
-// statements renders the migration for the databases and splits it into statements.
-func (m Migration) statements(dbs databases) ([]string, error) {
-	tmpl, err := template.New(m.Name).Option("missingkey=error").Parse(m.sql)
+// render is the migration's text for the schema.
+func (m Migration) render(s schema) (string, error) {
+	return s.render("migration "+m.file(), m.sql)
+}
+
+// render executes the template text named name for the schema.
+func (s schema) render(name, text string) (string, error) {
+	tmpl, err := template.New(name).Option("missingkey=error").Funcs(s.funcs()).Parse(text)
 	if err != nil {
-		return nil, fmt.Errorf("parse migration %04d_%s: %w", m.Version, m.Name, err)
+		return "", fmt.Errorf("parse %s: %w", name, err)
 	}
 	var buf bytes.Buffer
-	if err := tmpl.Execute(&buf, dbs); err != nil {
-		return nil, fmt.Errorf("render migration %04d_%s: %w", m.Version, m.Name, err)
+	if err := tmpl.Execute(&buf, s); err != nil {
+		return "", fmt.Errorf("render %s: %w", name, err)
 	}
+	return buf.String(), nil
+}
+
+// statements renders the migration for the schema and splits it into statements.
+func (m Migration) statements(s schema) ([]string, error) {
+	text, err := m.render(s)
+	if err != nil {
+		return nil, err
+	}
+	return split(text), nil
+}
+
+// split drops the comment lines of text and splits the rest into statements.
+func split(text string) []string {
 	var code strings.Builder
-	for line := range strings.Lines(buf.String()) {
+	for line := range strings.Lines(text) {
 		if !strings.HasPrefix(strings.TrimSpace(line), "--") {
 			code.WriteString(line)
 		}
@@ -91,7 +111,7 @@ func (m Migration) statements(dbs databases) ([]string, error) {
 			out = append(out, s)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // Migrate creates the database if missing and applies the migrations it lacks, in
@@ -101,6 +121,14 @@ func (m Migration) statements(dbs databases) ([]string, error) {
 func (c *Client) Migrate(ctx context.Context) error {
 	all, err := migrations()
 	if err != nil {
+		return err
+	}
+	if c.cfg.Cluster != "" {
+		if err := c.checkCluster(ctx); err != nil {
+			return err
+		}
+	}
+	if err := c.checkLayout(ctx); err != nil {
 		return err
 	}
 	if err := c.ensureMigrationsTable(ctx); err != nil {
@@ -156,16 +184,20 @@ func (c *Client) Migrations(ctx context.Context) ([]Migration, error) {
 	return all, nil
 }
 
+// migrationsTable creates the database and the record of applied versions: one row per
+// applied version; two processes migrating at once may both record a version, so it is
+// read grouped by version.
+const migrationsTable = `CREATE DATABASE IF NOT EXISTS {{.Database}}{{onCluster}};
+CREATE TABLE IF NOT EXISTS {{table "schema_migrations"}} (version UInt32, name String, applied_at DateTime('UTC')) ` +
+	`ENGINE = {{engine "schema_migrations" "MergeTree"}} ORDER BY version{{distributed "schema_migrations"}}`
+
 func (c *Client) ensureMigrationsTable(ctx context.Context) error {
 	db := c.cfg.Database
-	for _, q := range []string{
-		"CREATE DATABASE IF NOT EXISTS " + db,
-		// One row per applied version; two processes migrating at once may both record
-		// a version, so read it grouped by version.
-		"CREATE TABLE IF NOT EXISTS " + db + ".schema_migrations " +
-			"(version UInt32, name String, applied_at DateTime('UTC')) " +
-			"ENGINE = MergeTree ORDER BY version",
-	} {
+	text, err := c.schema().render("the migrations table", migrationsTable)
+	if err != nil {
+		return err
+	}
+	for _, q := range split(text) {
 		if err := c.conn.Exec(ctx, q); err != nil {
 			return fmt.Errorf("prepare migrations of database %s: %w", db, err)
 		}
@@ -199,7 +231,7 @@ func (c *Client) appliedMigrations(ctx context.Context) (map[uint32]time.Time, e
 }
 
 func (c *Client) apply(ctx context.Context, m Migration) error {
-	stmts, err := m.statements(databases{c.cfg.Database, c.cfg.Private()})
+	stmts, err := m.statements(c.schema())
 	if err != nil {
 		return err
 	}
@@ -222,19 +254,27 @@ func (c *Client) apply(ctx context.Context, m Migration) error {
 	return nil
 }
 
-// addColumn matches an ALTER TABLE … ADD COLUMN statement; its groups are the database
-// (empty when not named), the table and the column.
-var addColumn = regexp.MustCompile("(?is)^ALTER\\s+TABLE\\s+(?:`?(\\w+)`?\\.)?`?(\\w+)`?\\s+ADD\\s+COLUMN\\s+`?(\\w+)`?\\s")
+// addColumn matches an ALTER TABLE … [ON CLUSTER …] ADD COLUMN statement; its groups are
+// the database (empty when not named), the table and the column.
+var addColumn = regexp.MustCompile("(?is)^ALTER\\s+TABLE\\s+(?:`?(\\w+)`?\\.)?`?(\\w+)`?\\s+(?:ON\\s+CLUSTER\\s+\\S+\\s+)?ADD\\s+COLUMN\\s+`?(\\w+)`?\\s")
 
 // execIdempotent runs a migration statement. An ADD COLUMN whose column is there already
 // is done: applied by an interrupted run of its migration, or by a process migrating at
-// the same time (ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS). The catalogue says so
-// before and after the ALTER: the error of a column added meanwhile has another code on
-// each server version (44 ILLEGAL_COLUMN on 18.16, 15 DUPLICATE_COLUMN on current ones).
+// the same time (ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS). On one server the
+// catalogue says so before and after the ALTER, whatever code the error of a column added
+// meanwhile has (44 ILLEGAL_COLUMN on 18.16, 15 DUPLICATE_COLUMN on current servers). On a
+// cluster the ALTER runs on every node (ON CLUSTER), one of which may lack the column
+// while this one has it: it always runs, and a node's "already exists" counts as done.
 func (c *Client) execIdempotent(ctx context.Context, stmt string) error {
 	m := addColumn.FindStringSubmatch(stmt)
 	if m == nil {
 		return c.conn.Exec(ctx, stmt)
+	}
+	if c.cfg.Cluster != "" {
+		if err := c.conn.Exec(ctx, stmt); err != nil && !columnExists(stmt, err) {
+			return err
+		}
+		return nil
 	}
 	database, table, column := m[1], m[2], m[3]
 	if database == "" {
@@ -260,6 +300,15 @@ func (c *Client) hasColumn(ctx context.Context, database, table, column string) 
 		return false, fmt.Errorf("look for column %s.%s.%s: %w", database, table, column, err)
 	}
 	return n > 0, nil
+}
+
+// columnExists reports whether err says that the column an ADD COLUMN statement adds is
+// already there (ClickHouse 18.16: code 44, ILLEGAL_COLUMN; current ClickHouse: code 15,
+// DUPLICATE_COLUMN; ON CLUSTER passes on the code and message of the node that failed).
+func columnExists(stmt string, err error) bool {
+	var e *ch.Exception
+	return addColumn.MatchString(stmt) && errors.As(err, &e) && (e.Code == 44 || e.Code == 15) &&
+		strings.Contains(e.Message, "already exists")
 }
 
 // copyRows matches an INSERT … SELECT … FROM a table FINAL: a copy of rows into a

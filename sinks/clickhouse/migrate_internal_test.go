@@ -16,7 +16,7 @@ func TestEmbeddedMigrations(t *testing.T) {
 		if i > 0 && m.Version <= ms[i-1].Version || i == 0 && m.Version != 1 {
 			t.Errorf("migration %d has version %d: versions must ascend from 1", i, m.Version)
 		}
-		stmts, err := m.statements(databases{"db_x", "db_x_private"})
+		stmts, err := m.statements(schema{Database: "db_x", PrivateDatabase: "db_x_private"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -46,7 +46,7 @@ func TestEmbeddedMigrations(t *testing.T) {
 func TestStatementsSplitAndRender(t *testing.T) {
 	m := Migration{Version: 9, Name: "x", sql: "-- a comment\nCREATE TABLE IF NOT EXISTS {{.Database}}.a (x UInt8) ENGINE = Memory;\n\n" +
 		"  -- another\nCREATE VIEW IF NOT EXISTS {{.Database}}.b AS SELECT x FROM {{.Database}}.a;\n"}
-	got, err := m.statements(databases{"d1", "d1_p"})
+	got, err := m.statements(schema{Database: "d1", PrivateDatabase: "d1_p"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestStatementsSplitAndRender(t *testing.T) {
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("statements = %q, want %q", got, want)
 	}
-	if _, err := (Migration{Name: "bad", sql: "{{.Nope}}"}).statements(databases{"d1", "d1_p"}); err == nil {
+	if _, err := (Migration{Name: "bad", sql: "{{.Nope}}"}).statements(schema{Database: "d1", PrivateDatabase: "d1_p"}); err == nil {
 		t.Error("unknown template field rendered without error")
 	}
 }

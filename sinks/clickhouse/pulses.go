@@ -65,7 +65,7 @@ FROM
         FROM ` + priv + ` FINAL
         WHERE question IN ('engagement', 'enps') AND occurred_at >= toDateTime(?) AND occurred_at < toDateTime(?)
     )
-    WHERE (team, question, start) IN (` + changed + `)
+    WHERE (team, question, start) GLOBAL IN (` + changed + `)
     GROUP BY team, question, employee_id, start
 )
 GROUP BY team, question, start

@@ -8,13 +8,17 @@ import (
 	"github.com/cxlink/cxlink/processors/records"
 )
 
+// The reports' subqueries on the same table say GLOBAL IN: on a cluster (CLICKHOUSE_CLUSTER)
+// the latest rows are found once over every shard, where ClickHouse refuses a plain IN on a
+// Distributed table; on one server GLOBAL IN is IN.
+
 // LatestEffortImpact reads the latest effort_impact rows of every window, ranked first.
 func (c *Client) LatestEffortImpact(ctx context.Context) ([]records.EffortImpact, error) {
 	db := c.cfg.Database
 	q := "SELECT `window`, window_end, category, tickets, volume_share, handle_share, handle_hours, avg_handle_seconds, " +
 		"contacts_per_resolution, ces_responses, ces, ces_ci_low, ces_ci_high, pct_difficult, pct_difficult_low, " +
 		"pct_difficult_high, impact, impact_rank, status FROM " + db + ".effort_impact FINAL " +
-		"WHERE (`window`, window_end) IN (SELECT `window`, max(window_end) FROM " + db + ".effort_impact GROUP BY `window`) " +
+		"WHERE (`window`, window_end) GLOBAL IN (SELECT `window`, max(window_end) FROM " + db + ".effort_impact GROUP BY `window`) " +
 		"ORDER BY `window`, isNull(impact_rank), impact_rank, category"
 	rows, err := c.conn.Query(ctx, q)
 	if err != nil {
@@ -46,7 +50,7 @@ func (c *Client) CurrentLinkage(ctx context.Context, period string, scopes []str
 	q := "SELECT period, period_start, scope, span_periods, lag, employee_metric, customer_metric, teams, pairs, " +
 		"periods, df, pearson_r, spearman_r, ci_low, ci_high, p_value, min_detectable_r, status, reading, computed_at " +
 		"FROM " + db + ".linkage FINAL " +
-		"WHERE period = ? AND has(?, scope) AND (scope, employee_metric, customer_metric, lag, period_start) IN " +
+		"WHERE period = ? AND has(?, scope) AND (scope, employee_metric, customer_metric, lag, period_start) GLOBAL IN " +
 		"(SELECT scope, employee_metric, customer_metric, lag, max(period_start) FROM " + db + ".linkage " +
 		"WHERE period = ? AND has(?, scope) GROUP BY scope, employee_metric, customer_metric, lag) " +
 		"ORDER BY indexOf(?, scope), employee_metric, customer_metric, lag"

@@ -188,7 +188,7 @@ func (c *Client) WriteWindows(ctx context.Context, step time.Duration, windows [
 	if stale == 0 {
 		return nil
 	}
-	if err := c.conn.Exec(ctx, "ALTER TABLE "+c.cfg.Database+"."+TableWindows+
+	if err := c.conn.Exec(ctx, "ALTER TABLE "+c.schema().table(TableWindows)+
 		" DELETE WHERE `window` NOT IN ("+strings.Join(names, ", ")+")"); err != nil {
 		return fmt.Errorf("remove windows no longer configured from %s: %w", TableWindows, err)
 	}

@@ -10,7 +10,7 @@
 -- One survey response (CES, CSAT or NPS). score and its scale are as sent;
 -- standard_score is on the survey's standard scale (ces 1-7, csat 1-5, nps 0-10).
 -- attributed = 1 when channel, category, team or agent came from the ticket.
-CREATE TABLE IF NOT EXISTS {{.Database}}.survey_responses
+CREATE TABLE IF NOT EXISTS {{table "survey_responses"}}
 (
     id String,
     survey String,
@@ -34,14 +34,14 @@ CREATE TABLE IF NOT EXISTS {{.Database}}.survey_responses
     seq UInt64,
     version UInt64
 )
-ENGINE = ReplacingMergeTree(version)
+ENGINE = {{engine "survey_responses" "ReplacingMergeTree(version)"}}
 PARTITION BY toYYYYMM(occurred_at)
-ORDER BY (survey, id);
+ORDER BY (survey, id){{distributed "survey_responses"}};
 
 -- One ticket event (created, solved, reopened): a ticket has one row per event id,
 -- its latest state is the row with the greatest occurred_at of its ticket_id.
 -- handle_seconds and contacts are NULL when the event did not say.
-CREATE TABLE IF NOT EXISTS {{.Database}}.tickets
+CREATE TABLE IF NOT EXISTS {{table "tickets"}}
 (
     id String,
     ticket_id String,
@@ -60,13 +60,13 @@ CREATE TABLE IF NOT EXISTS {{.Database}}.tickets
     seq UInt64,
     version UInt64
 )
-ENGINE = ReplacingMergeTree(version)
+ENGINE = {{engine "tickets" "ReplacingMergeTree(version)"}}
 PARTITION BY toYYYYMM(occurred_at)
-ORDER BY (ticket_id, id);
+ORDER BY (ticket_id, id){{distributed "tickets"}};
 
 -- One answer of one employee to one pulse question (engagement, enps, workload...),
 -- on the scale it was sent with.
-CREATE TABLE IF NOT EXISTS {{.Database}}.employee_pulses
+CREATE TABLE IF NOT EXISTS {{table "employee_pulses"}}
 (
     id String,
     employee_id String,
@@ -83,6 +83,6 @@ CREATE TABLE IF NOT EXISTS {{.Database}}.employee_pulses
     seq UInt64,
     version UInt64
 )
-ENGINE = ReplacingMergeTree(version)
+ENGINE = {{engine "employee_pulses" "ReplacingMergeTree(version)"}}
 PARTITION BY toYYYYMM(occurred_at)
-ORDER BY (team, id);
+ORDER BY (team, id){{distributed "employee_pulses"}};

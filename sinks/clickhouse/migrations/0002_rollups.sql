@@ -2,7 +2,7 @@
 -- window_end - `window` <= occurred_at < window_end that this partition saw. A tick
 -- updated by a late event is written again with a higher version, so read with FINAL.
 -- Dashboards read the view rollups below, not this table.
-CREATE TABLE IF NOT EXISTS {{.Database}}.rollup_partials
+CREATE TABLE IF NOT EXISTS {{table "rollup_partials"}}
 (
     survey String,
     `window` String,
@@ -16,9 +16,9 @@ CREATE TABLE IF NOT EXISTS {{.Database}}.rollup_partials
     negative UInt64,
     version UInt64
 )
-ENGINE = ReplacingMergeTree(version)
+ENGINE = {{engine "rollup_partials" "ReplacingMergeTree(version)"}}
 PARTITION BY toYYYYMMDD(window_end)
-ORDER BY (survey, `window`, dimension, key, window_end, partition);
+ORDER BY (survey, `window`, dimension, key, window_end, partition){{distributed "rollup_partials"}};
 
 -- One rolling window at one tick: survey (ces, csat, nps), `window` (1h, 24h, 7d),
 -- dimension (overall, category, channel, team, agent) and key ('' for overall), the
@@ -27,7 +27,7 @@ ORDER BY (survey, `window`, dimension, key, window_end, partition);
 -- that do not apply to the survey are NULL, and so is every ratio of a window without
 -- responses. Sums are aggregated under other names and renamed outside: reusing the
 -- column name as alias would make ClickHouse nest the aggregates.
-CREATE VIEW IF NOT EXISTS {{.Database}}.rollups AS
+CREATE VIEW IF NOT EXISTS {{.Database}}.rollups{{onCluster}} AS
 SELECT
     survey,
     `window`,

@@ -7,7 +7,7 @@
 -- contacts it handled in the same period. Draw it as a scatter. engagement is the mean
 -- answer on 1-5, enps is eNPS (-100 to 100), ces the CES mean (1-7), pct_difficult and
 -- csat (% satisfied) percentages; NULL where the period has no answers of that kind.
-CREATE TABLE IF NOT EXISTS {{.Database}}.team_periods
+CREATE TABLE IF NOT EXISTS {{table "team_periods"}}
 (
     period String,
     period_start DateTime('UTC'),
@@ -24,9 +24,9 @@ CREATE TABLE IF NOT EXISTS {{.Database}}.team_periods
     computed_at DateTime('UTC'),
     version UInt64
 )
-ENGINE = ReplacingMergeTree(version)
+ENGINE = {{engine "team_periods" "ReplacingMergeTree(version)"}}
 PARTITION BY toYYYYMM(period_start)
-ORDER BY (period, period_start, team);
+ORDER BY (period, period_start, team){{distributed "team_periods"}};
 
 -- One correlation across teams between an employee metric in period t and a customer
 -- metric in period t + lag. scope 'period': the teams of one employee period t
@@ -34,7 +34,7 @@ ORDER BY (period, period_start, team);
 -- ending with period_start, each centred on its period's means. teams counts distinct
 -- teams, pairs the (team, period) pairs correlated. The coefficients are NULL unless
 -- status = 'ok' ('too_few_teams', 'no_variance').
-CREATE TABLE IF NOT EXISTS {{.Database}}.linkage
+CREATE TABLE IF NOT EXISTS {{table "linkage"}}
 (
     period String,
     period_start DateTime('UTC'),
@@ -55,6 +55,6 @@ CREATE TABLE IF NOT EXISTS {{.Database}}.linkage
     computed_at DateTime('UTC'),
     version UInt64
 )
-ENGINE = ReplacingMergeTree(version)
+ENGINE = {{engine "linkage" "ReplacingMergeTree(version)"}}
 PARTITION BY toYYYYMM(period_start)
-ORDER BY (period, scope, employee_metric, customer_metric, lag, period_start);
+ORDER BY (period, scope, employee_metric, customer_metric, lag, period_start){{distributed "linkage"}};

@@ -6,7 +6,7 @@
 -- solved ticket, contacts per resolution, the CES mean with its t interval, % difficult
 -- with its Wilson interval (95%), and impact, the ranking score.
 -- impact and impact_rank are NULL when status is not 'ok' (e.g. 'too_few_responses').
-CREATE TABLE IF NOT EXISTS {{.Database}}.effort_impact
+CREATE TABLE IF NOT EXISTS {{table "effort_impact"}}
 (
     `window` String,
     window_end DateTime('UTC'),
@@ -30,6 +30,6 @@ CREATE TABLE IF NOT EXISTS {{.Database}}.effort_impact
     computed_at DateTime('UTC'),
     version UInt64
 )
-ENGINE = ReplacingMergeTree(version)
+ENGINE = {{engine "effort_impact" "ReplacingMergeTree(version)"}}
 PARTITION BY toYYYYMM(window_end)
-ORDER BY (`window`, window_end, category);
+ORDER BY (`window`, window_end, category){{distributed "effort_impact"}};

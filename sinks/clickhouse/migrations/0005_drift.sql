@@ -6,7 +6,7 @@
 -- whose variance comes out negative has no squares yet and is left out of the mean test.
 -- ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS: the migration runner treats "column
 -- already exists" from an ADD COLUMN as done, so a re-run of this version is harmless.
-ALTER TABLE {{.Database}}.rollup_partials ADD COLUMN score_sq_sum Float64 DEFAULT 0 AFTER negative;
+ALTER TABLE {{table "rollup_partials"}} ADD COLUMN score_sq_sum Float64 DEFAULT 0 AFTER negative{{redistribute "rollup_partials"}};
 
 -- One drift episode of one series: from the evaluation at which a detector first crossed
 -- its threshold (started_at) to the one at which it came back inside its clearing
@@ -20,7 +20,7 @@ ALTER TABLE {{.Database}}.rollup_partials ADD COLUMN score_sq_sum Float64 DEFAUL
 -- with their response counts; recent_span and baseline_span name the compared windows
 -- ('1h', '7d'). The row is rewritten as the episode grows and ends, with
 -- a higher version: read with FINAL.
-CREATE TABLE IF NOT EXISTS {{.Database}}.drift_events
+CREATE TABLE IF NOT EXISTS {{table "drift_events"}}
 (
     survey String,
     dimension String,
@@ -40,6 +40,6 @@ CREATE TABLE IF NOT EXISTS {{.Database}}.drift_events
     baseline_span String,
     version UInt64
 )
-ENGINE = ReplacingMergeTree(version)
+ENGINE = {{engine "drift_events" "ReplacingMergeTree(version)"}}
 PARTITION BY toYYYYMM(started_at)
-ORDER BY (survey, dimension, key, detector, direction, started_at);
+ORDER BY (survey, dimension, key, detector, direction, started_at){{distributed "drift_events"}};

@@ -16,6 +16,6 @@
 -- version hold NULL and ''.
 -- ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS: the migration runner treats "column
 -- already exists" from an ADD COLUMN as done, so a re-run of this version is harmless.
-ALTER TABLE {{.Database}}.linkage ADD COLUMN df Nullable(UInt32) AFTER periods;
-ALTER TABLE {{.Database}}.linkage ADD COLUMN min_detectable_r Nullable(Float64) AFTER p_value;
-ALTER TABLE {{.Database}}.linkage ADD COLUMN reading String DEFAULT '' AFTER status;
+ALTER TABLE {{table "linkage"}} ADD COLUMN df Nullable(UInt32) AFTER periods;
+ALTER TABLE {{table "linkage"}} ADD COLUMN min_detectable_r Nullable(Float64) AFTER p_value;
+ALTER TABLE {{table "linkage"}} ADD COLUMN reading String DEFAULT '' AFTER status{{redistribute "linkage"}};

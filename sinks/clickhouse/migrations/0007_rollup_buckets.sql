@@ -4,7 +4,7 @@
 -- event changes it and written again, with a higher version, when a later one does:
 -- version is the stream sequence of the last message that changed it. Read with FINAL.
 -- Partitioned by day, so that retention drops whole days.
-CREATE TABLE IF NOT EXISTS {{.Database}}.rollup_buckets
+CREATE TABLE IF NOT EXISTS {{table "rollup_buckets"}}
 (
     survey String,
     dimension String,
@@ -18,30 +18,30 @@ CREATE TABLE IF NOT EXISTS {{.Database}}.rollup_buckets
     negative UInt64,
     version UInt64
 )
-ENGINE = ReplacingMergeTree(version)
+ENGINE = {{engine "rollup_buckets" "ReplacingMergeTree(version)"}}
 PARTITION BY toYYYYMMDD(bucket_start)
-ORDER BY (survey, dimension, bucket_start, key, partition);
+ORDER BY (survey, dimension, bucket_start, key, partition){{distributed "rollup_buckets"}};
 
 -- The rolling windows (CXLINK_WINDOWS) and the step, as the processors run them: they
 -- write their configuration here at start, and the view rollups reads it.
-CREATE TABLE IF NOT EXISTS {{.Database}}.rollup_windows
+CREATE TABLE IF NOT EXISTS {{table "rollup_windows"}}
 (
     `window` String,
     seconds UInt32,
     step_seconds UInt32,
     version UInt64
 )
-ENGINE = ReplacingMergeTree(version)
-ORDER BY `window`;
+ENGINE = {{engine "rollup_windows" "ReplacingMergeTree(version)"}}
+ORDER BY `window`{{distributed "rollup_windows"}};
 
 -- rollups is now the current value of every window (window_end = now, rounded down to
 -- the step), computed from the buckets of the longest window only: it filters by time
 -- inside, so it costs the same after a year as after a week. Rolling windows over time:
 -- the query in docs/storage.md. The inner filter takes the longest window's buckets
 -- before the join (18.16 pushes no predicate into a view or across a join).
-DROP TABLE IF EXISTS {{.Database}}.rollups;
+DROP TABLE IF EXISTS {{.Database}}.rollups{{onCluster}};
 
-CREATE VIEW IF NOT EXISTS {{.Database}}.rollups AS
+CREATE VIEW IF NOT EXISTS {{.Database}}.rollups{{onCluster}} AS
 SELECT
     survey,
     `window`,

@@ -4,9 +4,9 @@
 -- analytics stage publishes team figures from it into team_periods, per closed period,
 -- by the disclosure policy. stored_at is when the row reached ClickHouse (the server's
 -- clock): the stage re-reads only the groups with rows stored since its last run.
-CREATE DATABASE IF NOT EXISTS {{.PrivateDatabase}};
+CREATE DATABASE IF NOT EXISTS {{.PrivateDatabase}}{{onCluster}};
 
-CREATE TABLE IF NOT EXISTS {{.PrivateDatabase}}.employee_pulses
+CREATE TABLE IF NOT EXISTS {{table "employee_pulses" .PrivateDatabase}}
 (
     id String,
     employee_id String,
@@ -24,14 +24,14 @@ CREATE TABLE IF NOT EXISTS {{.PrivateDatabase}}.employee_pulses
     version UInt64,
     stored_at DateTime('UTC') DEFAULT now()
 )
-ENGINE = ReplacingMergeTree(version)
+ENGINE = {{engine "employee_pulses" "ReplacingMergeTree(version)" .PrivateDatabase}}
 PARTITION BY toYYYYMM(occurred_at)
-ORDER BY (team, id);
+ORDER BY (team, id){{distributed "employee_pulses" .PrivateDatabase}};
 
 -- Move the rows of the old table, then drop it. Idempotent: the old table is created
 -- (empty) again if an interrupted run already dropped it, so that the copy always has a
 -- source; a row copied twice keeps its version and is read once with FINAL.
-CREATE TABLE IF NOT EXISTS {{.Database}}.employee_pulses
+CREATE TABLE IF NOT EXISTS {{table "employee_pulses"}}
 (
     id String,
     employee_id String,
@@ -48,20 +48,20 @@ CREATE TABLE IF NOT EXISTS {{.Database}}.employee_pulses
     seq UInt64,
     version UInt64
 )
-ENGINE = ReplacingMergeTree(version)
+ENGINE = {{engine "employee_pulses" "ReplacingMergeTree(version)"}}
 PARTITION BY toYYYYMM(occurred_at)
-ORDER BY (team, id);
+ORDER BY (team, id){{distributed "employee_pulses"}};
 
 INSERT INTO {{.PrivateDatabase}}.employee_pulses (id, employee_id, team, question, occurred_at, received_at, source, score, scale_min, scale_max, late, partition, seq, version)
 SELECT id, employee_id, team, question, occurred_at, received_at, source, score, scale_min, scale_max, late, partition, seq, version
 FROM {{.Database}}.employee_pulses FINAL;
 
-DROP TABLE IF EXISTS {{.Database}}.employee_pulses;
+{{drop "employee_pulses"}};
 
 -- The published spread of a team's answers, next to their mean: engagement_sd is the
 -- sample standard deviation of the answers (1-5), enps_promoters and enps_detractors the
 -- percentages of answers 9-10 and 0-6. Like the means they change only when the
 -- disclosure policy publishes the group again; the drift detector judges them.
-ALTER TABLE {{.Database}}.team_periods ADD COLUMN engagement_sd Nullable(Float64) AFTER engagement;
-ALTER TABLE {{.Database}}.team_periods ADD COLUMN enps_promoters Nullable(Float64) AFTER enps;
-ALTER TABLE {{.Database}}.team_periods ADD COLUMN enps_detractors Nullable(Float64) AFTER enps_promoters;
+ALTER TABLE {{table "team_periods"}} ADD COLUMN engagement_sd Nullable(Float64) AFTER engagement;
+ALTER TABLE {{table "team_periods"}} ADD COLUMN enps_promoters Nullable(Float64) AFTER enps;
+ALTER TABLE {{table "team_periods"}} ADD COLUMN enps_detractors Nullable(Float64) AFTER enps_promoters{{redistribute "team_periods"}};

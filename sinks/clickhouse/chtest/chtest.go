@@ -224,29 +224,8 @@ func (s *Server) configure(t testing.TB) error {
 	if err != nil {
 		return err
 	}
-	for _, d := range []string{"data", "tmp", "user_files", "format_schemas", "users.d"} {
-		if err := os.MkdirAll(filepath.Join(s.dir, d), 0o755); err != nil {
-			return fmt.Errorf("create server dir: %w", err)
-		}
-	}
-	var dir strings.Builder
-	if err := xml.EscapeText(&dir, []byte(s.dir)); err != nil {
-		return fmt.Errorf("escape server dir: %w", err)
-	}
-	vars := map[string]string{"DIR": dir.String(), "TCP_PORT": strconv.Itoa(ports[0]),
-		"HTTP_PORT": strconv.Itoa(ports[1]), "INTERSERVER_PORT": strconv.Itoa(ports[2])}
-	for _, name := range []string{"config.xml", "users.xml"} {
-		b, err := os.ReadFile(proc.RepoPath(t, "deploy/clickhouse/"+name))
-		if err != nil {
-			return fmt.Errorf("server template: %w", err)
-		}
-		text, err := fill(string(b), vars)
-		if err != nil {
-			return fmt.Errorf("deploy/clickhouse/%s: %w", name, err)
-		}
-		if err := os.WriteFile(filepath.Join(s.dir, name), []byte(text), 0o644); err != nil {
-			return fmt.Errorf("write server config: %w", err)
-		}
+	if err := writeConfig(t, s.dir, ports); err != nil {
+		return err
 	}
 	if err := os.WriteFile(filepath.Join(s.dir, "users.d", "secret.xml"), []byte(secretUserXML), 0o644); err != nil {
 		return fmt.Errorf("write server users: %w", err)
@@ -257,6 +236,37 @@ func (s *Server) configure(t testing.TB) error {
 		}
 	}
 	s.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
+	return nil
+}
+
+// writeConfig writes the repository's private-server template (deploy/clickhouse) under
+// dir, filled in for dir and ports (native, HTTP, interserver), with the directories it
+// names and an empty users.d and config.d beside it for additions.
+func writeConfig(t testing.TB, dir string, ports []int) error {
+	for _, d := range []string{"data", "tmp", "user_files", "format_schemas", "users.d", "config.d"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return fmt.Errorf("create server dir: %w", err)
+		}
+	}
+	var escaped strings.Builder
+	if err := xml.EscapeText(&escaped, []byte(dir)); err != nil {
+		return fmt.Errorf("escape server dir: %w", err)
+	}
+	vars := map[string]string{"DIR": escaped.String(), "TCP_PORT": strconv.Itoa(ports[0]),
+		"HTTP_PORT": strconv.Itoa(ports[1]), "INTERSERVER_PORT": strconv.Itoa(ports[2])}
+	for _, name := range []string{"config.xml", "users.xml"} {
+		b, err := os.ReadFile(proc.RepoPath(t, "deploy/clickhouse/"+name))
+		if err != nil {
+			return fmt.Errorf("server template: %w", err)
+		}
+		text, err := fill(string(b), vars)
+		if err != nil {
+			return fmt.Errorf("deploy/clickhouse/%s: %w", name, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			return fmt.Errorf("write server config: %w", err)
+		}
+	}
 	return nil
 }
 

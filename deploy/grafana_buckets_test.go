@@ -178,7 +178,7 @@ func TestWindowedPanelsAddUpTheirBuckets(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	p := panelRunner{t: t, conn: datasourceConn(t, srv.Config(db.Database())), dashboards: loadDashboards(t)}
+	p := panelRunner{t: t, conn: srv.Conn(t, db.Database()), dashboards: loadDashboards(t)}
 	check := func(what string, rows []resultRow, when time.Time, col, key, value string, want float64) {
 		t.Helper()
 		r, ok := pointAt(rows, when, col, key)

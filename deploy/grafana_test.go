@@ -22,12 +22,9 @@ import (
 	"testing"
 	"time"
 
-	ch "github.com/ClickHouse/clickhouse-go/v2"
-
 	"github.com/cxlink/cxlink/cmd/cxlink/apptest"
 	"github.com/cxlink/cxlink/cmd/cxlink/apptest/proc"
 	"github.com/cxlink/cxlink/ingest/simulator"
-	"github.com/cxlink/cxlink/sinks/clickhouse"
 )
 
 type dashboard struct {
@@ -281,18 +278,6 @@ func defaults(d dashboard) map[string]string {
 
 var metricNameRe = regexp.MustCompile(`\bcxlink[_:][a-zA-Z0-9_:]+`)
 
-// datasourceConn is a connection as the dashboards' ClickHouse datasource opens it: its
-// default database is cfg.Database, in which the panels' queries (naming none) run.
-func datasourceConn(t testing.TB, cfg clickhouse.Config) ch.Conn {
-	t.Helper()
-	conn, err := ch.Open(&ch.Options{Addr: []string{cfg.Addr}, Auth: ch.Auth{Database: cfg.Database, Username: cfg.User, Password: cfg.Password}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
-}
-
 func TestDashboardQueries(t *testing.T) {
 	dashboards := loadDashboards(t)
 	in := apptest.Start(t, nil, map[string]string{
@@ -309,7 +294,7 @@ func TestDashboardQueries(t *testing.T) {
 	db := in.Database()
 	// Panel queries run as the ClickHouse plugin runs them: on a connection whose default
 	// database is the datasource's defaultDatabase.
-	grafana := datasourceConn(t, in.CH.Config(db))
+	grafana := in.CH.Conn(t, db)
 
 	// A simulated contact centre: half an hour of history on time (lateness 1 h), then live.
 	simCtx, stopSim := context.WithCancel(context.Background())

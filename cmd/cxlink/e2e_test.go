@@ -218,7 +218,7 @@ func waitPartitionsStored(t testing.TB, js jetstream.JetStream, n int, timeout t
 
 func (c *cluster) query(q string, args ...any) [][]any {
 	c.t.Helper()
-	return apptest.ScanRows(c.t, c.db, q, args...)
+	return apptest.ScanRows(c.t, c.db.Conn(), q, args...)
 }
 
 // checkStored checks that each raw table holds exactly the stored ids, once each under

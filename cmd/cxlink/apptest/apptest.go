@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cxlink/cxlink/sinks/clickhouse"
@@ -39,6 +40,8 @@ type Instance struct {
 	// CH is the ClickHouse server, DB a client of its database.
 	CH *chtest.Server
 	DB *clickhouse.Client
+
+	datasource ch.Conn // DashboardQuery's, once used
 }
 
 // Defaults are the environment of Start, before the caller's additions: short steps and
@@ -87,7 +90,22 @@ func (in *Instance) Database() string { return in.Env["CLICKHOUSE_DATABASE"] }
 // Query runs q and returns its rows as Go values (strings, numbers, times).
 func (in *Instance) Query(q string, args ...any) [][]any {
 	in.t.Helper()
-	rows := ScanRows(in.t, in.DB, q, args...)
+	return values(ScanRows(in.t, in.DB.Conn(), q, args...))
+}
+
+// DashboardQuery is Query for a dashboard panel's query: it runs as Grafana's ClickHouse
+// datasource runs it, with the instance's database as the default one (the queries name
+// none).
+func (in *Instance) DashboardQuery(q string) [][]any {
+	in.t.Helper()
+	if in.datasource == nil {
+		in.datasource = in.CH.Conn(in.t, in.Database())
+	}
+	return values(ScanRows(in.t, in.datasource, q))
+}
+
+// values replaces each pointer of rows by the value it points to.
+func values(rows [][]any) [][]any {
 	for _, vals := range rows {
 		for i, v := range vals {
 			vals[i] = reflect.ValueOf(v).Elem().Interface()
@@ -96,11 +114,11 @@ func (in *Instance) Query(q string, args ...any) [][]any {
 	return rows
 }
 
-// ScanRows runs q on db and returns its rows, each value a pointer to the column's Go
+// ScanRows runs q on conn and returns its rows, each value a pointer to the column's Go
 // type (*string, *uint64, *time.Time, …); a failure ends the test.
-func ScanRows(t testing.TB, db *clickhouse.Client, q string, args ...any) [][]any {
+func ScanRows(t testing.TB, conn ch.Conn, q string, args ...any) [][]any {
 	t.Helper()
-	rows, err := db.Conn().Query(t.Context(), q, args...)
+	rows, err := conn.Query(t.Context(), q, args...)
 	if err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}

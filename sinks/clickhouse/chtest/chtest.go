@@ -190,6 +190,20 @@ func (s *Server) Env(database string) map[string]string {
 	return e
 }
 
+// Conn is a connection whose default database is database, as Grafana's ClickHouse
+// datasource connects: the dashboards' queries name no database. It is closed when the
+// test ends.
+func (s *Server) Conn(t testing.TB, database string) ch.Conn {
+	t.Helper()
+	conn, err := ch.Open(&ch.Options{Addr: []string{s.addr}, Auth: ch.Auth{Database: database, Username: s.user, Password: s.password},
+		DialTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatalf("chtest: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
 func (s *Server) mustBePrivate(op string) {
 	s.t.Helper()
 	if s.p == nil {

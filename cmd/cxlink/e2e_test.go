@@ -58,15 +58,18 @@ func newCluster(t *testing.T) *cluster {
 	ch := chtest.StartPrivate(t)
 	database := ch.NewDatabase(t)
 	c := &cluster{t: t, ch: ch, env: map[string]string{
-		"NATS_URL":                  ns.ClientURL(),
-		"CXLINK_HTTP_ADDR":          "127.0.0.1:0",
-		"CXLINK_PARTITIONS":         fmt.Sprint(partitions),
-		"CXLINK_WINDOWS":            "10m,1h",
-		"CXLINK_ROLLUP_STEP":        "1s",
-		"CXLINK_ALLOWED_LATENESS":   lateness.String(),
-		"CXLINK_ATTRIBUTION_WAIT":   "1m",
-		"CXLINK_BATCH_MAX_DELAY":    "100ms",
-		"CXLINK_LEASE_TTL":          "3s",
+		"NATS_URL":                ns.ClientURL(),
+		"CXLINK_HTTP_ADDR":        "127.0.0.1:0",
+		"CXLINK_PARTITIONS":       fmt.Sprint(partitions),
+		"CXLINK_WINDOWS":          "10m,1h",
+		"CXLINK_ROLLUP_STEP":      "1s",
+		"CXLINK_ALLOWED_LATENESS": lateness.String(),
+		"CXLINK_ATTRIBUTION_WAIT": "1m",
+		"CXLINK_BATCH_MAX_DELAY":  "100ms",
+		// Long enough for renewals on a loaded machine (at 3 s, a busy processor lost its
+		// leases every few seconds and spent its time restarting partitions); a restart
+		// after kill -9 waits for it once.
+		"CXLINK_LEASE_TTL":          "10s",
 		"CXLINK_SNAPSHOT_EVERY":     "2s",
 		"CXLINK_METRICS_MAX_KEYS":   "20",
 		"CLICKHOUSE_DIAL_TIMEOUT":   "1s",

@@ -85,3 +85,12 @@ func (c Config) Validate() error {
 
 // Active says whether this process stands by to run the stage.
 func (c Config) Active() bool { return c.Enabled != "off" }
+
+// Lookback is how far back a run reads the raw events and rewrites its results, with
+// pulse periods of length period: the linkage's periods (Span and MaxLag of them before
+// the last complete one) and the longest effort-impact window. Call on a valid Config.
+func (c Config) Lookback(period time.Duration) time.Duration {
+	d := time.Duration(c.Span+c.MaxLag+1) * period
+	ws := c.ImpactWindows
+	return max(d, ws[len(ws)-1].Length)
+}

@@ -23,29 +23,37 @@ const driftColumns = "survey, dimension, key, owner, detector, direction, starte
 // WindowTotals reads the rolling window w ending at each of the ticks ends, the
 // partitions added up, for the overall, category, channel and team series (agents are
 // not compared with a baseline): the buckets with end − w ≤ bucket_start < end. It reads
-// only the buckets the windows cover. Series without responses are left out.
+// only the buckets the windows cover, and first adds them up into slots as wide as the
+// ends and the window allow (an hour for the drift detector's hourly blocks), so that
+// many ends cost slots × ends, not buckets × ends. Series without responses are left out.
 func (c *Client) WindowTotals(ctx context.Context, w effort.Window, ends []time.Time) ([]records.WindowTotal, error) {
 	if len(ends) == 0 {
 		return nil, nil
 	}
 	// Instants as integers: the driver's client-side binding of times differs between
 	// versions, and integers cannot inject anything.
+	length := int64(w.Length / time.Second)
+	slot := length
 	in := make([]string, len(ends))
 	lo, hi := ends[0], ends[0]
 	for i, t := range ends {
 		in[i] = strconv.FormatInt(t.Unix(), 10)
 		lo, hi = minTime(lo, t), maxTime(hi, t)
+		slot = gcd(slot, t.Unix())
 	}
-	length := strconv.FormatInt(int64(w.Length/time.Second), 10)
-	q := "SELECT survey, dimension, key, toDateTime(e, 'UTC') AS window_end, sum(responses), sum(score_sum), " +
-		"sum(score_sq_sum), sum(positive), sum(negative) FROM (" +
-		"SELECT survey, dimension, key, toUInt32(bucket_start) AS b, responses, score_sum, score_sq_sum, positive, negative, " +
-		"arrayJoin([" + strings.Join(in, ", ") + "]) AS e FROM " + c.cfg.Database + "." + TableBuckets + " FINAL " +
-		"WHERE bucket_start >= toDateTime(" + strconv.FormatInt(lo.Unix(), 10) + " - " + length + ", 'UTC') " +
+	// A slot divides the window and every end: each window is whole slots. Buckets start
+	// on multiples of the step, which divides both, so a slot holds whole buckets.
+	sl, ln := strconv.FormatInt(max(slot, 1), 10), strconv.FormatInt(length, 10)
+	q := "SELECT survey, dimension, key, toDateTime(e, 'UTC') AS window_end, sum(n), sum(s), sum(sq), sum(pos), sum(neg) FROM (" +
+		"SELECT survey, dimension, key, b, n, s, sq, pos, neg, arrayJoin([" + strings.Join(in, ", ") + "]) AS e FROM (" +
+		"SELECT survey, dimension, key, intDiv(toUInt32(bucket_start), " + sl + ") * " + sl + " AS b, sum(responses) AS n, " +
+		"sum(score_sum) AS s, sum(score_sq_sum) AS sq, sum(positive) AS pos, sum(negative) AS neg FROM " +
+		c.cfg.Database + "." + TableBuckets + " FINAL " +
+		"WHERE bucket_start >= toDateTime(" + strconv.FormatInt(lo.Unix(), 10) + " - " + ln + ", 'UTC') " +
 		"AND bucket_start < toDateTime(" + strconv.FormatInt(hi.Unix(), 10) + ", 'UTC') " +
-		"AND dimension IN ('overall', 'category', 'channel', 'team')" +
-		") WHERE b >= e - " + length + " AND b < e " +
-		"GROUP BY survey, dimension, key, window_end HAVING sum(responses) > 0"
+		"AND dimension IN ('overall', 'category', 'channel', 'team') GROUP BY survey, dimension, key, b" +
+		")) WHERE b >= e - " + ln + " AND b < e " +
+		"GROUP BY survey, dimension, key, window_end HAVING sum(n) > 0"
 	rows, err := c.conn.Query(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("read %s windows: %w", w.Name, err)
@@ -65,6 +73,13 @@ func (c *Client) WindowTotals(ctx context.Context, w effort.Window, ends []time.
 		return nil, fmt.Errorf("read %s windows: %w", w.Name, err)
 	}
 	return out, nil
+}
+
+func gcd(a, b int64) int64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }
 
 func minTime(a, b time.Time) time.Time {

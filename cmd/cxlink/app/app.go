@@ -100,15 +100,19 @@ func Run(ctx context.Context, args []string, opts Options) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	r := &roles{cfg: cfg, opts: opts, logger: logger, reg: reg}
+	role := map[string]func(context.Context) error{
+		"run": func(ctx context.Context) error { return r.run(ctx, args) }, "ingest": r.ingest,
+		"process": r.process, "drift": r.drift,
+	}[cmd]
+	if role != nil {
+		err := role(ctx)
+		if errors.Is(err, errStoppedStarting) {
+			logger.Info("stopped while starting", "reason", err)
+			return nil // a stop before anything was taken on is a clean exit
+		}
+		return err
+	}
 	switch cmd {
-	case "run":
-		return r.run(ctx, args)
-	case "ingest":
-		return r.ingest(ctx)
-	case "process":
-		return r.process(ctx)
-	case "drift":
-		return r.drift(ctx)
 	case "migrate":
 		return r.migrate(ctx)
 	case "report":
@@ -118,6 +122,10 @@ func Run(ctx context.Context, args []string, opts Options) error {
 	}
 	return fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
 }
+
+// errStoppedStarting is returned by a role stopped (ctx done) while it waits for NATS or
+// ClickHouse at start: nothing was taken on yet, so its stop is clean.
+var errStoppedStarting = errors.New("stopped while waiting at start")
 
 type roles struct {
 	cfg    Config
@@ -221,7 +229,7 @@ func (r *roles) connect(ctx context.Context, role string, embed, define bool) (j
 		r.logger.Warn("stream and buckets not ready; trying again", "retry_in", wait, "err", err)
 		select {
 		case <-ctx.Done():
-			return nil, nil, nil, close, err
+			return nil, nil, nil, close, fmt.Errorf("%w: %w", errStoppedStarting, err)
 		case <-time.After(wait):
 		}
 	}
@@ -248,7 +256,7 @@ func (r *roles) sink(ctx context.Context) (*clickhouse.Client, error) {
 		logger.Warn("clickhouse not ready; retrying", "addr", r.cfg.ClickHouse.Addr, "retry_in", wait, "err", err)
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("clickhouse at %s: %w", r.cfg.ClickHouse.Addr, err)
+			return nil, fmt.Errorf("%w: clickhouse at %s: %w", errStoppedStarting, r.cfg.ClickHouse.Addr, err)
 		case <-time.After(wait):
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/cxlink/cxlink/processors/lease"
 	"github.com/cxlink/cxlink/processors/pipeline"
 	"github.com/cxlink/cxlink/processors/pulses"
+	"github.com/cxlink/cxlink/processors/retention"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
 )
 
@@ -48,6 +49,7 @@ type Config struct {
 	Auth       auth.Config
 	Drift      drift.Config
 	Leases     lease.Config
+	Retention  retention.Config
 	// LeasesOff runs every partition of CXLINK_PROCESS_PARTITIONS in this process
 	// without taking leases: for tests that show what the leases prevent.
 	LeasesOff bool `env:"CXLINK_LEASES_OFF"`
@@ -173,7 +175,7 @@ func (c Config) problems() []error {
 	errs := []error{c.Broker.Validate(), c.Stream.Validate(), c.HTTP.Validate(), c.Process.Validate(), c.ClickHouse.Validate(),
 		c.Employees.Validate(), c.Pulses.Validate(), c.Analytics.Validate(), c.Sources.Validate(),
 		c.DeadLetter.Validate(), c.Auth.Validate(), c.NATS.Validate(),
-		c.Drift.Validate(c.Process.Windows), c.Leases.Validate()}
+		c.Drift.Validate(c.Process.Windows), c.Leases.Validate(), c.validateRetention()}
 	if c.NATSURL != "" {
 		for _, u := range strings.Split(c.NATSURL, ",") {
 			if p, err := url.Parse(strings.TrimSpace(u)); err != nil || p.Host == "" {

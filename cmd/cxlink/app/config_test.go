@@ -186,3 +186,15 @@ func TestLoadConfigSources(t *testing.T) {
 		}
 	}
 }
+
+func TestRetentionMustCoverWhatIsRead(t *testing.T) {
+	_, err := LoadConfig(map[string]string{"CXLINK_RETENTION_ROLLUPS": "7d", "CXLINK_RETENTION_RAW": "30d"})
+	for _, want := range []string{"CXLINK_RETENTION_ROLLUPS: 7d is shorter than the longest window", "CXLINK_RETENTION_RAW: 30d is shorter"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q: %v", want, err)
+		}
+	}
+	if _, err := LoadConfig(map[string]string{"CXLINK_RETENTION_ROLLUPS": "0", "CXLINK_RETENTION_RAW": "0", "CXLINK_RETENTION_RESULTS": "0"}); err != nil {
+		t.Errorf("keeping everything forever: %v", err)
+	}
+}

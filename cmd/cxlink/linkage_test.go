@@ -163,16 +163,25 @@ func TestLinkageEndToEndReproducesReference(t *testing.T) {
 	db := c.env["CLICKHOUSE_DATABASE"]
 	q := "SELECT teams, status, pearson_r, ci_low, ci_high, p_value, spearman_r FROM " + db + ".linkage FINAL " +
 		"WHERE period = '10m' AND scope = 'period' AND lag = 0 AND employee_metric = 'engagement' AND customer_metric = 'ces' AND period_start = ?"
+	// A run may link the period before every team's figures are published (a team is
+	// published once its answers settled for a run interval): wait for the run that
+	// links all nine.
 	var row []any
 	deadline := time.Now().Add(time.Minute)
-	for row == nil {
+	for {
 		if rows := c.query(q, start); len(rows) > 0 {
 			row = rows[0]
-		} else if time.Now().After(deadline) {
-			t.Fatal("no linkage row for the period")
-		} else {
-			time.Sleep(200 * time.Millisecond)
+			if *row[0].(*uint32) == 9 {
+				break
+			}
 		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if row == nil {
+		t.Fatal("no linkage row for the period")
 	}
 	f := func(i int) float64 { return **row[i].(**float64) }
 	r7 := func(v float64, d int) string { return strconv.FormatFloat(v, 'f', d, 64) }

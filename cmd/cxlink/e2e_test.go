@@ -47,6 +47,26 @@ type cluster struct {
 	processor *apptest.Child // the process role, once startProcessor ran
 }
 
+// clusterEnv is the environment of the end-to-end and fault suites' roles on database of
+// ch: short windows and waits, so that a test sees results in seconds.
+func clusterEnv(ch *chtest.Server, database string) map[string]string {
+	env := map[string]string{
+		"CXLINK_PARTITIONS":         fmt.Sprint(partitions),
+		"CXLINK_WINDOWS":            "10m,1h",
+		"CXLINK_ROLLUP_STEP":        "1s",
+		"CXLINK_ALLOWED_LATENESS":   lateness.String(),
+		"CXLINK_ATTRIBUTION_WAIT":   "1m",
+		"CXLINK_BATCH_MAX_DELAY":    "100ms",
+		"CXLINK_SNAPSHOT_EVERY":     "2s",
+		"CXLINK_METRICS_MAX_KEYS":   "20",
+		"CLICKHOUSE_DIAL_TIMEOUT":   "1s",
+		"CLICKHOUSE_INSERT_TIMEOUT": "5s",
+		"CXLINK_EMPLOYEE_ID_KEY":    testEmployeeKey,
+	}
+	maps.Copy(env, ch.Env(database))
+	return env
+}
+
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
 	ctx := t.Context()
@@ -57,26 +77,12 @@ func newCluster(t *testing.T) *cluster {
 	t.Cleanup(ns.Shutdown)
 	ch := chtest.StartPrivate(t)
 	database := ch.NewDatabase(t)
-	c := &cluster{t: t, ch: ch, env: map[string]string{
-		"NATS_URL":                ns.ClientURL(),
-		"CXLINK_HTTP_ADDR":        "127.0.0.1:0",
-		"CXLINK_PARTITIONS":       fmt.Sprint(partitions),
-		"CXLINK_WINDOWS":          "10m,1h",
-		"CXLINK_ROLLUP_STEP":      "1s",
-		"CXLINK_ALLOWED_LATENESS": lateness.String(),
-		"CXLINK_ATTRIBUTION_WAIT": "1m",
-		"CXLINK_BATCH_MAX_DELAY":  "100ms",
-		// Long enough for renewals on a loaded machine (at 3 s, a busy processor lost its
-		// leases every few seconds and spent its time restarting partitions); a restart
-		// after kill -9 waits for it once.
-		"CXLINK_LEASE_TTL":          "10s",
-		"CXLINK_SNAPSHOT_EVERY":     "2s",
-		"CXLINK_METRICS_MAX_KEYS":   "20",
-		"CLICKHOUSE_DIAL_TIMEOUT":   "1s",
-		"CLICKHOUSE_INSERT_TIMEOUT": "5s",
-		"CXLINK_EMPLOYEE_ID_KEY":    testEmployeeKey,
-	}}
-	maps.Copy(c.env, ch.Env(database))
+	c := &cluster{t: t, ch: ch, env: clusterEnv(ch, database)}
+	c.env["NATS_URL"], c.env["CXLINK_HTTP_ADDR"] = ns.ClientURL(), "127.0.0.1:0"
+	// Long enough for renewals on a loaded machine (at 3 s, a busy processor lost its
+	// leases every few seconds and spent its time restarting partitions); a restart after
+	// kill -9 waits for it once.
+	c.env["CXLINK_LEASE_TTL"] = "10s"
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
 		t.Fatal(err)

@@ -196,22 +196,8 @@ type faultCluster struct {
 func newFaultCluster(t *testing.T, embedded bool) *faultCluster {
 	ch := chtest.StartPrivate(t)
 	database := ch.NewDatabase(t)
-	f := &faultCluster{cluster: &cluster{t: t, ch: ch, env: map[string]string{
-		"CXLINK_PARTITIONS":         fmt.Sprint(partitions),
-		"CXLINK_WINDOWS":            "10m,1h",
-		"CXLINK_ROLLUP_STEP":        "1s",
-		"CXLINK_ALLOWED_LATENESS":   lateness.String(),
-		"CXLINK_ATTRIBUTION_WAIT":   "1m",
-		"CXLINK_BATCH_MAX_DELAY":    "100ms",
-		"CXLINK_LEASE_TTL":          "3s",
-		"CXLINK_SNAPSHOT_EVERY":     "2s",
-		"CXLINK_METRICS_MAX_KEYS":   "20",
-		"CXLINK_PUBLISH_TIMEOUT":    "5s",
-		"CLICKHOUSE_DIAL_TIMEOUT":   "1s",
-		"CLICKHOUSE_INSERT_TIMEOUT": "5s",
-		"CXLINK_EMPLOYEE_ID_KEY":    testEmployeeKey,
-	}}}
-	maps.Copy(f.env, ch.Env(database))
+	f := &faultCluster{cluster: &cluster{t: t, ch: ch, env: clusterEnv(ch, database)}}
+	f.env["CXLINK_LEASE_TTL"], f.env["CXLINK_PUBLISH_TIMEOUT"] = "3s", "5s"
 	f.ingestAddr = proc.FreeAddr(t)
 	natsURL := ""
 	if embedded {

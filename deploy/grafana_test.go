@@ -225,9 +225,11 @@ func fixtureSQL(rows, database string, now time.Time) string {
 		"{hour}", at(now.Truncate(time.Hour))).Replace(fmt.Sprintf(rows, database))
 }
 
-// expandVars substitutes Grafana variables ($name and ${name}) with values.
+// expandVars substitutes Grafana variables ($name, ${name} and ${name:percentencode})
+// with values.
 func expandVars(s string, values map[string]string) string {
 	for name, v := range values {
+		s = strings.ReplaceAll(s, "${"+name+":percentencode}", percentEncode(v))
 		s = strings.ReplaceAll(s, "${"+name+"}", v)
 		s = regexp.MustCompile(`\$`+regexp.QuoteMeta(name)+`\b`).ReplaceAllString(s, v)
 	}
@@ -290,6 +292,8 @@ func TestDashboardQueries(t *testing.T) {
 		"CXLINK_PULSE_PERIOD":    "10m",
 		"CXLINK_PULSE_GRACE":     "0s",
 		"CXLINK_ANALYTICS_EVERY": "10s",
+		// Unhappy answers open follow-up cases for the follow-ups dashboard.
+		"CXLINK_FOLLOWUP_RULES": "ces<=2, nps<=6",
 	})
 	db := in.Database()
 	// Panel queries run as the ClickHouse plugin runs them: on a connection whose default
@@ -326,6 +330,7 @@ func TestDashboardQueries(t *testing.T) {
 	// The drift panel draws categories with 20 responses in both windows at one tick.
 	in.WaitCount(1, fmt.Sprintf("SELECT count() FROM %s.rollups WHERE survey = 'ces' AND dimension = 'category' AND `window` = '1h' AND responses >= 20", db))
 	in.WaitCount(1, fmt.Sprintf("SELECT count() FROM %s.linkage FINAL WHERE scope = 'period' AND status = 'ok' AND lag = 0", db))
+	in.WaitCount(1, fmt.Sprintf("SELECT count() FROM %s.followups FINAL WHERE state != 'closed'", db))
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		r, err := prom.QueryRange(`cxlink:rolling_mean{survey="ces",window="1h",dimension="category"}`, time.Now().Add(-time.Minute), time.Now(), 5*time.Second)

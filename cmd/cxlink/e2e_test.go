@@ -166,7 +166,7 @@ func (c *cluster) postAll(events []map[string]any, batch int) (stored, rejected 
 // a busy machine can take minutes over what takes seconds.
 func (c *cluster) waitProcessed() {
 	c.t.Helper()
-	waitPartitionsStored(c.t, c.js, partitions, 5*time.Minute)
+	waitPartitionsStored(c.t, c.js, partitions, 5*time.Minute) // a limit for a stuck run, not a speed test
 }
 
 // partitionsOwned reports whether each of n partitions has a lease holder.

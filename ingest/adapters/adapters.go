@@ -35,15 +35,22 @@ import (
 
 // Adapter is one vendor's webhook. Implementations are safe for concurrent use.
 type Adapter interface {
-	// Name is the vendor's path segment and metric label, e.g. "zendesk".
+	// Name is the vendor's path segment and metric label, e.g. "zendesk", and the
+	// namespace of its events' ids.
 	Name() string
-	// Verify checks the request's signature or shared secret against body, the raw bytes
-	// received. It returns an *AuthError (or nil). It never logs or returns secrets.
+	// Verify checks the request's signature against body, the raw bytes received. It
+	// returns an *AuthError (or nil). It never logs or returns secrets.
 	Verify(h http.Header, body []byte, now time.Time) error
 	// Map turns a verified body into items, in payload order. now is the time of receipt,
 	// for payloads that carry no time of their own. An error means the body as a whole is
 	// not a payload of this vendor (400).
 	Map(body []byte, now time.Time) ([]Item, error)
+}
+
+// HeaderVerifier is an Adapter whose credentials are in the headers (a shared secret):
+// ingest checks them before it reads any of the body, and does not call Verify.
+type HeaderVerifier interface {
+	VerifyHeader(h http.Header, now time.Time) error
 }
 
 // Kind of an item, a bounded metric label.
@@ -93,7 +100,17 @@ type Item struct {
 	Errors event.Errors
 	// Ref identifies the item in the vendor's terms for the response, e.g. "rating 35436".
 	Ref string
+	// Pin, when set, makes Event's id and time those of its entity's state (ingest/pins):
+	// for payloads without an event id or a stable time of their own.
+	Pin *Pin
 }
+
+// Pin names the entity an item reports on (Key, e.g. "freshdesk ticket 11") and the
+// state it reports (e.g. "solved"). A redelivery of a pinned state gets the id and the
+// occurred_at of its first delivery; a new state gets its own time (Event.OccurredAt,
+// or a second after the previous state's) and an id ending in it. The first state of
+// an entity keeps the adapter's id.
+type Pin struct{ Key, State string }
 
 // Ignore returns an ignored item.
 func Ignore(kind Kind, reason Reason, detail string) Item {

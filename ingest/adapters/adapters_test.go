@@ -36,6 +36,7 @@ import (
 	"github.com/cxlink/cxlink/ingest/adapters/freshdesk"
 	"github.com/cxlink/cxlink/ingest/adapters/intercom"
 	"github.com/cxlink/cxlink/ingest/adapters/zendesk"
+	"github.com/cxlink/cxlink/ingest/admit"
 	"github.com/cxlink/cxlink/ingest/event"
 	"github.com/cxlink/cxlink/ingest/stream"
 )
@@ -54,6 +55,7 @@ type fakePublisher struct {
 	mu     sync.Mutex
 	stored map[string]event.Event
 	fail   bool
+	err    error // when set, every event fails with it
 }
 
 func (f *fakePublisher) Publish(_ context.Context, events []event.Event) []stream.Result {
@@ -62,6 +64,8 @@ func (f *fakePublisher) Publish(_ context.Context, events []event.Event) []strea
 	out := make([]stream.Result, len(events))
 	for i, e := range events {
 		switch _, dup := f.stored[e.ID]; {
+		case f.err != nil:
+			out[i].Err = f.err
 		case f.fail:
 			out[i].Err = fmt.Errorf("jetstream unavailable")
 		case dup:
@@ -78,6 +82,7 @@ type fixture struct {
 	srv *httptest.Server
 	pub *fakePublisher
 	reg *prometheus.Registry
+	now func() time.Time // the clock of ingest
 }
 
 func newFixture(t *testing.T, cesScale int) *fixture {
@@ -85,7 +90,15 @@ func newFixture(t *testing.T, cesScale int) *fixture {
 	teams := adapters.Teams{"zendesk:8447320466430": "billing", "intercom:5017691": "alpha"}
 	dcfg := delighted.Config{APIKey: delightedKey, CESScale: cesScale,
 		Properties: map[string]string{"ticket_id": "Ticket ID", "team": "Team", "channel": "Channel"}, TicketPrefix: "zendesk:"}
-	f := &fixture{t: t, pub: &fakePublisher{stored: map[string]event.Event{}}, reg: prometheus.NewRegistry()}
+	f := &fixture{t: t, pub: &fakePublisher{stored: map[string]event.Event{}}, reg: prometheus.NewRegistry(),
+		now: func() time.Time { return now }}
+	clock := func() time.Time { return f.now() }
+	adm, err := admit.New(admit.Config{MaxBodyBytes: 1 << 20, MaxEvents: 1000, PublishTimeout: time.Second, MaxFuture: 5 * time.Minute,
+		MaxRequests: 8, MaxUnverified: 8, UnverifiedReadTimeout: time.Second, MaxLabelValues: 100},
+		admit.Options{Publisher: f.pub, Registerer: f.reg, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
 	h, err := adapters.New(adapters.Options{
 		Adapters: []adapters.Adapter{
 			zendesk.New(zendesk.Config{SigningSecret: zendeskSecret, MaxSignatureAge: 15 * time.Minute}, teams),
@@ -93,12 +106,9 @@ func newFixture(t *testing.T, cesScale int) *fixture {
 			intercom.New(intercom.Config{ClientSecret: intercomSecret}, teams),
 			delighted.New(dcfg, teams),
 		},
-		Publisher:      f.pub,
-		MaxBodyBytes:   1 << 20,
-		PublishTimeout: time.Second,
-		MaxFuture:      5 * time.Minute,
-		Registerer:     f.reg,
-		Now:            func() time.Time { return now },
+		Admission:  adm,
+		Registerer: f.reg,
+		Now:        clock,
 	})
 	if err != nil {
 		t.Fatal(err)

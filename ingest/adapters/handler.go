@@ -1,8 +1,6 @@
 package adapters
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,15 +10,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cxlink/cxlink/ingest/admit"
 	"github.com/cxlink/cxlink/ingest/event"
-	"github.com/cxlink/cxlink/ingest/stream"
 )
-
-// Publisher stores validated events; *stream.Publisher is one (the same one that
-// POST /v1/events uses). Publish returns one result per event, in order.
-type Publisher interface {
-	Publish(ctx context.Context, events []event.Event) []stream.Result
-}
 
 // Options are the dependencies of a Handler.
 type Options struct {
@@ -28,14 +20,10 @@ type Options struct {
 	// a vendor that is known but not configured, with the variable that enables it.
 	Adapters []Adapter
 	Disabled map[string]string
-	// Publisher is required.
-	Publisher Publisher
-	// MaxBodyBytes bounds a request body; PublishTimeout bounds the wait for JetStream;
-	// MaxFuture is how far ahead of Now an event may be.
-	MaxBodyBytes   int64
-	PublishTimeout time.Duration
-	MaxFuture      time.Duration
-	// Logger defaults to discarding; Registerer may be nil; Now defaults to time.Now.
+	// Admission is the process's admission path, shared with POST /v1/events.
+	Admission *admit.Admission
+	// Logger defaults to discarding; Registerer may be nil; Now (the time of receipt
+	// given to Map and Verify) defaults to time.Now.
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Now        func() time.Time
@@ -43,18 +31,15 @@ type Options struct {
 
 // Handler serves POST /v1/sources/{name}.
 type Handler struct {
-	opts     Options
-	adapters map[string]Adapter
-	metrics  *metrics
+	opts    Options
+	routes  map[string]http.Handler
+	metrics *metrics
 }
 
 // New returns the handler of opts.
 func New(opts Options) (*Handler, error) {
-	if opts.Publisher == nil {
-		return nil, errors.New("adapters: Options.Publisher is required")
-	}
-	if opts.MaxBodyBytes <= 0 || opts.PublishTimeout <= 0 {
-		return nil, errors.New("adapters: Options.MaxBodyBytes and PublishTimeout must be positive")
+	if opts.Admission == nil {
+		return nil, errors.New("adapters: Options.Admission is required")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -62,16 +47,19 @@ func New(opts Options) (*Handler, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	h := &Handler{opts: opts, adapters: map[string]Adapter{}}
+	h := &Handler{opts: opts, routes: map[string]http.Handler{}}
 	names := []string{}
 	for _, a := range opts.Adapters {
-		h.adapters[a.Name()] = a
 		names = append(names, a.Name())
 	}
 	for name := range opts.Disabled {
 		names = append(names, name)
 	}
 	h.metrics = newMetrics(opts.Registerer, names)
+	for _, a := range opts.Adapters {
+		h.routes[a.Name()] = opts.Admission.Handler(&route{h: h, a: a, m: h.metrics.source(a.Name()),
+			logger: opts.Logger.With("source", a.Name())})
+	}
 	return h, nil
 }
 
@@ -102,153 +90,132 @@ type ItemResult struct {
 }
 
 // ErrorResponse is the body of an answer about the request as a whole.
-type ErrorResponse struct {
-	Error string `json:"error"`
-}
-
-const (
-	outcomeAccepted  = "accepted"
-	outcomeDuplicate = "duplicate"
-	outcomeRejected  = "rejected"
-	outcomeFailed    = "failed"
-	outcomeIgnored   = "ignored"
-)
+type ErrorResponse = admit.ErrorResponse
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	a, ok := h.adapters[name]
+	rt, ok := h.routes[name]
 	if !ok {
 		msg := fmt.Sprintf("no source %q: known sources are zendesk, freshdesk, intercom and delighted", name)
 		if env, known := h.opts.Disabled[name]; known {
 			msg = fmt.Sprintf("the %s source is not configured: set %s", name, env)
 		}
-		writeJSON(w, http.StatusNotFound, ErrorResponse{Error: msg})
+		w.Header().Set("Connection", "close") // the body is not read
+		admit.WriteJSON(w, http.StatusNotFound, ErrorResponse{Error: msg})
 		return
 	}
-	m := h.metrics.source(name)
-	code := h.handle(w, r, a, m)
-	m.request(code)
+	rt.ServeHTTP(w, r)
 }
 
-func (h *Handler) handle(w http.ResponseWriter, r *http.Request, a Adapter, m *sourceMetrics) int {
-	logger := h.opts.Logger.With("source", a.Name())
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return reply(w, http.StatusRequestEntityTooLarge, ErrorResponse{Error: fmt.Sprintf("body over %d bytes", tooLarge.Limit)})
-		}
-		return reply(w, http.StatusBadRequest, ErrorResponse{Error: "reading the body: " + err.Error()})
-	}
-	now := h.opts.Now()
-	if err := a.Verify(r.Header, body, now); err != nil {
-		m.authFailures.Inc()
-		// The reason names what is wrong (missing header, mismatch, stale timestamp);
-		// it never contains the secret.
-		logger.Warn("webhook refused", "remote", r.RemoteAddr, "reason", err.Error())
-		return reply(w, http.StatusUnauthorized, ErrorResponse{Error: err.Error()})
-	}
-	items, err := a.Map(body, now)
-	if err != nil {
-		logger.Debug("webhook body refused", "error", err)
-		return reply(w, http.StatusBadRequest, ErrorResponse{Error: err.Error()})
-	}
+// route is one vendor's webhook on the admission path.
+type route struct {
+	h      *Handler
+	a      Adapter
+	m      *sourceMetrics
+	logger *slog.Logger
+}
 
-	v := event.Validator{Now: h.opts.Now, MaxFuture: h.opts.MaxFuture}
-	var events []event.Event
-	var index []int // item index of events[i]
-	resp := Response{Results: []ItemResult{}}
-	results := make([]*ItemResult, len(items))
+// pending is a webhook whose signature covers its body.
+type pending struct {
+	a      Adapter
+	header http.Header
+	now    time.Time
+}
+
+func (p pending) Claimed() string { return p.a.Name() }
+
+func (p pending) Verify(body []byte) (admit.Identity, error) {
+	if err := p.a.Verify(p.header, body, p.now); err != nil {
+		return admit.Identity{}, refusal(err)
+	}
+	return admit.Identity{Source: p.a.Name()}, nil
+}
+
+// refusal is the 401 of a failed authentication; its reason names what is wrong
+// (missing header, mismatch, stale timestamp), never the secret.
+func refusal(err error) *admit.Refusal {
+	return &admit.Refusal{Code: http.StatusUnauthorized, Message: err.Error()}
+}
+
+// Authenticate implements admit.Route: a shared secret in the headers is checked now,
+// a signature over the body once it is read.
+func (rt *route) Authenticate(r *http.Request) (admit.Identity, admit.Pending, error) {
+	now := rt.h.opts.Now()
+	if hv, ok := rt.a.(HeaderVerifier); ok {
+		if err := hv.VerifyHeader(r.Header, now); err != nil {
+			return admit.Identity{}, nil, refusal(err)
+		}
+		return admit.Identity{Source: rt.a.Name()}, nil, nil
+	}
+	return admit.Identity{}, pending{a: rt.a, header: r.Header, now: now}, nil
+}
+
+// Decode implements admit.Route: the vendor's payload, mapped onto items.
+func (rt *route) Decode(_ *http.Request, body io.Reader, d admit.Decoding) ([]admit.Item, error) {
+	data, err := io.ReadAll(body)
+	if err != nil {
+		return nil, admit.ReadError(err)
+	}
+	items, err := rt.a.Map(data, rt.h.opts.Now())
+	if err != nil {
+		rt.logger.Debug("webhook body refused", "error", err)
+		return nil, admit.Refuse(http.StatusBadRequest, "%s", err)
+	}
+	if len(items) > d.MaxEvents {
+		return nil, admit.Refuse(http.StatusRequestEntityTooLarge, "more than %d items in one request: split them into smaller requests", d.MaxEvents)
+	}
+	out := make([]admit.Item, len(items))
 	for i := range items {
 		it := &items[i]
-		switch {
-		case it.Ignored != "":
-			resp.Ignored++
-			m.item(it.Kind, outcomeIgnored)
-			m.ignore(it.Ignored)
-			results[i] = &ItemResult{Index: i, Ref: it.Ref, Status: outcomeIgnored, Reason: string(it.Ignored) + ": " + it.Detail}
-		case len(it.Errors) > 0 || it.Event == nil:
-			results[i] = h.reject(&resp, m, i, it, it.Errors)
-		default:
-			if errs := v.Validate(it.Event); len(errs) > 0 {
-				results[i] = h.reject(&resp, m, i, it, errs)
-				continue
-			}
-			events = append(events, *it.Event)
-			index = append(index, i)
+		out[i] = admit.Item{Index: i, Event: it.Event, Errors: it.Errors, Ignored: it.Ignored != "", Meta: it}
+		if it.Pin != nil {
+			out[i].Pin = &admit.Pin{Key: it.Pin.Key, State: it.Pin.State}
+		}
+		if it.Event == nil && len(it.Errors) == 0 && it.Ignored == "" {
+			out[i].Errors = event.Errors{{Field: "(item)", Message: "maps onto no event"}}
 		}
 	}
-	if len(events) > 0 {
-		ctx, cancel := context.WithTimeout(r.Context(), h.opts.PublishTimeout)
-		pub := h.opts.Publisher.Publish(ctx, events)
-		cancel()
-		if len(pub) != len(events) {
-			err := fmt.Errorf("publisher returned %d results for %d events", len(pub), len(events))
-			pub = make([]stream.Result, len(events))
-			for i := range pub {
-				pub[i].Err = err
-			}
-		}
-		for j, res := range pub {
-			i := index[j]
-			it := &items[i]
-			switch {
-			case res.Err != nil:
-				resp.Failed++
-				m.item(it.Kind, outcomeFailed)
-				logger.Warn("event not stored", "id", events[j].ID, "error", res.Err)
-				results[i] = &ItemResult{Index: i, ID: events[j].ID, Ref: it.Ref, Status: outcomeFailed,
-					Errors: []event.FieldError{{Field: "(event)", Message: "not stored, send it again: " + res.Err.Error()}}}
-			case res.Duplicate:
-				resp.Duplicates++
-				m.item(it.Kind, outcomeDuplicate)
-				results[i] = &ItemResult{Index: i, ID: events[j].ID, Ref: it.Ref, Status: outcomeDuplicate}
-			default:
-				resp.Accepted++
-				m.item(it.Kind, outcomeAccepted)
-			}
-		}
-	}
-	for _, res := range results {
-		if res != nil {
-			resp.Results = append(resp.Results, *res)
-		}
-	}
-	code := http.StatusAccepted
-	switch {
-	case resp.Failed > 0:
-		code = http.StatusServiceUnavailable
-		w.Header().Set("Retry-After", "2")
-	case resp.Accepted+resp.Duplicates > 0:
-	case resp.Rejected > 0:
-		code = http.StatusBadRequest
-	default:
-		code = http.StatusOK
-	}
-	if resp.Rejected > 0 {
-		logger.Debug("webhook items rejected", "rejected", resp.Rejected, "items", len(items))
-	}
-	return reply(w, code, resp)
+	return out, nil
 }
 
-func (h *Handler) reject(resp *Response, m *sourceMetrics, i int, it *Item, errs event.Errors) *ItemResult {
-	resp.Rejected++
-	m.item(it.Kind, outcomeRejected)
-	res := &ItemResult{Index: i, Ref: it.Ref, Status: outcomeRejected, Errors: errs}
-	if it.Event != nil {
-		res.ID = it.Event.ID
+// Refused implements admit.Route.
+func (rt *route) Refused(r *http.Request, ref *admit.Refusal, _ time.Time) {
+	if ref.Code == http.StatusUnauthorized {
+		rt.m.authFailures.Inc()
+		rt.logger.Warn("webhook refused", "remote", r.RemoteAddr, "reason", ref.Message)
 	}
-	return res
+	rt.m.request(ref.Code)
 }
 
-func reply(w http.ResponseWriter, code int, v any) int {
-	writeJSON(w, code, v)
-	return code
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
+// Answer implements admit.Route.
+func (rt *route) Answer(_ *http.Request, a *admit.Answer) any {
+	resp := Response{Accepted: a.Accepted, Duplicates: a.Duplicates, Rejected: a.Rejected, Failed: a.Failed,
+		Ignored: a.Ignored, Results: []ItemResult{}}
+	for _, ai := range a.Items {
+		it := ai.Meta.(*Item)
+		rt.m.item(it.Kind, string(ai.Outcome))
+		if ai.Outcome == admit.Accepted {
+			continue
+		}
+		res := ItemResult{Index: ai.Index, Ref: it.Ref, Status: string(ai.Outcome)}
+		if ai.Event != nil && ai.Outcome != admit.Ignored {
+			res.ID = ai.Event.ID
+		}
+		switch ai.Outcome {
+		case admit.Ignored:
+			rt.m.ignore(it.Ignored)
+			res.Reason = string(it.Ignored) + ": " + it.Detail
+		case admit.Rejected, admit.Failed:
+			res.Errors = ai.Errors
+		}
+		if ai.Outcome == admit.Failed {
+			rt.logger.Warn("event not stored", "id", res.ID, "error", ai.Err)
+		}
+		resp.Results = append(resp.Results, res)
+	}
+	if a.Rejected > 0 {
+		rt.logger.Debug("webhook items rejected", "rejected", a.Rejected, "items", len(a.Items))
+	}
+	rt.m.request(a.Code)
+	return resp
 }

@@ -3,6 +3,8 @@ package adapters
 import (
 	"strconv"
 
+	"github.com/cxlink/cxlink/ingest/admit"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -23,7 +25,7 @@ type sourceMetrics struct {
 	authFailures prometheus.Counter
 }
 
-var outcomes = []string{outcomeAccepted, outcomeDuplicate, outcomeRejected, outcomeFailed, outcomeIgnored}
+var outcomes = []string{string(admit.Accepted), string(admit.Duplicate), string(admit.Rejected), string(admit.Failed), string(admit.Ignored)}
 
 func newMetrics(reg prometheus.Registerer, names []string) *metrics {
 	f := promauto.With(reg)

@@ -13,7 +13,9 @@
 //	hr        token   sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08  types=employee_pulse teams=alpha,bravo
 //
 // The scope says which event types the credential may send, and, with teams=, for
-// which teams only (Scope); an event outside it is rejected, naming the field. Employee
+// which teams only (Scope); an event outside it is rejected, naming the field. With
+// followups=<owner,...> (or followups=*) it may acknowledge and close those owners'
+// follow-up cases; a line with followups= and no types= sends no events. Employee
 // pulses need types=employee_pulse: give it to HR sources only. A line without types=
 // (written before scopes existed) may send survey_response and ticket, never pulses,
 // and is reported in the log. A source may have several credentials (two tokens while
@@ -34,13 +36,11 @@ package auth
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -135,11 +135,13 @@ func loopback(addr string) bool {
 
 // Options of an Authenticator.
 type Options struct {
-	// MaxBodyBytes bounds the body read to check a signature (ingest's own limit).
-	MaxBodyBytes int64
-	Logger       *slog.Logger
-	Registerer   prometheus.Registerer
-	Now          func() time.Time
+	// Reserved are source names the credentials file may not use, each with the reason:
+	// the namespaces of the vendor webhooks, whose event ids another credential could
+	// otherwise pre-empt.
+	Reserved   map[string]string
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Now        func() time.Time
 }
 
 // Authenticator checks requests against the credentials file. Safe for concurrent use.
@@ -148,11 +150,14 @@ type Authenticator struct {
 	opts    Options
 	results *prometheus.CounterVec
 	reloads *prometheus.CounterVec
+	failing prometheus.Gauge
 
 	mu      sync.Mutex
 	creds   *credentials
 	stamp   fileStamp
 	checked time.Time
+	// stale is why the file on disk is not in force (nil: it is).
+	stale error
 }
 
 // reloadEvery is how often at most the file is looked at again.
@@ -172,9 +177,6 @@ func New(cfg Config, opts Options) (*Authenticator, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.MaxBodyBytes <= 0 {
-		opts.MaxBodyBytes = 8 << 20
-	}
 	f := promauto.With(opts.Registerer)
 	a := &Authenticator{cfg: cfg, opts: opts,
 		results: f.NewCounterVec(prometheus.CounterOpts{
@@ -185,11 +187,15 @@ func New(cfg Config, opts Options) (*Authenticator, error) {
 			Name: "cxlink_auth_reloads_total",
 			Help: "Reads of the credentials file by result (ok, error: the previous credentials stay in force).",
 		}, []string{"result"}),
+		failing: f.NewGauge(prometheus.GaugeOpts{
+			Name: "cxlink_auth_reload_failing",
+			Help: "1 while the credentials file on disk could not be read or is invalid, so that the previous credentials (and any token it revokes) stay in force; 0 when the file in force is the one on disk.",
+		}),
 	}
 	for _, r := range []string{"token", "signature", "missing", "bad_token", "bad_signature", "stale_timestamp"} {
 		a.results.WithLabelValues(r)
 	}
-	stamp, creds, err := load(cfg.File)
+	stamp, creds, err := load(cfg.File, opts.Reserved)
 	if err != nil {
 		return nil, err
 	}
@@ -214,86 +220,126 @@ func (a *Authenticator) current() *credentials {
 	if err == nil && st == a.stamp {
 		return a.creds
 	}
-	stamp, creds, err := load(a.cfg.File)
+	stamp, creds, err := load(a.cfg.File, a.opts.Reserved)
 	if err != nil {
 		a.reloads.WithLabelValues("error").Inc()
-		a.opts.Logger.Error("credentials file not reloaded; the previous credentials stay in force", "file", a.cfg.File, "err", err)
+		a.failing.Set(1)
+		a.stale = err
+		a.opts.Logger.Error("credentials file not reloaded; the previous credentials stay in force (alert CXLinkCredentialsReloadFailing)", "file", a.cfg.File, "err", err)
 		a.stamp = st // do not retry an unchanged broken file every time
 		return a.creds
 	}
-	a.creds, a.stamp = creds, stamp
+	a.creds, a.stamp, a.stale = creds, stamp, nil
+	a.failing.Set(0)
 	a.reloads.WithLabelValues("ok").Inc()
 	a.opts.Logger.Info("credentials reloaded", "file", a.cfg.File, "sources", creds.sources(), "tokens", len(creds.tokens), "hmac_secrets", creds.secretCount())
 	creds.warnLegacy(a.opts.Logger, a.cfg.File)
 	return creds
 }
 
-// Source authenticates r and returns its source and scope. It may read the body (to
-// check a signature), and then replaces it with what it read. A non-nil error carries
-// the status code to answer with.
-func (a *Authenticator) Source(w http.ResponseWriter, r *http.Request) (string, Scope, *Error) {
-	creds := a.current()
-	if sig := r.Header.Get(HeaderSignature); sig != "" {
-		return a.signed(w, r, creds, sig)
+// Run reads the file again whenever it changes until ctx ends, so that a reload that
+// fails is noticed (cxlink_auth_reload_failing) even while no request comes.
+func (a *Authenticator) Run(ctx context.Context) error {
+	t := time.NewTicker(reloadEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			a.current()
+		}
 	}
-	authz := r.Header.Get("Authorization")
+}
+
+// Stale says why the credentials file on disk is not in force, nil when it is.
+func (a *Authenticator) Stale() error {
+	a.current()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.stale
+}
+
+// Check authenticates a request by its headers alone, before anything of its body is
+// read. A token is decided at once: its source and scope, or an *Error (401). A signed
+// request returns a *Signed, whose body decides (Verify): it names the source it claims
+// to be, for the caller's budget of requests being read.
+func (a *Authenticator) Check(h http.Header) (source string, scope Scope, signed *Signed, e *Error) {
+	creds := a.current()
+	if sig := h.Get(HeaderSignature); sig != "" {
+		signed, e := a.signed(h, creds, sig)
+		return "", Scope{}, signed, e
+	}
+	authz := h.Get("Authorization")
 	if authz == "" {
 		a.results.WithLabelValues("missing").Inc()
-		return "", Scope{}, unauthorized("credentials required: send Authorization: Bearer <token>, or a signed request (" + HeaderSignature + ")")
+		return "", Scope{}, nil, unauthorized("credentials required: send Authorization: Bearer <token>, or a signed request (" + HeaderSignature + ")")
 	}
 	scheme, token, ok := strings.Cut(authz, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
 		a.results.WithLabelValues("bad_token").Inc()
-		return "", Scope{}, unauthorized("the Authorization header must be \"Bearer <token>\"")
+		return "", Scope{}, nil, unauthorized("the Authorization header must be \"Bearer <token>\"")
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
 	cred, ok := creds.tokens[sum]
 	if !ok {
 		a.results.WithLabelValues("bad_token").Inc()
-		return "", Scope{}, unauthorized("the token is not valid (revoked, mistyped, or of another installation)")
+		return "", Scope{}, nil, unauthorized("the token is not valid (revoked, mistyped, or of another installation)")
 	}
 	a.results.WithLabelValues("token").Inc()
-	return cred.source, cred.scope, nil
+	return cred.source, cred.scope, nil, nil
 }
 
-func (a *Authenticator) signed(w http.ResponseWriter, r *http.Request, creds *credentials, sig string) (string, Scope, *Error) {
-	source := r.Header.Get(HeaderSource)
+// Signed is a request whose credentials are an HMAC of its body: its headers were
+// checked (a known signing source, a fresh timestamp, a well-formed signature), its body
+// not yet.
+type Signed struct {
+	a       *Authenticator
+	source  string
+	ts      int64
+	want    []byte
+	secrets []secretCred
+}
+
+// Source is the source the request claims to be.
+func (s *Signed) Source() string { return s.source }
+
+// Verify checks the signature against the body and returns the source and scope of the
+// secret that made it, or an *Error (401).
+func (s *Signed) Verify(body []byte) (string, Scope, *Error) {
+	for _, secret := range s.secrets {
+		if hmac.Equal(mac(secret.key, s.ts, body), s.want) {
+			s.a.results.WithLabelValues("signature").Inc()
+			return s.source, secret.scope, nil
+		}
+	}
+	s.a.results.WithLabelValues("bad_signature").Inc()
+	return "", Scope{}, unauthorized("the signature does not match the body and timestamp")
+}
+
+func (a *Authenticator) signed(h http.Header, creds *credentials, sig string) (*Signed, *Error) {
+	source := h.Get(HeaderSource)
 	secrets := creds.secrets[source]
 	if source == "" || len(secrets) == 0 {
 		a.results.WithLabelValues("bad_signature").Inc()
-		return "", Scope{}, unauthorized(HeaderSource + " must name a source that signs its requests")
+		return nil, unauthorized(HeaderSource + " must name a source that signs its requests")
 	}
-	ts, err := strconv.ParseInt(r.Header.Get(HeaderTimestamp), 10, 64)
+	ts, err := strconv.ParseInt(h.Get(HeaderTimestamp), 10, 64)
 	if err != nil {
 		a.results.WithLabelValues("bad_signature").Inc()
-		return "", Scope{}, unauthorized(HeaderTimestamp + " must be the time of signing in Unix seconds")
+		return nil, unauthorized(HeaderTimestamp + " must be the time of signing in Unix seconds")
 	}
 	if skew := a.opts.Now().Sub(time.Unix(ts, 0)); skew > a.cfg.Tolerance || skew < -a.cfg.Tolerance {
 		a.results.WithLabelValues("stale_timestamp").Inc()
-		return "", Scope{}, unauthorized(fmt.Sprintf("the signature's timestamp is %s from the server's clock, more than the %s allowed: sign each request when sending it",
+		return nil, unauthorized(fmt.Sprintf("the signature's timestamp is %s from the server's clock, more than the %s allowed: sign each request when sending it",
 			skew.Round(time.Second), a.cfg.Tolerance))
 	}
 	want, err := hex.DecodeString(strings.TrimPrefix(sig, "sha256="))
 	if err != nil || !strings.HasPrefix(sig, "sha256=") || len(want) != sha256.Size {
 		a.results.WithLabelValues("bad_signature").Inc()
-		return "", Scope{}, unauthorized(HeaderSignature + " must be sha256=<64 hex digits>")
+		return nil, unauthorized(HeaderSignature + " must be sha256=<64 hex digits>")
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.opts.MaxBodyBytes))
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return "", Scope{}, &Error{Code: http.StatusRequestEntityTooLarge, Message: fmt.Sprintf("the body is larger than %d bytes: split it into smaller requests", a.opts.MaxBodyBytes)}
-		}
-		return "", Scope{}, &Error{Code: http.StatusBadRequest, Message: "could not read the body"}
-	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	for _, secret := range secrets {
-		if hmac.Equal(mac(secret.key, ts, body), want) {
-			a.results.WithLabelValues("signature").Inc()
-			return source, secret.scope, nil
-		}
-	}
-	a.results.WithLabelValues("bad_signature").Inc()
-	return "", Scope{}, unauthorized("the signature does not match the body and timestamp")
+	return &Signed{a: a, source: source, ts: ts, want: want, secrets: secrets}, nil
 }
 
 // Sign returns the X-Cxlink-Signature of body sent at ts (Unix seconds) with secret.
@@ -307,27 +353,6 @@ func mac(secret []byte, ts int64, body []byte) []byte {
 	m.Write([]byte{'.'})
 	m.Write(body)
 	return m.Sum(nil)
-}
-
-// Wrap serves next only the requests that authenticate, with their source and scope in
-// the context (SourceFrom, ScopeFrom); it answers the others with the error's code and a JSON
-// {"error": "..."}.
-func (a *Authenticator) Wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		source, scope, e := a.Source(w, r)
-		if e != nil {
-			if e.Code == http.StatusUnauthorized {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="cxlink"`)
-			}
-			a.opts.Logger.Debug("request refused", "remote", r.RemoteAddr, "code", e.Code, "reason", e.Message)
-			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("X-Content-Type-Options", "nosniff")
-			w.WriteHeader(e.Code)
-			_ = json.NewEncoder(w).Encode(map[string]string{"error": e.Message})
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(WithScope(WithSource(r.Context(), source), scope)))
-	})
 }
 
 // Error is a refused request: its status code and what to tell the client.
@@ -416,7 +441,7 @@ func checkSource(s string) error {
 }
 
 // parse reads a credentials file. Errors name the line, never a credential.
-func parse(r io.Reader) (*credentials, error) {
+func parse(r io.Reader, reserved map[string]string) (*credentials, error) {
 	c := &credentials{tokens: map[[sha256.Size]byte]tokenCred{}, secrets: map[string][]secretCred{}}
 	sc := bufio.NewScanner(r)
 	var errs []error
@@ -426,12 +451,16 @@ func parse(r io.Reader) (*credentials, error) {
 		if len(f) == 0 {
 			continue
 		}
-		if len(f) < 3 || len(f) > 5 {
-			errs = append(errs, fmt.Errorf("line %d: want \"<source> <scheme> <credential> [types=…] [teams=…]\", got %d fields", n, len(f)))
+		if len(f) < 3 || len(f) > 6 {
+			errs = append(errs, fmt.Errorf("line %d: want \"<source> <scheme> <credential> [types=…] [teams=…] [followups=…]\", got %d fields", n, len(f)))
 			continue
 		}
 		if err := checkSource(f[0]); err != nil {
 			errs = append(errs, fmt.Errorf("line %d: %w", n, err))
+			continue
+		}
+		if why, ok := reserved[f[0]]; ok {
+			errs = append(errs, fmt.Errorf("line %d: source %s is reserved (%s): name this credential otherwise, e.g. %s-relay", n, f[0], why, f[0]))
 			continue
 		}
 		scope, legacy, err := parseScope(f[3:])
@@ -482,7 +511,7 @@ type fileStamp struct {
 	ino  uint64
 }
 
-func load(path string) (fileStamp, *credentials, error) {
+func load(path string, reserved map[string]string) (fileStamp, *credentials, error) {
 	st, err := stampOf(path)
 	if err != nil {
 		return st, nil, fmt.Errorf("credentials file: %w", err)
@@ -492,7 +521,7 @@ func load(path string) (fileStamp, *credentials, error) {
 		return st, nil, fmt.Errorf("credentials file: %w", err)
 	}
 	defer f.Close()
-	c, err := parse(f)
+	c, err := parse(f, reserved)
 	if err != nil {
 		return st, nil, fmt.Errorf("credentials file %s: %w", path, err)
 	}
@@ -505,18 +534,4 @@ func stampOf(path string) (fileStamp, error) {
 		return fileStamp{}, err
 	}
 	return fileStamp{mod: fi.ModTime(), size: fi.Size(), ino: inode(fi)}, nil
-}
-
-// contextKey carries the authenticated source.
-type contextKey struct{}
-
-// WithSource returns ctx carrying the authenticated source.
-func WithSource(ctx context.Context, source string) context.Context {
-	return context.WithValue(ctx, contextKey{}, source)
-}
-
-// SourceFrom returns the source WithSource stored, or "".
-func SourceFrom(ctx context.Context) string {
-	s, _ := ctx.Value(contextKey{}).(string)
-	return s
 }

@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -14,8 +13,16 @@ import (
 // that a helpdesk's or a survey tool's token cannot pad a team's pulse group with
 // answers of its own making.
 type Scope struct {
-	Types []event.Type // never empty
+	Types []event.Type // empty only for a follow-up credential: it sends no events
 	Teams []string     // empty: any team
+	// FollowUps are the owners whose follow-up cases the credential may acknowledge
+	// and close ("*": every owner); empty: none.
+	FollowUps []string
+}
+
+// MayHandleFollowUp reports whether the scope covers the cases of owner.
+func (s Scope) MayHandleFollowUp(owner string) bool {
+	return slices.Contains(s.FollowUps, "*") || slices.Contains(s.FollowUps, owner)
 }
 
 // LegacyTypes is the scope of a credentials line that names none (written before
@@ -24,14 +31,14 @@ var LegacyTypes = []event.Type{event.TypeSurveyResponse, event.TypeTicket}
 
 var allTypes = []event.Type{event.TypeSurveyResponse, event.TypeTicket, event.TypeEmployeePulse}
 
-// parseScope reads a line's scope fields, "types=a,b" and "teams=x,y". legacy is set
-// when the line names no types.
+// parseScope reads a line's scope fields, "types=a,b", "teams=x,y" and "followups=o,p".
+// legacy is set when the line names neither types nor follow-ups.
 func parseScope(fields []string) (s Scope, legacy bool, err error) {
 	seen := map[string]bool{}
 	for _, f := range fields {
 		k, v, ok := strings.Cut(f, "=")
-		if !ok || (k != "types" && k != "teams") || v == "" {
-			return s, false, fmt.Errorf("%q is not types=<type,...> or teams=<team,...>", f)
+		if !ok || (k != "types" && k != "teams" && k != "followups") || v == "" {
+			return s, false, fmt.Errorf("%q is not types=<type,...>, teams=<team,...> or followups=<owner,...>", f)
 		}
 		if seen[k] {
 			return s, false, fmt.Errorf("%s= is given twice", k)
@@ -43,6 +50,8 @@ func parseScope(fields []string) (s Scope, legacy bool, err error) {
 				return s, false, fmt.Errorf("%s= has an empty item", k)
 			case k == "teams":
 				s.Teams = append(s.Teams, x)
+			case k == "followups":
+				s.FollowUps = append(s.FollowUps, x)
 			case !slices.Contains(allTypes, event.Type(x)):
 				return s, false, fmt.Errorf("types=: %q is not survey_response, ticket or employee_pulse", x)
 			default:
@@ -50,7 +59,7 @@ func parseScope(fields []string) (s Scope, legacy bool, err error) {
 			}
 		}
 	}
-	if len(s.Types) == 0 {
+	if len(s.Types) == 0 && len(s.FollowUps) == 0 {
 		s.Types, legacy = LegacyTypes, true
 	}
 	return s, legacy, nil
@@ -62,11 +71,17 @@ func (s Scope) String() string {
 	for _, t := range s.Types {
 		ts = append(ts, string(t))
 	}
-	out := "types=" + strings.Join(ts, ",")
-	if len(s.Teams) > 0 {
-		out += " teams=" + strings.Join(s.Teams, ",")
+	var out []string
+	if len(ts) > 0 {
+		out = append(out, "types="+strings.Join(ts, ","))
 	}
-	return out
+	if len(s.Teams) > 0 {
+		out = append(out, "teams="+strings.Join(s.Teams, ","))
+	}
+	if len(s.FollowUps) > 0 {
+		out = append(out, "followups="+strings.Join(s.FollowUps, ","))
+	}
+	return strings.Join(out, " ")
 }
 
 // Check reports why the scope does not allow event e of source, nil when it does.
@@ -83,19 +98,4 @@ func (s Scope) Check(source string, e *event.Event) *event.FieldError {
 			e.Team, source, strings.Join(s.Teams, ","))}
 	}
 	return nil
-}
-
-// scopeKey carries the authenticated credential's scope.
-type scopeKey struct{}
-
-// WithScope returns ctx carrying the scope of the request's credentials.
-func WithScope(ctx context.Context, s Scope) context.Context {
-	return context.WithValue(ctx, scopeKey{}, s)
-}
-
-// ScopeFrom returns the scope WithScope stored; false for a request that was not
-// authenticated (ingest without credentials), which any event may pass.
-func ScopeFrom(ctx context.Context) (Scope, bool) {
-	s, ok := ctx.Value(scopeKey{}).(Scope)
-	return s, ok
 }

@@ -85,8 +85,16 @@ type Server struct {
 	cfg    Config
 }
 
-// Start starts the server and waits until it accepts connections.
+// Start starts the server and waits until it accepts connections. A listener that other
+// hosts can reach (CXLINK_EMBEDDED_NATS_LISTEN on an address other than loopback)
+// requires a user and password or a token: anyone reaching it could otherwise read and
+// write the events, bypassing ingest's authentication.
 func Start(cfg Config, logger *slog.Logger) (*Server, error) {
+	if cfg.Listen != "" && !loopback(cfg.Listen) && cfg.User == "" && cfg.Token == "" {
+		return nil, fmt.Errorf("embedded nats: CXLINK_EMBEDDED_NATS_LISTEN=%s can be reached from other hosts: "+
+			"set NATS_USER with NATS_PASSWORD (or NATS_PASSWORD_FILE), or NATS_TOKEN (or NATS_TOKEN_FILE), "+
+			"which its clients must then present; or listen on 127.0.0.1", cfg.Listen)
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
@@ -130,6 +138,19 @@ func Start(cfg Config, logger *slog.Logger) (*Server, error) {
 	}
 	logger.Info("embedded JetStream started", "store", opts.StoreDir, "listen", cfg.Listen, "sync", cfg.Sync)
 	return &Server{ns: ns, unlock: unlock, cfg: cfg}, nil
+}
+
+// loopback reports whether host:port listens on a loopback address only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Connect opens an in-process client connection to the server.

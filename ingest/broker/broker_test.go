@@ -79,3 +79,34 @@ func TestListenerRequiresCredentials(t *testing.T) {
 	}
 	nc.Close()
 }
+
+// A listener that other hosts can reach needs credentials; on loopback it may go
+// without, and with a password its clients must present it.
+func TestExposedListenerRequiresAuth(t *testing.T) {
+	logger := slog.New(slog.DiscardHandler)
+	if s, err := Start(Config{DataDir: t.TempDir(), Listen: "0.0.0.0:-1"}, logger); err == nil {
+		s.Shutdown()
+		t.Fatal("an exposed listener without credentials started")
+	} else if !strings.Contains(err.Error(), "NATS_USER") {
+		t.Errorf("the error does not say what to set: %v", err)
+	}
+	s, err := Start(Config{DataDir: t.TempDir(), Listen: "0.0.0.0:-1", User: "cxlink", Password: "a-long-password"}, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown()
+	if nc, err := nats.Connect(s.ClientURL(), nats.Timeout(2*time.Second)); err == nil {
+		nc.Close()
+		t.Fatal("a client without the password connected")
+	}
+	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("cxlink", "a-long-password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	lo, err := Start(Config{DataDir: t.TempDir(), Listen: "127.0.0.1:-1"}, logger)
+	if err != nil {
+		t.Fatalf("loopback without credentials: %v", err)
+	}
+	lo.Shutdown()
+}

@@ -8,94 +8,44 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 
-	"github.com/cxlink/cxlink/ingest/auth"
+	"github.com/cxlink/cxlink/ingest/admit"
 	"github.com/cxlink/cxlink/ingest/event"
 )
 
-// bodyError is a problem with a request body as a whole: none of its events is published.
-type bodyError struct {
-	code int
-	msg  string
+func badBody(format string, args ...any) *admit.Refusal {
+	return admit.Refuse(http.StatusBadRequest, format, args...)
 }
 
-func (e *bodyError) Error() string { return e.msg }
-
-func badBody(format string, args ...any) *bodyError {
-	return &bodyError{code: http.StatusBadRequest, msg: fmt.Sprintf(format, args...)}
-}
-
-// position is where an event sits in the body: index counts events from 0, line counts
-// NDJSON lines from 1 (0 outside NDJSON).
-type position struct{ index, line int }
-
-// batch is a request body read and validated: the valid events, in body order, ready for
-// one Publish call, and the results of the rejected ones.
+// batch is a request body read and decoded, event by event: the items for admission,
+// in body order. Each event is decoded and validated on its own; its raw bytes are not
+// kept.
 type batch struct {
-	validator event.Validator
-	maxEvents int
-	labels    *labelGuard
-	// source is the authenticated source of the request, if any, and scope what its
-	// credentials may send (nil: not authenticated).
-	source  string
-	scope   *auth.Scope
-	prepare func(*event.Event) *event.FieldError // nil: events are published as decoded
-
-	events   []event.Event
-	pos      []position // of events[i]
-	rejected []EventResult
-	n        int // events seen, valid or not
+	d     admit.Decoding
+	items []admit.Item
 }
 
-// add decodes and validates one event. Its raw bytes are not kept.
-func (b *batch) add(raw []byte, line int) *bodyError {
-	if b.n == b.maxEvents {
-		return &bodyError{
-			code: http.StatusRequestEntityTooLarge,
-			msg:  fmt.Sprintf("more than %d events in one request: split them into smaller requests", b.maxEvents),
-		}
+// add decodes and validates one event; line is its NDJSON line (0 outside NDJSON).
+func (b *batch) add(raw []byte, line int) *admit.Refusal {
+	if len(b.items) == b.d.MaxEvents {
+		return admit.Refuse(http.StatusRequestEntityTooLarge,
+			"more than %d events in one request: split them into smaller requests", b.d.MaxEvents)
 	}
-	index := b.n
-	b.n++
-	e, errs := b.validator.Decode(raw)
-	if len(errs) == 0 && b.source != "" {
-		switch e.Source {
-		case "":
-			e.Source = b.source
-		case b.source:
-		default:
-			errs = event.Errors{{Field: "source", Message: fmt.Sprintf("is %q, but the request's credentials are those of %q", e.Source, b.source)}}
-		}
-	}
-	if len(errs) == 0 && b.scope != nil {
-		if fe := b.scope.Check(b.source, &e); fe != nil {
-			errs = event.Errors{*fe}
-		}
-	}
-	if len(errs) == 0 && b.labels != nil {
-		errs = b.labels.admit(&e)
-	}
-	if len(errs) == 0 && b.prepare != nil {
-		if fe := b.prepare(&e); fe != nil {
-			errs = event.Errors{*fe}
-		}
-	}
+	it := admit.Item{Index: len(b.items), Line: line}
+	e, errs := b.d.Validator.Decode(raw)
 	if len(errs) == 0 {
-		b.events = append(b.events, e)
-		b.pos = append(b.pos, position{index, line})
-		return nil
-	}
-	if line > 0 {
-		for i := range errs {
-			if errs[i].Field == eventField {
-				errs[i].Message = fmt.Sprintf("line %d: %s", line, errs[i].Message)
+		it.Event, it.Validated = &e, true
+	} else {
+		if line > 0 {
+			for i := range errs {
+				if errs[i].Field == eventField {
+					errs[i].Message = fmt.Sprintf("line %d: %s", line, errs[i].Message)
+				}
 			}
 		}
+		it.Errors, it.ID = errs, peekID(raw)
 	}
-	b.rejected = append(b.rejected, EventResult{
-		Index: index, Line: line, ID: peekID(raw), Status: statusRejected, Errors: errs,
-	})
+	b.items = append(b.items, it)
 	return nil
 }
 
@@ -120,7 +70,7 @@ func peekID(raw []byte) string {
 
 // readNDJSON reads one event per line; blank lines are skipped. A line that is not a
 // valid event rejects that line only.
-func (b *batch) readNDJSON(r io.Reader) *bodyError {
+func (b *batch) readNDJSON(r io.Reader) *admit.Refusal {
 	br := bufio.NewReaderSize(r, 64<<10)
 	var long []byte // a line longer than br's buffer
 	for lineNo := 1; ; lineNo++ {
@@ -154,7 +104,7 @@ var utf8BOM = []byte("\xef\xbb\xbf")
 
 // readJSON reads one JSON object or a JSON array of them, element by element so that the
 // body is never held whole. A syntax error makes the whole body unreadable.
-func (b *batch) readJSON(r io.Reader) *bodyError {
+func (b *batch) readJSON(r io.Reader) *admit.Refusal {
 	br := bufio.NewReader(r)
 	// Skipped leading bytes: the decoder's offsets start after them.
 	var base int64
@@ -207,9 +157,9 @@ func (b *batch) readJSON(r io.Reader) *bodyError {
 
 // jsonError describes why dec could not read a value. base is the body offset at which
 // dec started reading.
-func jsonError(err error, dec *json.Decoder, base int64, what string) *bodyError {
-	if be := tooLarge(err); be != nil {
-		return be
+func jsonError(err error, dec *json.Decoder, base int64, what string) *admit.Refusal {
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		return readError(err)
 	}
 	start := base + dec.InputOffset() // where the value that failed starts
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -232,7 +182,7 @@ func jsonError(err error, dec *json.Decoder, base int64, what string) *bodyError
 }
 
 // trailing checks that only white space follows the value dec has read.
-func trailing(dec *json.Decoder, br *bufio.Reader, base int64, what string) *bodyError {
+func trailing(dec *json.Decoder, br *bufio.Reader, base int64, what string) *admit.Refusal {
 	start := base + dec.InputOffset()
 	rest := bufio.NewReader(io.MultiReader(dec.Buffered(), br))
 	n, err := skipSpace(rest)
@@ -265,25 +215,4 @@ func skipSpace(br *bufio.Reader) (int64, error) {
 
 // readError describes an error reading the body: too large, or cut off by the client or
 // the server's read timeout.
-func readError(err error) *bodyError {
-	if be := tooLarge(err); be != nil {
-		return be
-	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return &bodyError{code: http.StatusRequestTimeout, msg: fmt.Sprintf(
-			"the body did not arrive within %s: send it faster, or in smaller requests", ReadTimeout)}
-	}
-	return badBody("could not read the body: %v", err)
-}
-
-// tooLarge reports a body cut off by http.MaxBytesReader, else nil.
-func tooLarge(err error) *bodyError {
-	mbe, ok := errors.AsType[*http.MaxBytesError](err)
-	if !ok {
-		return nil
-	}
-	return &bodyError{
-		code: http.StatusRequestEntityTooLarge,
-		msg:  fmt.Sprintf("the body is larger than %d bytes: split it into smaller requests", mbe.Limit),
-	}
-}
+func readError(err error) *admit.Refusal { return admit.ReadError(err) }

@@ -10,7 +10,7 @@ import (
 
 func TestConfigDefaults(t *testing.T) {
 	cfg := DefaultConfig()
-	want := Config{Addr: ":8080", MaxBodyBytes: 8 << 20, MaxBatchEvents: 10000, MaxFuture: 5 * time.Minute, PublishTimeout: 10 * time.Second, MaxConcurrentRequests: 32, MaxLabelValues: 5000}
+	want := Config{Addr: ":8080", MaxBodyBytes: 8 << 20, MaxBatchEvents: 10000, MaxFuture: 5 * time.Minute, PublishTimeout: 10 * time.Second, MaxConcurrentRequests: 32, MaxUnverifiedRequests: 16, UnverifiedReadTimeout: 5 * time.Second, MaxLabelValues: 5000}
 	if cfg != want {
 		t.Fatalf("defaults %+v, want %+v", cfg, want)
 	}

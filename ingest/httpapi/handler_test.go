@@ -65,6 +65,8 @@ func testConfig() Config {
 		PublishTimeout: 10 * time.Second,
 
 		MaxConcurrentRequests: 32,
+		MaxUnverifiedRequests: 16,
+		UnverifiedReadTimeout: 5 * time.Second,
 		MaxLabelValues:        5000,
 	}
 }

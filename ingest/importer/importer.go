@@ -13,10 +13,15 @@
 // stores nothing twice: JetStream answers "duplicate" inside its duplicate window, and
 // the raw tables keep one row per id under FINAL after it.
 //
-// Resumable: after each batch the API acknowledged, the byte offset and line reached are
-// written to a state file; an interrupted import run again with the same file and
-// mapping continues from there (a batch in flight when it stopped is sent again, which
-// its ids make harmless). A completed import removes its state file.
+// Several batches are in flight at once (Options.InFlight); their answers may come in
+// any order, but they are counted, reported and saved in the order of the file.
+//
+// Resumable: once a batch and every batch before it were answered for every event, the
+// byte offset and line after it are written to a state file, with the counts and the
+// error report up to there; an interrupted import run again with the same file and
+// mapping continues from there (the batches in flight when it stopped, and those
+// answered after one still in flight, are sent again, which their ids make harmless).
+// A completed import removes its state file.
 package importer
 
 import (
@@ -27,12 +32,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/cxlink/cxlink/ingest/event"
+	"github.com/cxlink/cxlink/ingest/httpapi"
 )
 
 // Options of an import.
@@ -53,6 +61,10 @@ type Options struct {
 	Client *Client
 	// BatchSize is the number of events per request.
 	BatchSize int
+	// InFlight is the number of requests sent at once (default DefaultInFlight): while
+	// the API stores one batch (with one sync) the next ones are read, validated and
+	// sent, so that it need not wait for them.
+	InFlight int
 	// StatePath and ReportPath default to the input file's name + ".import-state.json" and
 	// ".import-errors.csv" in the current directory (the input may be read-only).
 	StatePath, ReportPath string
@@ -92,6 +104,13 @@ type state struct {
 	Line        int       `json:"line"`
 	Stats       Stats     `json:"stats"`
 }
+
+// DefaultInFlight is the default of Options.InFlight. One request at a time, the API
+// idles while the importer reads the next batch and the request travels; two to four
+// kept a loaded 2-core machine busy (deploy/local/bench.sh); eight gained nothing.
+// Four also hide the latency of an API across a network, and leave most of its
+// CXLINK_MAX_CONCURRENT_REQUESTS (32) to live senders while an import runs.
+const DefaultInFlight = 4
 
 // ErrInterrupted is returned when ctx ended before the end of the file; the state file
 // says where to continue.
@@ -178,6 +197,15 @@ func (o *Options) defaults() error {
 	if o.BatchSize <= 0 {
 		o.BatchSize = 1000
 	}
+	if o.InFlight <= 0 {
+		o.InFlight = DefaultInFlight
+	}
+	if o.Client.HTTP == nil {
+		// One kept-alive connection per request in flight (Go keeps 2 by default).
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = o.InFlight
+		o.Client.HTTP = &http.Client{Timeout: 2 * time.Minute, Transport: t}
+	}
 	if o.StatePath == "" {
 		o.StatePath = filepath.Base(o.Path) + ".import-state.json"
 	}
@@ -244,7 +272,8 @@ func (m *Mapping) compileLoose() error {
 	return err
 }
 
-// run is one import in progress.
+// run is one import in progress. Only loop's goroutine touches it; a request in flight
+// owns its batch until it hands it back on done.
 type run struct {
 	opts      Options
 	st        *state
@@ -252,6 +281,18 @@ type run struct {
 	rd        reader
 	validator event.Validator
 	bar       *bar
+	// window holds the batches sent and not yet committed, oldest first: at most
+	// opts.InFlight, so that a stop resends at most that many and memory stays bounded.
+	window   []*batch
+	inflight int
+	done     chan *batch
+	seq      int
+	// readEnd and readNext are the offset and line after the last row read.
+	readEnd  int64
+	readNext int
+	// lastSeq is the batch that ends the file; complete, that it was committed.
+	lastSeq  int
+	complete bool
 }
 
 // pending is an event waiting in the batch, with the row it came from.
@@ -262,61 +303,216 @@ type pending struct {
 	id    string
 }
 
-func (im *run) loop(ctx context.Context) error {
-	var batch []pending
-	lastEnd, nextLine := im.st.Offset, im.st.Line
-	flush := func() error {
-		if len(batch) > 0 {
-			if err := im.send(ctx, batch); err != nil {
-				return err
-			}
-		}
-		batch = batch[:0]
-		im.st.Offset, im.st.Line = lastEnd, nextLine
-		im.bar.update(im.st.Stats, im.st.Offset)
-		return im.saveState()
+// batch is the events of consecutive rows and what became of them. Its counts and
+// problems reach the state, the report and the bar only once every batch before it is
+// answered too (commit): a saved state never counts a row that a resumed import reads
+// again, and the report never lists one twice.
+type batch struct {
+	seq      int
+	events   []pending
+	end      int64 // offset just after the batch's last row
+	next     int   // the line after it
+	stats    Stats
+	problems [][]string // report lines: line, event, id, field, reason
+	answered bool
+	resp     httpapi.Response
+	err      error
+}
+
+func (b *batch) reject(line int, name, id string, errs event.Errors) {
+	b.stats.Rejected++
+	for _, fe := range errs {
+		b.problems = append(b.problems, []string{strconv.Itoa(line), name, id, fe.Field, fe.Message})
 	}
+}
+
+func (im *run) loop(parent context.Context) error {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	im.done = make(chan *batch, im.opts.InFlight)
+	im.readEnd, im.readNext = im.st.Offset, im.st.Line
+	err := im.read(ctx)
+	if err != nil {
+		cancel() // what the requests in flight leave unanswered is sent again on resume
+	}
+	for im.inflight > 0 {
+		if werr := im.collect(true); werr != nil && err == nil {
+			err = werr
+			cancel()
+		}
+	}
+	if parent.Err() != nil && !im.complete && (err == nil || errors.Is(err, context.Canceled)) {
+		err = fmt.Errorf("%w at line %d: run the same command again to resume", ErrInterrupted, im.st.Line)
+	}
+	return err
+}
+
+// read reads the rows into batches and sends each.
+func (im *run) read(ctx context.Context) error {
+	b := im.newBatch()
 	for {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("%w at line %d: run the same command again to resume", ErrInterrupted, im.st.Line)
+			return err
+		}
+		if err := im.collect(false); err != nil {
+			return err
 		}
 		rec, err := im.rd.next()
 		if errors.Is(err, io.EOF) {
-			break
+			im.lastSeq = b.seq
+			return im.dispatch(ctx, b)
 		}
 		if err != nil {
 			return err
 		}
-		im.st.Stats.Rows++
-		lastEnd, nextLine = rec.end, rec.next
+		b.stats.Rows++
+		b.end, b.next = rec.end, rec.next
+		im.readEnd, im.readNext = rec.end, rec.next
 		if rec.err != nil {
-			im.st.Stats.BadRows++
-			im.report.add(rec.line, "", "", "(row)", rec.err.Error())
+			b.stats.BadRows++
+			b.problems = append(b.problems, []string{strconv.Itoa(rec.line), "", "", "(row)", rec.err.Error()})
 		} else {
-			batch = append(batch, im.events(rec)...)
+			im.events(b, rec)
 		}
-		if len(batch) >= im.opts.BatchSize {
-			if err := flush(); err != nil {
+		if len(b.events) >= im.opts.BatchSize {
+			if err := im.dispatch(ctx, b); err != nil {
 				return err
 			}
+			b = im.newBatch()
 		}
 	}
-	return flush()
 }
 
-// events builds and validates the events of one row; the invalid ones go to the report.
-func (im *run) events(rec record) []pending {
+func (im *run) newBatch() *batch {
+	im.seq++
+	return &batch{seq: im.seq, end: im.readEnd, next: im.readNext}
+}
+
+// dispatch sends b once the window has room for it. A batch without events (bad rows
+// only, or the end of the file) is answered at once.
+func (im *run) dispatch(ctx context.Context, b *batch) error {
+	for len(im.window) >= im.opts.InFlight && im.inflight > 0 {
+		if err := im.collect(true); err != nil {
+			return err
+		}
+	}
+	im.window = append(im.window, b)
+	if len(b.events) == 0 {
+		b.answered = true
+		return im.commit()
+	}
+	im.inflight++
+	go func() {
+		var body bytes.Buffer
+		for _, p := range b.events {
+			body.Write(p.event)
+			body.WriteByte('\n')
+		}
+		b.resp, b.err = im.opts.Client.Post(ctx, body.Bytes())
+		im.done <- b
+	}()
+	return nil
+}
+
+// collect takes the answers of the requests that finished (waiting for one if wait) and
+// commits the batches they complete. A batch whose request failed stays unanswered in
+// the window, so that nothing after it is committed.
+func (im *run) collect(wait bool) error {
+	for {
+		var b *batch
+		if wait {
+			b = <-im.done
+			wait = false
+		} else {
+			select {
+			case b = <-im.done:
+			default:
+				return nil
+			}
+		}
+		im.inflight--
+		if b.err != nil {
+			return b.err
+		}
+		if err := im.settle(b); err != nil {
+			return err
+		}
+		b.answered = true
+		if err := im.commit(); err != nil {
+			return err
+		}
+	}
+}
+
+// settle counts the API's answer about each event of b.
+func (im *run) settle(b *batch) error {
+	notAccepted := map[int]bool{}
+	for _, r := range b.resp.Results {
+		if r.Index < 0 || r.Index >= len(b.events) {
+			return fmt.Errorf("the API answered about event %d of a batch of %d", r.Index, len(b.events))
+		}
+		p := b.events[r.Index]
+		notAccepted[r.Index] = true
+		switch r.Status {
+		case "duplicate":
+			b.stats.Duplicates++
+		case "rejected":
+			b.reject(p.line, p.name, p.id, r.Errors)
+		default:
+			return fmt.Errorf("the API answered %q for event %s (line %d)", r.Status, p.id, p.line)
+		}
+	}
+	b.stats.Accepted += len(b.events) - len(notAccepted)
+	return nil
+}
+
+// commit applies the answered batches at the head of the window, in order: their counts
+// and problems, and the offset after them, which the state file then holds.
+func (im *run) commit() error {
+	n := 0
+	for _, b := range im.window {
+		if !b.answered {
+			break
+		}
+		n++
+		s := &im.st.Stats
+		s.Rows += b.stats.Rows
+		s.BadRows += b.stats.BadRows
+		s.Events += b.stats.Events
+		s.Accepted += b.stats.Accepted
+		s.Duplicates += b.stats.Duplicates
+		s.Rejected += b.stats.Rejected
+		s.Skipped += b.stats.Skipped
+		for _, p := range b.problems {
+			im.report.add(p)
+		}
+		im.st.Offset, im.st.Line = b.end, b.next
+		if b.seq == im.lastSeq {
+			im.complete = true
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	im.window = slices.Delete(im.window, 0, n)
+	im.bar.update(im.st.Stats, im.st.Offset)
+	return im.saveState()
+}
+
+// events builds and validates the events of one row into b; the invalid ones go to its
+// problems.
+func (im *run) events(b *batch, rec record) {
 	if im.opts.Mapping == nil { // NDJSON lines that are contract events
-		im.st.Stats.Events++
+		b.stats.Events++
 		e, errs := im.validator.Decode(rec.json)
 		if len(errs) > 0 {
-			im.reject(rec.line, "event", peekID(rec.json), errs)
-			return nil
+			b.reject(rec.line, "event", peekID(rec.json), errs)
+			return
 		}
-		b, _ := json.Marshal(e)
-		return []pending{{line: rec.line, name: "event", event: b, id: e.ID}}
+		raw, _ := json.Marshal(e)
+		b.events = append(b.events, pending{line: rec.line, name: "event", event: raw, id: e.ID})
+		return
 	}
-	var out []pending
 	m := im.opts.Mapping
 	for i := range m.Events {
 		t := &m.Events[i]
@@ -328,59 +524,20 @@ func (im *run) events(rec record) []pending {
 		}
 		e, ok, errs := m.build(t, rec.row)
 		if !ok {
-			im.st.Stats.Skipped++
+			b.stats.Skipped++
 			continue
 		}
-		im.st.Stats.Events++
+		b.stats.Events++
 		if len(errs) == 0 {
 			errs = im.validator.Validate(&e)
 		}
 		if len(errs) > 0 {
-			im.reject(rec.line, t.Name, e.ID, errs)
+			b.reject(rec.line, t.Name, e.ID, errs)
 			continue
 		}
-		b, _ := json.Marshal(e)
-		out = append(out, pending{line: rec.line, name: t.Name, event: b, id: e.ID})
+		raw, _ := json.Marshal(e)
+		b.events = append(b.events, pending{line: rec.line, name: t.Name, event: raw, id: e.ID})
 	}
-	return out
-}
-
-func (im *run) reject(line int, name, id string, errs event.Errors) {
-	im.st.Stats.Rejected++
-	for _, fe := range errs {
-		im.report.add(line, name, id, fe.Field, fe.Message)
-	}
-}
-
-// send posts a batch until the API has answered for every event.
-func (im *run) send(ctx context.Context, batch []pending) error {
-	var body bytes.Buffer
-	for _, p := range batch {
-		body.Write(p.event)
-		body.WriteByte('\n')
-	}
-	resp, err := im.opts.Client.Post(ctx, body.Bytes())
-	if err != nil {
-		return err
-	}
-	notAccepted := map[int]bool{}
-	for _, r := range resp.Results {
-		if r.Index < 0 || r.Index >= len(batch) {
-			return fmt.Errorf("the API answered about event %d of a batch of %d", r.Index, len(batch))
-		}
-		p := batch[r.Index]
-		notAccepted[r.Index] = true
-		switch r.Status {
-		case "duplicate":
-			im.st.Stats.Duplicates++
-		case "rejected":
-			im.reject(p.line, p.name, p.id, r.Errors)
-		default:
-			return fmt.Errorf("the API answered %q for event %s (line %d)", r.Status, p.id, p.line)
-		}
-	}
-	im.st.Stats.Accepted += len(batch) - len(notAccepted)
-	return nil
 }
 
 func peekID(raw []byte) string {
@@ -442,9 +599,9 @@ func openReport(path string, appendTo bool) (*report, error) {
 	return r, nil
 }
 
-func (r *report) add(line int, name, id, field, reason string) {
+func (r *report) add(line []string) {
 	r.n++
-	r.w.Write([]string{strconv.Itoa(line), name, id, field, reason})
+	r.w.Write(line)
 }
 
 func (r *report) flush() error {

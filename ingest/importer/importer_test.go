@@ -33,12 +33,36 @@ type store struct {
 	mu     sync.Mutex
 	events map[string]event.Event
 	calls  int
+	// arrived counts the calls begun, busy those in progress and maxBusy their most.
+	arrived, busy, maxBusy int
+	// before is called as each Publish begins with the number of calls begun so far.
+	before func(arrived int)
 	// after is called after each Publish with the number of calls so far.
 	after func(calls int)
+	// refuse answers every later call "failed" without storing (a server that stopped).
+	refuse bool
 }
 
 func (s *store) Publish(_ context.Context, events []event.Event) []stream.Result {
 	s.mu.Lock()
+	if s.refuse {
+		s.mu.Unlock()
+		out := make([]stream.Result, len(events))
+		for i := range out {
+			out[i].Err = errors.New("stopped")
+		}
+		return out
+	}
+	s.arrived++
+	s.busy++
+	s.maxBusy = max(s.maxBusy, s.busy)
+	arrived, before, after := s.arrived, s.before, s.after
+	s.mu.Unlock()
+	if before != nil {
+		before(arrived)
+	}
+	s.mu.Lock()
+	s.busy--
 	out := make([]stream.Result, len(events))
 	for i, e := range events {
 		if _, dup := s.events[e.ID]; dup {
@@ -50,10 +74,17 @@ func (s *store) Publish(_ context.Context, events []event.Event) []stream.Result
 	s.calls++
 	calls := s.calls
 	s.mu.Unlock()
-	if s.after != nil {
-		s.after(calls)
+	if after != nil {
+		after(calls)
 	}
 	return out
+}
+
+// hooks sets before and after while requests may still be at the API.
+func (s *store) hooks(before func(arrived int), after func(calls int)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.before, s.after = before, after
 }
 
 func (s *store) ids() []string {
@@ -247,7 +278,7 @@ func TestImportResumesAfterInterruption(t *testing.T) {
 	if _, err := os.Stat(path + ".import-state.json"); err != nil {
 		t.Fatalf("no state file after an interruption: %v", err)
 	}
-	s.after = nil
+	s.hooks(nil, nil)
 	stats, err = importer.Run(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -266,6 +297,141 @@ func TestImportResumesAfterInterruption(t *testing.T) {
 	write(t, dir, "pulse.csv.import-state.json", fmt.Sprintf(`{"path": %q, "size": 1, "offset": 10, "line": 2}`, path))
 	if _, err := importer.Run(t.Context(), opts); err == nil || !strings.Contains(err.Error(), "--restart") {
 		t.Errorf("state of another file: %v", err)
+	}
+}
+
+// Answers that come in any order, and a stop while several batches are in flight, leave
+// the counts, the report and the stored events exactly as one import in one go: the
+// state only passes batches answered with all before them, and a resumed import sends
+// again the rest, which then count as duplicates.
+func TestImportResumesWithSeveralBatchesInFlight(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("response_id,submitted_at,employee,team,engagement,enps\n")
+	for i := range 250 {
+		switch {
+		case i%31 == 5:
+			fmt.Fprintf(&b, "r-%d,2026-11-16T09:00:00Z\n", i) // too few fields
+		case i%17 == 3:
+			fmt.Fprintf(&b, "r-%d,2026-11-16T09:%02d:00Z,e-%d,team-%d,9,%d\n", i, i%60, i, i%5, i%11) // engagement out of 1–5
+		case i%13 == 7:
+			fmt.Fprintf(&b, "r-%d,2026-11-16T09:%02d:00Z,e-%d,team-%d,,%d\n", i, i%60, i, i%5, i%11) // no engagement answer
+		default:
+			fmt.Fprintf(&b, "r-%d,2026-11-16T09:%02d:00Z,e-%d,team-%d,%d,%d\n", i, i%60, i, i%5, 1+i%5, i%11)
+		}
+	}
+	dir := t.TempDir()
+	t.Chdir(dir)
+	path := write(t, dir, "pulse.csv", b.String())
+	m, err := importer.LoadMapping(filepath.Join(mappings, "hr_pulse.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sortedReport := func(p string) []string {
+		var out []string
+		for _, r := range readReport(t, p) {
+			out = append(out, strings.Join(r, "|"))
+		}
+		slices.Sort(out)
+		return out
+	}
+
+	// The reference: one request at a time, in one go.
+	ref, url := newAPI(t)
+	refOpts := importer.Options{Path: path, Mapping: m, Target: url, BatchSize: 40, InFlight: 1, StatePath: filepath.Join(dir, "ref.json"),
+		ReportPath: filepath.Join(dir, "ref.csv"), Now: func() time.Time { return now }, IDKey: idKey}
+	want, err := importer.Run(t.Context(), refOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantReport := sortedReport(refOpts.ReportPath)
+	if want.Rows != 250 || want.BadRows == 0 || want.Rejected == 0 || want.Skipped == 0 || want.Accepted != len(ref.ids()) {
+		t.Fatalf("reference import %+v, stored %d", want, len(ref.ids()))
+	}
+
+	// Four in flight, the odd requests answered late: the same counts and report.
+	shuffled, url := newAPI(t)
+	shuffled.before = func(arrived int) {
+		if arrived%2 == 1 {
+			time.Sleep(30 * time.Millisecond)
+		}
+	}
+	o := refOpts
+	o.Target, o.InFlight, o.ReportPath, o.StatePath = url, 4, filepath.Join(dir, "shuffled.csv"), filepath.Join(dir, "shuffled.json")
+	got, err := importer.Run(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want || !slices.Equal(shuffled.ids(), ref.ids()) || !slices.Equal(sortedReport(o.ReportPath), wantReport) {
+		t.Errorf("answers out of order: %+v, want %+v", got, want)
+	}
+	if shuffled.maxBusy < 2 {
+		t.Errorf("at most %d requests were in flight at once", shuffled.maxBusy)
+	}
+
+	// Stopped while the second request to arrive is held and three later ones were
+	// answered: those may not be committed past the held one.
+	s, url := newAPI(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	held := make(chan struct{})
+	s.before = func(arrived int) {
+		if arrived == 2 {
+			<-held
+		}
+	}
+	s.after = func(calls int) {
+		if calls == 3 {
+			// A request the client gives up on may still reach the API after that: what
+			// it stores would count among the duplicates or not, depending on timing.
+			s.mu.Lock()
+			s.refuse = true
+			s.mu.Unlock()
+			cancel()
+		}
+	}
+	opts := importer.Options{Path: path, Mapping: m, Target: url, BatchSize: 40, InFlight: 4, Now: func() time.Time { return now }, IDKey: idKey}
+	first, err := importer.Run(ctx, opts)
+	if !errors.Is(err, importer.ErrInterrupted) {
+		t.Fatalf("interrupted import: %v (%+v)", err, first)
+	}
+	close(held) // the held batch is stored now, its answer lost
+	// Wait for the calls begun before the stop.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.mu.Lock()
+		settled := s.calls == s.arrived
+		s.mu.Unlock()
+		if settled {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the held request did not finish")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stored := len(s.ids())
+	if s.maxBusy < 2 || first.Accepted >= stored || first.Rows >= 250 {
+		t.Fatalf("stopped import: %+v, %d stored, at most %d requests at once", first, stored, s.maxBusy)
+	}
+
+	s.hooks(nil, nil)
+	s.mu.Lock()
+	s.refuse = false
+	s.mu.Unlock()
+	got, err = importer.Run(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(s.ids(), ref.ids()) {
+		t.Errorf("after resuming: %d events, want the %d of the reference", len(s.ids()), len(ref.ids()))
+	}
+	// Every row counted once; the events stored before the stop but after the state are
+	// the duplicates.
+	if got.Rows != want.Rows || got.BadRows != want.BadRows || got.Events != want.Events || got.Rejected != want.Rejected ||
+		got.Skipped != want.Skipped || got.Accepted+got.Duplicates != want.Accepted || got.Duplicates != stored-first.Accepted {
+		t.Errorf("resumed %+v after %+v (%d stored), want %+v with %d duplicates", got, first, stored, want, stored-first.Accepted)
+	}
+	if r := sortedReport(path + ".import-errors.csv"); !slices.Equal(r, wantReport) {
+		t.Errorf("report after resuming:\n%q\nwant\n%q", r, wantReport)
 	}
 }
 

@@ -29,8 +29,19 @@ type Result struct {
 // (its max_batch_size).
 const MaxAtomicBatch = 1000
 
+// MsgID is an event's Nats-Msg-Id: its id within its source's namespace,
+// "<source> <id>" (an id holds no white space, so the last space separates them), or
+// the id alone for an event without a source. Two sources' events with the same id are
+// two messages: a source cannot pre-empt another's ids.
+func MsgID(e *event.Event) string {
+	if e.Source == "" {
+		return e.ID
+	}
+	return e.Source + " " + e.ID
+}
+
 // Publisher publishes validated events to the stream, each on its partition's subject
-// with its id as Nats-Msg-Id. It is safe for concurrent use.
+// with MsgID as Nats-Msg-Id. It is safe for concurrent use.
 //
 // The events of one Publish call are sent as atomic batches (nats-server 2.12+) of up
 // to the configured size: the server stores a batch whole or not at all and, syncing
@@ -134,7 +145,7 @@ func (p *Publisher) Publish(ctx context.Context, events []event.Event) []Result 
 			results[i].Err = fmt.Errorf("encode event: %w", err)
 			continue
 		}
-		out = append(out, outgoing{subject: Subject(Partition(e.RoutingKey(), p.partitions)), id: e.ID, data: data})
+		out = append(out, outgoing{subject: Subject(Partition(e.RoutingKey(), p.partitions)), id: MsgID(e), data: data})
 		index = append(index, i)
 	}
 	res := make([]Result, len(out))

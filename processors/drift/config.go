@@ -69,6 +69,12 @@ type Config struct {
 	MaxWait time.Duration `env:"CXLINK_DRIFT_MAX_WAIT"`
 	// Owners maps series to the owning department; see ParseOwners.
 	Owners Owners `env:"CXLINK_OWNERS"`
+	// BaselineHistory: the baseline also counts the late answers (imported history, a
+	// helpdesk export sent days later), which the rolling windows leave out, read from
+	// the raw survey_responses by when they occurred. The recent window stays live (on
+	// time answers only). So a deployment that imported last week's answers judges its
+	// first hour against them instead of an empty baseline.
+	BaselineHistory bool `env:"CXLINK_DRIFT_BASELINE_HISTORY"`
 }
 
 // DefaultConfig is the configuration when nothing is set; the fields' comments explain
@@ -83,6 +89,8 @@ func DefaultConfig() Config {
 		Delay:   10 * time.Second,
 		MaxWait: 2 * time.Minute,
 		Owners:  MustParseOwners("*=support"),
+		// Imported history makes a baseline from the first hour.
+		BaselineHistory: true,
 	}
 }
 

@@ -100,6 +100,9 @@ func (o *Owners) UnmarshalText(b []byte) error {
 // MarshalText gives the rules as configured.
 func (o Owners) MarshalText() ([]byte, error) { return []byte(o.text), nil }
 
+// String gives the rules as configured.
+func (o Owners) String() string { return o.text }
+
 // MustParseOwners is ParseOwners for rules known to be valid (defaults, tests); it panics
 // on an error.
 func MustParseOwners(s string) Owners {
@@ -117,6 +120,24 @@ func (o *Owners) Owner(dimension, key string) string {
 	}
 	if v, ok := o.byDim[dimension]; ok {
 		return v
+	}
+	return o.fallback
+}
+
+// OwnerOf returns the owner of something described by several dimensions, such as one
+// answer (its category, channel and team), given as (dimension, key) pairs in order of
+// precedence; empty keys are skipped. An exact rule of the first dimension that has one
+// wins, then the `*` rule of the first dimension that has one, then `*`.
+func (o *Owners) OwnerOf(dims ...[2]string) string {
+	for _, d := range dims {
+		if v, ok := o.exact[d]; ok && d[1] != "" {
+			return v
+		}
+	}
+	for _, d := range dims {
+		if v, ok := o.byDim[d[0]]; ok && d[1] != "" {
+			return v
+		}
 	}
 	return o.fallback
 }

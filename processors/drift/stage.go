@@ -46,6 +46,14 @@ type Source interface {
 	OpenDriftEvents(ctx context.Context) ([]records.DriftEvent, error)
 }
 
+// HistorySource is a Source that also reads the late answers' windows, for baselines
+// that count imported history (Config.BaselineHistory).
+type HistorySource interface {
+	// LateWindowTotals is WindowTotals of the answers that arrived late (left out of
+	// the rolling windows), by when they occurred.
+	LateWindowTotals(ctx context.Context, w effort.Window, ends []time.Time) ([]records.WindowTotal, error)
+}
+
 // Sink stores episode rows; writing a row twice is harmless.
 type Sink interface {
 	WriteDriftEvents(ctx context.Context, events []records.DriftEvent) error
@@ -255,7 +263,7 @@ func (s *Stage) Evaluate(ctx context.Context, t time.Time) error {
 	if err != nil {
 		return err
 	}
-	baseline, err := s.windows(ctx, s.base, t.Add(-s.recent.Length))
+	baseline, err := s.baselines(ctx, []time.Time{t.Add(-s.recent.Length)})
 	if err != nil {
 		return err
 	}
@@ -270,8 +278,9 @@ func (s *Stage) Evaluate(ctx context.Context, t time.Time) error {
 	}
 	snap := s.metrics.newSnapshot()
 	seen := map[episodeKey]bool{}
+	baseEnd := t.Add(-s.recent.Length)
 	for k, r := range recent {
-		b := baseline[k]
+		b := baseline[windowAt{k, baseEnd}]
 		rs, bs := toSample(r), toSample(b)
 		eligible := r.Responses >= s.cfg.MinRecent && b.Responses >= s.cfg.MinBaseline
 		readings := map[string]reading{}
@@ -396,6 +405,41 @@ func (s *Stage) windows(ctx context.Context, window effort.Window, end time.Time
 	return out, nil
 }
 
+// windowAt names a series' window ending at end.
+type windowAt struct {
+	seriesKey
+	end time.Time
+}
+
+// baselines reads the baseline window ending at each of ends, by series and end: the
+// rollup buckets' on-time answers, and with BaselineHistory the late ones too.
+func (s *Stage) baselines(ctx context.Context, ends []time.Time) (map[windowAt]records.WindowTotal, error) {
+	rows, err := s.opts.Source.WindowTotals(ctx, s.base, ends)
+	if err != nil {
+		return nil, err
+	}
+	if hs, ok := s.opts.Source.(HistorySource); ok && s.cfg.BaselineHistory {
+		late, err := hs.LateWindowTotals(ctx, s.base, ends)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, late...)
+	}
+	out := make(map[windowAt]records.WindowTotal, len(rows))
+	for _, r := range rows {
+		k := windowAt{seriesKey{r.Survey, r.Dimension, r.Key}, r.WindowEnd.UTC()}
+		w := out[k]
+		w.Survey, w.Dimension, w.Key, w.WindowEnd = r.Survey, r.Dimension, r.Key, k.end
+		w.Responses += r.Responses
+		w.ScoreSum += r.ScoreSum
+		w.SquareSum += r.SquareSum
+		w.Positive += r.Positive
+		w.Negative += r.Negative
+		out[k] = w
+	}
+	return out, nil
+}
+
 // foldBlocks adds to the EWMAs the blocks that ended since the last one folded, up to t:
 // the recent windows ending at multiples of its length, each judged against the baseline
 // ending where it starts. At start-up that is every block of the last baseline length, so
@@ -419,7 +463,7 @@ func (s *Stage) foldBlocks(ctx context.Context, t time.Time) error {
 	if err != nil {
 		return err
 	}
-	base, err := s.opts.Source.WindowTotals(ctx, s.base, starts)
+	baseRows, err := s.baselines(ctx, starts)
 	if err != nil {
 		return err
 	}
@@ -427,9 +471,9 @@ func (s *Stage) foldBlocks(ctx context.Context, t time.Time) error {
 		k   seriesKey
 		end time.Time
 	}
-	baseAt := make(map[at]records.WindowTotal, len(base))
-	for _, w := range base {
-		baseAt[at{seriesKey{w.Survey, w.Dimension, w.Key}, w.WindowEnd.Add(r)}] = w
+	baseAt := make(map[at]records.WindowTotal, len(baseRows))
+	for k, w := range baseRows {
+		baseAt[at{k.seriesKey, k.end.Add(r)}] = w
 	}
 	byEnd := map[time.Time][]records.WindowTotal{}
 	for _, w := range rec {

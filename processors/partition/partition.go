@@ -10,6 +10,7 @@ import (
 	"github.com/cxlink/cxlink/ingest/event"
 	"github.com/cxlink/cxlink/processors/attribution"
 	"github.com/cxlink/cxlink/processors/effort"
+	"github.com/cxlink/cxlink/processors/followup"
 	"github.com/cxlink/cxlink/processors/records"
 )
 
@@ -22,15 +23,22 @@ type Config struct {
 	AllowedLateness time.Duration
 	// AttributionWait: how long a survey waits for its ticket's first event.
 	AttributionWait time.Duration
+	// FollowUps decide which answers open a follow-up case; nil or without rules: none.
+	FollowUps *followup.Settings
 }
 
 // LongestWindow is the length of the longest window.
 func (c Config) LongestWindow() time.Duration { return c.Windows[len(c.Windows)-1].Length }
 
 // Horizon is how long after it occurred a message can still change the state's output:
-// processors replay at least this far back.
+// processors replay at least this far back. The follow-up window is part of it: a
+// ticket's earlier case, within the window, keeps a later answer from opening another.
 func (c Config) Horizon() time.Duration {
-	return c.LongestWindow() + c.AllowedLateness + c.AttributionWait
+	remember := c.LongestWindow()
+	if c.FollowUps.On() {
+		remember = max(remember, c.FollowUps.Window)
+	}
+	return remember + c.AllowedLateness + c.AttributionWait
 }
 
 // ChangeHorizon is how far before the latest received_at a message can still change a
@@ -56,6 +64,8 @@ type Outcome struct {
 	Waiting        bool // the survey waits for its ticket
 	LateAttributed int  // surveys attributed by this ticket event
 	Unattributed   int  // surveys that stopped waiting without their ticket
+	// FollowUp says whether the survey opened a follow-up case, or why not.
+	FollowUp followup.Verdict
 }
 
 // State of one partition. Not safe for concurrent use.
@@ -64,6 +74,8 @@ type State struct {
 	cfg     Config
 	windows *effort.State
 	index   *attribution.Index[WaitingSurvey]
+	// followups is nil when no answer opens a case.
+	followups *followup.Decider
 	// lastReceived is the latest received_at applied: no later message changes a bucket
 	// older than lastReceived − changeHorizon.
 	lastReceived time.Time
@@ -71,12 +83,16 @@ type State struct {
 
 // New returns the empty state of partition id.
 func New(id uint16, cfg Config) *State {
-	return &State{
+	s := &State{
 		id:      id,
 		cfg:     cfg,
 		windows: effort.NewState(id, cfg.Step, cfg.Windows),
 		index:   attribution.NewIndex[WaitingSurvey](cfg.AttributionWait, cfg.LongestWindow()),
 	}
+	if cfg.FollowUps.On() {
+		s.followups = followup.NewDecider(cfg.FollowUps)
+	}
+	return s
 }
 
 // Apply applies one message and returns the rows it produced.
@@ -98,7 +114,14 @@ func (s *State) Apply(m Message) (records.Batch, Outcome) {
 	oc.Late = origin.Late
 	switch e.Type {
 	case event.TypeSurveyResponse:
-		out.Surveys = append(out.Surveys, s.applySurvey(e, origin, &oc))
+		row := s.applySurvey(e, origin, &oc)
+		out.Surveys = append(out.Surveys, row)
+		if s.followups != nil {
+			var c records.FollowUp
+			if c, oc.FollowUp = s.followups.Survey(&row); oc.FollowUp == followup.Opened {
+				out.FollowUps = append(out.FollowUps, c)
+			}
+		}
 	case event.TypeTicket:
 		out.Tickets = append(out.Tickets, ticketRow(e, origin))
 		out.Surveys = s.applyTicket(e, m, &oc)
@@ -203,6 +226,9 @@ func (s *State) Tick(t time.Time) {
 		evict = minTime(evict, s.lastReceived.Add(-s.cfg.ChangeHorizon()))
 	}
 	s.windows.Evict(evict)
+	if s.followups != nil {
+		s.followups.Forget(s.lastReceived)
+	}
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -221,6 +247,14 @@ func (s *State) Current(fn func(k effort.SeriesKey, w effort.Window, a effort.Ag
 func (s *State) Size() (series, tickets, waiting int) {
 	tickets, waiting = s.index.Len()
 	return s.windows.Series(), tickets, waiting
+}
+
+// FollowUpTickets is the number of tickets remembered for their follow-up case.
+func (s *State) FollowUpTickets() int {
+	if s.followups == nil {
+		return 0
+	}
+	return s.followups.Len()
 }
 
 func dimsOf(r records.Survey) attribution.Dims {

@@ -9,12 +9,13 @@ import (
 
 	"github.com/cxlink/cxlink/processors/attribution"
 	"github.com/cxlink/cxlink/processors/effort"
+	"github.com/cxlink/cxlink/processors/followup"
 	"github.com/cxlink/cxlink/processors/records"
 )
 
 // SnapshotFormat names the encoding of Snapshot. Change it with any change of the
 // structures below: a reader refuses another format, and the partition replays instead.
-const SnapshotFormat = "cxlink-partition-state/2 gob+gzip"
+const SnapshotFormat = "cxlink-partition-state/3 gob+gzip"
 
 // snapshot is everything a State holds.
 type snapshot struct {
@@ -22,6 +23,8 @@ type snapshot struct {
 	LastReceived time.Time
 	Windows      effort.Snapshot
 	Index        attribution.Snapshot[WaitingSurvey]
+	// FollowUps: the tickets whose last follow-up case is within the window (format 3).
+	FollowUps followup.DeciderSnapshot
 }
 
 // WaitingSurvey is a survey waiting for its ticket, as held in the attribution index:
@@ -38,8 +41,12 @@ func (s *State) ConfigFingerprint() string {
 	for _, w := range s.cfg.Windows {
 		ws += w.Name + "=" + w.Length.String() + ";"
 	}
-	return fmt.Sprintf("step=%s windows=%s lateness=%s wait=%s",
+	fp := fmt.Sprintf("step=%s windows=%s lateness=%s wait=%s",
 		s.cfg.Step, ws, s.cfg.AllowedLateness, s.cfg.AttributionWait)
+	if s.cfg.FollowUps.On() {
+		fp += " followups:" + s.cfg.FollowUps.Fingerprint
+	}
+	return fp
 }
 
 // Snapshot encodes the state. Take it between two messages; restore it only once every
@@ -51,6 +58,9 @@ func (s *State) Snapshot() ([]byte, error) {
 		LastReceived: s.lastReceived,
 		Windows:      s.windows.Snapshot(),
 		Index:        s.index.Snapshot(),
+	}
+	if s.followups != nil {
+		snap.FollowUps = s.followups.Snapshot()
 	}
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
@@ -80,6 +90,9 @@ func Restore(id uint16, cfg Config, data []byte) (*State, error) {
 	s.lastReceived = snap.LastReceived
 	s.windows.Restore(snap.Windows)
 	s.index.Restore(snap.Index)
+	if s.followups != nil {
+		s.followups.Restore(snap.FollowUps)
+	}
 	return s, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cxlink/cxlink/processors/effort"
+	"github.com/cxlink/cxlink/processors/followup"
 	"github.com/cxlink/cxlink/processors/partition"
 )
 
@@ -36,6 +37,9 @@ type Config struct {
 	// MetricsMaxKeys caps the distinct keys per dimension exported as metric labels;
 	// further keys are summed under key="_other".
 	MetricsMaxKeys int `env:"CXLINK_METRICS_MAX_KEYS" envDefault:"50"`
+	// FollowUps decide which answers open a follow-up case (CXLINK_FOLLOWUP_*, read by
+	// processors/followup); nil: none.
+	FollowUps *followup.Settings `env:"-"`
 }
 
 // Validate reports every problem of the configuration. maxFuture is ingest's tolerance
@@ -89,6 +93,7 @@ func (c Config) partitionConfig() partition.Config {
 		Windows:         c.Windows,
 		AllowedLateness: c.AllowedLateness,
 		AttributionWait: c.AttributionWait,
+		FollowUps:       c.FollowUps,
 	}
 }
 

@@ -14,6 +14,7 @@ type metrics struct {
 	events        *prometheus.CounterVec
 	late          *prometheus.CounterVec
 	attribution   *prometheus.CounterVec
+	followUps     *prometheus.CounterVec
 	undecodable   prometheus.Counter
 	deadLetters   *prometheus.CounterVec
 	rejectedRows  *prometheus.CounterVec
@@ -79,6 +80,10 @@ func newMetrics(reg prometheus.Registerer, maxKeys int) *metrics {
 			Name: "cxlink_survey_attribution_total",
 			Help: "Surveys with only a ticket id, by outcome: immediate (ticket known), waiting, late (ticket came later), unattributed (it never came in time).",
 		}, []string{"outcome"}),
+		followUps: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "cxlink_followup_decisions_total",
+			Help: "Answers that matched a follow-up rule, by outcome: opened (a case), same_ticket (the ticket had a case within the window), late (history: no case).",
+		}, []string{"outcome"}),
 		undecodable: f.NewCounter(prometheus.CounterOpts{
 			Name: "cxlink_processor_undecodable_total",
 			Help: "Stream messages that are not a valid event (not published by cxlink ingest); dead-lettered.",
@@ -130,7 +135,7 @@ func newMetrics(reg prometheus.Registerer, maxKeys int) *metrics {
 		}),
 		stateSize: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cxlink_processor_state_entries",
-			Help: "Entries held in a partition's state, by kind (series, tickets, waiting_surveys).",
+			Help: "Entries held in a partition's state, by kind (series, tickets, waiting_surveys, followup_tickets).",
 		}, []string{"partition", "kind"}),
 		batchRows: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "cxlink_sink_batch_rows",

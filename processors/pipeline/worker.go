@@ -13,6 +13,7 @@ import (
 
 	"github.com/cxlink/cxlink/ingest/stream"
 	"github.com/cxlink/cxlink/processors/checkpoint"
+	"github.com/cxlink/cxlink/processors/followup"
 	"github.com/cxlink/cxlink/processors/lease"
 	"github.com/cxlink/cxlink/processors/partition"
 	"github.com/cxlink/cxlink/processors/records"
@@ -251,9 +252,15 @@ func (w *worker) apply(msg jetstream.Msg, meta *jetstream.MsgMetadata, live bool
 		if oc.Unattributed > 0 {
 			w.metrics.attribution.WithLabelValues("unattributed").Add(float64(oc.Unattributed))
 		}
+		if outcome := followUpOutcome[oc.FollowUp]; outcome != "" {
+			w.metrics.followUps.WithLabelValues(outcome).Inc()
+		}
 	}
 	return rows, nil
 }
+
+// followUpOutcome names a follow-up verdict in cxlink_followup_decisions_total.
+var followUpOutcome = map[followup.Verdict]string{followup.Opened: "opened", followup.SameTicket: "same_ticket", followup.Late: "late"}
 
 // cut hands the current chunk, with the buckets its messages changed, to the writer.
 // caughtUp: no message of the partition was pending after its last one.
@@ -350,6 +357,7 @@ func (w *worker) tick(t time.Time) {
 	w.metrics.stateSize.WithLabelValues(part, "series").Set(float64(series))
 	w.metrics.stateSize.WithLabelValues(part, "tickets").Set(float64(tickets))
 	w.metrics.stateSize.WithLabelValues(part, "waiting_surveys").Set(float64(waiting))
+	w.metrics.stateSize.WithLabelValues(part, "followup_tickets").Set(float64(w.state.FollowUpTickets()))
 	w.mu.Lock()
 	if w.chunk == nil && w.outstanding == 0 && w.ready.Load() && w.caughtUp {
 		// Nothing applied is unstored, and the last message read left nothing pending:

@@ -138,6 +138,7 @@ func appendRows(dst, src *records.Batch) {
 	dst.Tickets = append(dst.Tickets, src.Tickets...)
 	dst.Pulses = append(dst.Pulses, src.Pulses...)
 	dst.Buckets = append(dst.Buckets, src.Buckets...)
+	dst.FollowUps = append(dst.FollowUps, src.FollowUps...)
 }
 
 // write retries the batch with capped exponential back-off until it is stored or ctx

@@ -106,14 +106,20 @@ type Batch struct {
 	Tickets []Ticket
 	Pulses  []Pulse
 	Buckets []Bucket
+	// FollowUps are the cases the batch's messages opened: they go onto the follow-up
+	// stream, not into a table (the follow-up stage writes the followups table).
+	FollowUps []FollowUp
 }
 
 // Len is the number of rows in the batch.
-func (b *Batch) Len() int { return len(b.Surveys) + len(b.Tickets) + len(b.Pulses) + len(b.Buckets) }
+func (b *Batch) Len() int {
+	return len(b.Surveys) + len(b.Tickets) + len(b.Pulses) + len(b.Buckets) + len(b.FollowUps)
+}
 
 // Reset empties the batch, keeping its memory.
 func (b *Batch) Reset() {
 	b.Surveys, b.Tickets, b.Pulses, b.Buckets = b.Surveys[:0], b.Tickets[:0], b.Pulses[:0], b.Buckets[:0]
+	b.FollowUps = b.FollowUps[:0]
 }
 
 // Kind names one of a Batch's row slices.

@@ -27,8 +27,8 @@ const (
 	Raw Class = "raw"
 	// Rollups: the rollup buckets, which dashboards and the drift detector read.
 	Rollups Class = "rollups"
-	// Results: what the analytics and drift stages write (team_periods, linkage,
-	// effort_impact, drift_events).
+	// Results: what the analytics, drift and follow-up stages write (team_periods,
+	// linkage, effort_impact, drift_events, followups).
 	Results Class = "results"
 )
 

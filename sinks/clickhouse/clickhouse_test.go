@@ -133,7 +133,7 @@ func TestMigrate(t *testing.T) {
 	}
 	rows.Close()
 	// No table of individual employee answers in the dashboards' database.
-	wantTables := []string{"drift_events", "effort_impact", "linkage", "rollup_buckets", "rollup_partials", "rollup_windows", "rollups", "schema_migrations", "survey_responses", "team_periods", "tickets"}
+	wantTables := []string{"drift_events", "effort_impact", "followups", "linkage", "rollup_buckets", "rollup_partials", "rollup_windows", "rollups", "schema_migrations", "survey_responses", "team_periods", "tickets"}
 	if !reflect.DeepEqual(tables, wantTables) {
 		t.Errorf("tables = %v, want %v", tables, wantTables)
 	}

@@ -32,6 +32,11 @@ var shardingKeys = map[string]string{
 	TableSurveys: "cityHash64(id)",
 	TableTickets: "cityHash64(id)",
 	TablePulses:  "cityHash64(id)",
+	// The raw tables as they were before migration 0011, read through a Distributed
+	// table while their rows are copied: as the raw tables.
+	TableSurveys + "_before_0011": "cityHash64(id)",
+	TableTickets + "_before_0011": "cityHash64(id)",
+	TablePulses + "_before_0011":  "cityHash64(id)",
 	// Windows by series: a series' buckets (every partition, minute and version) sit on
 	// one shard.
 	TableBuckets:      "cityHash64(survey, dimension, key)",
@@ -42,6 +47,8 @@ var shardingKeys = map[string]string{
 	TableLinkage:      "cityHash64(period, scope, employee_metric, customer_metric, lag, period_start)",
 	TableEffortImpact: "cityHash64(`window`, window_end, category)",
 	TableDriftEvents:  "cityHash64(survey, dimension, key, detector, direction, started_at)",
+	// A follow-up case's every change on one shard.
+	TableFollowUps: "cityHash64(id)",
 }
 
 // clusterSettings are the settings of every query of a client of a cluster.
@@ -82,6 +89,7 @@ func (s schema) in(db []string) schema {
 //	ALTER TABLE {{table "t"}} ADD COLUMN …{{redistribute "t"}};
 //	CREATE VIEW IF NOT EXISTS {{.Database}}.v{{onCluster}} AS SELECT … FROM {{.Database}}.t FINAL;
 //	{{drop "t"}};
+//	{{swap "t" "t_old" "t_new"}};
 //
 // Reads and inserts name {{.Database}}.t, the Distributed table on a cluster. A table of
 // another database names it last: {{table "t" .PrivateDatabase}}. A new table needs its
@@ -120,6 +128,18 @@ func (s schema) funcs() template.FuncMap {
 			}
 			return "DROP TABLE IF EXISTS " + t.Database + "." + name + s.onCluster() + ";\n\n" +
 				"DROP TABLE IF EXISTS " + t.Database + "." + name + localSuffix + s.onCluster()
+		},
+		// swap replaces table name by the table created as next, keeping the old one as
+		// old: on a cluster, the local tables on every node, under the Distributed table
+		// that keeps the name (Client.swap makes it idempotent).
+		"swap": func(name, old, next string, db ...string) string {
+			t := s.in(db)
+			if s.Cluster == "" {
+				d := t.Database + "."
+				return "RENAME TABLE " + d + name + " TO " + d + old + ", " + d + next + " TO " + d + name
+			}
+			d, l := t.Database+".", localSuffix
+			return "RENAME TABLE " + d + name + l + " TO " + d + old + l + ", " + d + next + l + " TO " + d + name + l + s.onCluster()
 		},
 		// onCluster follows the name of anything else every node has (the database,
 		// views).

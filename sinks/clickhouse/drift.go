@@ -75,6 +75,61 @@ func (c *Client) WindowTotals(ctx context.Context, w effort.Window, ends []time.
 	return out, nil
 }
 
+// LateWindowTotals is WindowTotals of the answers that arrived late (late = 1 in
+// survey_responses, left out of the rollup buckets), by occurred_at, their dimensions as
+// attributed: with WindowTotals' it covers every answer, for baselines that count
+// imported history. Squares are rounded to 1e-6 and answers classified as the
+// processors do (docs/metrics.md).
+func (c *Client) LateWindowTotals(ctx context.Context, w effort.Window, ends []time.Time) ([]records.WindowTotal, error) {
+	if len(ends) == 0 {
+		return nil, nil
+	}
+	// As WindowTotals: the answers are first added up into slots that divide the window
+	// and every end, so that many ends cost slots × ends, not answers × ends.
+	length := int64(w.Length / time.Second)
+	slot := length
+	in := make([]string, len(ends))
+	lo, hi := ends[0], ends[0]
+	for i, t := range ends {
+		in[i] = strconv.FormatInt(t.Unix(), 10)
+		lo, hi = minTime(lo, t), maxTime(hi, t)
+		slot = gcd(slot, t.Unix())
+	}
+	sl, ln := strconv.FormatInt(max(slot, 1), 10), strconv.FormatInt(length, 10)
+	q := "SELECT survey, dimension, key, toDateTime(e, 'UTC') AS window_end, sum(n), sum(s), sum(sq), sum(pos), sum(neg) FROM (" +
+		"SELECT survey, dimension, key, b, n, s, sq, pos, neg, arrayJoin([" + strings.Join(in, ", ") + "]) AS e FROM (" +
+		"SELECT survey, dimension, key, intDiv(toUInt32(occurred_at), " + sl + ") * " + sl + " AS b, count() AS n, " +
+		"sum(standard_score) AS s, sum(round(standard_score * standard_score, 6)) AS sq, " +
+		"sum(toUInt64(multiIf(survey = 'ces', standard_score >= 5, survey = 'csat', standard_score >= 4, standard_score >= 9))) AS pos, " +
+		"sum(toUInt64(multiIf(survey = 'ces', standard_score <= 3, survey = 'csat', standard_score <= 2, standard_score <= 6))) AS neg FROM (" +
+		"SELECT survey, occurred_at, standard_score, late, channel, category, team FROM " + c.cfg.Database + "." + TableSurveys + " FINAL " +
+		"WHERE occurred_at >= toDateTime(" + strconv.FormatInt(lo.Unix(), 10) + " - " + ln + ", 'UTC') " +
+		"AND occurred_at < toDateTime(" + strconv.FormatInt(hi.Unix(), 10) + ", 'UTC')" +
+		") ARRAY JOIN ['overall', 'category', 'channel', 'team'] AS dimension, ['', category, channel, team] AS key " +
+		"WHERE late = 1 AND (dimension = 'overall' OR key != '') GROUP BY survey, dimension, key, b" +
+		")) WHERE b >= e - " + ln + " AND b < e " +
+		"GROUP BY survey, dimension, key, window_end"
+	rows, err := c.conn.Query(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("read late answers' %s windows: %w", w.Name, err)
+	}
+	defer rows.Close()
+	var out []records.WindowTotal
+	for rows.Next() {
+		var w records.WindowTotal
+		if err := rows.Scan(&w.Survey, &w.Dimension, &w.Key, &w.WindowEnd, &w.Responses, &w.ScoreSum,
+			&w.SquareSum, &w.Positive, &w.Negative); err != nil {
+			return nil, fmt.Errorf("read late answers' windows: %w", err)
+		}
+		w.WindowEnd = w.WindowEnd.UTC()
+		out = append(out, w)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read late answers' %s windows: %w", w.Name, err)
+	}
+	return out, nil
+}
+
 func gcd(a, b int64) int64 {
 	for b != 0 {
 		a, b = b, a%b

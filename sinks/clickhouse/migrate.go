@@ -22,10 +22,12 @@ import (
 // cluster variant (cluster.go), and holds statements ended by ';'. Lines starting
 // with -- are dropped before splitting, so only a statement itself may not contain a ';'.
 // Every statement must be idempotent (IF NOT EXISTS, IF EXISTS, an ALTER TABLE … ADD
-// COLUMN, which is skipped when the column is there, or an INSERT … SELECT into a
-// ReplacingMergeTree whose copied rows keep their version): two processes may migrate at
-// once, and a version interrupted half-way is applied again from its start. A released
-// file is never edited; a change is a new version.
+// COLUMN, which is skipped when the column is there, an INSERT … SELECT into a
+// ReplacingMergeTree whose copied rows keep their version, or a RENAME TABLE a TO b, c
+// TO a ({{swap}}), run only while a's sorting key is not c's yet, with what a swap run
+// again finds done on a cluster: swappedIn): two processes may migrate at once, and a
+// version interrupted half-way is applied again from its start. A released file is
+// never edited; a change is a new version.
 //
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
@@ -138,6 +140,17 @@ func (c *Client) Migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if pending(all, applied) {
+		// One process applies at a time; the others wait, then find them applied.
+		unlock, err := c.lockMigrations(ctx)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		if applied, err = c.appliedMigrations(ctx); err != nil {
+			return err
+		}
+	}
 	for _, m := range all {
 		if _, ok := applied[m.Version]; ok {
 			continue
@@ -236,7 +249,13 @@ func (c *Client) apply(ctx context.Context, m Migration) error {
 		return err
 	}
 	for i, q := range stmts {
-		if err := c.execIdempotent(ctx, q); err != nil && !sourceMoved(q, err) {
+		if swap.MatchString(q) {
+			if err := c.swap(ctx, q); err != nil {
+				return fmt.Errorf("apply migration %04d_%s, statement %d: %w", m.Version, m.Name, i+1, err)
+			}
+			continue
+		}
+		if err := c.execIdempotent(ctx, q); err != nil && !c.sourceMoved(ctx, q, err) && !c.swappedIn(ctx, q, err) {
 			return fmt.Errorf("apply migration %04d_%s, statement %d: %w", m.Version, m.Name, i+1, err)
 		}
 	}
@@ -313,12 +332,109 @@ func columnExists(stmt string, err error) bool {
 
 // copyRows matches an INSERT … SELECT … FROM a table FINAL: a copy of rows into a
 // ReplacingMergeTree, whose rows keep their version, so a second copy is read once.
-var copyRows = regexp.MustCompile(`(?s)^INSERT INTO \S+\s*\([^)]*\)\s*SELECT .*\sFROM \S+ FINAL$`)
+var copyRows = regexp.MustCompile(`(?s)^INSERT INTO \S+\s*\([^)]*\)\s*SELECT .*\sFROM (\S+) FINAL$`)
 
 // sourceMoved reports whether err says that the table a copy reads from is gone (code
 // 60, UNKNOWN_TABLE): a process migrating at the same time copied its rows and dropped
-// it, in that order (218, TABLE_IS_DROPPED: while this copy started).
-func sourceMoved(stmt string, err error) bool {
+// it, in that order (218, TABLE_IS_DROPPED: while this copy started). The catalogue
+// must agree: a copy that failed for want of its target is not done.
+func (c *Client) sourceMoved(ctx context.Context, stmt string, err error) bool {
 	var e *ch.Exception
-	return copyRows.MatchString(stmt) && errors.As(err, &e) && (e.Code == 60 || e.Code == 218)
+	m := copyRows.FindStringSubmatch(stmt)
+	return m != nil && errors.As(err, &e) && (e.Code == 60 || e.Code == 218) && !c.tableExists(ctx, m[1])
+}
+
+// tableExists reports whether the table database.name exists (false when the catalogue
+// cannot be read).
+func (c *Client) tableExists(ctx context.Context, qualified string) bool {
+	db, table, _ := strings.Cut(qualified, ".")
+	var n uint64
+	err := c.conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = ?", db, table).Scan(&n)
+	return err == nil && n > 0
+}
+
+// swap matches RENAME TABLE a TO b, c TO d [ON CLUSTER x]: a table replaced by a new one.
+var swap = regexp.MustCompile(`(?is)^RENAME\s+TABLE\s+(\S+)\s+TO\s+(\S+)\s*,\s*(\S+)\s+TO\s+(\S+)(?:\s+ON\s+CLUSTER\s+\S+)?$`)
+
+// Statements of a version that replaces a table (a swap), run again on a cluster: the
+// new local table's CREATE, whose replication path the swapped-in table holds now, and
+// the Distributed table over the old local table, which is dropped once copied.
+var (
+	createReplicated = regexp.MustCompile(`(?s)^CREATE TABLE IF NOT EXISTS (\S+) ON CLUSTER .*\sENGINE = Replicated\w*MergeTree\('([^']+)'`)
+	createDistOver   = regexp.MustCompile(`^CREATE TABLE IF NOT EXISTS \S+ ON CLUSTER \S+ AS (\S+)\nENGINE = Distributed\(`)
+)
+
+// swappedIn reports whether err says that a statement of a swap, run again, is done: the
+// replicated table it creates was created and swapped in under the old name (the
+// replication path is taken, on this node, by a table of the database: code 253,
+// REPLICA_IS_ALREADY_EXIST), or the old local table a Distributed
+// table is to read was copied and dropped (code 60, UNKNOWN_TABLE, and it is gone).
+func (c *Client) swappedIn(ctx context.Context, stmt string, err error) bool {
+	var e *ch.Exception
+	if !errors.As(err, &e) {
+		return false
+	}
+	if m := createReplicated.FindStringSubmatch(stmt); m != nil && e.Code == 253 {
+		db, _, _ := strings.Cut(m[1], ".")
+		_, path, _ := strings.Cut(m[2], "{shard}") // this node's shard is in the path before it
+		var n uint64
+		q := "SELECT count() FROM system.replicas WHERE database = ? AND endsWith(zookeeper_path, ?)"
+		return c.conn.QueryRow(ctx, q, db, path).Scan(&n) == nil && n > 0
+	}
+	if m := createDistOver.FindStringSubmatch(stmt); m != nil && e.Code == 60 {
+		return !c.tableExists(ctx, m[1])
+	}
+	return false
+}
+
+// swap runs RENAME TABLE a TO b, c TO a, which replaces table a by c (created just
+// before with another sorting key), unless that is done: a has c's sorting key already,
+// or c is gone (another process migrating at the same time swapped it in). A rename that
+// fails because another process swapped meanwhile is done too: b exists (code 57,
+// TABLE_ALREADY_EXISTS; only a swap gives a table that name), or c is gone and a has
+// its sorting key (60).
+func (c *Client) swap(ctx context.Context, stmt string) error {
+	m := swap.FindStringSubmatch(stmt)
+	a, tc := m[1], m[3]
+	keyA, err := c.sortingKey(ctx, a)
+	if err != nil {
+		return err
+	}
+	keyC, err := c.sortingKey(ctx, tc)
+	if err != nil {
+		return err
+	}
+	if keyC == "" || keyA == keyC {
+		return nil
+	}
+	err = c.conn.Exec(ctx, stmt)
+	var e *ch.Exception
+	switch {
+	case err == nil:
+	case errors.As(err, &e) && e.Code == 57:
+		return nil // b is taken: only a swap gives a table that name
+	case errors.As(err, &e) && e.Code == 60:
+		if now, kerr := c.sortingKey(ctx, a); kerr == nil && now == keyC {
+			return nil
+		}
+	}
+	return err
+}
+
+var orderBy = regexp.MustCompile(`ORDER BY (\([^)]*\)|\S+)`)
+
+// sortingKey returns the ORDER BY of table database.name as ClickHouse shows it, "" when
+// the table does not exist.
+func (c *Client) sortingKey(ctx context.Context, qualified string) (string, error) {
+	if !c.tableExists(ctx, qualified) {
+		return "", nil
+	}
+	var create string
+	if err := c.conn.QueryRow(ctx, "SHOW CREATE TABLE "+qualified).Scan(&create); err != nil {
+		if !c.tableExists(ctx, qualified) {
+			return "", nil // renamed meanwhile
+		}
+		return "", fmt.Errorf("read the definition of %s: %w", qualified, err)
+	}
+	return orderBy.FindString(create), nil
 }

@@ -28,6 +28,8 @@ var retained = map[string]retention.Class{
 	TableLinkage:      retention.Results,
 	TableEffortImpact: retention.Results,
 	TableDriftEvents:  retention.Results,
+	// Follow-up cases by the month they opened: long closed by the time it is dropped.
+	TableFollowUps: retention.Results,
 }
 
 // partitionKey is a partition key the retention can read: the month or the day of one

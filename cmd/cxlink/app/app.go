@@ -20,8 +20,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/cxlink/cxlink/ingest/admit"
 	"github.com/cxlink/cxlink/ingest/broker"
 	"github.com/cxlink/cxlink/ingest/httpapi"
+	"github.com/cxlink/cxlink/ingest/labels"
+	"github.com/cxlink/cxlink/ingest/pins"
 	"github.com/cxlink/cxlink/ingest/simulator"
 	"github.com/cxlink/cxlink/ingest/stream"
 	"github.com/cxlink/cxlink/processors/lease"
@@ -54,6 +57,7 @@ Commands:
   report     print the effort-impact ranking and the EX–CX linkage (--format json)
   import     import a CSV or NDJSON export through an ingest API (cxlink import -h)
   deadletters  list, show, replay or discard the events that could never be processed
+  followups  list the follow-up cases not closed yet, overdue first (--owner, --overdue, --format json)
   token      make an API token for a source (its line goes into CXLINK_AUTH_FILE)
   alerts-receiver
              print the notifications Alertmanager sends to its webhooks
@@ -119,6 +123,8 @@ func Run(ctx context.Context, args []string, opts Options) error {
 		return r.report(ctx, args)
 	case "deadletters":
 		return r.deadLettersCommand(ctx, args)
+	case "followups":
+		return r.followUpsCommand(ctx, args)
 	}
 	return fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
 }
@@ -262,19 +268,49 @@ func (r *roles) sink(ctx context.Context) (*clickhouse.Client, error) {
 	}
 }
 
-func (r *roles) ingestHandler(js jetstream.JetStream, defs *definitions, nc *nats.Conn) (*httpapi.Handler, error) {
-	guard, err := r.authGuard()
-	if err != nil {
-		return nil, err
-	}
-	return httpapi.New(r.cfg.HTTP, httpapi.Options{
+// ingestRoutes builds the routes that take events: POST /v1/events and the vendor
+// webhooks, on one admission path (ingest/admit), and the probes. task keeps the
+// credentials file watched while ingest serves.
+func (r *roles) ingestRoutes(js jetstream.JetStream, defs *definitions, nc *nats.Conn) (events, probes func(*http.ServeMux), task func(context.Context) error, err error) {
+	logger := r.logger.With("component", "ingest")
+	adm, err := admit.New(r.cfg.HTTP.Admission(), admit.Options{
 		Publisher:  r.publisher(js, defs),
-		Ready:      natsReady(nc),
-		Logger:     r.logger.With("component", "ingest"),
-		Registerer: r.reg,
+		Labels:     labels.NewKV(defs.labelValues),
+		Pins:       pins.NewKV(defs.pinned),
 		Prepare:    r.preparePulse(),
-		Guard:      guard,
+		Logger:     logger,
+		Registerer: r.reg,
 	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	on, off := r.cfg.Sources.adapters()
+	authn, err := r.authenticator(on)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	h, err := httpapi.New(r.cfg.HTTP, httpapi.Options{
+		Admission:  adm,
+		Auth:       authn,
+		Ready:      natsReady(nc),
+		Logger:     logger,
+		Registerer: r.reg,
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	sources, err := r.sourceRoutes(adm, on, off)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	// Without credentials there is nothing to watch; the task still runs until the end,
+	// since runAll stops every task once one returns.
+	task = func(ctx context.Context) error { <-ctx.Done(); return nil }
+	if authn != nil {
+		task = authn.Run
+	}
+	followUps := r.followUpRoutes(js, defs, authn)
+	return func(mux *http.ServeMux) { h.EventRoutes(mux); sources(mux); followUps(mux) }, h.ProbeRoutes, task, nil
 }
 
 func natsReady(nc *nats.Conn) func(context.Context) error {
@@ -292,19 +328,15 @@ func (r *roles) ingest(ctx context.Context) error {
 		return err
 	}
 	defer closeJS()
-	h, err := r.ingestHandler(js, defs, nc)
+	events, probes, watch, err := r.ingestRoutes(js, defs, nc)
 	if err != nil {
 		return err
 	}
-	sources, err := r.sourceRoutes(js, defs)
+	_, serve, err := r.listen(ctx, events, probes)
 	if err != nil {
 		return err
 	}
-	_, serve, err := r.listen(ctx, func(mux *http.ServeMux) { h.EventRoutes(mux); sources(mux) }, h.ProbeRoutes)
-	if err != nil {
-		return err
-	}
-	return serve()
+	return runAll(ctx, func(context.Context) error { return serve() }, watch)
 }
 
 // processing is what the process and run roles share: JetStream (embedded when allowed),
@@ -349,7 +381,7 @@ func (r *roles) processing(ctx context.Context, role string, embed bool) (pr *pr
 	opts := pipeline.Options{
 		Stream:      defs.stream,
 		Partitions:  defs.info.Partitions,
-		Sink:        ch,
+		Sink:        r.processSink(js, defs, ch),
 		DeadLetters: defs.deadLetters,
 		Checkpoints: defs.checkpoints,
 		MaxFuture:   r.cfg.HTTP.MaxFuture,
@@ -369,17 +401,24 @@ func (r *roles) processing(ctx context.Context, role string, embed bool) (pr *pr
 	} else {
 		r.logger.Warn("CXLINK_LEASES_OFF: running partitions without leases; another process may run them too")
 	}
-	p, err := pipeline.New(r.cfg.Process, opts)
+	pcfg := r.cfg.Process
+	if fu := r.followUps(); fu.On() {
+		pcfg.FollowUps = fu
+	}
+	p, err := pipeline.New(pcfg, opts)
 	if err != nil {
 		return nil, err
 	}
 	return &processing{js: js, nc: nc, defs: defs, ch: ch, leases: leases, p: p, close: func() { ch.Close(); closeJS() }}, nil
 }
 
-// tasks are what every processing role runs: the leases, the pipeline, and the
-// analytics stage when this process may hold it.
+// tasks are what every processing role runs: the leases, the pipeline, the follow-up
+// stage when answers open cases, and the analytics stage when this process may hold it.
 func (pr *processing) tasks(r *roles) ([]func(context.Context) error, error) {
 	tasks := []func(context.Context) error{pr.leases.Run, pr.p.Run}
+	if pr.defs.followUps != nil {
+		tasks = append(tasks, r.followUpTask(pr.defs, pr.ch, pr.leases))
+	}
 	return r.withAnalytics(tasks, pr.ch, pr.leases)
 }
 
@@ -433,15 +472,11 @@ func (r *roles) run(ctx context.Context, args []string) error {
 	}
 	defer pr.close()
 	js, nc, ch := pr.js, pr.nc, pr.ch
-	h, err := r.ingestHandler(js, pr.defs, nc)
+	events, probes, watch, err := r.ingestRoutes(js, pr.defs, nc)
 	if err != nil {
 		return err
 	}
-	sources, err := r.sourceRoutes(js, pr.defs)
-	if err != nil {
-		return err
-	}
-	addr, serve, err := r.listen(ctx, func(mux *http.ServeMux) { h.EventRoutes(mux); sources(mux) }, h.ProbeRoutes)
+	addr, serve, err := r.listen(ctx, events, probes)
 	if err != nil {
 		return err
 	}
@@ -453,7 +488,7 @@ func (r *roles) run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	tasks = append(tasks, func(context.Context) error { return serve() }, drift)
+	tasks = append(tasks, func(context.Context) error { return serve() }, watch, drift)
 	if *simulate {
 		cfg, err := sim.config()
 		if err != nil {

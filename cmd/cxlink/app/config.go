@@ -19,6 +19,7 @@ import (
 	"github.com/cxlink/cxlink/processors/analytics"
 	"github.com/cxlink/cxlink/processors/deadletter"
 	"github.com/cxlink/cxlink/processors/drift"
+	"github.com/cxlink/cxlink/processors/followup"
 	"github.com/cxlink/cxlink/processors/lease"
 	"github.com/cxlink/cxlink/processors/pipeline"
 	"github.com/cxlink/cxlink/processors/pulses"
@@ -48,6 +49,7 @@ type Config struct {
 	DeadLetter deadletter.Config
 	Auth       auth.Config
 	Drift      drift.Config
+	FollowUps  followup.Config
 	Leases     lease.Config
 	Retention  retention.Config
 	// LeasesOff runs every partition of CXLINK_PROCESS_PARTITIONS in this process
@@ -175,7 +177,8 @@ func (c Config) problems() []error {
 	errs := []error{c.Broker.Validate(), c.Stream.Validate(), c.HTTP.Validate(), c.Process.Validate(), c.ClickHouse.Validate(),
 		c.Employees.Validate(), c.Pulses.Validate(), c.Analytics.Validate(), c.Sources.Validate(),
 		c.DeadLetter.Validate(), c.Auth.Validate(), c.NATS.Validate(),
-		c.Drift.Validate(c.Process.Windows), c.Leases.Validate(), c.validateRetention()}
+		c.Drift.Validate(c.Process.Windows), c.Leases.Validate(), c.validateRetention(),
+		c.FollowUps.Validate(c.Drift.Owners.String())}
 	if c.NATSURL != "" {
 		for _, u := range strings.Split(c.NATSURL, ",") {
 			if p, err := url.Parse(strings.TrimSpace(u)); err != nil || p.Host == "" {

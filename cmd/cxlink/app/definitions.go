@@ -8,20 +8,28 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cxlink/cxlink/ingest/labels"
+	"github.com/cxlink/cxlink/ingest/pins"
 	"github.com/cxlink/cxlink/ingest/stream"
 	"github.com/cxlink/cxlink/processors/checkpoint"
 	"github.com/cxlink/cxlink/processors/deadletter"
+	"github.com/cxlink/cxlink/processors/followup"
 	"github.com/cxlink/cxlink/processors/lease"
 )
 
 // definitions are the NATS objects cxlink keeps next to its stream: the dead letters,
-// the lease and progress buckets and the snapshot store.
+// the lease and progress buckets, the snapshot store, and the buckets ingest admits
+// events with (the label values admitted across the deployment, the webhooks' pins).
 type definitions struct {
 	stream      jetstream.Stream
 	info        stream.Info
 	deadLetters *deadletter.Queue
 	leases      jetstream.KeyValue
 	checkpoints *checkpoint.Store
+	labelValues jetstream.KeyValue
+	pinned      jetstream.KeyValue
+	// followUps is the follow-up stream; nil when no answer opens a case.
+	followUps jetstream.Stream
 }
 
 // defineNATS creates or updates every definition to this configuration: only the owner
@@ -46,6 +54,17 @@ func (r *roles) defineNATS(ctx context.Context, js jetstream.JetStream) (*defini
 	}
 	if d.checkpoints, err = checkpoint.Open(ctx, js); err != nil {
 		return nil, err
+	}
+	if d.labelValues, err = js.CreateOrUpdateKeyValue(ctx, labels.BucketConfig(info.Replicas)); err != nil {
+		return nil, fmt.Errorf("create or update key-value bucket %s: %w", labels.Bucket, err)
+	}
+	if d.pinned, err = js.CreateOrUpdateKeyValue(ctx, pins.BucketConfig(info.Replicas)); err != nil {
+		return nil, fmt.Errorf("create or update key-value bucket %s: %w", pins.Bucket, err)
+	}
+	if fu := r.followUps(); fu.On() {
+		if d.followUps, err = followup.Define(ctx, js, fu, info.Replicas); err != nil {
+			return nil, err
+		}
 	}
 	return d, nil
 }
@@ -78,7 +97,24 @@ func (r *roles) openNATS(ctx context.Context, js jetstream.JetStream) (*definiti
 	if d.checkpoints, err = checkpoint.Open(ctx, js); err != nil {
 		return nil, err
 	}
+	if d.labelValues, err = openOrCreateKV(ctx, js, labels.BucketConfig(info.Replicas)); err != nil {
+		return nil, err
+	}
+	if d.pinned, err = openOrCreateKV(ctx, js, pins.BucketConfig(info.Replicas)); err != nil {
+		return nil, err
+	}
+	if fu := r.followUps(); fu.On() {
+		if d.followUps, err = followup.Open(ctx, js, fu, info.Replicas); err != nil {
+			return nil, err
+		}
+	}
 	return d, nil
+}
+
+// followUps are the follow-up settings (validated with the configuration).
+func (r *roles) followUps() *followup.Settings {
+	s, _ := r.cfg.FollowUps.Settings(r.cfg.Drift.Owners.String())
+	return s
 }
 
 func openOrCreateKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {

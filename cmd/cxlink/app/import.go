@@ -81,6 +81,7 @@ func runImport(ctx context.Context, args []string, opts Options) error {
 	timeFormat := fs.String("time-format", "", "without --mapping: Go layout of timestamps, or rfc3339, unix, unix_ms")
 	timeZone := fs.String("time-zone", "", "without --mapping: zone of timestamps that have none (default UTC)")
 	batch := fs.Int("batch", 1000, "events per request")
+	inFlight := fs.Int("in-flight", importer.DefaultInFlight, "requests sent at once (the state advances past a batch once it and every one before it are answered)")
 	statePath := fs.String("state", "", "resume state file (default: NAME.import-state.json in the current directory)")
 	reportPath := fs.String("report", "", "error report, CSV (default: NAME.import-errors.csv in the current directory)")
 	restart := fs.Bool("restart", false, "ignore a saved state and import from the first row")
@@ -132,7 +133,7 @@ func runImport(ctx context.Context, args []string, opts Options) error {
 	client := &importer.Client{Header: http.Header(header)}
 	o := importer.Options{
 		Path: path, Format: importer.Format(*format), Mapping: m, Target: *target, Client: client,
-		BatchSize: *batch, StatePath: *statePath, ReportPath: *reportPath, Restart: *restart,
+		BatchSize: *batch, InFlight: *inFlight, StatePath: *statePath, ReportPath: *reportPath, Restart: *restart,
 		Progress: progress, Interactive: interactive, IDKey: []byte(idKey),
 	}
 	start := time.Now()

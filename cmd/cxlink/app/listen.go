@@ -8,13 +8,15 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/cxlink/cxlink/ingest/adapters"
 	"github.com/cxlink/cxlink/ingest/auth"
 	"github.com/cxlink/cxlink/ingest/httpapi"
 )
 
-// authGuard returns the authentication of POST /v1/events, or nil when ingest serves
-// without (CXLINK_AUTH=off, or auto on a loopback address).
-func (r *roles) authGuard() (func(http.Handler) http.Handler, error) {
+// authenticator returns the authentication of POST /v1/events, or nil when ingest
+// serves without (CXLINK_AUTH=off, or auto on a loopback address). The credentials file
+// may not name a source after an enabled webhook: that is the webhook's namespace.
+func (r *roles) authenticator(webhooks []adapters.Adapter) (*auth.Authenticator, error) {
 	enabled, err := r.cfg.Auth.Enabled(r.cfg.HTTP.Addr)
 	if err != nil {
 		return nil, err
@@ -23,15 +25,15 @@ func (r *roles) authGuard() (func(http.Handler) http.Handler, error) {
 		r.logger.Warn("ingest accepts events without credentials", "addr", r.cfg.HTTP.Addr, "auth", r.cfg.Auth.Mode)
 		return nil, nil
 	}
-	a, err := auth.New(r.cfg.Auth, auth.Options{
-		MaxBodyBytes: r.cfg.HTTP.MaxBodyBytes,
-		Logger:       r.logger.With("component", "auth"),
-		Registerer:   r.reg,
-	})
-	if err != nil {
-		return nil, err
+	reserved := map[string]string{}
+	for _, a := range webhooks {
+		reserved[a.Name()] = "the event ids of POST /v1/sources/" + a.Name() + " are its"
 	}
-	return a.Wrap, nil
+	return auth.New(r.cfg.Auth, auth.Options{
+		Reserved:   reserved,
+		Logger:     r.logger.With("component", "auth"),
+		Registerer: r.reg,
+	})
 }
 
 // listen opens the HTTP listeners: events (nil for a role without the ingest API) and

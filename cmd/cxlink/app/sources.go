@@ -14,6 +14,7 @@ import (
 	"github.com/cxlink/cxlink/ingest/adapters/freshdesk"
 	"github.com/cxlink/cxlink/ingest/adapters/intercom"
 	"github.com/cxlink/cxlink/ingest/adapters/zendesk"
+	"github.com/cxlink/cxlink/ingest/admit"
 	"github.com/cxlink/cxlink/ingest/stream"
 )
 
@@ -81,18 +82,15 @@ func (r *roles) publisher(js jetstream.JetStream, defs *definitions) *stream.Pub
 	return r.pub
 }
 
-// sourceRoutes mounts POST /v1/sources/{name} next to the ingest API.
-func (r *roles) sourceRoutes(js jetstream.JetStream, defs *definitions) (func(*http.ServeMux), error) {
-	on, off := r.cfg.Sources.adapters()
+// sourceRoutes mounts POST /v1/sources/{name} next to the ingest API, on its admission
+// path: on are the configured vendors, off the variables that would enable the others.
+func (r *roles) sourceRoutes(adm *admit.Admission, on []adapters.Adapter, off map[string]string) (func(*http.ServeMux), error) {
 	h, err := adapters.New(adapters.Options{
-		Adapters:       on,
-		Disabled:       off,
-		Publisher:      r.publisher(js, defs),
-		MaxBodyBytes:   r.cfg.HTTP.MaxBodyBytes,
-		PublishTimeout: r.cfg.HTTP.PublishTimeout,
-		MaxFuture:      r.cfg.HTTP.MaxFuture,
-		Logger:         r.logger.With("component", "sources"),
-		Registerer:     r.reg,
+		Adapters:   on,
+		Disabled:   off,
+		Admission:  adm,
+		Logger:     r.logger.With("component", "sources"),
+		Registerer: r.reg,
 	})
 	if err != nil {
 		return nil, err

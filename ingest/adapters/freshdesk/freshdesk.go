@@ -15,8 +15,14 @@
 //     triggered_event "{ticket_action:created}" is a created ticket; a status change to
 //     Resolved or Closed is solved, and one from Resolved or Closed to any other status is
 //     reopened; everything else is acknowledged and ignored. The payload has no time or
-//     id of its own: the event occurred when it was received, and its id is derived from
-//     the ticket, the new status and the body, so that Freshdesk's retries are duplicates.
+//     id of its own, and a second solve looks exactly like a retry of the first, so the
+//     ticket's state is pinned (ingest/pins): a delivery reporting the state the ticket
+//     is pinned in (a retry, or the rule firing again) is the same event as the first,
+//     with its id and time; a delivery reporting another state is a new event, which
+//     occurred when it was received and whose id ends in that time. The first state seen
+//     of a ticket has the id "freshdesk:ticket:<id>:<status>", later ones
+//     "freshdesk:ticket:<id>:<status>:<Unix seconds>": resolved → reopened → resolved
+//     within a minute are three events.
 //   - Satisfaction ratings as the API returns them (GET /api/v2/surveys/
 //     satisfaction_ratings: an array, or one object): ratings.default_question is on
 //     Freshdesk's scale 103 (extremely happy), 102, 101, 100 (neutral), -101, -102, -103
@@ -30,8 +36,6 @@ package freshdesk
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -74,8 +78,12 @@ func New(cfg Config, teams adapters.Teams) *Adapter { return &Adapter{cfg: cfg, 
 // Name implements adapters.Adapter.
 func (a *Adapter) Name() string { return Name }
 
-// Verify implements adapters.Adapter.
-func (a *Adapter) Verify(h http.Header, _ []byte, _ time.Time) error {
+// Verify implements adapters.Adapter; the body plays no part (VerifyHeader).
+func (a *Adapter) Verify(h http.Header, _ []byte, now time.Time) error { return a.VerifyHeader(h, now) }
+
+// VerifyHeader implements adapters.HeaderVerifier: the shared secret is checked before
+// any of the body is read.
+func (a *Adapter) VerifyHeader(h http.Header, _ time.Time) error {
 	r := http.Request{Header: h}
 	_, password, ok := r.BasicAuth()
 	if !ok {
@@ -110,7 +118,7 @@ func (a *Adapter) Map(body []byte, now time.Time) ([]adapters.Item, error) {
 	}
 	switch {
 	case len(probe.Webhook) > 0:
-		return []adapters.Item{a.mapTicket(probe.Webhook, body, now)}, nil
+		return []adapters.Item{a.mapTicket(probe.Webhook, now)}, nil
 	case len(probe.Ratings) > 0:
 		return []adapters.Item{a.mapRating(trimmed)}, nil
 	}
@@ -147,7 +155,7 @@ func statusName(s string) string {
 
 func solved(status string) bool { return status == "resolved" || status == "closed" }
 
-func (a *Adapter) mapTicket(raw json.RawMessage, body []byte, now time.Time) adapters.Item {
+func (a *Adapter) mapTicket(raw json.RawMessage, now time.Time) adapters.Item {
 	var w webhook
 	if err := json.Unmarshal(raw, &w); err != nil {
 		return adapters.Reject(adapters.KindTicket, "", "freshdesk_webhook", "must be an object of ticket fields: "+err.Error())
@@ -180,9 +188,11 @@ func (a *Adapter) mapTicket(raw json.RawMessage, body []byte, now time.Time) ada
 		it.Ref = ref
 		return it
 	}
-	sum := sha256.Sum256(body)
-	return adapters.Item{Kind: adapters.KindTicket, Ref: ref, Event: &event.Event{
-		ID:         adapters.ID(Name, "ticket", w.TicketID.String(), string(status), hex.EncodeToString(sum[:8])),
+	// The payload has neither an event id nor a time: the ticket's pinned state gives
+	// both (a redelivery, or the rule firing again, keeps the first delivery's; a real
+	// change gets the time it was first received).
+	return adapters.Item{Kind: adapters.KindTicket, Ref: ref, Pin: &adapters.Pin{Key: "freshdesk ticket " + w.TicketID.String(), State: string(status)}, Event: &event.Event{
+		ID:         adapters.ID(Name, "ticket", w.TicketID.String(), string(status)),
 		Type:       event.TypeTicket,
 		OccurredAt: now.UTC().Truncate(time.Second),
 		Source:     Name,

@@ -11,8 +11,9 @@
 // agent (else the admin assignee), the team assignee is the team (mapped by
 // CXLINK_SOURCE_TEAMS, else "intercom:<team id>"), source.type is the channel. The
 // response occurred when the notification was created (the rating's own created_at is
-// when the rating was requested). One conversation has one rating: a later
-// conversation.rating.remarked or a re-rating is a duplicate of the first.
+// when the rating was requested). A conversation's rating is pinned to its value
+// (ingest/pins): a redelivered notification is the same event, with the first one's
+// id and time; a re-rating to another value is a new answer, whose id ends in its time.
 package intercom
 
 import (
@@ -20,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/cxlink/cxlink/ingest/adapters"
@@ -123,7 +125,8 @@ func (a *Adapter) Map(body []byte, _ time.Time) ([]adapters.Item, error) {
 	if agent == "" {
 		agent = c.AdminAssigneeID.String()
 	}
-	return []adapters.Item{{Kind: adapters.KindRating, Ref: ref, Event: &event.Event{
+	pin := &adapters.Pin{Key: "intercom rating of conversation " + c.ID.String(), State: strconv.FormatFloat(*c.Rating.Rating, 'g', -1, 64)}
+	return []adapters.Item{{Kind: adapters.KindRating, Ref: ref, Pin: pin, Event: &event.Event{
 		ID:         adapters.ID(Name, "rating", c.ID.String()),
 		Type:       event.TypeSurveyResponse,
 		OccurredAt: at,

@@ -13,7 +13,9 @@
 //     trigger webhook on "Satisfaction is Good/Bad", or a relay of the API. "good" and
 //     "bad" become CSAT on a two-point scale (score 1 or 0, scale 0–1), which the
 //     contract maps onto 5 and 1 of the standard 1–5 scale; "offered" and "unoffered"
-//     have no answer and are ignored.
+//     have no answer and are ignored. A rating is pinned by its id (or its ticket's) to
+//     its score (ingest/pins): delivered again, or a trigger firing again, it is the same
+//     event; changed by the customer, it is a new answer, whose id ends in its time.
 //
 // Ticket group → team (mapped by CXLINK_SOURCE_TEAMS, else "zendesk:<group id>"),
 // assignee → agent, via.channel → channel, ticket type → category (or, when
@@ -293,7 +295,12 @@ func (a *Adapter) mapRating(raw json.RawMessage) adapters.Item {
 	default:
 		return adapters.Reject(adapters.KindRating, ref, "id", "is required (or ticket_id)")
 	}
-	// A rating is created when the survey is offered and updated when it is answered.
+	// A rating is created when the survey is offered and updated when it is answered,
+	// and again when the customer changes it; a trigger's body carries the ticket's
+	// update time, which changes with every update of the ticket. The rating's pinned
+	// score gives the id and time (ingest/pins): the same score delivered again is the
+	// same event, a changed score a new one.
+	pin := &adapters.Pin{Key: "zendesk " + id, State: strings.ToLower(r.Score)}
 	when := r.UpdatedAt
 	field := "updated_at"
 	if when == "" {
@@ -303,7 +310,7 @@ func (a *Adapter) mapRating(raw json.RawMessage) adapters.Item {
 	if err != nil {
 		return adapters.Reject(adapters.KindRating, ref, field, err.Error())
 	}
-	return adapters.Item{Kind: adapters.KindRating, Ref: ref, Event: &event.Event{
+	return adapters.Item{Kind: adapters.KindRating, Ref: ref, Pin: pin, Event: &event.Event{
 		ID:         id,
 		Type:       event.TypeSurveyResponse,
 		OccurredAt: at,

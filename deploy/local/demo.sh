@@ -25,7 +25,7 @@ prometheus_port=${PROMETHEUS_PORT:-19090}
 # Employees answer a pulse every 10 minutes in the demo: link per 10-minute period, and
 # compute linkage and effort impact every minute. A period's team results are published
 # a minute after it ends (the product waits an hour after a weekly period).
-export CXLINK_LINKAGE_PERIOD=${CXLINK_LINKAGE_PERIOD:-10m}
+export CXLINK_PULSE_PERIOD=${CXLINK_PULSE_PERIOD:-10m}
 export CXLINK_PULSE_GRACE=${CXLINK_PULSE_GRACE:-1m}
 export CXLINK_ANALYTICS_EVERY=${CXLINK_ANALYTICS_EVERY:-1m}
 export ALERTMANAGER_PORT=${ALERTMANAGER_PORT:-19093} ALERTS_RECEIVER_PORT=${ALERTS_RECEIVER_PORT:-19094}
@@ -40,22 +40,13 @@ export CXLINK_DRIFT_BASELINE=${CXLINK_DRIFT_BASELINE:-1h}
 # The simulator posts two hours of history at start: accept it all into the windows
 # (and the drift baselines) rather than counting half of it as late.
 export CXLINK_ALLOWED_LATENESS=${CXLINK_ALLOWED_LATENESS:-3h}
-receiver_pid_file=$CXLINK_DATA_DIR/alerts-receiver.pid
-
-stop_receiver() {
-  if [ -f "$receiver_pid_file" ] && grep -q alerts-receiver "/proc/$(cat "$receiver_pid_file")/cmdline" 2>/dev/null; then
-    kill "$(cat "$receiver_pid_file")"
-  fi
-  rm -f "$receiver_pid_file"
-}
-
 if [ "${1:-}" = report ]; then
   shift
   exec "$CXLINK_DATA_DIR/bin/cxlink" report "$@"
 fi
 
 if [ "${1:-}" = stop ]; then
-  stop_receiver
+  deploy/local/alerts-receiver.sh stop
   deploy/local/prometheus.sh stop
   deploy/local/alertmanager.sh stop
   deploy/local/clickhouse.sh stop
@@ -63,16 +54,15 @@ if [ "${1:-}" = stop ]; then
 fi
 
 deploy/local/packages.sh
-deploy/local/clickhouse.sh start >/dev/null
+deploy/local/clickhouse.sh start
 deploy/local/alertmanager.sh start
 deploy/local/prometheus.sh start
 echo "building cxlink…" >&2
 mkdir -p "$CXLINK_DATA_DIR/bin"
 go build -o "$CXLINK_DATA_DIR/bin/cxlink" ./cmd/cxlink
-stop_receiver
-nohup "$CXLINK_DATA_DIR/bin/cxlink" alerts-receiver --listen "127.0.0.1:$ALERTS_RECEIVER_PORT" \
-  >>"$CXLINK_DATA_DIR/alerts.log" 2>>"$CXLINK_DATA_DIR/alerts-receiver.err" </dev/null &
-echo $! >"$receiver_pid_file"
+# A new build: the receiver restarts with it.
+deploy/local/alerts-receiver.sh stop
+deploy/local/alerts-receiver.sh start
 
 cat >&2 <<BANNER
 

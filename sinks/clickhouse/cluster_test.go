@@ -108,6 +108,12 @@ func TestClusterMatchesOneNode(t *testing.T) {
 			return c.WriteWindows(ctx, time.Minute, []effort.Window{{Name: "1h", Length: time.Hour}, {Name: "24h", Length: 24 * time.Hour}})
 		}},
 	}
+	// The hourly compaction, and the same hours compacted again through another node.
+	for _, node := range []int{1, 2} {
+		steps = append(steps, step{node, func(c *clickhouse.Client) error {
+			return c.CompactHours(ctx, now.Add(-30*time.Hour).Truncate(time.Hour), now.Add(-5*time.Hour).Truncate(time.Hour))
+		}})
+	}
 	for v := uint64(1); v <= 2; v++ { // a rerun of the analytics stage rewrites its rows
 		teams, links, impact := clusterAnalytics(now, v)
 		steps = append(steps, step{int(v), func(c *clickhouse.Client) error { return c.WriteAnalytics(ctx, teams, links, impact, now, v) }})
@@ -371,7 +377,7 @@ func waitMutations(t *testing.T, cl *chtest.Cluster, nodes []*clickhouse.Client,
 func readEverything(ctx context.Context, t *testing.T, c *clickhouse.Client, now time.Time) map[string][]string {
 	t.Helper()
 	out := map[string][]string{}
-	for _, table := range []string{"survey_responses", "tickets", privateTable, "rollup_buckets", "rollup_windows",
+	for _, table := range []string{"survey_responses", "tickets", privateTable, "rollup_buckets", "rollup_hours", "rollup_hours_done", "rollup_windows",
 		"team_periods", "linkage", "effort_impact", "drift_events"} {
 		var leaveOut []string
 		switch table {
@@ -401,6 +407,13 @@ func readEverything(ctx context.Context, t *testing.T, c *clickhouse.Client, now
 		return strings.Compare(fmt.Sprint(a), fmt.Sprint(b))
 	})
 	out["WindowTotals"] = texts(totals, err)
+	// Hourly ends: the compacted hours, and the buckets after them.
+	h := now.Truncate(time.Hour)
+	totals, err = c.WindowTotals(ctx, effort.Window{Name: "24h", Length: 24 * time.Hour}, []time.Time{h, h.Add(-3 * time.Hour), h.Add(-10 * time.Hour)})
+	slices.SortFunc(totals, func(a, b records.WindowTotal) int {
+		return strings.Compare(fmt.Sprint(a), fmt.Sprint(b))
+	})
+	out["WindowTotals hourly"] = texts(totals, err)
 	impact, err := c.LatestEffortImpact(ctx)
 	out["LatestEffortImpact"] = texts(impact, err)
 	links, at, err := c.CurrentLinkage(ctx, "7d", []string{"period", "between_teams", "within_teams"})

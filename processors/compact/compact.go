@@ -146,7 +146,7 @@ func (c *Compactor) RunOnce(ctx context.Context) (until time.Time, err error) {
 		return time.Time{}, err
 	}
 	for from := first.UTC().Truncate(time.Hour); from.Before(final); {
-		to := from.Truncate(24 * time.Hour).Add(24 * time.Hour) // one day's partition per write
+		to := from.Truncate(24 * time.Hour).Add(24 * time.Hour) // a day (of buckets) per write
 		if to.After(final) {
 			to = final
 		}

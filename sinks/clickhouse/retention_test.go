@@ -103,9 +103,9 @@ func TestRetentionDropsOnlyWhatIsOlder(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Compacted hours: dropped with the buckets of their day.
+	// Compacted hours, by month: May has ended before the cutoff, June has not.
 	if err := c.Conn().Exec(ctx, "INSERT INTO "+c.Database()+".rollup_hours (survey, dimension, key, hour_start, responses, version) "+
-		"SELECT 'ces', 'overall', '', toDateTime(arrayJoin(['2026-06-04 23:00:00', '2026-06-05 00:00:00']), 'UTC'), 1, 1"); err != nil {
+		"SELECT 'ces', 'overall', '', toDateTime(arrayJoin(['2026-05-31 23:00:00', '2026-06-01 00:00:00']), 'UTC'), 1, 1"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -126,7 +126,7 @@ func TestRetentionDropsOnlyWhatIsOlder(t *testing.T) {
 		"effort_impact/202603",
 		"linkage/202603",
 		"rollup_buckets/20260603", "rollup_buckets/20260604",
-		"rollup_hours/20260604",
+		"rollup_hours/202605",
 		"rollup_partials/20260601",
 		"survey_responses/202601", "survey_responses/202602",
 		"team_periods/202603",

@@ -2,7 +2,9 @@
 -- row per series (survey, dimension, key) and hour, the sums of that hour's buckets over
 -- every partition, once no message can change them any more. version is the highest
 -- version of the buckets it adds up, so compacting an hour again writes the same row.
--- Read with FINAL. Sorted and partitioned as rollup_buckets: retention drops whole days.
+-- Read with FINAL. Sorted as rollup_buckets, but partitioned by month: a series has 24
+-- rows a day, so a day's part would make every read under FINAL take a whole granule
+-- (8192 rows) per day; a month keeps a series' hours together. Retention drops months.
 CREATE TABLE IF NOT EXISTS {{table "rollup_hours"}}
 (
     survey String,
@@ -17,7 +19,7 @@ CREATE TABLE IF NOT EXISTS {{table "rollup_hours"}}
     version UInt64
 )
 ENGINE = {{engine "rollup_hours" "ReplacingMergeTree(version)"}}
-PARTITION BY toYYYYMMDD(hour_start)
+PARTITION BY toYYYYMM(hour_start)
 ORDER BY (survey, dimension, hour_start, key){{distributed "rollup_hours"}};
 
 -- How far rollup_hours is complete: every hour before max(compacted_until) is in it and

@@ -60,6 +60,13 @@ type Config struct {
 	// CloseReasons are the reasons a case may be closed with: bounded, so that they can
 	// be counted and charted; a free-text note goes with them.
 	CloseReasons string `env:"CXLINK_FOLLOWUP_CLOSE_REASONS" envDefault:"resolved,contacted,unreachable,not_actionable,duplicate"`
+
+	// ZendeskURL (https://acme.zendesk.com), with an agent's e-mail and API token, adds
+	// each new case of a ticket that came through the Zendesk webhook to that ticket as
+	// an internal note; empty: off.
+	ZendeskURL       string `env:"CXLINK_FOLLOWUP_ZENDESK_URL"`
+	ZendeskEmail     string `env:"CXLINK_FOLLOWUP_ZENDESK_EMAIL"`
+	ZendeskTokenFile string `env:"CXLINK_FOLLOWUP_ZENDESK_TOKEN_FILE"`
 }
 
 // Settings are a Config read into values.
@@ -77,6 +84,8 @@ type Settings struct {
 	History   time.Duration
 	// CloseReasons in the configured order.
 	CloseReasons []string
+	// Zendesk receives the cases of its tickets as internal notes; nil: none.
+	Zendesk *Zendesk
 	// Fingerprint names what shapes the partitions' decisions (rules, owners, window,
 	// due): a partition snapshot taken under others is not used.
 	Fingerprint string
@@ -153,6 +162,25 @@ func (c Config) Settings(owners string) (*Settings, error) {
 	}
 	if len(s.CloseReasons) == 0 {
 		add("CXLINK_FOLLOWUP_CLOSE_REASONS: no reason: a case could never be closed")
+	}
+	if c.ZendeskURL != "" {
+		z := &Zendesk{URL: strings.TrimRight(c.ZendeskURL, "/"), Email: c.ZendeskEmail}
+		if u, err := url.Parse(z.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add("CXLINK_FOLLOWUP_ZENDESK_URL: %q is not an http(s) URL like https://acme.zendesk.com", c.ZendeskURL)
+		}
+		if !strings.Contains(c.ZendeskEmail, "@") {
+			add("CXLINK_FOLLOWUP_ZENDESK_EMAIL: %q: want the e-mail of the agent whose API token it is", c.ZendeskEmail)
+		}
+		if c.ZendeskTokenFile == "" {
+			add("CXLINK_FOLLOWUP_ZENDESK_TOKEN_FILE: required with CXLINK_FOLLOWUP_ZENDESK_URL")
+		} else if b, err := os.ReadFile(c.ZendeskTokenFile); err != nil {
+			add("CXLINK_FOLLOWUP_ZENDESK_TOKEN_FILE: %v", err)
+		} else if z.Token = strings.TrimSpace(string(b)); z.Token == "" {
+			add("CXLINK_FOLLOWUP_ZENDESK_TOKEN_FILE: %s is empty", c.ZendeskTokenFile)
+		}
+		s.Zendesk = z
+	} else if c.ZendeskEmail != "" || c.ZendeskTokenFile != "" {
+		add("CXLINK_FOLLOWUP_ZENDESK_URL: required with CXLINK_FOLLOWUP_ZENDESK_EMAIL and _TOKEN_FILE")
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

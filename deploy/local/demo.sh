@@ -83,7 +83,6 @@ if [ ! -s "$CXLINK_FOLLOWUP_WEBHOOK_SECRET_FILE" ]; then
   (umask 077 && head -c 24 /dev/urandom | base64 >"$CXLINK_FOLLOWUP_WEBHOOK_SECRET_FILE")
 fi
 nohup "$CXLINK_DATA_DIR/bin/cxlink" alerts-receiver --listen "127.0.0.1:$ALERTS_RECEIVER_PORT" \
-  --followup-secret-file "$CXLINK_FOLLOWUP_WEBHOOK_SECRET_FILE" \
   >>"$CXLINK_DATA_DIR/alerts.log" 2>>"$CXLINK_DATA_DIR/alerts-receiver.err" </dev/null &
 echo $! >"$receiver_pid_file"
 

@@ -91,20 +91,14 @@ func runAlertsReceiver(ctx context.Context, args []string, opts Options) error {
 	fs := flag.NewFlagSet("alerts-receiver", flag.ContinueOnError)
 	fs.SetOutput(opts.Stderr)
 	listen := fs.String("listen", "127.0.0.1:19094", "host:port to receive Alertmanager webhooks on")
-	secretFile := fs.String("followup-secret-file", "", "file holding CXLINK_FOLLOWUP_WEBHOOK_SECRET: follow-up cases posted here are printed too, "+
-		"their signature checked")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	var secret []byte
-	if *secretFile != "" {
-		b, err := os.ReadFile(*secretFile)
+	// Follow-up deliveries are checked with the secret cxlink signs them with.
+	secret := []byte(opts.Environ["CXLINK_FOLLOWUP_WEBHOOK_SECRET"])
+	if file := opts.Environ["CXLINK_FOLLOWUP_WEBHOOK_SECRET_FILE"]; file != "" {
+		b, err := os.ReadFile(file)
 		if err != nil {
-			return fmt.Errorf("--followup-secret-file: %w", err)
+			return fmt.Errorf("CXLINK_FOLLOWUP_WEBHOOK_SECRET_FILE: %w", err)
 		}
-		if secret = bytes.TrimRight(b, "\r\n"); len(secret) == 0 {
-			return fmt.Errorf("--followup-secret-file: %s is empty", *secretFile)
-		}
+		secret = bytes.TrimRight(b, "\r\n")
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -149,7 +143,7 @@ type FollowUpReceiver struct {
 
 func (f FollowUpReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if len(f.Secret) == 0 {
-		http.Error(w, "follow-up deliveries need the webhook secret: start with --followup-secret-file", http.StatusUnauthorized)
+		http.Error(w, "follow-up deliveries need the webhook secret: set CXLINK_FOLLOWUP_WEBHOOK_SECRET or _FILE", http.StatusUnauthorized)
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(req.Body, 1<<20))

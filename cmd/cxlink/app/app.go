@@ -61,8 +61,8 @@ Commands:
   followups  list the follow-up cases not closed yet, overdue first (--owner, --overdue, --format json)
   token      make an API token for a source (its line goes into CXLINK_AUTH_FILE)
   alerts-receiver
-             print the notifications Alertmanager sends to its webhooks (and the
-             follow-up cases sent to owners' webhooks, with --followup-secret-file)
+             print the notifications Alertmanager sends to its webhooks, and the
+             follow-up cases posted to it (checked with CXLINK_FOLLOWUP_WEBHOOK_SECRET)
 
 Configuration comes from the environment; see README.md for every variable.
 `

@@ -53,7 +53,9 @@ func TestClickHouseUsers(t *testing.T) {
 		t.Fatalf("the writer cannot write: %v", err)
 	}
 
-	g, err := ch.Open(&ch.Options{Addr: []string{srv.Addr()}, Auth: ch.Auth{Username: "grafana", Password: demoPassword}})
+	// As the datasource connects: its default database is the dashboards' one, in which
+	// the panels' queries (naming none) run.
+	g, err := ch.Open(&ch.Options{Addr: []string{srv.Addr()}, Auth: ch.Auth{Database: "cxlink", Username: "grafana", Password: demoPassword}})
 	if err != nil {
 		t.Fatal(err)
 	}

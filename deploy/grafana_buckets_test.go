@@ -10,9 +10,10 @@ import (
 	"fmt"
 	"math"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/cxlink/cxlink/processors/effort"
 	"github.com/cxlink/cxlink/processors/records"
@@ -23,7 +24,7 @@ import (
 // panelRunner runs dashboard panels against one database, as Grafana would.
 type panelRunner struct {
 	t          *testing.T
-	db         *clickhouse.Client
+	conn       ch.Conn // the datasource's: default database the one under test
 	dashboards map[string]dashboard
 }
 
@@ -42,7 +43,7 @@ func (p panelRunner) run(file, title string, vars map[string]string, from, to ti
 			continue
 		}
 		sql := expandClickHouseMacros(expandVars(panel.Targets[0].RawSQL, vars), from, to, interval)
-		return p.query(strings.ReplaceAll(sql, "cxlink.", p.db.Database()+"."))
+		return p.query(sql)
 	}
 	p.t.Fatalf("%s: no panel %q", file, title)
 	return nil
@@ -50,7 +51,7 @@ func (p panelRunner) run(file, title string, vars map[string]string, from, to ti
 
 func (p panelRunner) query(sql string) []resultRow {
 	p.t.Helper()
-	rows, err := p.db.Conn().Query(p.t.Context(), sql)
+	rows, err := p.conn.Query(p.t.Context(), sql)
 	if err != nil {
 		p.t.Fatalf("%v\n%s", err, sql)
 	}
@@ -177,7 +178,7 @@ func TestWindowedPanelsAddUpTheirBuckets(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	p := panelRunner{t: t, db: db, dashboards: loadDashboards(t)}
+	p := panelRunner{t: t, conn: srv.Conn(t, db.Database()), dashboards: loadDashboards(t)}
 	check := func(what string, rows []resultRow, when time.Time, col, key, value string, want float64) {
 		t.Helper()
 		r, ok := pointAt(rows, when, col, key)

@@ -12,11 +12,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -26,6 +23,7 @@ import (
 	"time"
 
 	"github.com/cxlink/cxlink/cmd/cxlink/apptest"
+	"github.com/cxlink/cxlink/cmd/cxlink/apptest/proc"
 	"github.com/cxlink/cxlink/ingest/simulator"
 )
 
@@ -44,23 +42,38 @@ type dashboard struct {
 		} `json:"list"`
 	} `json:"templating"`
 	Panels []struct {
-		ID         int    `json:"id"`
-		Type       string `json:"type"`
-		Title      string `json:"title"`
-		Datasource struct {
+		ID            int    `json:"id"`
+		Type          string `json:"type"`
+		PluginVersion string `json:"pluginVersion"`
+		Title         string `json:"title"`
+		Datasource    struct {
 			Type string `json:"type"`
 			UID  string `json:"uid"`
 		} `json:"datasource"`
+		// Options of an XY chart: which fields are x and y.
+		Options struct {
+			Mapping string `json:"mapping"`
+			Series  []struct {
+				X, Y struct {
+					Matcher struct {
+						ID      string `json:"id"`
+						Options string `json:"options"`
+					} `json:"matcher"`
+				}
+			} `json:"series"`
+		} `json:"options"`
 		Targets []struct {
 			RefID      string `json:"refId"`
 			Datasource struct {
 				Type string `json:"type"`
 				UID  string `json:"uid"`
 			} `json:"datasource"`
-			RawSQL    string          `json:"rawSql"`
-			Expr      string          `json:"expr"`
-			QueryType string          `json:"queryType"`
-			Format    json.RawMessage `json:"format"`
+			PluginVersion string          `json:"pluginVersion"`
+			EditorType    string          `json:"editorType"`
+			RawSQL        string          `json:"rawSql"`
+			Expr          string          `json:"expr"`
+			QueryType     string          `json:"queryType"`
+			Format        json.RawMessage `json:"format"`
 		} `json:"targets"`
 	} `json:"panels"`
 }
@@ -95,8 +108,29 @@ func loadDashboards(t testing.TB) map[string]dashboard {
 	return out
 }
 
+// composePins are the versions of Grafana and of its ClickHouse plugin that
+// docker-compose.yml pins: the dashboards are written for them.
+func composePins(t *testing.T) (grafana, plugin string) {
+	t.Helper()
+	b, err := os.ReadFile("../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := regexp.MustCompile(`image: grafana/grafana:(\d+\.\d+\.\d+)\n`).FindSubmatch(b)
+	p := regexp.MustCompile(`GF_PLUGINS_PREINSTALL_SYNC: grafana-clickhouse-datasource@(\d+\.\d+\.\d+)\n`).FindSubmatch(b)
+	if g == nil || p == nil {
+		t.Fatal("docker-compose.yml pins no Grafana image or ClickHouse plugin version (grafana/grafana:X.Y.Z, GF_PLUGINS_PREINSTALL_SYNC: grafana-clickhouse-datasource@X.Y.Z)")
+	}
+	return string(g[1]), string(p[1])
+}
+
+// databaseName matches a table named with its database: the dashboards' queries run in
+// the datasource's default database, which is cxlink's CLICKHOUSE_DATABASE.
+var databaseName = regexp.MustCompile(`(?i)\b(FROM|JOIN)\s+[a-z_][a-z0-9_]*\.`)
+
 // TestDashboardsAreWellFormed checks what Grafana needs to load them without a server.
 func TestDashboardsAreWellFormed(t *testing.T) {
+	grafanaVersion, pluginVersion := composePins(t)
 	for name, d := range loadDashboards(t) {
 		ids := map[int]bool{}
 		for _, p := range d.Panels {
@@ -107,11 +141,33 @@ func TestDashboardsAreWellFormed(t *testing.T) {
 			if len(p.Targets) == 0 {
 				t.Errorf("%s %q: no query", name, p.Title)
 			}
+			// Without an explicit mapping current Grafana plots the first number as x and
+			// every other number as y; without the panel's version it migrates the options
+			// as those of a pre-11.1 XY chart.
+			if p.Type == "xychart" {
+				o := p.Options
+				if p.PluginVersion != grafanaVersion || o.Mapping != "manual" || len(o.Series) == 0 {
+					t.Errorf("%s %q: XY chart of Grafana %q with mapping %q and %d series, want Grafana %s, manual, one or more",
+						name, p.Title, p.PluginVersion, o.Mapping, len(o.Series), grafanaVersion)
+				}
+				for _, s := range o.Series {
+					if s.X.Matcher.ID != "byName" || s.Y.Matcher.ID != "byName" || s.X.Matcher.Options == "" || s.Y.Matcher.Options == "" {
+						t.Errorf("%s %q: series without x and y fields by name: %+v", name, p.Title, s)
+					}
+				}
+			}
 			for _, q := range p.Targets {
 				switch q.Datasource.UID {
 				case "clickhouse":
 					if q.Datasource.Type != "grafana-clickhouse-datasource" || q.RawSQL == "" || q.Format == nil || (q.QueryType != "table" && q.QueryType != "timeseries") {
 						t.Errorf("%s %q: ClickHouse target %+v", name, p.Title, q)
+					}
+					if q.PluginVersion != pluginVersion || q.EditorType != "sql" {
+						t.Errorf("%s %q: target of plugin version %q, editor %q; want %s (docker-compose.yml), sql: else the editor migrates it as a v3 query",
+							name, p.Title, q.PluginVersion, q.EditorType, pluginVersion)
+					}
+					if m := databaseName.FindString(q.RawSQL); m != "" {
+						t.Errorf("%s %q: %q names a database; the datasource's default database serves", name, p.Title, m)
 					}
 					if strings.Contains(q.RawSQL, "$__timeInterval") {
 						t.Errorf("%s %q: $__timeInterval expands to toStartOfInterval, which ClickHouse 18.16 lacks: use intDiv(toUInt32(col), $__interval_s)", name, p.Title)
@@ -167,102 +223,6 @@ func fixtureSQL(rows, database string, now time.Time) string {
 	at := func(t time.Time) string { return fmt.Sprintf("toDateTime(%d)", t.Unix()) }
 	return strings.NewReplacer("{now}", at(now), "{minute}", at(now.Truncate(time.Minute)),
 		"{hour}", at(now.Truncate(time.Hour))).Replace(fmt.Sprintf(rows, database))
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// startPrometheus runs the Debian prometheus binary scraping target every second with the
-// project's recording rules, and returns its base URL.
-func startPrometheus(t *testing.T, target string) string {
-	t.Helper()
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Fatal("prometheus not found: install it with `apt-get install prometheus`, or run deploy/local/test.sh")
-	}
-	dir := t.TempDir()
-	rules, _ := filepath.Abs("prometheus/rules")
-	cfg := fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}
-rule_files: [%q]
-scrape_configs:
-  - job_name: cxlink
-    static_configs: [{targets: [%q]}]
-`, filepath.Join(rules, "*.yml"), strings.TrimPrefix(target, "http://"))
-	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	logf, _ := os.Create(filepath.Join(dir, "prometheus.log"))
-	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("prometheus log:\n%s", tail(string(b), 30))
-		}
-		logf.Close()
-	})
-	base := "http://" + addr
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(base + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return base
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prometheus at %s not ready in 30s: %v", addr, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-type promResult struct {
-	Status    string `json:"status"`
-	ErrorType string `json:"errorType"`
-	Error     string `json:"error"`
-	Data      struct {
-		Result []json.RawMessage `json:"result"`
-	} `json:"data"`
-}
-
-func promQuery(t *testing.T, base, expr string, from, to time.Time) (promResult, error) {
-	t.Helper()
-	q := url.Values{"query": {expr}, "start": {strconv.FormatInt(from.Unix(), 10)}, "end": {strconv.FormatInt(to.Unix(), 10)}, "step": {"5"}}
-	resp, err := http.Get(base + "/api/v1/query_range?" + q.Encode())
-	if err != nil {
-		return promResult{}, err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var r promResult
-	if err := json.Unmarshal(b, &r); err != nil {
-		return r, fmt.Errorf("%d %s", resp.StatusCode, b)
-	}
-	if r.Status != "success" {
-		return r, fmt.Errorf("%s: %s", r.ErrorType, r.Error)
-	}
-	return r, nil
 }
 
 // expandVars substitutes Grafana variables ($name, ${name} and ${name:percentencode})
@@ -329,13 +289,16 @@ func TestDashboardQueries(t *testing.T) {
 		"CXLINK_ALLOWED_LATENESS": "1h",
 		"CXLINK_PARTITIONS":       "2",
 		// Link per 10-minute pulse period, as the simulator pulses, and often.
-		"CXLINK_LINKAGE_PERIOD":  "10m",
+		"CXLINK_PULSE_PERIOD":    "10m",
 		"CXLINK_PULSE_GRACE":     "0s",
 		"CXLINK_ANALYTICS_EVERY": "10s",
 		// Unhappy answers open follow-up cases for the follow-ups dashboard.
 		"CXLINK_FOLLOWUP_RULES": "ces<=2, nps<=6",
 	})
 	db := in.Database()
+	// Panel queries run as the ClickHouse plugin runs them: on a connection whose default
+	// database is the datasource's defaultDatabase.
+	grafana := in.CH.Conn(t, db)
 
 	// A simulated contact centre: half an hour of history on time (lateness 1 h), then live.
 	simCtx, stopSim := context.WithCancel(context.Background())
@@ -358,7 +321,8 @@ func TestDashboardQueries(t *testing.T) {
 		}
 	}
 
-	prom := startPrometheus(t, in.URL)
+	prom := apptest.StartPrometheus(t, apptest.PrometheusConfig{Targets: []string{in.Addr},
+		RuleFiles: []string{proc.RepoPath(t, "deploy/prometheus/rules/*.yml")}})
 	// Wait for the history to be stored and rolled up, and for Prometheus to have scraped
 	// the rolling gauges and evaluated the recording rules over them.
 	in.WaitCount(500, fmt.Sprintf("SELECT count() FROM %s.survey_responses FINAL", db))
@@ -369,7 +333,7 @@ func TestDashboardQueries(t *testing.T) {
 	in.WaitCount(1, fmt.Sprintf("SELECT count() FROM %s.followups FINAL WHERE state != 'closed'", db))
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		r, err := promQuery(t, prom, `cxlink:rolling_mean{survey="ces",window="1h",dimension="category"}`, time.Now().Add(-time.Minute), time.Now())
+		r, err := prom.QueryRange(`cxlink:rolling_mean{survey="ces",window="1h",dimension="category"}`, time.Now().Add(-time.Minute), time.Now(), 5*time.Second)
 		if err == nil && len(r.Data.Result) > 0 {
 			break
 		}
@@ -380,7 +344,7 @@ func TestDashboardQueries(t *testing.T) {
 	}
 	// Enough scrapes for rate() over the panels' interval.
 	for {
-		r, err := promQuery(t, prom, `sum(rate(cxlink_ingest_events_total[15s])) > 0`, time.Now().Add(-5*time.Second), time.Now())
+		r, err := prom.QueryRange(`sum(rate(cxlink_ingest_events_total[15s])) > 0`, time.Now().Add(-5*time.Second), time.Now(), 5*time.Second)
 		if err == nil && len(r.Data.Result) > 0 {
 			break
 		}
@@ -434,9 +398,6 @@ func TestDashboardQueries(t *testing.T) {
 					seen := map[string]bool{}
 					for _, vars := range combinations(d) {
 						sql := expandClickHouseMacros(expandVars(q.RawSQL, vars), from, to, time.Minute)
-						// The dashboards name the database of the provisioned datasource,
-						// cxlink; this test's database has another name.
-						sql = strings.ReplaceAll(sql, "cxlink.", db+".")
 						if seen[sql] {
 							continue
 						}
@@ -445,10 +406,17 @@ func TestDashboardQueries(t *testing.T) {
 							t.Errorf("%s: unexpanded macro or variable in\n%s", what, sql)
 							continue
 						}
-						rows, err := in.DB.Conn().Query(t.Context(), sql)
+						rows, err := grafana.Query(t.Context(), sql)
 						if err != nil {
 							t.Errorf("%s %v: %v\n%s", what, vars, err, sql)
 							continue
+						}
+						for _, s := range p.Options.Series {
+							for _, field := range []string{s.X.Matcher.Options, s.Y.Matcher.Options} {
+								if !slices.Contains(rows.Columns(), field) {
+									t.Errorf("%s: the XY chart plots field %q, which the query does not return (%v)", what, field, rows.Columns())
+								}
+							}
 						}
 						n := 0
 						for rows.Next() {
@@ -473,7 +441,7 @@ func TestDashboardQueries(t *testing.T) {
 							t.Errorf("%s: %s is neither exported by cxlink nor a recording rule", what, m)
 						}
 					}
-					r, err := promQuery(t, prom, expr, time.Now().Add(-2*time.Minute), time.Now())
+					r, err := prom.QueryRange(expr, time.Now().Add(-2*time.Minute), time.Now(), 5*time.Second)
 					if err != nil {
 						t.Errorf("%s: %v\n%s", what, err, expr)
 						continue

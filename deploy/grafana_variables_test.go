@@ -138,7 +138,7 @@ func TestHostileVariableValues(t *testing.T) {
 			t.Fatalf("rows for %s: %v", table, err)
 		}
 	}
-	g, err := ch.Open(&ch.Options{Addr: []string{srv.Addr()}, Auth: ch.Auth{Username: "grafana", Password: demoPassword}})
+	g, err := ch.Open(&ch.Options{Addr: []string{srv.Addr()}, Auth: ch.Auth{Database: "cxlink", Username: "grafana", Password: demoPassword}})
 	if err != nil {
 		t.Fatal(err)
 	}

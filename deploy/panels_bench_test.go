@@ -103,7 +103,7 @@ FROM
     FROM system.numbers LIMIT {total}
 )
 WHERE occurred_at < now()`,
-	`INSERT INTO {db}.employee_pulses
+	`INSERT INTO {private}.employee_pulses
 SELECT
     concat('p-', toString(week), '-', toString(employee), '-', question) AS id,
     concat('employee-', toString(employee)) AS employee_id,
@@ -118,7 +118,8 @@ SELECT
     0 AS late,
     toUInt16(cityHash64(employee_id) % 16) AS partition,
     number + 1 AS seq,
-    seq AS version
+    seq AS version,
+    received_at AS stored_at
 FROM
 (
     SELECT number, intDiv(number, 1000) AS week, number % 1000 AS employee
@@ -230,7 +231,7 @@ func fillCentre(b *testing.B, srv *chtest.Server) *clickhouse.Client {
 		if strings.Contains(q, ".tickets") {
 			perDay = ticketsPerDay
 		}
-		execFill(b, db, q, strings.NewReplacer("{db}", db.Database(), "{start}", fmt.Sprint(today.AddDate(0, 0, -centreDays).Unix()),
+		execFill(b, db, q, strings.NewReplacer("{db}", db.Database(), "{private}", db.PrivateDatabase(), "{start}", fmt.Sprint(today.AddDate(0, 0, -centreDays).Unix()),
 			"{days}", fmt.Sprint(centreDays), "{perday}", fmt.Sprint(perDay), "{total}", fmt.Sprint(days*perDay),
 			"{runs}", fmt.Sprint(days*288)))
 	}
@@ -252,8 +253,12 @@ func lastDay(b *testing.B, srv *chtest.Server, month *clickhouse.Client) *clickh
 	b.Helper()
 	db := openCentre(b, srv)
 	for table, col := range centreTables {
+		to, from := db.Database(), month.Database()
+		if table == "employee_pulses" {
+			to, from = db.PrivateDatabase(), month.PrivateDatabase()
+		}
 		execFill(b, db, fmt.Sprintf("INSERT INTO %s.%s SELECT * FROM %s.%s WHERE %s >= now() - 86400",
-			db.Database(), table, month.Database(), table, col), strings.NewReplacer())
+			to, table, from, table, col), strings.NewReplacer())
 	}
 	fmt.Printf("the last day alone: %s\n", tableSizes(b, db))
 	return db
@@ -262,7 +267,7 @@ func lastDay(b *testing.B, srv *chtest.Server, month *clickhouse.Client) *clickh
 func tableSizes(b *testing.B, db *clickhouse.Client) string {
 	b.Helper()
 	rows, err := db.Conn().Query(context.Background(), "SELECT table, sum(rows), count() FROM system.parts "+
-		"WHERE active AND database = '"+db.Database()+"' GROUP BY table ORDER BY table")
+		"WHERE active AND database IN ('"+db.Database()+"', '"+db.PrivateDatabase()+"') GROUP BY table ORDER BY table")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -335,7 +340,7 @@ func panelQueries(b *testing.B) []panelQuery {
 	}
 	return append(out, panelQuery{name: "README/rollups view, 1h by category",
 		sql: "SELECT key AS category, responses, round(mean, 2) AS ces, round(pct_difficult, 1) AS pct_difficult " +
-			"FROM cxlink.rollups WHERE survey = 'ces' AND `window` = '1h' AND dimension = 'category' ORDER BY ces"})
+			"FROM rollups WHERE survey = 'ces' AND `window` = '1h' AND dimension = 'category' ORDER BY ces"})
 }
 
 // timing is what one run of a query cost.
@@ -345,10 +350,10 @@ type timing struct {
 }
 
 // runQuery runs sql and drains its rows; id names it in system.query_log.
-func runQuery(ctx context.Context, db *clickhouse.Client, id, sql string) (time.Duration, error) {
+func runQuery(ctx context.Context, conn ch.Conn, id, sql string) (time.Duration, error) {
 	ctx = ch.Context(ctx, ch.WithQueryID(id), ch.WithSettings(ch.Settings{"log_queries": 1}))
 	start := time.Now()
-	rows, err := db.Conn().Query(ctx, sql)
+	rows, err := conn.Query(ctx, sql)
 	if err != nil {
 		return 0, err
 	}
@@ -427,6 +432,11 @@ func BenchmarkPanelQueries(b *testing.B) {
 		{"30d", month, 24 * time.Hour, time.Minute},
 		{"30d", month, 30 * 24 * time.Hour, 30 * time.Minute},
 	}
+	// The panels' queries name no database: they run in the datasource's default one.
+	conns := map[*clickhouse.Client]ch.Conn{}
+	for _, c := range cases {
+		conns[c.db] = srv.Conn(b, c.db.Database())
+	}
 	type result struct {
 		name, history, span          string
 		wall50, wall99, cpu50, cpu99 time.Duration
@@ -446,9 +456,8 @@ func BenchmarkPanelQueries(b *testing.B) {
 				for i := 0; b.Loop(); i++ {
 					to := time.Now()
 					sql := expandClickHouseMacros(q.sql, to.Add(-c.span), to, c.interval)
-					sql = strings.ReplaceAll(sql, "cxlink.", c.db.Database()+".")
 					id := fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), i)
-					d, err := runQuery(context.Background(), c.db, id, sql)
+					d, err := runQuery(context.Background(), conns[c.db], id, sql)
 					if err != nil {
 						b.Fatalf("%v\n%s", err, sql)
 					}

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -16,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/cxlink/cxlink/cmd/cxlink/app"
+	"github.com/cxlink/cxlink/cmd/cxlink/apptest"
 	"github.com/cxlink/cxlink/ingest/broker"
 	"github.com/cxlink/cxlink/ingest/stream"
 )
@@ -29,38 +27,19 @@ func TestStreamFullIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ns.Shutdown()
+	t.Cleanup(ns.Shutdown)
 	env := map[string]string{"NATS_URL": ns.ClientURL(), "CXLINK_HTTP_ADDR": "127.0.0.1:0", "CXLINK_STREAM_MAX_BYTES": "200000"}
-	ctx, stop := context.WithCancel(context.Background())
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, []string{"ingest"}, app.Options{Environ: env, Stderr: testWriter{t, "ingest"}, Listening: func(a string) { addr <- a }})
-	}()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	url := "http://" + <-addr + "/v1/events"
+	url := apptest.StartRole(t, env, nil, "ingest").URL + "/v1/events"
 
 	rng := rand.New(rand.NewPCG(1, 2))
 	accepted := 0
 	var full *http.Response
 	var fullBody string
 	for i := 0; i < 200 && full == nil; i++ {
-		var body bytes.Buffer
-		enc := json.NewEncoder(&body)
-		for _, e := range testEvents(rng, fmt.Sprintf("full%d", i), 50, time.Now()) {
-			enc.Encode(e)
-		}
-		resp, err := http.Post(url, "application/x-ndjson", &body)
+		resp, raw, err := apptest.PostNDJSON(nil, url, testEvents(rng, fmt.Sprintf("full%d", i), 50, time.Now()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		raw, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
 		var a postAnswer
 		if err := json.Unmarshal(raw, &a); err != nil {
 			t.Fatalf("%d %s", resp.StatusCode, raw)

@@ -110,6 +110,7 @@ func wholePipeline(b *testing.B, policy string) float64 {
 		Process pipeline.Config
 		Stream  stream.Config
 	}
+	cfg.HTTP = httpapi.DefaultConfig()
 	if err := env.ParseWithOptions(&cfg, env.Options{Environment: map[string]string{}}); err != nil {
 		b.Fatal(err)
 	}

@@ -2,12 +2,7 @@ package main
 
 import (
 	"bytes"
-	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
-	"os"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -73,7 +68,7 @@ func TestPoisonMessageEndToEnd(t *testing.T) {
 	if list := c.deadletters("list"); !strings.Contains(list, "0 of 0 letters") {
 		t.Fatalf("after discarding:\n%s", list)
 	}
-	metrics := c.processMetrics()
+	metrics := get(t, c.processor.URL(t)+"/metrics")
 	if !strings.Contains(metrics, `cxlink_dead_letters_total{reason="invalid"} 1`) {
 		t.Errorf("metric not counted:\n%s", grep(metrics, "cxlink_dead_letters_total"))
 	}
@@ -91,21 +86,4 @@ func grep(text, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
-}
-
-// processMetrics scrapes the running process role's /metrics, at the address it logged.
-func (c *cluster) processMetrics() string {
-	c.t.Helper()
-	logText, _ := os.ReadFile(c.procLog.Name())
-	m := regexp.MustCompile(`msg="http listening" addr=(\S+)`).FindAllSubmatch(logText, -1)
-	if m == nil {
-		c.t.Fatal("the process role did not log its address")
-	}
-	resp, err := http.Get(fmt.Sprintf("http://%s/metrics", m[len(m)-1][1]))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
 }

@@ -6,19 +6,11 @@ package main
 // ClickHouse server. Rollups are checked against a recomputation from the raw tables.
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
-	"syscall"
+	"maps"
 	"testing"
 	"time"
 
@@ -26,7 +18,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cxlink/cxlink/cmd/cxlink/app"
 	"github.com/cxlink/cxlink/cmd/cxlink/apptest"
 	"github.com/cxlink/cxlink/ingest/broker"
 	"github.com/cxlink/cxlink/ingest/stream"
@@ -36,16 +27,8 @@ import (
 	"github.com/cxlink/cxlink/sinks/clickhouse/chtest"
 )
 
-// The test binary doubles as cxlink: a child started with this variable runs main.
-const childEnv = "CXLINK_TEST_RUN_MAIN"
-
-func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) == "1" {
-		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
+// The test binary doubles as cxlink: apptest.NewChild runs it again as a role.
+func TestMain(m *testing.M) { apptest.Main(m, main) }
 
 const (
 	partitions = 4
@@ -61,9 +44,27 @@ type cluster struct {
 	db        *clickhouse.Client
 	js        jetstream.JetStream
 	ingestURL string
-	proc      *exec.Cmd
-	procDone  chan struct{}
-	procLog   *os.File
+	processor *apptest.Child // the process role, once startProcessor ran
+}
+
+// clusterEnv is the environment of the end-to-end and fault suites' roles on database of
+// ch: short windows and waits, so that a test sees results in seconds.
+func clusterEnv(ch *chtest.Server, database string) map[string]string {
+	env := map[string]string{
+		"CXLINK_PARTITIONS":         fmt.Sprint(partitions),
+		"CXLINK_WINDOWS":            "10m,1h",
+		"CXLINK_ROLLUP_STEP":        "1s",
+		"CXLINK_ALLOWED_LATENESS":   lateness.String(),
+		"CXLINK_ATTRIBUTION_WAIT":   "1m",
+		"CXLINK_BATCH_MAX_DELAY":    "100ms",
+		"CXLINK_SNAPSHOT_EVERY":     "2s",
+		"CXLINK_METRICS_MAX_KEYS":   "20",
+		"CLICKHOUSE_DIAL_TIMEOUT":   "1s",
+		"CLICKHOUSE_INSERT_TIMEOUT": "5s",
+		"CXLINK_EMPLOYEE_ID_KEY":    testEmployeeKey,
+	}
+	maps.Copy(env, ch.Env(database))
+	return env
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -74,26 +75,14 @@ func newCluster(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(ns.Shutdown)
-	ch := chtest.Start(t)
+	ch := chtest.StartPrivate(t)
 	database := ch.NewDatabase(t)
-	c := &cluster{t: t, ch: ch, env: map[string]string{
-		"NATS_URL":                  ns.ClientURL(),
-		"CLICKHOUSE_ADDR":           ch.Addr(),
-		"CLICKHOUSE_DATABASE":       database,
-		"CXLINK_HTTP_ADDR":          "127.0.0.1:0",
-		"CXLINK_PARTITIONS":         fmt.Sprint(partitions),
-		"CXLINK_WINDOWS":            "10m,1h",
-		"CXLINK_ROLLUP_STEP":        "1s",
-		"CXLINK_ALLOWED_LATENESS":   lateness.String(),
-		"CXLINK_ATTRIBUTION_WAIT":   "1m",
-		"CXLINK_BATCH_MAX_DELAY":    "100ms",
-		"CXLINK_LEASE_TTL":          "3s",
-		"CXLINK_SNAPSHOT_EVERY":     "2s",
-		"CXLINK_METRICS_MAX_KEYS":   "20",
-		"CLICKHOUSE_DIAL_TIMEOUT":   "1s",
-		"CLICKHOUSE_INSERT_TIMEOUT": "5s",
-		"CXLINK_EMPLOYEE_ID_KEY":    testEmployeeKey,
-	}}
+	c := &cluster{t: t, ch: ch, env: clusterEnv(ch, database)}
+	c.env["NATS_URL"], c.env["CXLINK_HTTP_ADDR"] = ns.ClientURL(), "127.0.0.1:0"
+	// Long enough for renewals on a loaded machine (at 3 s, a busy processor lost its
+	// leases every few seconds and spent its time restarting partitions); a restart after
+	// kill -9 waits for it once.
+	c.env["CXLINK_LEASE_TTL"] = "10s"
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
 		t.Fatal(err)
@@ -102,30 +91,8 @@ func newCluster(t *testing.T) *cluster {
 	if c.js, err = jetstream.New(nc); err != nil {
 		t.Fatal(err)
 	}
-
 	// The ingest role runs in this process; it creates the stream.
-	ingestCtx, stopIngest := context.WithCancel(context.WithoutCancel(ctx))
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ingestCtx, []string{"ingest"}, app.Options{
-			Environ: c.env, Stderr: testWriter{t, "ingest"}, Listening: func(a string) { addr <- a },
-		})
-	}()
-	select {
-	case a := <-addr:
-		c.ingestURL = "http://" + a + "/v1/events"
-	case err := <-done:
-		t.Fatalf("ingest: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("ingest did not start")
-	}
-	t.Cleanup(func() {
-		stopIngest()
-		if err := <-done; err != nil {
-			t.Errorf("ingest: %v", err)
-		}
-	})
+	c.ingestURL = apptest.StartRole(t, c.env, nil, "ingest").URL + "/v1/events"
 	if c.db, err = clickhouse.Open(ctx, ch.Config(database), slog.New(slog.DiscardHandler), prometheus.NewRegistry()); err != nil {
 		t.Fatal(err)
 	}
@@ -133,67 +100,16 @@ func newCluster(t *testing.T) *cluster {
 	return c
 }
 
-type testWriter struct {
-	t    *testing.T
-	name string
-}
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Logf("%s: %s", w.name, bytes.TrimRight(p, "\n"))
-	return len(p), nil
-}
-
-// startProcessor starts the process role as a child process.
+// startProcessor starts the process role as a child process, with the cluster's
+// environment as it is at the first start.
 func (c *cluster) startProcessor() {
 	c.t.Helper()
-	cmd := exec.Command(os.Args[0], "process")
-	cmd.Env = append(os.Environ(), childEnv+"=1")
-	for k, v := range c.env {
-		cmd.Env = append(cmd.Env, k+"="+v)
+	if c.processor == nil {
+		c.processor = apptest.NewChild(c.t, "process", c.env, "process")
 	}
-	if c.procLog == nil {
-		f, err := os.Create(filepath.Join(c.t.TempDir(), "process.log"))
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		c.procLog = f
-		c.t.Cleanup(func() {
-			c.stopProcessor(syscall.SIGKILL)
-			if c.t.Failed() {
-				out, _ := os.ReadFile(f.Name())
-				c.t.Logf("process role log:\n%s", tail(string(out), 60))
-			}
-			f.Close()
-		})
-	}
-	cmd.Stdout, cmd.Stderr = c.procLog, c.procLog
-	if err := cmd.Start(); err != nil {
+	if err := c.processor.Start(); err != nil {
 		c.t.Fatal(err)
 	}
-	c.proc, c.procDone = cmd, make(chan struct{})
-	go func(done chan struct{}) { cmd.Wait(); close(done) }(c.procDone)
-}
-
-func (c *cluster) stopProcessor(sig syscall.Signal) {
-	if c.proc == nil {
-		return
-	}
-	c.proc.Process.Signal(sig)
-	select {
-	case <-c.procDone:
-	case <-time.After(60 * time.Second):
-		c.proc.Process.Kill()
-		<-c.procDone
-	}
-	c.proc = nil
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 type postAnswer struct {
@@ -207,17 +123,10 @@ type postAnswer struct {
 // post sends events as NDJSON and returns the API's answer.
 func (c *cluster) post(events []map[string]any) postAnswer {
 	c.t.Helper()
-	var body bytes.Buffer
-	enc := json.NewEncoder(&body)
-	for _, e := range events {
-		enc.Encode(e)
-	}
-	resp, err := http.Post(c.ingestURL, "application/x-ndjson", &body)
+	resp, raw, err := apptest.PostNDJSON(nil, c.ingestURL, events)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
 	var a postAnswer
 	if err := json.Unmarshal(raw, &a); err != nil {
 		c.t.Fatalf("answer %d %s: %v", resp.StatusCode, raw, err)
@@ -253,7 +162,8 @@ func (c *cluster) postAll(events []map[string]any, batch int) (stored, rejected 
 }
 
 // waitProcessed waits until every partition's progress has passed its last message:
-// the rows of every message in the stream are stored.
+// the rows of every message in the stream are stored. The limit only ends a stuck run:
+// a busy machine can take minutes over what takes seconds.
 func (c *cluster) waitProcessed() {
 	c.t.Helper()
 	waitPartitionsStored(c.t, c.js, partitions, 5*time.Minute) // a limit for a stuck run, not a speed test
@@ -317,7 +227,7 @@ func waitPartitionsStored(t testing.TB, js jetstream.JetStream, n int, timeout t
 
 func (c *cluster) query(q string, args ...any) [][]any {
 	c.t.Helper()
-	return apptest.ScanRows(c.t, c.db, q, args...)
+	return apptest.ScanRows(c.t, c.db.Conn(), q, args...)
 }
 
 // checkStored checks that each raw table holds exactly the stored ids, once each under

@@ -23,12 +23,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,6 +39,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cxlink/cxlink/cmd/cxlink/apptest"
+	"github.com/cxlink/cxlink/cmd/cxlink/apptest/proc"
 	"github.com/cxlink/cxlink/ingest/broker"
 	"github.com/cxlink/cxlink/ingest/stream"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
@@ -179,120 +179,6 @@ func TestFaultInjection(t *testing.T) {
 	}
 }
 
-// child is one cxlink process, started from this test binary (see TestMain).
-type child struct {
-	t    testing.TB
-	name string
-	args []string
-	env  map[string]string
-	log  *os.File
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error // of Wait, once done is closed
-}
-
-func newChild(t testing.TB, name string, env map[string]string, args ...string) *child {
-	f, err := os.Create(filepath.Join(t.TempDir(), name+".log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &child{t: t, name: name, args: args, env: env, log: f}
-	t.Cleanup(func() {
-		c.kill()
-		if t.Failed() {
-			out, _ := os.ReadFile(f.Name())
-			t.Logf("%s log:\n%s", name, tail(string(out), 40))
-		}
-		f.Close()
-	})
-	return c
-}
-
-func (c *child) start() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cmd != nil {
-		return
-	}
-	cmd := exec.Command(os.Args[0], c.args...)
-	cmd.Env = append(os.Environ(), childEnv+"=1")
-	for k, v := range c.env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	fmt.Fprintf(c.log, "---- start %s %s\n", c.name, time.Now().Format(time.RFC3339Nano))
-	cmd.Stdout, cmd.Stderr = c.log, c.log
-	if err := cmd.Start(); err != nil {
-		c.t.Errorf("start %s: %v", c.name, err)
-		return
-	}
-	done := make(chan struct{})
-	c.cmd, c.done = cmd, done
-	go func() {
-		err := cmd.Wait()
-		c.mu.Lock()
-		c.err = err
-		c.mu.Unlock()
-		close(done)
-	}()
-}
-
-func (c *child) running() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.cmd != nil
-}
-
-// exited reports how a child that was not stopped by the test ended, or nil.
-func (c *child) exited() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cmd == nil {
-		return nil
-	}
-	select {
-	case <-c.done:
-		return fmt.Errorf("%s exited on its own: %v", c.name, c.err)
-	default:
-		return nil
-	}
-}
-
-// signal sends sig and waits up to timeout for the exit; it returns Wait's error.
-func (c *child) signal(sig syscall.Signal, timeout time.Duration) error {
-	c.mu.Lock()
-	cmd, done := c.cmd, c.done
-	c.mu.Unlock()
-	if cmd == nil {
-		return nil
-	}
-	fmt.Fprintf(c.log, "---- %s %s %s\n", sig, c.name, time.Now().Format(time.RFC3339Nano))
-	_ = cmd.Process.Signal(sig)
-	var err error
-	select {
-	case <-done:
-		c.mu.Lock()
-		err = c.err
-		c.mu.Unlock()
-	case <-time.After(timeout):
-		_ = cmd.Process.Kill()
-		<-done
-		err = fmt.Errorf("%s did not exit within %s of %s", c.name, timeout, sig)
-	}
-	c.mu.Lock()
-	c.cmd, c.done = nil, nil
-	c.mu.Unlock()
-	return err
-}
-
-func (c *child) kill() { _ = c.signal(syscall.SIGKILL, time.Minute) }
-
-func (c *child) logText() string {
-	b, _ := os.ReadFile(c.log.Name())
-	return string(b)
-}
-
 // faultCluster is one scenario's world: ClickHouse, NATS (in this process, or embedded
 // in a `run` child) and cxlink children.
 type faultCluster struct {
@@ -303,86 +189,37 @@ type faultCluster struct {
 	natsMu              sync.Mutex
 	nats                *broker.Server
 	// The roles: ingest and proc (external NATS), or run (embedded).
-	ingest, proc, run *child
+	ingest, proc, run *apptest.Child
 	faults            int
 }
 
-// handedOut holds the addresses freeAddr gave: scenarios run in parallel and restart
-// their processes on the same ports, so no port is given twice.
-var handedOut = struct {
-	sync.Mutex
-	addrs map[string]bool
-}{addrs: map[string]bool{}}
-
-// freeAddr returns a loopback address that was free a moment ago and that no other
-// caller in this process got.
-func freeAddr(t testing.TB) string {
-	handedOut.Lock()
-	defer handedOut.Unlock()
-	var held []net.Listener
-	defer func() {
-		for _, l := range held {
-			l.Close()
-		}
-	}()
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, l) // keeps the kernel from offering it again meanwhile
-		if addr := l.Addr().String(); !handedOut.addrs[addr] {
-			handedOut.addrs[addr] = true
-			return addr
-		}
-	}
-}
-
 func newFaultCluster(t *testing.T, embedded bool) *faultCluster {
-	ch := chtest.Start(t)
+	ch := chtest.StartPrivate(t)
 	database := ch.NewDatabase(t)
-	f := &faultCluster{cluster: &cluster{t: t, ch: ch, env: map[string]string{
-		"CLICKHOUSE_ADDR":           ch.Addr(),
-		"CLICKHOUSE_DATABASE":       database,
-		"CXLINK_PARTITIONS":         fmt.Sprint(partitions),
-		"CXLINK_WINDOWS":            "10m,1h",
-		"CXLINK_ROLLUP_STEP":        "1s",
-		"CXLINK_ALLOWED_LATENESS":   lateness.String(),
-		"CXLINK_ATTRIBUTION_WAIT":   "1m",
-		"CXLINK_BATCH_MAX_DELAY":    "100ms",
-		"CXLINK_LEASE_TTL":          "3s",
-		"CXLINK_SNAPSHOT_EVERY":     "2s",
-		"CXLINK_METRICS_MAX_KEYS":   "20",
-		"CXLINK_PUBLISH_TIMEOUT":    "5s",
-		"CLICKHOUSE_DIAL_TIMEOUT":   "1s",
-		"CLICKHOUSE_INSERT_TIMEOUT": "5s",
-		"CXLINK_EMPLOYEE_ID_KEY":    testEmployeeKey,
-	}}}
-	f.ingestAddr = freeAddr(t)
+	f := &faultCluster{cluster: &cluster{t: t, ch: ch, env: clusterEnv(ch, database)}}
+	f.env["CXLINK_LEASE_TTL"], f.env["CXLINK_PUBLISH_TIMEOUT"] = "3s", "5s"
+	f.ingestAddr = proc.FreeAddr(t)
 	natsURL := ""
 	if embedded {
-		f.natsListen = freeAddr(t)
-		env := clone(f.env)
+		f.natsListen = proc.FreeAddr(t)
+		env := maps.Clone(f.env)
 		env["CXLINK_DATA_DIR"] = t.TempDir()
 		env["CXLINK_EMBEDDED_NATS_LISTEN"] = f.natsListen
 		env["CXLINK_HTTP_ADDR"] = f.ingestAddr
-		f.run = newChild(t, "run", env, "run")
-		f.run.start()
+		f.run = apptest.StartChild(t, "run", env, "run")
 		natsURL = "nats://" + f.natsListen
 	} else {
-		f.natsDir, f.natsListen = t.TempDir(), freeAddr(t)
+		f.natsDir, f.natsListen = t.TempDir(), proc.FreeAddr(t)
 		f.startNATS()
 		t.Cleanup(f.stopNATS)
 		natsURL = "nats://" + f.natsListen
 		f.env["NATS_URL"] = natsURL
-		ienv := clone(f.env)
+		ienv := maps.Clone(f.env)
 		ienv["CXLINK_HTTP_ADDR"] = f.ingestAddr
-		f.ingest = newChild(t, "ingest", ienv, "ingest")
-		f.ingest.start()
-		penv := clone(f.env)
+		f.ingest = apptest.StartChild(t, "ingest", ienv, "ingest")
+		penv := maps.Clone(f.env)
 		penv["CXLINK_HTTP_ADDR"] = "127.0.0.1:0"
-		f.proc = newChild(t, "process", penv, "process")
-		f.proc.start()
+		f.proc = apptest.StartChild(t, "process", penv, "process")
 	}
 	nc, err := nats.Connect(natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond),
 		nats.RetryOnFailedConnect(true))
@@ -399,14 +236,6 @@ func newFaultCluster(t *testing.T, embedded bool) *faultCluster {
 	t.Cleanup(func() { f.db.Close() })
 	f.waitReady()
 	return f
-}
-
-func clone(m map[string]string) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 func (f *faultCluster) startNATS() {
@@ -459,38 +288,49 @@ func sleep(rng *rand.Rand, lo, hi time.Duration) {
 
 // killLoop kills c with SIGKILL n times at random points and restarts it after a random
 // pause.
-func (f *faultCluster) killLoop(rng *rand.Rand, c *child, n int) {
+func (f *faultCluster) killLoop(rng *rand.Rand, c *apptest.Child, n int) {
 	for range n {
 		sleep(rng, 1500*time.Millisecond, 4*time.Second)
-		c.kill()
+		c.Kill()
 		f.faults++
 		sleep(rng, 0, 2*time.Second)
-		c.start()
+		f.start(c)
+	}
+}
+
+// start starts c again; a failure fails the test, which goes on to show the damage.
+func (f *faultCluster) start(c *apptest.Child) {
+	if err := c.Start(); err != nil {
+		f.t.Error(err)
 	}
 }
 
 // termLoop stops c with SIGTERM n times at random points: it must exit cleanly (status
 // 0) and in time, having stored and acked what it took, and is then started again.
-func (f *faultCluster) termLoop(rng *rand.Rand, c *child, n int) {
+func (f *faultCluster) termLoop(rng *rand.Rand, c *apptest.Child, n int) {
 	for range n {
 		sleep(rng, 1500*time.Millisecond, 4*time.Second)
+		// A process handles SIGTERM once main has set up its signal handling; before,
+		// the signal kills it (a loaded machine can take seconds to get there). The role
+		// listens only after that.
+		c.URL(f.t)
 		start := time.Now()
-		if err := c.signal(syscall.SIGTERM, 45*time.Second); err != nil {
-			f.t.Errorf("%s after SIGTERM: %v", c.name, err)
+		if err := c.Signal(syscall.SIGTERM, 45*time.Second); err != nil {
+			f.t.Errorf("%s after SIGTERM: %v", c.Name(), err)
 		}
 		f.faults++
-		f.t.Logf("%s exited %s after SIGTERM", c.name, time.Since(start).Round(time.Millisecond))
+		f.t.Logf("%s exited %s after SIGTERM", c.Name(), time.Since(start).Round(time.Millisecond))
 		if c == f.proc || c == f.run {
 			// A stop before the role took anything on (it was still waiting for its
 			// stream) has nothing to drain.
-			after := c.logText()
+			after := c.Log()
 			after = after[strings.LastIndex(after, "---- terminated"):]
 			if !strings.Contains(after, "drained") && !strings.Contains(after, "stopped while starting") {
-				f.t.Errorf("%s did not report a complete drain after SIGTERM", c.name)
+				f.t.Errorf("%s did not report a complete drain after SIGTERM", c.Name())
 			}
 		}
 		sleep(rng, 0, time.Second)
-		c.start()
+		f.start(c)
 	}
 }
 
@@ -503,10 +343,10 @@ func (f *faultCluster) clickHouseOutage(rng *rand.Rand, d time.Duration) {
 	f.faults++
 	start := time.Now()
 	time.Sleep(d/3 + time.Duration(rng.Int64N(int64(d/3))))
-	f.proc.kill()
+	f.proc.Kill()
 	f.faults++
 	sleep(rng, 0, 2*time.Second)
-	f.proc.start()
+	f.start(f.proc)
 	time.Sleep(d - time.Since(start))
 	f.ch.Start()
 }
@@ -558,9 +398,9 @@ func (f *faultCluster) whereInStream(ids []string) string {
 
 // heal makes sure every component runs again.
 func (f *faultCluster) heal() {
-	for _, c := range []*child{f.ingest, f.proc, f.run} {
-		if c != nil && !c.running() {
-			c.start()
+	for _, c := range []*apptest.Child{f.ingest, f.proc, f.run} {
+		if c != nil && !c.Running() {
+			f.start(c)
 		}
 	}
 }
@@ -693,9 +533,9 @@ func (f *faultCluster) check(l *load) counts {
 	}
 	f.waitReady()
 	f.waitProcessed()
-	for _, c := range []*child{f.ingest, f.proc, f.run} {
+	for _, c := range []*apptest.Child{f.ingest, f.proc, f.run} {
 		if c != nil {
-			if err := c.exited(); err != nil {
+			if err := c.Exited(); err != nil {
 				f.t.Fatal(err)
 			}
 		}

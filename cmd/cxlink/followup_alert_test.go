@@ -12,7 +12,6 @@ package main
 import (
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -23,9 +22,6 @@ import (
 )
 
 func TestFollowUpOverdueAlertReachesOwner(t *testing.T) {
-	prom := lookBinary(t, "prometheus", "prometheus")
-	am := lookBinary(t, "prometheus-alertmanager", "prometheus-alertmanager", "alertmanager")
-	dir := t.TempDir()
 	const (
 		billingDue = 30 * time.Second
 		// The rule's `for: 15m`, scaled to seconds.
@@ -40,9 +36,8 @@ func TestFollowUpOverdueAlertReachesOwner(t *testing.T) {
 		"CXLINK_FOLLOWUP_RULES": "ces<=2",
 		"CXLINK_FOLLOWUP_DUE":   fmt.Sprintf("billing=%s, *=24h", billingDue),
 	})
-	cxAddr := strings.TrimPrefix(cx.URL, "http://")
-	amURL := startAlertmanager(t, am, filepath.Join(dir, "alertmanager"), hookURL)
-	promURL := startPrometheus(t, prom, filepath.Join(dir, "prometheus"), cxAddr, strings.TrimPrefix(amURL, "http://"))
+	am := apptest.StartAlertmanager(t, alertmanagerConfig(t, hookURL))
+	prom := prometheusWithScaledRules(t, cx.Addr, am.Addr)
 
 	// A pile of bad answers for billing, and as many for support, whose cases are due in a day.
 	now := time.Now().UTC()
@@ -123,7 +118,7 @@ func TestFollowUpOverdueAlertReachesOwner(t *testing.T) {
 	if got := overdue(); got["billing"] != fmt.Sprint(pile-1) {
 		t.Errorf("billing's overdue cases after one was closed: %v", got)
 	}
-	waitPromQuery(t, promURL, `cxlink_followup_time_to_close_seconds_count{owner="billing"} == 1`)
+	prom.WaitQuery(`cxlink_followup_time_to_close_seconds_count{owner="billing"} == 1`, time.Minute)
 
 	// Nothing for support, whose cases are not due, nor any other follow-up alert.
 	all := rcv.all()

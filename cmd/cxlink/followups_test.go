@@ -7,7 +7,6 @@ package main
 // (its progress and snapshots removed, so every row is written again) open no second.
 
 import (
-	"context"
 	"log/slog"
 	"maps"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cxlink/cxlink/cmd/cxlink/app"
 	"github.com/cxlink/cxlink/cmd/cxlink/apptest"
 	"github.com/cxlink/cxlink/ingest/broker"
 	"github.com/cxlink/cxlink/processors/checkpoint"
@@ -26,51 +24,12 @@ import (
 	"github.com/cxlink/cxlink/sinks/clickhouse/chtest"
 )
 
-// runCxlinkUntilStopped runs `cxlink run` with env until stop is called, and returns its API's
-// URL.
+// runCxlinkUntilStopped runs `cxlink run` with env (apptest.StartRole) until stop is
+// called, and returns its API's URL. A failed stop fails the test as it ends.
 func runCxlinkUntilStopped(t *testing.T, env map[string]string) (url string, stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, []string{"run"}, app.Options{Environ: env, Stderr: followUpLog{t},
-			Listening: func(a string) { addr <- a }})
-	}()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("cxlink run: %v", err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Errorf("cxlink run did not stop in 60s")
-		}
-	}
-	t.Cleanup(stop)
-	select {
-	case a := <-addr:
-		return "http://" + a, stop
-	case err := <-done:
-		stopped = true
-		t.Fatalf("cxlink run: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("cxlink run did not start listening in 60s")
-	}
-	return "", stop
-}
-
-type followUpLog struct{ t *testing.T }
-
-func (w followUpLog) Write(p []byte) (int, error) {
-	w.t.Logf("cxlink: %s", strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+	r := apptest.StartRole(t, env, nil, "run")
+	return r.URL, func() { _ = r.Stop() }
 }
 
 func TestFollowUpOpensOneCase(t *testing.T) {

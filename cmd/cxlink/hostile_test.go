@@ -27,6 +27,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cxlink/cxlink/cmd/cxlink/apptest/proc"
 	"github.com/cxlink/cxlink/ingest/adapters"
 	"github.com/cxlink/cxlink/ingest/auth"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
@@ -128,8 +129,8 @@ type hostileInstance struct {
 	addr, token string
 	database    string
 	pid         int
+	run         *proc.Process
 	db          *clickhouse.Client
-	exited      chan error // the process's end, once it ended
 }
 
 func startHostile(t *testing.T) *hostileInstance {
@@ -144,7 +145,7 @@ func startHostile(t *testing.T) *hostileInstance {
 	}
 	ch := chtest.Start(t)
 	database := ch.NewDatabase(t)
-	addr := freeAddr(t)
+	addr := proc.FreeAddr(t)
 	// A cxlink built without the race detector, whose memory would be several times
 	// what cxlink uses.
 	bin := filepath.Join(dir, "cxlink")
@@ -152,10 +153,6 @@ func startHostile(t *testing.T) *hostileInstance {
 	build.Env = append(os.Environ(), "GOFLAGS=")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	logFile, err := os.Create(filepath.Join(dir, "run.log"))
-	if err != nil {
-		t.Fatal(err)
 	}
 	env := map[string]string{
 		"CLICKHOUSE_ADDR":                ch.Addr(),
@@ -170,7 +167,7 @@ func startHostile(t *testing.T) *hostileInstance {
 		"CXLINK_FRESHDESK_SECRET":        e2eFreshdeskSecret,
 		"CXLINK_INTERCOM_CLIENT_SECRET":  e2eIntercomSecret,
 		"CXLINK_DELIGHTED_API_KEY":       e2eDelightedKey,
-		"CXLINK_MAX_LABEL_VALUES":        "40",
+		"CXLINK_MAX_DIMENSION_VALUES":    "40",
 		"CXLINK_UNVERIFIED_READ_TIMEOUT": "2s",
 		"CXLINK_PARTITIONS":              "2",
 		"CXLINK_WINDOWS":                 "10m,1h",
@@ -179,47 +176,13 @@ func startHostile(t *testing.T) *hostileInstance {
 		"CXLINK_LEASE_TTL":               "3s",
 		"CXLINK_SNAPSHOT_EVERY":          "2s",
 	}
-	run := exec.Command(bin, "run")
-	run.Env = os.Environ()
+	environ := os.Environ()
 	for k, v := range env {
-		run.Env = append(run.Env, k+"="+v)
+		environ = append(environ, k+"="+v)
 	}
-	run.Stdout, run.Stderr = logFile, logFile
-	if err := run.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- run.Wait() }()
-	logText := func() string { b, _ := os.ReadFile(logFile.Name()); return tail(string(b), 40) }
-	t.Cleanup(func() {
-		run.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("cxlink run log:\n%s", logText())
-		}
-		logFile.Close()
-	})
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("cxlink run exited: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("cxlink run not ready in 90s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	h := &hostileInstance{addr: addr, token: token, database: database, pid: run.Process.Pid, exited: exited}
+	run := proc.Start(t, proc.Spec{Name: "cxlink-run", Argv: []string{bin, "run"}, Dir: dir, Env: environ,
+		Ready: proc.HTTPReady("http://" + addr + "/readyz"), ReadyTimeout: 90 * time.Second})
+	h := &hostileInstance{addr: addr, token: token, database: database, pid: run.Pid(), run: run}
 	db, err := clickhouse.Open(t.Context(), ch.Config(database), slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
@@ -520,10 +483,7 @@ func TestHostileClients(t *testing.T) {
 		}
 	})
 
-	select {
-	case err := <-h.exited:
-		h.exited <- err
-		t.Fatalf("cxlink run exited during the attacks: %v", err)
-	default:
+	if err := h.run.Exited(); err != nil {
+		t.Fatalf("during the attacks: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cxlink/cxlink/cmd/cxlink/apptest"
+	"github.com/cxlink/cxlink/cmd/cxlink/apptest/proc"
 	"github.com/cxlink/cxlink/sinks/clickhouse/chtest"
 )
 
@@ -49,17 +52,16 @@ func BenchmarkMemory(b *testing.B) {
 		}
 		phase = d
 	}
-	ch := chtest.Start(b)
-	addr := freeAddr(b)
-	run := newChild(b, "run", map[string]string{
-		"CLICKHOUSE_ADDR":           ch.Addr(),
-		"CLICKHOUSE_DATABASE":       ch.NewDatabase(b),
+	ch := chtest.StartPrivate(b)
+	addr := proc.FreeAddr(b)
+	env := map[string]string{
 		"CLICKHOUSE_DIAL_TIMEOUT":   "1s",
 		"CLICKHOUSE_INSERT_TIMEOUT": "5s",
 		"CXLINK_DATA_DIR":           b.TempDir(),
 		"CXLINK_HTTP_ADDR":          addr,
-	}, "run")
-	run.start()
+	}
+	maps.Copy(env, ch.Env(ch.NewDatabase(b)))
+	run := apptest.StartChild(b, "run", env, "run")
 	deadline := time.Now().Add(time.Minute)
 	for {
 		resp, err := http.Get("http://" + addr + "/readyz")
@@ -70,13 +72,11 @@ func BenchmarkMemory(b *testing.B) {
 			}
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("cxlink run not ready:\n%s", run.logText())
+			b.Fatalf("cxlink run not ready:\n%s", run.Log())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	run.mu.Lock()
-	pid := run.cmd.Process.Pid
-	run.mu.Unlock()
+	pid := run.Pid()
 
 	var mu sync.Mutex
 	peak := 0

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -164,7 +163,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	events = testEvents(rng, "p3", 6000, time.Now())
 	for i := 0; i < len(events); i += 250 {
 		if i == 2000 {
-			c.stopProcessor(syscall.SIGKILL)
+			c.processor.Kill()
 		}
 		if i == 4000 {
 			c.startProcessor()
@@ -193,7 +192,9 @@ func TestPipelineEndToEnd(t *testing.T) {
 	c.waitRollups()
 
 	t.Log("phase 5: SIGTERM drains: the processor stores and acks what it took, then exits")
-	c.stopProcessor(syscall.SIGTERM)
+	if err := c.processor.Stop(); err != nil {
+		t.Errorf("the process role after SIGTERM: %v", err)
+	}
 	c.startProcessor()
 	c.waitProcessed()
 	c.checkStored(stored, rejected)

@@ -229,7 +229,7 @@ func TestDifferencingAttackChangesNothing(t *testing.T) {
 	}
 	in := apptest.Start(t, nil, map[string]string{
 		"CXLINK_EMPLOYEE_ID_KEY":   testEmployeeKey,
-		"CXLINK_LINKAGE_PERIOD":    "1d",
+		"CXLINK_PULSE_PERIOD":      "1d",
 		"CXLINK_PULSE_GRACE":       "0s",
 		"CXLINK_ANALYTICS_EVERY":   "1s",
 		"CXLINK_LINKAGE_MIN_TEAMS": "6",
@@ -404,7 +404,7 @@ func observe(t *testing.T, in *apptest.Instance, cutoff time.Time) observed {
 				}
 				sql := macro.ReplaceAllString(q.RawSQL, fmt.Sprintf("$1 >= toDateTime(%d) AND $1 <= toDateTime(%d)", cutoff.Add(-7*24*time.Hour).Unix(), cutoff.Unix()))
 				sql = strings.NewReplacer("$__fromTime", fmt.Sprintf("toDateTime(%d)", cutoff.Add(-7*24*time.Hour).Unix()),
-					"$__toTime", fmt.Sprintf("toDateTime(%d)", cutoff.Unix()), "$__interval_s", "60", "cxlink.", db+".").Replace(sql)
+					"$__toTime", fmt.Sprintf("toDateTime(%d)", cutoff.Unix()), "$__interval_s", "60").Replace(sql)
 				for _, v := range d.Templating.List {
 					sql = strings.ReplaceAll(strings.ReplaceAll(sql, "${"+v.Name+"}", v.Current.Value), "$"+v.Name, v.Current.Value)
 				}
@@ -412,7 +412,7 @@ func observe(t *testing.T, in *apptest.Instance, cutoff time.Time) observed {
 				if strings.Contains(sql, "max(window_end)") {
 					continue
 				}
-				for _, line := range show(in.Query(sql)) {
+				for _, line := range show(in.DashboardQuery(sql)) {
 					dash.WriteString(filepath.Base(f) + " " + p.Title + ": " + line)
 				}
 			}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cxlink/cxlink/cmd/cxlink/app"
+	"github.com/cxlink/cxlink/cmd/cxlink/apptest"
 	"github.com/cxlink/cxlink/cmd/cxlink/apptest/natstest"
 	"github.com/cxlink/cxlink/cmd/cxlink/apptest/proc"
 	"github.com/cxlink/cxlink/ingest/event"
@@ -100,9 +102,9 @@ func scaleOutOnce(b *testing.B, replicas, n int) float64 {
 	b.StartTimer()
 	start := time.Now()
 	for i := range replicas {
-		e := clone(env)
+		e := maps.Clone(env)
 		e["CXLINK_HTTP_ADDR"], e["CXLINK_REPLICA_ID"] = proc.FreeAddr(b), fmt.Sprintf("r%d", i)
-		newChild(b, fmt.Sprintf("r%d", i), e, "process").start()
+		apptest.StartChild(b, fmt.Sprintf("r%d", i), e, "process")
 	}
 	waitPartitionsStored(b, js, 16, 20*time.Minute)
 	took := time.Since(start)

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -34,6 +35,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/cxlink/cxlink/cmd/cxlink/app"
+	"github.com/cxlink/cxlink/cmd/cxlink/apptest"
 	"github.com/cxlink/cxlink/cmd/cxlink/apptest/natstest"
 	"github.com/cxlink/cxlink/cmd/cxlink/apptest/proc"
 	"github.com/cxlink/cxlink/ingest/stream"
@@ -49,7 +51,7 @@ const (
 )
 
 type replica struct {
-	*child
+	*apptest.Child
 	id   string
 	addr string // its HTTP listener: /metrics, /readyz
 }
@@ -80,7 +82,7 @@ func TestScaleOutOnANATSCluster(t *testing.T) {
 		"CLICKHOUSE_DIAL_TIMEOUT": "2s",
 	}
 	// The one owner of the definitions creates the R3 stream and its buckets.
-	if err := app.Run(ctx, []string{"migrate"}, app.Options{Environ: env, Stdout: io.Discard, Stderr: testWriter{t, "migrate"}}); err != nil {
+	if err := app.Run(ctx, []string{"migrate"}, app.Options{Environ: env, Stdout: io.Discard, Stderr: apptest.TestLog(t, "migrate")}); err != nil {
 		t.Fatal(err)
 	}
 	nc := natsCluster.Connect(t)
@@ -90,19 +92,17 @@ func TestScaleOutOnANATSCluster(t *testing.T) {
 	}
 
 	ingestAddr := proc.FreeAddr(t)
-	ienv := clone(env)
+	ienv := maps.Clone(env)
 	ienv["CXLINK_HTTP_ADDR"] = ingestAddr
-	ingest := newChild(t, "ingest", ienv, "ingest")
-	ingest.start()
+	apptest.StartChild(t, "ingest", ienv, "ingest")
 	startRole := func(role, id string) *replica {
-		e := clone(env)
+		e := maps.Clone(env)
 		r := &replica{id: id, addr: proc.FreeAddr(t)}
 		e["CXLINK_HTTP_ADDR"], e["CXLINK_REPLICA_ID"] = r.addr, id
 		if leasesOff {
 			e["CXLINK_LEASES_OFF"] = "true"
 		}
-		r.child = newChild(t, id, e, role)
-		r.start()
+		r.Child = apptest.StartChild(t, id, e, role)
 		return r
 	}
 	procs := []*replica{startRole("process", "p0"), startRole("process", "p1"), startRole("process", "p2")}
@@ -157,18 +157,18 @@ func TestScaleOutOnANATSCluster(t *testing.T) {
 	report := map[string]string{}
 
 	time.Sleep(8 * time.Second)
-	procs[0].kill() // for good
+	procs[0].Kill() // for good
 	report["kill -9 replica p0"] = fmt.Sprintf("partitions held by p1, p2 after %s", ownedBy("kill p0", "p1", "p2").Round(10*time.Millisecond))
 
 	time.Sleep(4 * time.Second)
 	frozen := procs[1]
 	frozenAt := time.Now()
-	if err := frozen.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := syscall.Kill(frozen.Pid(), syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	took := ownedBy("freeze p1", "p2")
 	time.Sleep(2*scaleLeaseTTL - time.Since(frozenAt))
-	if err := frozen.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+	if err := syscall.Kill(frozen.Pid(), syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	report["SIGSTOP replica p1 for 2 TTL"] = fmt.Sprintf("partitions held by p2 after %s; p1 resumed after %s", took.Round(10*time.Millisecond), time.Since(frozenAt).Round(10*time.Millisecond))
@@ -214,7 +214,7 @@ func TestScaleOutOnANATSCluster(t *testing.T) {
 	if runner == nil {
 		t.Fatalf("no drift replica holds the stage: %v", holders())
 	}
-	runner.kill()
+	runner.Kill()
 	start := time.Now()
 	for holders()["stage.drift"] != standby.id {
 		if time.Since(start) > 2*time.Minute {
@@ -277,7 +277,7 @@ func TestScaleOutOnANATSCluster(t *testing.T) {
 
 	// One process, from the same stream, into a second database.
 	for _, r := range append(live, standby) {
-		if err := r.signal(syscall.SIGTERM, 30*time.Second); err != nil {
+		if err := r.Signal(syscall.SIGTERM, 30*time.Second); err != nil {
 			t.Logf("%s: %v", r.id, err)
 		}
 	}
@@ -289,14 +289,13 @@ func TestScaleOutOnANATSCluster(t *testing.T) {
 	if err := js.DeleteObjectStore(ctx, checkpoint.SnapshotStore); err != nil {
 		t.Fatal(err)
 	}
-	renv := clone(env)
+	renv := maps.Clone(env)
 	renv["CLICKHOUSE_DATABASE"] = reference
-	if err := app.Run(ctx, []string{"migrate"}, app.Options{Environ: renv, Stdout: io.Discard, Stderr: testWriter{t, "migrate"}}); err != nil {
+	if err := app.Run(ctx, []string{"migrate"}, app.Options{Environ: renv, Stdout: io.Discard, Stderr: apptest.TestLog(t, "migrate")}); err != nil {
 		t.Fatal(err)
 	}
 	renv["CXLINK_HTTP_ADDR"], renv["CXLINK_REPLICA_ID"] = proc.FreeAddr(t), "single"
-	single := newChild(t, "single", renv, "process")
-	single.start()
+	apptest.StartChild(t, "single", renv, "process")
 	waitPartitionsStored(t, js, scalePartitions, 2*time.Minute)
 	compareDatabases(t, c, scaled, reference)
 }

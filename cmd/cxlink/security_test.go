@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -14,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/big"
 	"net"
 	"net/http"
@@ -21,14 +21,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cxlink/cxlink/cmd/cxlink/app"
+	"github.com/cxlink/cxlink/cmd/cxlink/apptest"
+	"github.com/cxlink/cxlink/cmd/cxlink/apptest/proc"
 	"github.com/cxlink/cxlink/ingest/auth"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
 	"github.com/cxlink/cxlink/sinks/clickhouse/chtest"
@@ -68,24 +68,6 @@ func testPKI(t *testing.T, dir string) (caFile, certFile, keyFile string, pool *
 	return write("ca.pem", "CERTIFICATE", caDER), write("cert.pem", "CERTIFICATE", der), write("key.pem", "EC PRIVATE KEY", keyDER), pool
 }
 
-// lockedBuffer collects a role's log.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // A deployment with every secret in place: NATS over TLS with a password from a file,
 // ClickHouse with a password from a file, ingest over HTTPS with API tokens and HMAC
 // signatures, probes and metrics on their own listener. Unauthenticated, badly signed
@@ -120,7 +102,7 @@ func TestSecuredDeployment(t *testing.T) {
 	if !ns.ReadyForConnections(10 * time.Second) {
 		t.Fatal("nats not ready")
 	}
-	ch := chtest.Start(t)
+	ch := chtest.StartPrivate(t)
 	database := ch.NewDatabase(t)
 
 	token, line, err := auth.NewToken("zendesk")
@@ -128,7 +110,7 @@ func TestSecuredDeployment(t *testing.T) {
 		t.Fatal(err)
 	}
 	credentials := writeSecret("credentials", line+"\nsurveys hmac "+hmacSecret)
-	eventsAddr, adminAddr := freeAddr(t), freeAddr(t)
+	eventsAddr, adminAddr := proc.FreeAddr(t), proc.FreeAddr(t)
 	env := map[string]string{
 		"NATS_URL":                  "tls://" + ns.Addr().String(),
 		"NATS_USER":                 "cxlink",
@@ -149,33 +131,9 @@ func TestSecuredDeployment(t *testing.T) {
 		"CLICKHOUSE_DIAL_TIMEOUT":   "2s",
 		"CLICKHOUSE_INSERT_TIMEOUT": "5s",
 	}
-	logs := map[string]*lockedBuffer{}
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, role := range []string{"ingest", "process"} {
-		roleEnv := clone(env)
-		if role == "process" {
-			roleEnv["CXLINK_ADMIN_ADDR"] = freeAddr(t)
-		}
-		logs[role] = &lockedBuffer{}
-		listening := make(chan struct{})
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := app.Run(ctx, []string{role}, app.Options{Environ: roleEnv, Stderr: logs[role],
-				Listening: func(string) { close(listening) }}); err != nil {
-				t.Errorf("%s: %v", role, err)
-			}
-		}()
-		select {
-		case <-listening:
-		case <-time.After(30 * time.Second):
-			t.Fatalf("%s did not start:\n%s", role, logs[role])
-		}
-	}
-	defer func() {
-		stop()
-		wg.Wait()
+	// The logs are checked once the roles stopped: this cleanup runs after theirs.
+	logs := map[string]*apptest.LogBuffer{}
+	t.Cleanup(func() {
 		for role, l := range logs {
 			text := l.String()
 			for name, secret := range map[string]string{"API token": token, "HMAC secret": hmacSecret,
@@ -185,10 +143,18 @@ func TestSecuredDeployment(t *testing.T) {
 				}
 			}
 			if t.Failed() {
-				t.Logf("%s log:\n%s", role, tail(text, 30))
+				t.Logf("%s log:\n%s", role, proc.Tail(text, 30))
 			}
 		}
-	}()
+	})
+	for _, role := range []string{"ingest", "process"} {
+		roleEnv := maps.Clone(env)
+		if role == "process" {
+			roleEnv["CXLINK_ADMIN_ADDR"] = proc.FreeAddr(t)
+		}
+		logs[role] = &apptest.LogBuffer{}
+		apptest.StartRole(t, roleEnv, logs[role], role)
+	}
 
 	client := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	url := "https://" + eventsAddr + "/v1/events"

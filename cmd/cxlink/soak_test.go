@@ -27,7 +27,6 @@ import (
 	"github.com/cxlink/cxlink/processors/analytics"
 	"github.com/cxlink/cxlink/processors/checkpoint"
 	"github.com/cxlink/cxlink/processors/drift"
-	"github.com/cxlink/cxlink/processors/effort"
 	"github.com/cxlink/cxlink/processors/partition"
 	"github.com/cxlink/cxlink/processors/pipeline"
 	"github.com/cxlink/cxlink/processors/pulses"
@@ -226,7 +225,7 @@ func soakPipelineConfig(b *testing.B, lateness time.Duration) pipeline.Config {
 // soakPartitionConfig is the state machines' default configuration.
 func soakPartitionConfig(b *testing.B) partition.Config {
 	cfg := soakPipelineConfig(b, time.Hour)
-	ws, _ := effort.ParseWindows(cfg.Windows)
+	ws := cfg.Windows
 	return partition.Config{Step: cfg.Step, Windows: ws, AllowedLateness: cfg.AllowedLateness,
 		AttributionWait: cfg.AttributionWait}
 }
@@ -472,19 +471,8 @@ func printTables(b *testing.B, out io.Writer, db *clickhouse.Client, days int) {
 // timeStages times the analytics stage and the drift detector on each database.
 func timeStages(b *testing.B, out io.Writer, dbs map[string]*clickhouse.Client, end time.Time) {
 	ctx := b.Context()
-	var acfg analytics.Config
-	var dcfg drift.Config
-	if err := env.ParseWithOptions(&acfg, env.Options{Environment: map[string]string{}}); err != nil {
-		b.Fatal(err)
-	}
-	if err := env.ParseWithOptions(&dcfg, env.Options{Environment: map[string]string{}}); err != nil {
-		b.Fatal(err)
-	}
+	acfg, dcfg, pcfg := analytics.DefaultConfig(), drift.DefaultConfig(), pulses.DefaultConfig()
 	proc := soakPipelineConfig(b, time.Hour)
-	var pcfg pulses.Config
-	if err := env.ParseWithOptions(&pcfg, env.Options{Environment: map[string]string{}}); err != nil {
-		b.Fatal(err)
-	}
 	fmt.Fprintf(out, "\nStages (default configuration; analytics reads up to %d days back) %s\n| history | analytics run (median of 3) | drift: first evaluation, folding a baseline of blocks | drift: one tick (median of 5) |\n|---|---|---|---|\n",
 		acfg.Lookback(pcfg.PeriodLength())/(24*time.Hour), loadAverage())
 	for _, name := range slices.Sorted(maps.Keys(dbs)) {
@@ -504,7 +492,7 @@ func timeStages(b *testing.B, out io.Writer, dbs map[string]*clickhouse.Client, 
 			runs = append(runs, time.Since(t0))
 		}
 		runCPU := (serverCPU() - cpu0) / 3
-		d, err := drift.New(dcfg, drift.Options{Source: db, Sink: db, Windows: proc.Windows, Step: proc.Step, Pulses: pcfg,
+		d, err := drift.New(dcfg, drift.Options{Source: db, Sink: db, Windows: proc.Windows, Step: proc.Step, MaxKeys: proc.MetricsMaxKeys, Pulses: pcfg,
 			Registerer: prometheus.NewRegistry()})
 		if err != nil {
 			b.Fatal(err)
@@ -686,20 +674,16 @@ func (st *soakStart) idle(b *testing.B, out io.Writer, d time.Duration) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	var acfg analytics.Config
-	var dcfg drift.Config
+	acfg, dcfg, pcfg := analytics.DefaultConfig(), drift.DefaultConfig(), pulses.DefaultConfig()
 	var rcfg retention.Config
-	var pcfg pulses.Config
-	for _, c := range []any{&acfg, &dcfg, &rcfg, &pcfg} {
-		if err := env.ParseWithOptions(c, env.Options{Environment: map[string]string{}}); err != nil {
-			b.Fatal(err)
-		}
+	if err := env.ParseWithOptions(&rcfg, env.Options{Environment: map[string]string{}}); err != nil {
+		b.Fatal(err)
 	}
 	an, err := analytics.New(acfg, analytics.Options{Store: db, Pulses: pcfg, Registerer: reg})
 	if err != nil {
 		b.Fatal(err)
 	}
-	dr, err := drift.New(dcfg, drift.Options{Source: db, Sink: db, Windows: st.cfg.Windows, Step: st.cfg.Step, Pulses: pcfg,
+	dr, err := drift.New(dcfg, drift.Options{Source: db, Sink: db, Windows: st.cfg.Windows, Step: st.cfg.Step, MaxKeys: st.cfg.MetricsMaxKeys, Pulses: pcfg,
 		Registerer: reg, Watermarks: func(ctx context.Context) ([]time.Time, error) { return st.cps.Watermarks(ctx, soakPartitions) }})
 	if err != nil {
 		b.Fatal(err)

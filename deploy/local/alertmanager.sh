@@ -4,7 +4,7 @@
 # on loopback, and groups sent within seconds instead of minutes so that the demo shows
 # alerts quickly. Data and log under ${CXLINK_DATA_DIR:-.cxlink}/alertmanager.
 #
-#   deploy/local/alertmanager.sh start|stop
+#   deploy/local/alertmanager.sh start|stop|status
 #
 # ALERTMANAGER_PORT (default 19093) and ALERTS_RECEIVER_PORT (default 19094, where
 # `cxlink alerts-receiver` listens).

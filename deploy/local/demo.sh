@@ -26,7 +26,7 @@ prometheus_port=${PROMETHEUS_PORT:-19090}
 # Employees answer a pulse every 10 minutes in the demo: link per 10-minute period, and
 # compute linkage and effort impact every minute. A period's team results are published
 # a minute after it ends (the product waits an hour after a weekly period).
-export CXLINK_LINKAGE_PERIOD=${CXLINK_LINKAGE_PERIOD:-10m}
+export CXLINK_PULSE_PERIOD=${CXLINK_PULSE_PERIOD:-10m}
 export CXLINK_PULSE_GRACE=${CXLINK_PULSE_GRACE:-1m}
 export CXLINK_ANALYTICS_EVERY=${CXLINK_ANALYTICS_EVERY:-1m}
 export ALERTMANAGER_PORT=${ALERTMANAGER_PORT:-19093} ALERTS_RECEIVER_PORT=${ALERTS_RECEIVER_PORT:-19094}
@@ -42,29 +42,21 @@ export CXLINK_DRIFT_BASELINE=${CXLINK_DRIFT_BASELINE:-1h}
 # (and the drift baselines) rather than counting half of it as late.
 export CXLINK_ALLOWED_LATENESS=${CXLINK_ALLOWED_LATENESS:-3h}
 # Follow-up cases: a bad answer becomes a case for its owner, posted to the owner's webhook
-# (here the demo's receiver, which prints it to alerts.log). Nobody calls back in the demo,
-# so cases become overdue after the due time, and an owner with five overdue for 15
-# minutes gets CXLinkFollowUpsOverdue.
+# (here the demo's receiver, which checks the signature and prints it to alerts.log).
+# Nobody calls back in the demo, so cases become overdue after the due time, and an owner
+# with five overdue for 15 minutes gets CXLinkFollowUpsOverdue.
 export CXLINK_FOLLOWUP_RULES=${CXLINK_FOLLOWUP_RULES:-"ces<=2, csat<=1, nps<=2"}
 export CXLINK_FOLLOWUP_DUE=${CXLINK_FOLLOWUP_DUE:-"billing=10m, *=30m"}
 receiver_url=http://127.0.0.1:$ALERTS_RECEIVER_PORT/followups
 export CXLINK_FOLLOWUP_WEBHOOKS=${CXLINK_FOLLOWUP_WEBHOOKS:-"product=$receiver_url/product, web=$receiver_url/web, marketing=$receiver_url/marketing, billing=$receiver_url/billing, *=$receiver_url/support"}
 export CXLINK_FOLLOWUP_WEBHOOK_SECRET_FILE=${CXLINK_FOLLOWUP_WEBHOOK_SECRET_FILE:-$CXLINK_DATA_DIR/followup-webhook-secret}
-receiver_pid_file=$CXLINK_DATA_DIR/alerts-receiver.pid
-
-stop_receiver() {
-  if [ -f "$receiver_pid_file" ] && grep -q alerts-receiver "/proc/$(cat "$receiver_pid_file")/cmdline" 2>/dev/null; then
-    kill "$(cat "$receiver_pid_file")"
-  fi
-  rm -f "$receiver_pid_file"
-}
 
 if [ "${1:-}" = report ] || [ "${1:-}" = followups ]; then
   exec "$CXLINK_DATA_DIR/bin/cxlink" "$@"
 fi
 
 if [ "${1:-}" = stop ]; then
-  stop_receiver
+  deploy/local/alerts-receiver.sh stop
   deploy/local/prometheus.sh stop
   deploy/local/alertmanager.sh stop
   deploy/local/clickhouse.sh stop
@@ -72,19 +64,18 @@ if [ "${1:-}" = stop ]; then
 fi
 
 deploy/local/packages.sh
-deploy/local/clickhouse.sh start >/dev/null
+deploy/local/clickhouse.sh start
 deploy/local/alertmanager.sh start
 deploy/local/prometheus.sh start
 echo "building cxlink…" >&2
 mkdir -p "$CXLINK_DATA_DIR/bin"
 go build -o "$CXLINK_DATA_DIR/bin/cxlink" ./cmd/cxlink
-stop_receiver
 if [ ! -s "$CXLINK_FOLLOWUP_WEBHOOK_SECRET_FILE" ]; then
   (umask 077 && head -c 24 /dev/urandom | base64 >"$CXLINK_FOLLOWUP_WEBHOOK_SECRET_FILE")
 fi
-nohup "$CXLINK_DATA_DIR/bin/cxlink" alerts-receiver --listen "127.0.0.1:$ALERTS_RECEIVER_PORT" \
-  >>"$CXLINK_DATA_DIR/alerts.log" 2>>"$CXLINK_DATA_DIR/alerts-receiver.err" </dev/null &
-echo $! >"$receiver_pid_file"
+# A new build: the receiver restarts with it (and the follow-up secret, from the environment).
+deploy/local/alerts-receiver.sh stop
+deploy/local/alerts-receiver.sh start
 
 cat >&2 <<BANNER
 

@@ -3,7 +3,7 @@
 # project's rules (deploy/prometheus/rules), sending alerts to the demo's Alertmanager
 # (ALERTMANAGER_PORT, default 19093). Data and log under ${CXLINK_DATA_DIR:-.cxlink}/prometheus.
 #
-#   deploy/local/prometheus.sh start|stop
+#   deploy/local/prometheus.sh start|stop|status
 #
 # PROMETHEUS_PORT (default 19090, clear of a system Prometheus on 9090) and CXLINK_HTTP_PORT
 # (the cxlink process to scrape, default 8080).

@@ -145,7 +145,7 @@ func New(cfg Config, opts Options) (*Admission, error) {
 	a := &Admission{
 		cfg:    cfg,
 		opts:   opts,
-		labels: labels.New(opts.Labels, cfg.MaxLabelValues, "CXLINK_MAX_LABEL_VALUES", opts.Now),
+		labels: labels.New(opts.Labels, cfg.MaxLabelValues, "CXLINK_MAX_DIMENSION_VALUES", opts.Now),
 		pins:   opts.Pins,
 		logger: opts.Logger,
 		verified: newBudget(cfg.MaxRequests, 0, inFlight.WithLabelValues("verified"), busy.WithLabelValues("verified"),
@@ -156,7 +156,7 @@ func New(cfg Config, opts Options) (*Admission, error) {
 	for _, field := range labels.Fields {
 		f.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "cxlink_label_values",
-			Help:        "Distinct values of a label field admitted across the deployment (confirmed or reserved), as this process last read them; bounded by CXLINK_MAX_LABEL_VALUES.",
+			Help:        "Distinct values of a label field admitted across the deployment (confirmed or reserved), as this process last read them; bounded by CXLINK_MAX_DIMENSION_VALUES.",
 			ConstLabels: prometheus.Labels{"field": field},
 		}, func() float64 { return float64(a.labels.Counts()[field]) })
 	}

@@ -71,15 +71,22 @@ const (
 	ModeOff      = "off"      // never: a trusted network in front of ingest
 )
 
-// Config of authentication.
+// Config of authentication. DefaultConfig holds the defaults.
 type Config struct {
-	// Mode: auto (the default) requires credentials unless ingest listens on a
-	// loopback address only, where it serves the local demo and tests.
-	Mode string `env:"CXLINK_AUTH" envDefault:"auto"`
+	// Mode: auto requires credentials unless ingest listens on a loopback address only,
+	// where it serves the local demo and tests.
+	Mode string `env:"CXLINK_AUTH"`
 	// File holds the credentials; it is read again when it changes.
 	File string `env:"CXLINK_AUTH_FILE"`
 	// Tolerance is how far a signed request's timestamp may be from the server's clock.
-	Tolerance time.Duration `env:"CXLINK_AUTH_SIGNATURE_TOLERANCE" envDefault:"5m"`
+	Tolerance time.Duration `env:"CXLINK_AUTH_SIGNATURE_TOLERANCE"`
+}
+
+// DefaultConfig is the configuration when nothing is set.
+func DefaultConfig() Config {
+	// Five minutes: the usual replay window of signed webhooks, wide enough for the
+	// clocks of senders that keep time.
+	return Config{Mode: ModeAuto, Tolerance: 5 * time.Minute}
 }
 
 // Validate reports every problem of the configuration.

@@ -17,10 +17,10 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// Config of the embedded server.
+// Config of the embedded server. DefaultConfig holds the defaults.
 type Config struct {
 	// DataDir holds the JetStream store (under jetstream/).
-	DataDir string `env:"CXLINK_DATA_DIR" envDefault:".cxlink"`
+	DataDir string `env:"CXLINK_DATA_DIR"`
 	// Listen, when set (host:port), also serves NATS clients over TCP, e.g. for the
 	// nats CLI or roles running as separate processes. Empty: in-process only.
 	Listen string `env:"CXLINK_EMBEDDED_NATS_LISTEN"`
@@ -32,7 +32,7 @@ type Config struct {
 	// no replica to fall back on, so the default is always: it costs a fraction of the
 	// throughput (docs/guarantees.md has the figures) and ingest stays far above a
 	// contact centre's rate.
-	Sync string `env:"CXLINK_NATS_SYNC" envDefault:"always"`
+	Sync string `env:"CXLINK_NATS_SYNC"`
 	// User and Password, or Token, when set, are required of every client of the
 	// listener (and of in-process clients, which Connect gives them).
 	User     string `env:"-"`
@@ -42,6 +42,10 @@ type Config struct {
 
 // SyncAlways is the value of Config.Sync that flushes every message.
 const SyncAlways = "always"
+
+// DefaultConfig is the configuration when nothing is set: the store in .cxlink of the
+// working directory, synced always (see Sync).
+func DefaultConfig() Config { return Config{DataDir: ".cxlink", Sync: SyncAlways} }
 
 // syncInterval reads Sync: (0, true) for always, which an empty Sync means too.
 func (c Config) syncInterval() (time.Duration, bool, error) {

@@ -11,46 +11,65 @@ import (
 	"github.com/cxlink/cxlink/ingest/labels"
 )
 
-// Config of the HTTP ingest API.
+// Config of the HTTP ingest API. DefaultConfig holds the defaults.
 type Config struct {
 	// Addr is the listen address (host:port; empty host: every interface).
-	Addr string `env:"CXLINK_HTTP_ADDR" envDefault:":8080"`
-	// MaxBodyBytes bounds one request body, as sent (8 MiB by default).
-	MaxBodyBytes int64 `env:"CXLINK_MAX_BODY_BYTES" envDefault:"8388608"`
+	Addr string `env:"CXLINK_HTTP_ADDR"`
+	// MaxBodyBytes bounds one request body, as sent.
+	MaxBodyBytes int64 `env:"CXLINK_MAX_BODY_BYTES"`
 	// MaxBatchEvents bounds the events of one request, valid or not.
-	MaxBatchEvents int `env:"CXLINK_MAX_BATCH_EVENTS" envDefault:"10000"`
+	MaxBatchEvents int `env:"CXLINK_MAX_BATCH_EVENTS"`
 	// MaxFuture is how far ahead of this server's clock an occurred_at may be.
-	MaxFuture time.Duration `env:"CXLINK_MAX_FUTURE" envDefault:"5m"`
+	MaxFuture time.Duration `env:"CXLINK_MAX_FUTURE"`
 	// PublishTimeout bounds the wait for JetStream's acknowledgements of one request.
-	PublishTimeout time.Duration `env:"CXLINK_PUBLISH_TIMEOUT" envDefault:"10s"`
+	PublishTimeout time.Duration `env:"CXLINK_PUBLISH_TIMEOUT"`
 	// MaxConcurrentRequests bounds the requests served at once whose credentials are
 	// decided (a token, a webhook's shared secret, a signature already checked), and
 	// with it the memory they hold (each up to MaxBodyBytes, decoded); more are
-	// answered 429. 32 leaves room for many connectors sending at once while bounding
-	// the worst case near 32 × 8 MiB of bodies. Unauthenticated requests never hold one.
-	MaxConcurrentRequests int `env:"CXLINK_MAX_CONCURRENT_REQUESTS" envDefault:"32"`
+	// answered 429. Unauthenticated requests never hold one.
+	MaxConcurrentRequests int `env:"CXLINK_MAX_CONCURRENT_REQUESTS"`
 	// MaxUnverifiedRequests bounds the requests whose body is being read to check its
 	// signature (HMAC sources, the Zendesk, Intercom and Delighted webhooks): until it
 	// matched, anybody may have sent them, so they have a budget of their own, of which
-	// one claimed source holds at most half. 16 bodies of 8 MiB bound their memory near
-	// 128 MiB; vendors' webhooks are a few kB.
-	MaxUnverifiedRequests int `env:"CXLINK_MAX_UNVERIFIED_REQUESTS" envDefault:"16"`
+	// one claimed source holds at most half.
+	MaxUnverifiedRequests int `env:"CXLINK_MAX_UNVERIFIED_REQUESTS"`
 	// UnverifiedReadTimeout bounds the reading of such a body, so that a slow client
-	// holds its slot briefly: a webhook of a few kB arrives in milliseconds, and 8 MiB
-	// at 2 MB/s within 5 s.
-	UnverifiedReadTimeout time.Duration `env:"CXLINK_UNVERIFIED_READ_TIMEOUT" envDefault:"5s"`
-	// MaxLabelValues bounds the distinct values of each of category, channel, team,
-	// question, source and agent_id that the deployment accepts (every ingest replica
-	// together, ingest/labels): each becomes window series and rollup rows. 5000 is far
-	// above the categories a contact centre names and the agents of a large one, far
-	// below what would strain the processors.
-	MaxLabelValues int `env:"CXLINK_MAX_LABEL_VALUES" envDefault:"5000"`
+	// holds its slot briefly.
+	UnverifiedReadTimeout time.Duration `env:"CXLINK_UNVERIFIED_READ_TIMEOUT"`
+	// MaxLabelValues bounds the distinct values of each of the event dimensions
+	// category, channel, team, question, source and agent_id that the deployment
+	// accepts (every ingest replica together, ingest/labels): each becomes window series
+	// and rollup rows. (Not Prometheus labels: CXLINK_METRICS_MAX_KEYS caps those. Its
+	// old name, CXLINK_MAX_LABEL_VALUES, is read until the next release.)
+	MaxLabelValues int `env:"CXLINK_MAX_DIMENSION_VALUES"`
 	// AdminAddr, when set, moves /healthz, /readyz and /metrics off Addr onto a listener
 	// of their own (e.g. a private interface), leaving Addr only POST /v1/events.
 	AdminAddr string `env:"CXLINK_ADMIN_ADDR"`
 	// TLSCertFile and TLSKeyFile (PEM) make Addr serve HTTPS.
 	TLSCertFile string `env:"CXLINK_TLS_CERT_FILE"`
 	TLSKeyFile  string `env:"CXLINK_TLS_KEY_FILE"`
+}
+
+// DefaultConfig is the configuration when nothing is set.
+func DefaultConfig() Config {
+	return Config{
+		Addr:           ":8080",
+		MaxBodyBytes:   8 << 20, // 8 MiB
+		MaxBatchEvents: 10000,
+		MaxFuture:      5 * time.Minute,
+		PublishTimeout: 10 * time.Second,
+		// Room for many connectors sending at once while bounding the worst case near
+		// 32 × 8 MiB of bodies.
+		MaxConcurrentRequests: 32,
+		// 16 bodies of 8 MiB bound their memory near 128 MiB; vendors' webhooks are a
+		// few kB.
+		MaxUnverifiedRequests: 16,
+		// A webhook of a few kB arrives in milliseconds, and 8 MiB at 2 MB/s within 5 s.
+		UnverifiedReadTimeout: 5 * time.Second,
+		// Far above the categories a contact centre names and the agents of a large
+		// one, far below what would strain the processors.
+		MaxLabelValues: 5000,
+	}
 }
 
 // Limits that keep a configuration usable.
@@ -89,7 +108,7 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("CXLINK_TLS_CERT_FILE and CXLINK_TLS_KEY_FILE: set both, or neither"))
 	}
 	if c.MaxLabelValues < 1 || c.MaxLabelValues > labels.MaxLimit {
-		errs = append(errs, fmt.Errorf("CXLINK_MAX_LABEL_VALUES: %d is not between 1 and %d", c.MaxLabelValues, labels.MaxLimit))
+		errs = append(errs, fmt.Errorf("CXLINK_MAX_DIMENSION_VALUES: %d is not between 1 and %d", c.MaxLabelValues, labels.MaxLimit))
 	}
 	if c.MaxUnverifiedRequests < 1 || c.MaxUnverifiedRequests > 10_000 {
 		errs = append(errs, fmt.Errorf("CXLINK_MAX_UNVERIFIED_REQUESTS: %d is not between 1 and 10000", c.MaxUnverifiedRequests))

@@ -9,13 +9,7 @@ import (
 )
 
 func TestConfigDefaults(t *testing.T) {
-	for _, k := range []string{"CXLINK_HTTP_ADDR", "CXLINK_MAX_BODY_BYTES", "CXLINK_MAX_BATCH_EVENTS", "CXLINK_MAX_FUTURE", "CXLINK_PUBLISH_TIMEOUT"} {
-		t.Setenv(k, "")
-	}
-	cfg, err := env.ParseAs[Config]()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := DefaultConfig()
 	want := Config{Addr: ":8080", MaxBodyBytes: 8 << 20, MaxBatchEvents: 10000, MaxFuture: 5 * time.Minute, PublishTimeout: 10 * time.Second, MaxConcurrentRequests: 32, MaxUnverifiedRequests: 16, UnverifiedReadTimeout: 5 * time.Second, MaxLabelValues: 5000}
 	if cfg != want {
 		t.Fatalf("defaults %+v, want %+v", cfg, want)
@@ -24,9 +18,8 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	t.Setenv("CXLINK_MAX_FUTURE", "90s")
-	t.Setenv("CXLINK_HTTP_ADDR", "127.0.0.1:9000")
-	if cfg, err = env.ParseAs[Config](); err != nil || cfg.MaxFuture != 90*time.Second || cfg.Addr != "127.0.0.1:9000" {
+	err := env.ParseWithOptions(&cfg, env.Options{Environment: map[string]string{"CXLINK_MAX_FUTURE": "90s", "CXLINK_HTTP_ADDR": "127.0.0.1:9000"}})
+	if err != nil || cfg.MaxFuture != 90*time.Second || cfg.Addr != "127.0.0.1:9000" || cfg.MaxBatchEvents != 10000 {
 		t.Fatalf("%+v %v", cfg, err)
 	}
 }

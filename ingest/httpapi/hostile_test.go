@@ -161,7 +161,7 @@ func TestDistinctLabelValuesAreBounded(t *testing.T) {
 	}
 	r := post(h, "application/x-ndjson", body.String()).resp(t)
 	if r.Accepted != 3 || r.Rejected != 2 || r.Results[0].Errors[0].Field != "category" ||
-		!strings.Contains(r.Results[0].Errors[0].Message, "CXLINK_MAX_LABEL_VALUES") {
+		!strings.Contains(r.Results[0].Errors[0].Message, "CXLINK_MAX_DIMENSION_VALUES") {
 		t.Fatalf("%+v", r)
 	}
 	if a := post(h, "application/json", ticketIn("again", "made-up-1")); a.code != http.StatusAccepted {

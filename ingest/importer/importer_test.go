@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/caarlos0/env/v11"
 	"maps"
 	"net/http/httptest"
 	"os"
@@ -482,10 +481,8 @@ func TestMappingErrorsAreReportedTogether(t *testing.T) {
 // apiConfig is the ingest API's default configuration, with a short publish timeout.
 func apiConfig(t *testing.T) httpapi.Config {
 	t.Helper()
-	var cfg httpapi.Config
-	if err := env.ParseWithOptions(&cfg, env.Options{Environment: map[string]string{"CXLINK_PUBLISH_TIMEOUT": "5s"}}); err != nil {
-		t.Fatal(err)
-	}
+	cfg := httpapi.DefaultConfig()
+	cfg.PublishTimeout = 5 * time.Second
 	return cfg
 }
 

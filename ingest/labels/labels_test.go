@@ -51,8 +51,8 @@ func admit(t *testing.T, g *labels.Guard, stored bool, es ...*event.Event) []eve
 // value one admitted is known to the other, and a restarted replica remembers them.
 func TestLimitHoldsAcrossReplicas(t *testing.T) {
 	store, c := labels.NewMemory(), newClock()
-	a := labels.New(store, 3, "CXLINK_MAX_LABEL_VALUES", c.now)
-	b := labels.New(store, 3, "CXLINK_MAX_LABEL_VALUES", c.now)
+	a := labels.New(store, 3, "CXLINK_MAX_DIMENSION_VALUES", c.now)
+	b := labels.New(store, 3, "CXLINK_MAX_DIMENSION_VALUES", c.now)
 	if errs := admit(t, a, true, ticketWith("refund", ""), ticketWith("billing", "")); errs[0] != nil || errs[1] != nil {
 		t.Fatalf("%v", errs)
 	}
@@ -60,10 +60,10 @@ func TestLimitHoldsAcrossReplicas(t *testing.T) {
 		t.Fatalf("%v", errs)
 	}
 	errs := admit(t, a, true, ticketWith("made-up", ""))
-	if len(errs[0]) != 1 || errs[0][0].Field != "category" || !strings.Contains(errs[0][0].Message, "CXLINK_MAX_LABEL_VALUES") {
+	if len(errs[0]) != 1 || errs[0][0].Field != "category" || !strings.Contains(errs[0][0].Message, "CXLINK_MAX_DIMENSION_VALUES") {
 		t.Fatalf("a fourth category: %v", errs)
 	}
-	restarted := labels.New(store, 3, "CXLINK_MAX_LABEL_VALUES", c.now)
+	restarted := labels.New(store, 3, "CXLINK_MAX_DIMENSION_VALUES", c.now)
 	if errs := admit(t, restarted, true, ticketWith("login", ""), ticketWith("other", "")); errs[0] != nil || errs[1] == nil {
 		t.Fatalf("after a restart: %v", errs)
 	}

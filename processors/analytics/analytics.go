@@ -88,8 +88,7 @@ func New(cfg Config, opts Options) (*Stage, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	ws, _ := effort.ParseWindows(cfg.ImpactWindows)
-	return &Stage{cfg: cfg, opts: opts, windows: ws, metrics: newMetrics(opts.Registerer)}, nil
+	return &Stage{cfg: cfg, opts: opts, windows: cfg.ImpactWindows, metrics: newMetrics(opts.Registerer)}, nil
 }
 
 // Run computes at once and then every Config.Every until ctx ends, while this process
@@ -158,7 +157,7 @@ func (s *Stage) Compute(ctx context.Context, now time.Time) (Result, error) {
 	pol := s.opts.Pulses
 	p := pol.PeriodLength()
 	params := linkage.Params{
-		Period: p, PeriodName: pol.Period,
+		Period: p, PeriodName: pol.Period.Name,
 		Last: pulses.PeriodStart(now, p).Add(-p),
 		Span: s.cfg.Span, MaxLag: s.cfg.MaxLag, MinTeams: s.cfg.MinTeams, MinResponses: s.cfg.MinResponses,
 	}
@@ -170,7 +169,7 @@ func (s *Stage) Compute(ctx context.Context, now time.Time) (Result, error) {
 	off := pulses.EpochOffset(p)
 
 	// Publish: what team_periods holds, then the groups that changed since the last run.
-	rows, err := s.opts.Store.TeamPeriods(ctx, pol.Period, from, to)
+	rows, err := s.opts.Store.TeamPeriods(ctx, pol.Period.Name, from, to)
 	if err != nil {
 		return res, err
 	}

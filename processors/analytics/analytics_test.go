@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/cxlink/cxlink/processors/effort"
 	"github.com/cxlink/cxlink/processors/pulses"
 	"github.com/cxlink/cxlink/processors/records"
 )
@@ -84,11 +85,11 @@ func (f *fakeStore) WriteAnalytics(_ context.Context, teams []records.TeamPeriod
 }
 
 func testPulses() pulses.Config {
-	return pulses.Config{Period: "7d", MinRespondents: 5, Grace: time.Hour, Lookback: "92d"}
+	return pulses.DefaultConfig()
 }
 
 func testConfig() Config {
-	return Config{Enabled: "auto", Every: time.Minute, Span: 3, MaxLag: 1, MinTeams: 4, MinResponses: 1, ImpactWindows: "7d,30d", ImpactMinResponses: 30}
+	return Config{Enabled: "auto", Every: time.Minute, Span: 3, MaxLag: 1, MinTeams: 4, MinResponses: 1, ImpactWindows: effort.MustParseWindows("7d,30d"), ImpactMinResponses: 30}
 }
 
 func TestRunOnceWritesAndExportsTheCurrentLinkage(t *testing.T) {
@@ -178,7 +179,7 @@ func TestActiveAndValidate(t *testing.T) {
 			t.Errorf("CXLINK_ANALYTICS=%s: Active() = %v", enabled, !want)
 		}
 	}
-	bad := Config{Enabled: "maybe", Every: 0, Span: 0, MaxLag: -1, MinTeams: 3, MinResponses: 0, ImpactWindows: "x", ImpactMinResponses: 0}
+	bad := Config{Enabled: "maybe", Every: 0, Span: 0, MaxLag: -1, MinTeams: 3, MinResponses: 0, ImpactWindows: nil, ImpactMinResponses: 0}
 	err := bad.Validate()
 	for _, v := range []string{"CXLINK_ANALYTICS:", "CXLINK_ANALYTICS_EVERY", "CXLINK_LINKAGE_SPAN", "CXLINK_LINKAGE_MAX_LAG", "CXLINK_LINKAGE_MIN_TEAMS", "CXLINK_LINKAGE_MIN_RESPONSES", "CXLINK_IMPACT_WINDOWS", "CXLINK_IMPACT_MIN_RESPONSES"} {
 		if err == nil || !strings.Contains(err.Error(), v) {

@@ -9,30 +9,47 @@ import (
 	"github.com/cxlink/cxlink/processors/effort"
 )
 
-// Config of the cross-team stage.
+// Config of the cross-team stage. DefaultConfig holds the defaults.
 type Config struct {
 	// Enabled: "auto" or "on": this process stands by to run the stage, and runs it while
 	// it holds the stage's lease; "off": it never does. One process at a time runs it:
 	// what a run publishes of employee figures depends on what was published before, so
 	// two at once could each publish a figure the other would have held back
 	// (docs/privacy.md).
-	Enabled string `env:"CXLINK_ANALYTICS" envDefault:"auto"`
+	Enabled string `env:"CXLINK_ANALYTICS"`
 	// Every is how often linkage and effort impact are computed.
-	Every time.Duration `env:"CXLINK_ANALYTICS_EVERY" envDefault:"5m"`
+	Every time.Duration `env:"CXLINK_ANALYTICS_EVERY"`
 	// Span is the number of pulse periods of the between-team and within-team results.
-	Span int `env:"CXLINK_LINKAGE_SPAN" envDefault:"12"`
+	Span int `env:"CXLINK_LINKAGE_SPAN"`
 	// MaxLag: employee period t is linked with customer periods t … t+MaxLag.
-	MaxLag int `env:"CXLINK_LINKAGE_MAX_LAG" envDefault:"4"`
+	MaxLag int `env:"CXLINK_LINKAGE_MAX_LAG"`
 	// MinTeams is the fewest teams a correlation is reported for; below, the result
 	// says too_few_teams and has no coefficient. Never below 4 (the interval needs it).
-	MinTeams int `env:"CXLINK_LINKAGE_MIN_TEAMS" envDefault:"6"`
+	MinTeams int `env:"CXLINK_LINKAGE_MIN_TEAMS"`
 	// MinResponses is the fewest customer responses a team needs in a period to take
 	// part in a customer metric.
-	MinResponses int `env:"CXLINK_LINKAGE_MIN_RESPONSES" envDefault:"10"`
+	MinResponses int `env:"CXLINK_LINKAGE_MIN_RESPONSES"`
 	// ImpactWindows are the effort-impact windows.
-	ImpactWindows string `env:"CXLINK_IMPACT_WINDOWS" envDefault:"7d,30d"`
+	ImpactWindows effort.Windows `env:"CXLINK_IMPACT_WINDOWS"`
 	// ImpactMinResponses is the fewest CES responses a category needs to be ranked.
-	ImpactMinResponses int `env:"CXLINK_IMPACT_MIN_RESPONSES" envDefault:"30"`
+	ImpactMinResponses int `env:"CXLINK_IMPACT_MIN_RESPONSES"`
+}
+
+// DefaultConfig is the configuration when nothing is set.
+func DefaultConfig() Config {
+	return Config{
+		Enabled: "auto",
+		// Pulse periods are weeks and impact windows days: runs minutes apart keep the
+		// dashboards current for a few queries each.
+		Every: 5 * time.Minute,
+		// A quarter of weekly periods pooled; lags up to a month.
+		Span:               12,
+		MaxLag:             4,
+		MinTeams:           6,
+		MinResponses:       10,
+		ImpactWindows:      effort.MustParseWindows("7d,30d"),
+		ImpactMinResponses: 30,
+	}
 }
 
 // Validate reports every problem of the configuration.
@@ -57,8 +74,8 @@ func (c Config) Validate() error {
 	if c.MinResponses < 1 {
 		add("CXLINK_LINKAGE_MIN_RESPONSES: %d is not positive", c.MinResponses)
 	}
-	if _, err := effort.ParseWindows(c.ImpactWindows); err != nil {
-		add("CXLINK_IMPACT_WINDOWS: %v", err)
+	if len(c.ImpactWindows) == 0 {
+		add("CXLINK_IMPACT_WINDOWS: no windows")
 	}
 	if c.ImpactMinResponses < 1 {
 		add("CXLINK_IMPACT_MIN_RESPONSES: %d is not positive", c.ImpactMinResponses)
@@ -74,6 +91,6 @@ func (c Config) Active() bool { return c.Enabled != "off" }
 // the last complete one) and the longest effort-impact window. Call on a valid Config.
 func (c Config) Lookback(period time.Duration) time.Duration {
 	d := time.Duration(c.Span+c.MaxLag+1) * period
-	ws, _ := effort.ParseWindows(c.ImpactWindows)
+	ws := c.ImpactWindows
 	return max(d, ws[len(ws)-1].Length)
 }

@@ -43,7 +43,7 @@ func (p published) publish(policy pulses.Config, groups []records.EmployeeAggreg
 		k := teamPeriod{g.Team, g.PeriodStart.Unix()}
 		row := p[k]
 		if row == nil {
-			row = &records.TeamPeriod{Period: policy.Period, PeriodStart: g.PeriodStart.UTC(), Team: g.Team}
+			row = &records.TeamPeriod{Period: policy.Period.Name, PeriodStart: g.PeriodStart.UTC(), Team: g.Team}
 		}
 		resp := float64(g.Respondents)
 		switch g.Question {

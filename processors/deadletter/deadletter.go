@@ -39,10 +39,13 @@ const maxReason = 2000
 
 // Config of the dead-letter stream.
 type Config struct {
-	// MaxAge: letters older than this are dropped. 30 days leave time to notice, fix
-	// the cause and replay.
-	MaxAge time.Duration `env:"CXLINK_DEAD_LETTER_MAX_AGE" envDefault:"720h"`
+	// MaxAge: letters older than this are dropped.
+	MaxAge time.Duration `env:"CXLINK_DEAD_LETTER_MAX_AGE"`
 }
+
+// DefaultConfig is the configuration when nothing is set: 30 days leave time to notice,
+// fix the cause and replay.
+func DefaultConfig() Config { return Config{MaxAge: 30 * 24 * time.Hour} }
 
 // Validate reports every problem of the configuration.
 func (c Config) Validate() error {

@@ -19,7 +19,7 @@ import (
 	"github.com/cxlink/cxlink/processors/effort"
 )
 
-// Config of the drift stage. The defaults are those of the alert rules in
+// Config of the drift stage. The defaults (DefaultConfig) are those of the alert rules in
 // deploy/prometheus/rules/cxlink-drift.yml: keep both in step.
 type Config struct {
 	// Recent is the window judged, Baseline the one it is judged against; both are
@@ -31,14 +31,14 @@ type Config struct {
 	// MinRecent and MinBaseline: the fewest responses in either window for a drift to
 	// start. 30 is where a mean of 1–7 answers is close enough to normal for a z test;
 	// a baseline of 100 pins its mean and spread well.
-	MinRecent   uint64 `env:"CXLINK_DRIFT_MIN_RECENT" envDefault:"30"`
-	MinBaseline uint64 `env:"CXLINK_DRIFT_MIN_BASELINE" envDefault:"100"`
+	MinRecent   uint64 `env:"CXLINK_DRIFT_MIN_RECENT"`
+	MinBaseline uint64 `env:"CXLINK_DRIFT_MIN_BASELINE"`
 	// Z starts an episode (|z| ≥ Z); it ends once |z| < ClearZ. The gap is the
 	// hysteresis that keeps a series near the threshold from flapping. Under no drift
 	// |z| ≥ 3 comes by chance once in about 370 evaluations of a series (a drop alone,
 	// once in 740); the alerts' `for:` asks for it to last.
-	Z      float64 `env:"CXLINK_DRIFT_Z" envDefault:"3"`
-	ClearZ float64 `env:"CXLINK_DRIFT_CLEAR_Z" envDefault:"2"`
+	Z      float64 `env:"CXLINK_DRIFT_Z"`
+	ClearZ float64 `env:"CXLINK_DRIFT_CLEAR_Z"`
 	// MinEffect is the smallest drift worth an alert whatever the number of responses:
 	// with thousands of answers a z of 3 comes from a shift too small to act on. For the
 	// mean it is Cohen's d (the shift in baseline standard deviations), for the negative
@@ -47,48 +47,66 @@ type Config struct {
 	// engagement moves every team's and category's CES by about 0.2) and lets a
 	// problem in: a category getting 2 points harder is near 1. The slow
 	// drift detector (EWMA) has no floor: small shifts are what it is for.
-	MinEffect float64 `env:"CXLINK_DRIFT_MIN_EFFECT" envDefault:"0.3"`
+	MinEffect float64 `env:"CXLINK_DRIFT_MIN_EFFECT"`
 	// EWMALambda weighs the newest block in the slow-drift average: 0.2 remembers about
 	// the last 9 blocks (recent windows); a shift of 1.5 standard errors in every block
 	// reaches z = 3 after 5 blocks, 1.2 after 8, where one block alone needs 3.
-	EWMALambda float64 `env:"CXLINK_DRIFT_EWMA_LAMBDA" envDefault:"0.2"`
-	// PulseBaselinePeriods is how many pulse periods (CXLINK_LINKAGE_PERIOD) before a
+	EWMALambda float64 `env:"CXLINK_DRIFT_EWMA_LAMBDA"`
+	// PulseBaselinePeriods is how many pulse periods (CXLINK_PULSE_PERIOD) before a
 	// team's latest one form the baseline its engagement and eNPS are judged against;
 	// at least PulseMinBaselinePeriods of them must have published figures (a team's
 	// first periods, or one that answers rarely, is not judged). Four weeks pool a few
 	// dozen answers: enough to know a team's usual level, recent enough to be it.
-	PulseBaselinePeriods    int `env:"CXLINK_DRIFT_PULSE_BASELINE_PERIODS" envDefault:"4"`
-	PulseMinBaselinePeriods int `env:"CXLINK_DRIFT_PULSE_MIN_BASELINE_PERIODS" envDefault:"2"`
+	PulseBaselinePeriods    int `env:"CXLINK_DRIFT_PULSE_BASELINE_PERIODS"`
+	PulseMinBaselinePeriods int `env:"CXLINK_DRIFT_PULSE_MIN_BASELINE_PERIODS"`
 	// Delay after each rollup tick before it is read: the processors need a moment to
 	// store what arrived just before it.
-	Delay time.Duration `env:"CXLINK_DRIFT_DELAY" envDefault:"10s"`
+	Delay time.Duration `env:"CXLINK_DRIFT_DELAY"`
 	// MaxWait: a tick is judged once every partition's watermark has passed it (every
 	// message received before it is stored), or at the latest this long after it, when
 	// a partition is slow or has no owner (counted in
 	// cxlink_drift_incomplete_ticks_total).
-	MaxWait time.Duration `env:"CXLINK_DRIFT_MAX_WAIT" envDefault:"2m"`
+	MaxWait time.Duration `env:"CXLINK_DRIFT_MAX_WAIT"`
 	// Owners maps series to the owning department; see ParseOwners.
-	Owners string `env:"CXLINK_OWNERS" envDefault:"*=support"`
+	Owners Owners `env:"CXLINK_OWNERS"`
 	// BaselineHistory: the baseline also counts the late answers (imported history, a
 	// helpdesk export sent days later), which the rolling windows leave out, read from
 	// the raw survey_responses by when they occurred. The recent window stays live (on
 	// time answers only). So a deployment that imported last week's answers judges its
 	// first hour against them instead of an empty baseline.
-	BaselineHistory bool `env:"CXLINK_DRIFT_BASELINE_HISTORY" envDefault:"true"`
+	BaselineHistory bool `env:"CXLINK_DRIFT_BASELINE_HISTORY"`
 }
 
-// Validate reports every problem; windows is CXLINK_WINDOWS, whose own problems are
-// reported by the processors' configuration.
-func (c Config) Validate(windows string) error {
+// DefaultConfig is the configuration when nothing is set; the fields' comments explain
+// the numbers.
+func DefaultConfig() Config {
+	return Config{
+		MinRecent: 30, MinBaseline: 100,
+		Z: 3, ClearZ: 2,
+		MinEffect:            0.3,
+		EWMALambda:           0.2,
+		PulseBaselinePeriods: 4, PulseMinBaselinePeriods: 2,
+		Delay:   10 * time.Second,
+		MaxWait: 2 * time.Minute,
+		Owners:  MustParseOwners("*=support"),
+		// Imported history makes a baseline from the first hour.
+		BaselineHistory: true,
+	}
+}
+
+// Validate reports every problem; windows is CXLINK_WINDOWS, whose own problems (none
+// set) are reported by the processors' configuration.
+func (c Config) Validate(windows effort.Windows) error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if ws, err := effort.ParseWindows(windows); err == nil {
-		recent, baseline, okR, okB := c.windows(ws)
+	if len(windows) > 0 {
+		recent, baseline, okR, okB := c.windows(windows)
+		names, _ := windows.MarshalText()
 		if !okR {
-			add("CXLINK_DRIFT_RECENT: %q is not one of CXLINK_WINDOWS (%s)", c.Recent, windows)
+			add("CXLINK_DRIFT_RECENT: %q is not one of CXLINK_WINDOWS (%s)", c.Recent, names)
 		}
 		if !okB {
-			add("CXLINK_DRIFT_BASELINE: %q is not one of CXLINK_WINDOWS (%s)", c.Baseline, windows)
+			add("CXLINK_DRIFT_BASELINE: %q is not one of CXLINK_WINDOWS (%s)", c.Baseline, names)
 		}
 		if okR && okB && baseline.Length <= recent.Length {
 			add("CXLINK_DRIFT_BASELINE: %s is not longer than CXLINK_DRIFT_RECENT (%s); with the defaults, CXLINK_WINDOWS needs two lengths", baseline.Name, recent.Name)
@@ -124,8 +142,8 @@ func (c Config) Validate(windows string) error {
 	if c.Delay < 0 {
 		add("CXLINK_DRIFT_DELAY: %s is negative", c.Delay)
 	}
-	if _, err := ParseOwners(c.Owners); err != nil {
-		add("CXLINK_OWNERS: %v", err)
+	if c.Owners.fallback == "" {
+		add("CXLINK_OWNERS: not set")
 	}
 	return errors.Join(errs...)
 }

@@ -11,6 +11,7 @@ import (
 // Owners maps series to the department or team that owns them: the `owner` label of the
 // drift metrics and alerts, by which Alertmanager routes. It is read from CXLINK_OWNERS.
 type Owners struct {
+	text     string               // as configured
 	exact    map[[2]string]string // (dimension, key) → owner
 	byDim    map[string]string    // dimension → owner of its other keys
 	fallback string
@@ -32,7 +33,7 @@ var (
 // rule wins: an exact key, then the dimension's `*`, then `*`. The `*` rule is required,
 // so that every alert has an owner. Every problem is reported, naming the rule.
 func ParseOwners(s string) (*Owners, error) {
-	o := &Owners{exact: map[[2]string]string{}, byDim: map[string]string{}}
+	o := &Owners{text: s, exact: map[[2]string]string{}, byDim: map[string]string{}}
 	var errs []error
 	bad := func(rule, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("rule %q: %s", rule, fmt.Sprintf(format, args...)))
@@ -84,6 +85,32 @@ func ParseOwners(s string) (*Owners, error) {
 		return nil, err
 	}
 	return o, nil
+}
+
+// UnmarshalText reads the rules with ParseOwners.
+func (o *Owners) UnmarshalText(b []byte) error {
+	p, err := ParseOwners(string(b))
+	if err != nil {
+		return err
+	}
+	*o = *p
+	return nil
+}
+
+// MarshalText gives the rules as configured.
+func (o Owners) MarshalText() ([]byte, error) { return []byte(o.text), nil }
+
+// String gives the rules as configured.
+func (o Owners) String() string { return o.text }
+
+// MustParseOwners is ParseOwners for rules known to be valid (defaults, tests); it panics
+// on an error.
+func MustParseOwners(s string) Owners {
+	o, err := ParseOwners(s)
+	if err != nil {
+		panic(err)
+	}
+	return *o
 }
 
 // Owner returns the owner of a series.

@@ -9,7 +9,7 @@ import (
 )
 
 // Employee pulse series: a team's engagement (1–5) and eNPS, judged once per rollup tick
-// like the customer series but on pulse periods (CXLINK_LINKAGE_PERIOD): the team's
+// like the customer series but on pulse periods (CXLINK_PULSE_PERIOD): the team's
 // latest published period against the periods before it. Only published figures
 // (team_periods, closed periods, processors/pulses) are read: the detector's metrics
 // and episodes can tell nothing that team_periods does not.
@@ -23,7 +23,7 @@ const (
 // period and the periods before it ("7d", "4x7d").
 func (s *Stage) spans(survey string) (recent, baseline string) {
 	if survey == Engagement || survey == ENPS {
-		return s.opts.Pulses.Period, fmt.Sprintf("%dx%s", s.cfg.PulseBaselinePeriods, s.opts.Pulses.Period)
+		return s.opts.Pulses.Period.Name, fmt.Sprintf("%dx%s", s.cfg.PulseBaselinePeriods, s.opts.Pulses.Period.Name)
 	}
 	return s.recent.Name, s.base.Name
 }
@@ -49,7 +49,7 @@ func (s *Stage) pulseSeries(ctx context.Context, t time.Time) (map[seriesKey]rea
 	current := closed.Add(-p)
 	k := s.cfg.PulseBaselinePeriods
 	from := current.Add(-time.Duration(k+1) * p)
-	rows, err := s.opts.Source.TeamPeriods(ctx, s.opts.Pulses.Period, from, closed)
+	rows, err := s.opts.Source.TeamPeriods(ctx, s.opts.Pulses.Period.Name, from, closed)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package drift
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -63,9 +64,9 @@ type Options struct {
 	Source Source
 	Sink   Sink
 	// Windows and Step are the processors' (CXLINK_WINDOWS, CXLINK_ROLLUP_STEP).
-	Windows string
+	Windows effort.Windows
 	Step    time.Duration
-	// Pulses is the pulse period and anonymity threshold (CXLINK_LINKAGE_PERIOD,
+	// Pulses is the pulse period and anonymity threshold (CXLINK_PULSE_PERIOD,
 	// CXLINK_ANONYMITY_MIN_RESPONDENTS) for the engagement and eNPS series; with no
 	// period, those series are not judged.
 	Pulses pulses.Config
@@ -128,25 +129,24 @@ func New(cfg Config, opts Options) (*Stage, error) {
 	if err := cfg.Validate(opts.Windows); err != nil {
 		return nil, err
 	}
-	ws, err := effort.ParseWindows(opts.Windows)
-	if err != nil {
-		return nil, fmt.Errorf("CXLINK_WINDOWS: %w", err)
+	ws := opts.Windows
+	if len(ws) == 0 {
+		return nil, errors.New("CXLINK_WINDOWS: no windows")
 	}
-	if opts.Pulses.Period != "" {
+	if opts.Pulses.Period.Name != "" {
 		if err := opts.Pulses.Validate(); err != nil {
 			return nil, err
 		}
 	}
-	owners, _ := ParseOwners(cfg.Owners)
+	if opts.MaxKeys < 1 {
+		return nil, fmt.Errorf("drift: MaxKeys %d: the metrics need a positive cap (CXLINK_METRICS_MAX_KEYS)", opts.MaxKeys)
+	}
 	recent, base, _, _ := cfg.windows(ws)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.MaxKeys < 1 {
-		opts.MaxKeys = 50
-	}
 	return &Stage{
-		cfg: cfg, opts: opts, owners: owners, recent: recent, base: base,
+		cfg: cfg, opts: opts, owners: &cfg.Owners, recent: recent, base: base,
 		logger:  opts.Logger.With("component", "drift"),
 		metrics: newMetrics(opts.Registerer, opts.MaxKeys),
 		ewmas:   map[seriesKey]*ewma{},
@@ -271,7 +271,7 @@ func (s *Stage) Evaluate(ctx context.Context, t time.Time) error {
 		return err
 	}
 	var pulseReadings map[seriesKey]reading
-	if s.opts.Pulses.Period != "" {
+	if s.opts.Pulses.Period.Name != "" {
 		if pulseReadings, err = s.pulseSeries(ctx, t); err != nil {
 			return err
 		}

@@ -200,12 +200,12 @@ func simulate(f *fakeRollups) {
 
 func testConfig() Config {
 	return Config{Recent: "10s", Baseline: "60s", MinRecent: 30, MinBaseline: 100, Z: 3, ClearZ: 2, MinEffect: 0.2, EWMALambda: 0.2,
-		PulseBaselinePeriods: 4, PulseMinBaselinePeriods: 2, Owners: "category:plan_correction=product,*=support"}
+		PulseBaselinePeriods: 4, PulseMinBaselinePeriods: 2, Owners: MustParseOwners("category:plan_correction=product,*=support")}
 }
 
 func newTestStage(t *testing.T, f *fakeRollups, reg prometheus.Registerer) *Stage {
 	t.Helper()
-	s, err := New(testConfig(), Options{Source: f, Sink: f, Windows: "10s,60s", Step: time.Second, Registerer: reg, MaxKeys: 10})
+	s, err := New(testConfig(), Options{Source: f, Sink: f, Windows: effort.MustParseWindows("10s,60s"), Step: time.Second, Registerer: reg, MaxKeys: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +343,7 @@ func TestStageSlowDrift(t *testing.T) {
 	}
 	cfg := testConfig()
 	cfg.Baseline = "300s"
-	s, err := New(cfg, Options{Source: f, Sink: f, Windows: "10s,60s,300s", Step: time.Second})
+	s, err := New(cfg, Options{Source: f, Sink: f, Windows: effort.MustParseWindows("10s,60s,300s"), Step: time.Second, MaxKeys: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,9 +407,9 @@ func TestStagePulseDrift(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	cfg := testConfig()
-	cfg.Owners = "team:red=red-lead,*=support"
-	s, err := New(cfg, Options{Source: f, Sink: f, Windows: "10s,60s", Step: time.Second, Registerer: reg,
-		Pulses: pulses.Config{Period: "1m", MinRespondents: 5, Lookback: "1d"}})
+	cfg.Owners = MustParseOwners("team:red=red-lead,*=support")
+	s, err := New(cfg, Options{Source: f, Sink: f, Windows: effort.MustParseWindows("10s,60s"), Step: time.Second, Registerer: reg, MaxKeys: 10,
+		Pulses: pulses.Config{Period: pulses.MustParsePeriod("1m"), MinRespondents: 5, Lookback: pulses.MustParsePeriod("1d")}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,6 +47,39 @@ func ParseWindows(s string) ([]Window, error) {
 	return out, nil
 }
 
+// Windows are windows read from configuration text such as "1h,24h,7d" (ParseWindows),
+// shortest first: parsed once, where the configuration is read.
+type Windows []Window
+
+// UnmarshalText parses the windows with ParseWindows.
+func (ws *Windows) UnmarshalText(b []byte) error {
+	w, err := ParseWindows(string(b))
+	if err != nil {
+		return err
+	}
+	*ws = w
+	return nil
+}
+
+// MarshalText gives the windows' names, comma-separated.
+func (ws Windows) MarshalText() ([]byte, error) {
+	names := make([]string, len(ws))
+	for i, w := range ws {
+		names[i] = w.Name
+	}
+	return []byte(strings.Join(names, ",")), nil
+}
+
+// MustParseWindows is ParseWindows for text known to be valid (defaults, tests); it
+// panics on an error.
+func MustParseWindows(s string) Windows {
+	ws, err := ParseWindows(s)
+	if err != nil {
+		panic(err)
+	}
+	return ws
+}
+
 func parseLength(s string) (time.Duration, error) {
 	if n, ok := strings.CutSuffix(s, "d"); ok {
 		var days int

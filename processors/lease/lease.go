@@ -98,9 +98,14 @@ type Lease struct {
 	// deadline: the local monotonic instant (since the manager's start) after which the
 	// lease is treated as lost even if no renewal failed yet.
 	deadline atomic.Int64
-	lost     chan struct{}
-	once     sync.Once
-	m        *Manager
+	// fenced is set the first time Valid finds the deadline passed: from then on the
+	// lease is lost for good, even if a renewal that was under way succeeds. Whoever saw
+	// it invalid (the writer dropping a chunk of its partition, say) must never see it
+	// valid again, or work done after the gap would pass over the work dropped in it.
+	fenced atomic.Bool
+	lost   chan struct{}
+	once   sync.Once
+	m      *Manager
 }
 
 // Key is the lease's key in the bucket.
@@ -118,7 +123,21 @@ func (l *Lease) Valid() bool {
 		return false
 	default:
 	}
-	return l.m.clock() < time.Duration(l.deadline.Load())
+	if l.fenced.Load() {
+		return false
+	}
+	if l.m.clock() < time.Duration(l.deadline.Load()) {
+		return true
+	}
+	l.fenced.Store(true)
+	return false
+}
+
+// extend moves the deadline to d after a successful renewal, unless the lease was
+// fenced meanwhile; it reports whether the lease is still held.
+func (l *Lease) extend(d time.Duration) bool {
+	l.deadline.Store(int64(d))
+	return !l.fenced.Load()
 }
 
 // Lost is closed once the lease is lost or released.
@@ -199,7 +218,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		renewals: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "cxlink_lease_renewals_total",
-			Help: "Lease renewals, by result.",
+			Help: "Lease renewals, by result: ok; late (the lease had expired locally meanwhile, so it is given up); refused; error.",
 		}, []string{"result"}),
 		renewTime: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "cxlink_lease_renewal_duration_seconds",
@@ -402,7 +421,12 @@ func (m *Manager) renewOne(ctx context.Context, l *Lease, sent time.Duration) {
 	switch {
 	case err == nil:
 		l.rev.Store(rev)
-		l.deadline.Store(int64(sent + 2*m.ttl/3))
+		if !l.extend(sent + 2*m.ttl/3) {
+			// Renewed too late: somebody may have seen the lease lost.
+			m.metrics.renewals.WithLabelValues("late").Inc()
+			m.drop(l, "expired")
+			return
+		}
 		m.metrics.renewals.WithLabelValues("ok").Inc()
 	case errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) ||
 		errors.Is(err, jetstream.ErrKeyDeleted):

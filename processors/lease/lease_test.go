@@ -287,3 +287,35 @@ func TestSingletonHasOneRunnerAndAStandby(t *testing.T) {
 		t.Errorf("token of the second runner %d not above the first's %d", tokens[second], tokens[first])
 	}
 }
+
+// A lease seen invalid stays lost, even when a renewal that was under way then succeeds:
+// the writer drops the chunks of a partition whose lease it finds invalid, and if the
+// worker then went on (its lease valid again) its next stored chunk would carry the
+// partition's progress past the dropped one.
+func TestLeaseSeenExpiredStaysLost(t *testing.T) {
+	kv := bucket(t)()
+	m := New(kv, Config{TTL: ttl, ReplicaID: "a"}, nil, prometheus.NewRegistry())
+	ctx := t.Context()
+	l, err := m.acquire(ctx, partitionKey(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := m.clock()
+	m.renewOne(ctx, l, sent)
+	if !l.Valid() {
+		t.Fatal("a lease renewed in time is not valid")
+	}
+	l.deadline.Store(int64(m.clock())) // the renewals stalled past the fence
+	if l.Valid() {
+		t.Fatal("a lease past its deadline is valid")
+	}
+	m.renewOne(ctx, l, m.clock()) // the server still had it: the update succeeds
+	if l.Valid() {
+		t.Fatal("a lease seen expired is valid again after a late renewal")
+	}
+	select {
+	case <-l.Lost():
+	default:
+		t.Fatal("a lease renewed after it was seen expired is not lost")
+	}
+}

@@ -18,10 +18,10 @@ import (
 
 // Config of the processors.
 type Config struct {
-	Windows         string        `env:"CXLINK_WINDOWS" envDefault:"1h,24h,7d"`
-	Step            time.Duration `env:"CXLINK_ROLLUP_STEP" envDefault:"1m"`
-	AllowedLateness time.Duration `env:"CXLINK_ALLOWED_LATENESS" envDefault:"1h"`
-	AttributionWait time.Duration `env:"CXLINK_ATTRIBUTION_WAIT" envDefault:"10m"`
+	Windows         effort.Windows `env:"CXLINK_WINDOWS" envDefault:"1h,24h,7d"`
+	Step            time.Duration  `env:"CXLINK_ROLLUP_STEP" envDefault:"1m"`
+	AllowedLateness time.Duration  `env:"CXLINK_ALLOWED_LATENESS" envDefault:"1h"`
+	AttributionWait time.Duration  `env:"CXLINK_ATTRIBUTION_WAIT" envDefault:"10m"`
 	// Partitions this process may run: "all" (shared with the other replicas through
 	// leases), or a list such as "0-3,6" (only those, still under leases).
 	Partitions string `env:"CXLINK_PROCESS_PARTITIONS" envDefault:"all"`
@@ -50,10 +50,10 @@ func (c Config) Validate() error {
 	if c.Step < time.Second {
 		add("CXLINK_ROLLUP_STEP: %s is shorter than a second", c.Step)
 	}
-	if ws, err := effort.ParseWindows(c.Windows); err != nil {
-		add("CXLINK_WINDOWS: %v", err)
+	if len(c.Windows) == 0 {
+		add("CXLINK_WINDOWS: no windows")
 	} else if c.Step > 0 {
-		for _, w := range ws {
+		for _, w := range c.Windows {
 			if w.Length%c.Step != 0 {
 				add("CXLINK_WINDOWS: %s is not a whole number of CXLINK_ROLLUP_STEP (%s)", w.Name, c.Step)
 			}
@@ -88,10 +88,9 @@ func (c Config) Validate() error {
 
 // partitionConfig is the state machine's configuration; call on a valid Config.
 func (c Config) partitionConfig() partition.Config {
-	ws, _ := effort.ParseWindows(c.Windows)
 	return partition.Config{
 		Step:            c.Step,
-		Windows:         ws,
+		Windows:         c.Windows,
 		AllowedLateness: c.AllowedLateness,
 		AttributionWait: c.AttributionWait,
 		FollowUps:       c.FollowUps,

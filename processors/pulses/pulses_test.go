@@ -11,7 +11,7 @@ var monday = time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC) // a Monday
 // The policy publishes a group at k respondents and again only at k more: any two
 // published figures of a group differ by at least k people.
 func TestPublishNeedsKNewRespondents(t *testing.T) {
-	c := Config{Period: "7d", MinRespondents: 5, Grace: time.Hour, Lookback: "92d"}
+	c := DefaultConfig()
 	for _, tc := range []struct {
 		n, published uint64
 		want         bool
@@ -42,7 +42,7 @@ func TestPublishNeedsKNewRespondents(t *testing.T) {
 }
 
 func TestPeriodsCloseAfterTheGrace(t *testing.T) {
-	c := Config{Period: "7d", MinRespondents: 5, Grace: time.Hour, Lookback: "92d"}
+	c := DefaultConfig()
 	week := 7 * 24 * time.Hour
 	if got := c.ClosedBefore(monday.Add(30 * time.Minute)); !got.Equal(monday.Add(-week)) {
 		t.Errorf("half an hour into Monday the week before is still open: closed before %s", got)
@@ -76,16 +76,30 @@ func TestPeriodStartMatchesSQLOffset(t *testing.T) {
 }
 
 func TestConfig(t *testing.T) {
-	if err := (Config{Period: "7d", MinRespondents: 5, Grace: time.Hour, Lookback: "92d"}).Validate(); err != nil {
+	if err := DefaultConfig().Validate(); err != nil {
 		t.Fatal(err)
 	}
-	err := (Config{Period: "30s", MinRespondents: 2, Grace: -time.Second, Lookback: "x"}).Validate()
-	for _, want := range []string{"CXLINK_LINKAGE_PERIOD", "CXLINK_ANONYMITY_MIN_RESPONDENTS", "CXLINK_PULSE_GRACE", "CXLINK_PULSE_LOOKBACK"} {
+	err := (Config{MinRespondents: 2, Grace: -time.Second}).Validate()
+	for _, want := range []string{"CXLINK_PULSE_PERIOD", "CXLINK_ANONYMITY_MIN_RESPONDENTS", "CXLINK_PULSE_GRACE", "CXLINK_PULSE_LOOKBACK"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v lacks %s", err, want)
 		}
 	}
-	if err := (Config{Period: "7d", MinRespondents: 5, Lookback: "1d"}).Validate(); err == nil || !strings.Contains(err.Error(), "shorter than a period") {
+	short := DefaultConfig()
+	short.Lookback = MustParsePeriod("1d")
+	if err := short.Validate(); err == nil || !strings.Contains(err.Error(), "shorter than a period") {
 		t.Errorf("a lookback shorter than a period: %v", err)
+	}
+	var p Period
+	for _, bad := range []string{"30s", "7x", "1h,7d", ""} {
+		if err := p.UnmarshalText([]byte(bad)); err == nil {
+			t.Errorf("period %q accepted", bad)
+		}
+	}
+	if err := p.UnmarshalText([]byte("10m")); err != nil || p.Name != "10m" || p.Length != 10*time.Minute {
+		t.Errorf("10m read as %+v, %v", p, err)
+	}
+	if b, _ := DefaultConfig().Period.MarshalText(); string(b) != "7d" {
+		t.Errorf("default period %s", b)
 	}
 }

@@ -11,24 +11,22 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/caarlos0/env/v11"
 )
 
-// Config says where the ClickHouse sink writes. Read it with LoadConfig, or embed it in a
-// larger struct parsed by caarlos0/env.
+// Config says where the ClickHouse sink writes: DefaultConfig, then the environment
+// (caarlos0/env) over it.
 type Config struct {
 	// Addr is host:port of ClickHouse's native protocol (not the HTTP port 8123: the
 	// driver's HTTP mode fails on ClickHouse 18.16).
-	Addr string `env:"CLICKHOUSE_ADDR" envDefault:"127.0.0.1:9000"`
+	Addr string `env:"CLICKHOUSE_ADDR"`
 	// Database is created by Migrate when missing; every table is qualified with it.
-	Database string `env:"CLICKHOUSE_DATABASE" envDefault:"cxlink"`
+	Database string `env:"CLICKHOUSE_DATABASE"`
 	// PrivateDatabase holds the individual employee pulse answers, apart from the
 	// aggregates the dashboards read: grant it to the cxlink writer only (docs/privacy.md).
 	// Empty: Database + "_private", so that two installations on one server (or two
 	// tests) never share one.
 	PrivateDatabase string `env:"CLICKHOUSE_PRIVATE_DATABASE"`
-	User            string `env:"CLICKHOUSE_USER" envDefault:"default"`
+	User            string `env:"CLICKHOUSE_USER"`
 	Password        string `env:"CLICKHOUSE_PASSWORD"`
 	// PasswordFile names a file holding the password (a mounted secret), read at Open.
 	PasswordFile string `env:"CLICKHOUSE_PASSWORD_FILE"`
@@ -42,23 +40,24 @@ type Config struct {
 	// tables under the names readers and writers use (cluster.go). Empty: one server.
 	Cluster string `env:"CLICKHOUSE_CLUSTER"`
 	// DialTimeout bounds connecting, and waiting for a free connection of the pool.
-	DialTimeout time.Duration `env:"CLICKHOUSE_DIAL_TIMEOUT" envDefault:"5s"`
-	// InsertTimeout bounds one table's insert of a batch. 30 s is far above the time of
-	// a large batch (10k survey rows take under 0.1 s on loopback) but keeps a stalled
-	// server from holding the writer, and with it the acks, forever.
-	InsertTimeout time.Duration `env:"CLICKHOUSE_INSERT_TIMEOUT" envDefault:"30s"`
+	DialTimeout time.Duration `env:"CLICKHOUSE_DIAL_TIMEOUT"`
+	// InsertTimeout bounds one table's insert of a batch.
+	InsertTimeout time.Duration `env:"CLICKHOUSE_INSERT_TIMEOUT"`
 }
 
-// LoadConfig reads the Config from the environment and validates it.
-func LoadConfig() (Config, error) {
-	cfg, err := env.ParseAs[Config]()
-	if err != nil {
-		return Config{}, fmt.Errorf("read clickhouse config: %w", err)
+// DefaultConfig is the configuration when nothing is set: the local server's default
+// user and database cxlink.
+func DefaultConfig() Config {
+	return Config{
+		Addr:        "127.0.0.1:9000",
+		Database:    "cxlink",
+		User:        "default",
+		DialTimeout: 5 * time.Second,
+		// Far above the time of a large batch (10k survey rows take under 0.1 s on
+		// loopback), but a stalled server does not hold the writer, and with it the
+		// acks, forever.
+		InsertTimeout: 30 * time.Second,
 	}
-	if err := cfg.Validate(); err != nil {
-		return Config{}, err
-	}
-	return cfg, nil
 }
 
 // identifier is what a database or cluster name may be; it is pasted into SQL unquoted.

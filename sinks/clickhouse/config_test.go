@@ -10,7 +10,7 @@ import (
 
 func parse(t *testing.T, environ map[string]string) Config {
 	t.Helper()
-	var cfg Config
+	cfg := DefaultConfig()
 	if err := env.ParseWithOptions(&cfg, env.Options{Environment: environ}); err != nil {
 		t.Fatal(err)
 	}

@@ -169,10 +169,10 @@ func TestDriftJudgesStoredPulses(t *testing.T) {
 	if err := c.WriteBatch(ctx, &b); err != nil {
 		t.Fatal(err)
 	}
-	policy := pulses.Config{Period: "7d", MinRespondents: 5, Grace: time.Hour, Lookback: "92d"}
+	policy := pulses.DefaultConfig()
 	tick := monday.Add(5*week + 3*time.Hour) // week 4 closed two hours ago
 	publish, err := analytics.New(analytics.Config{Enabled: "on", Every: time.Second, Span: 4, MaxLag: 0, MinTeams: 4,
-		MinResponses: 1, ImpactWindows: "7d", ImpactMinResponses: 30}, analytics.Options{Store: c, Pulses: policy, Now: func() time.Time { return tick }})
+		MinResponses: 1, ImpactWindows: effort.MustParseWindows("7d"), ImpactMinResponses: 30}, analytics.Options{Store: c, Pulses: policy, Now: func() time.Time { return tick }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,8 +181,8 @@ func TestDriftJudgesStoredPulses(t *testing.T) {
 		t.Fatal(err)
 	}
 	stage, err := drift.New(drift.Config{MinRecent: 30, MinBaseline: 100, Z: 3, ClearZ: 2, MinEffect: 0.3, EWMALambda: 0.2,
-		PulseBaselinePeriods: 4, PulseMinBaselinePeriods: 2, Owners: "*=people"},
-		drift.Options{Source: c, Sink: c, Windows: "1h,7d", Step: time.Minute, Pulses: policy})
+		PulseBaselinePeriods: 4, PulseMinBaselinePeriods: 2, Owners: drift.MustParseOwners("*=people")},
+		drift.Options{Source: c, Sink: c, Windows: effort.MustParseWindows("1h,7d"), Step: time.Minute, MaxKeys: 50, Pulses: policy})
 	if err != nil {
 		t.Fatal(err)
 	}

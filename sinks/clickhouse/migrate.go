@@ -22,7 +22,7 @@ import (
 // cluster variant (cluster.go), and holds statements ended by ';'. Lines starting
 // with -- are dropped before splitting, so only a statement itself may not contain a ';'.
 // Every statement must be idempotent (IF NOT EXISTS, IF EXISTS, an ALTER TABLE … ADD
-// COLUMN, whose "already exists" error counts as done, an INSERT … SELECT into a
+// COLUMN, which is skipped when the column is there, an INSERT … SELECT into a
 // ReplacingMergeTree whose copied rows keep their version, or a RENAME TABLE a TO b, c
 // TO a ({{swap}}), run only while a's sorting key is not c's yet, with what a swap run
 // again finds done on a cluster: swappedIn): two processes may migrate at once, and a
@@ -255,8 +255,7 @@ func (c *Client) apply(ctx context.Context, m Migration) error {
 			}
 			continue
 		}
-		if err := c.conn.Exec(ctx, q); err != nil && !columnExists(q, err) && !c.sourceMoved(ctx, q, err) &&
-			!c.swappedIn(ctx, q, err) {
+		if err := c.execIdempotent(ctx, q); err != nil && !c.sourceMoved(ctx, q, err) && !c.swappedIn(ctx, q, err) {
 			return fmt.Errorf("apply migration %04d_%s, statement %d: %w", m.Version, m.Name, i+1, err)
 		}
 	}
@@ -274,14 +273,57 @@ func (c *Client) apply(ctx context.Context, m Migration) error {
 	return nil
 }
 
-// addColumn matches an ALTER TABLE … [ON CLUSTER …] ADD COLUMN statement.
-var addColumn = regexp.MustCompile(`(?is)^ALTER\s+TABLE\s+\S+\s+(?:ON\s+CLUSTER\s+\S+\s+)?ADD\s+COLUMN\s`)
+// addColumn matches an ALTER TABLE … [ON CLUSTER …] ADD COLUMN statement; its groups are
+// the database (empty when not named), the table and the column.
+var addColumn = regexp.MustCompile("(?is)^ALTER\\s+TABLE\\s+(?:`?(\\w+)`?\\.)?`?(\\w+)`?\\s+(?:ON\\s+CLUSTER\\s+\\S+\\s+)?ADD\\s+COLUMN\\s+`?(\\w+)`?\\s")
+
+// execIdempotent runs a migration statement. An ADD COLUMN whose column is there already
+// is done: applied by an interrupted run of its migration, or by a process migrating at
+// the same time (ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS). On one server the
+// catalogue says so before and after the ALTER, whatever code the error of a column added
+// meanwhile has (44 ILLEGAL_COLUMN on 18.16, 15 DUPLICATE_COLUMN on current servers). On a
+// cluster the ALTER runs on every node (ON CLUSTER), one of which may lack the column
+// while this one has it: it always runs, and a node's "already exists" counts as done.
+func (c *Client) execIdempotent(ctx context.Context, stmt string) error {
+	m := addColumn.FindStringSubmatch(stmt)
+	if m == nil {
+		return c.conn.Exec(ctx, stmt)
+	}
+	if c.cfg.Cluster != "" {
+		if err := c.conn.Exec(ctx, stmt); err != nil && !columnExists(stmt, err) {
+			return err
+		}
+		return nil
+	}
+	database, table, column := m[1], m[2], m[3]
+	if database == "" {
+		database = c.cfg.Database
+	}
+	if there, err := c.hasColumn(ctx, database, table, column); err != nil || there {
+		return err
+	}
+	err := c.conn.Exec(ctx, stmt)
+	if err != nil {
+		if there, cerr := c.hasColumn(ctx, database, table, column); cerr == nil && there {
+			return nil
+		}
+	}
+	return err
+}
+
+// hasColumn reports whether database.table has the column.
+func (c *Client) hasColumn(ctx context.Context, database, table, column string) (bool, error) {
+	var n uint64
+	if err := c.conn.QueryRow(ctx, "SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?",
+		database, table, column).Scan(&n); err != nil {
+		return false, fmt.Errorf("look for column %s.%s.%s: %w", database, table, column, err)
+	}
+	return n > 0, nil
+}
 
 // columnExists reports whether err says that the column an ADD COLUMN statement adds is
 // already there (ClickHouse 18.16: code 44, ILLEGAL_COLUMN; current ClickHouse: code 15,
-// DUPLICATE_COLUMN; ON CLUSTER passes on the code and message of the node that failed):
-// the statement was applied before, by an interrupted run of its migration or by a
-// process migrating at the same time. ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS.
+// DUPLICATE_COLUMN; ON CLUSTER passes on the code and message of the node that failed).
 func columnExists(stmt string, err error) bool {
 	var e *ch.Exception
 	return addColumn.MatchString(stmt) && errors.As(err, &e) && (e.Code == 44 || e.Code == 15) &&

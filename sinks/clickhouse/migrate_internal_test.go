@@ -61,3 +61,19 @@ func TestStatementsSplitAndRender(t *testing.T) {
 		t.Error("unknown template field rendered without error")
 	}
 }
+
+func TestAddColumnNamesTableAndColumn(t *testing.T) {
+	for stmt, want := range map[string]string{
+		"ALTER TABLE db_x.rollup_partials ADD COLUMN score_sq_sum Float64 DEFAULT 0 AFTER negative": "db_x rollup_partials score_sq_sum",
+		"alter table `t` add column `c` String":                                                     " t c",
+		"ALTER TABLE d.t\n  ADD  COLUMN c UInt8":                                                    "d t c",
+	} {
+		m := addColumn.FindStringSubmatch(stmt)
+		if m == nil || strings.Join(m[1:], " ") != want {
+			t.Errorf("%q: %q, want %q", stmt, m, want)
+		}
+	}
+	if addColumn.MatchString("ALTER TABLE d.t DROP COLUMN c") || addColumn.MatchString("CREATE TABLE IF NOT EXISTS d.t (c UInt8)") {
+		t.Error("matches a statement that adds no column")
+	}
+}

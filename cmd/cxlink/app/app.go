@@ -27,7 +27,6 @@ import (
 	"github.com/cxlink/cxlink/ingest/pins"
 	"github.com/cxlink/cxlink/ingest/simulator"
 	"github.com/cxlink/cxlink/ingest/stream"
-	"github.com/cxlink/cxlink/processors/effort"
 	"github.com/cxlink/cxlink/processors/lease"
 	"github.com/cxlink/cxlink/processors/pipeline"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
@@ -99,9 +98,10 @@ func Run(ctx context.Context, args []string, opts Options) error {
 	if err != nil {
 		return err
 	}
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	logger := slog.New(slog.NewTextHandler(opts.Stderr, &slog.HandlerOptions{Level: level}))
+	logger := slog.New(slog.NewTextHandler(opts.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	for _, r := range cfg.Renamed {
+		logger.Warn("a variable was renamed: its old name is read until the next release", "old", r.Old, "new", r.New)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	r := &roles{cfg: cfg, opts: opts, logger: logger, reg: reg}
@@ -371,7 +371,7 @@ func (r *roles) processing(ctx context.Context, role string, embed bool) (pr *pr
 			ch.Close()
 		}
 	}()
-	ws, _ := effort.ParseWindows(r.cfg.Process.Windows)
+	ws := r.cfg.Process.Windows
 	if err := ch.WriteWindows(ctx, r.cfg.Process.Step, ws); err != nil {
 		return nil, err
 	}
@@ -542,7 +542,7 @@ func (r *roles) migrateNATS(ctx context.Context) error {
 }
 
 // runAll runs tasks until the first returns; then it cancels the others and waits for
-// them. It returns the first error.
+// them. It returns every task's error, joined.
 func runAll(ctx context.Context, tasks ...func(context.Context) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -1,31 +1,67 @@
 package app
 
 import (
+	"encoding"
+	"fmt"
+	"log/slog"
 	"os"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
-// envVar is one variable of the configuration: its name and envDefault tag.
+// envVar is one variable of the configuration: its name and its default as text.
 type envVar struct {
-	name, def  string
-	hasDefault bool
+	name, def string
 }
 
-// envVars lists the env tags of a config struct and its nested structs.
-func envVars(t reflect.Type) []envVar {
+// envVars lists the variables of a config value and of its nested structs, each with its
+// default: the envDefault tag where a field has one, else the value in v (the defaults
+// are the values of DefaultConfig).
+func envVars(t *testing.T, v reflect.Value) []envVar {
 	var out []envVar
-	for i := range t.NumField() {
-		f := t.Field(i)
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
 		if name, ok := f.Tag.Lookup("env"); ok && name != "-" {
 			def, has := f.Tag.Lookup("envDefault")
-			out = append(out, envVar{strings.Split(name, ",")[0], def, has})
+			if !has {
+				def = defaultText(t, v.Field(i))
+			}
+			out = append(out, envVar{strings.Split(name, ",")[0], def})
 		} else if f.Type.Kind() == reflect.Struct {
-			out = append(out, envVars(f.Type)...)
+			out = append(out, envVars(t, v.Field(i))...)
 		}
 	}
 	return out
+}
+
+// defaultText is a default as README shows it: a duration as 5m or 1h, not 5m0s.
+func defaultText(t *testing.T, v reflect.Value) string {
+	if l, ok := v.Interface().(slog.Level); ok {
+		return strings.ToLower(l.String())
+	}
+	if v.IsZero() {
+		return ""
+	}
+	if m, ok := v.Interface().(encoding.TextMarshaler); ok {
+		b, err := m.MarshalText()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if d, ok := v.Interface().(time.Duration); ok {
+		s := d.String()
+		if strings.HasSuffix(s, "m0s") {
+			s = strings.TrimSuffix(s, "0s")
+		}
+		if strings.HasSuffix(s, "h0m") {
+			s = strings.TrimSuffix(s, "0m")
+		}
+		return s
+	}
+	return fmt.Sprint(v.Interface())
 }
 
 func TestReadmeDocumentsEveryVariable(t *testing.T) {
@@ -33,7 +69,7 @@ func TestReadmeDocumentsEveryVariable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vars := envVars(reflect.TypeOf(Config{}))
+	vars := envVars(t, reflect.ValueOf(DefaultConfig()))
 	if len(vars) < 25 {
 		t.Fatalf("found only %v", vars)
 	}
@@ -44,9 +80,26 @@ func TestReadmeDocumentsEveryVariable(t *testing.T) {
 			continue
 		}
 		// A non-empty default is shown as it is.
-		if v.hasDefault && v.def != "" && !strings.Contains(string(readme), row+" `"+v.def+"` |") {
+		if v.def != "" && !strings.Contains(string(readme), row+" `"+v.def+"` |") {
 			t.Errorf("README.md's configuration table does not give %s's default `%s`", v.name, v.def)
 		}
+	}
+	for _, r := range renames {
+		if !strings.Contains(string(readme), "| `"+r.Old+"` | | old name of `"+r.New+"`") {
+			t.Errorf("README.md's configuration table does not say that %s is the old name of %s", r.Old, r.New)
+		}
+	}
+}
+
+func TestDefaultTextLooksLikeTheReadme(t *testing.T) {
+	for d, want := range map[time.Duration]string{5 * time.Minute: "5m", time.Hour: "1h", 336 * time.Hour: "336h",
+		500 * time.Millisecond: "500ms", 10 * time.Second: "10s", 90 * time.Minute: "1h30m", 0: ""} {
+		if got := defaultText(t, reflect.ValueOf(d)); got != want {
+			t.Errorf("%v shown as %q, want %q", d, got, want)
+		}
+	}
+	if got := defaultText(t, reflect.ValueOf(slog.LevelInfo)); got != "info" {
+		t.Errorf("log level shown as %q", got)
 	}
 }
 
@@ -79,6 +132,28 @@ func TestLoadConfigDefaultsAreValid(t *testing.T) {
 	// The stream's shape is the stream's own unless set: roles read it from there.
 	if cfg.Stream.Partitions != 0 || cfg.ClickHouse.Database != "cxlink" || cfg.NATSURL != "" {
 		t.Fatalf("defaults: %+v", cfg)
+	}
+}
+
+// A renamed variable still works by its old name, which Run warns of; the new name wins
+// over the old.
+func TestLoadConfigReadsOldNames(t *testing.T) {
+	cfg, err := LoadConfig(map[string]string{"CXLINK_LINKAGE_PERIOD": "10m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Pulses.Period.Name != "10m" || len(cfg.Renamed) != 1 || cfg.Renamed[0].New != "CXLINK_PULSE_PERIOD" {
+		t.Fatalf("period %+v, renamed %v", cfg.Pulses.Period, cfg.Renamed)
+	}
+	cfg, err = LoadConfig(map[string]string{"CXLINK_LINKAGE_PERIOD": "10m", "CXLINK_PULSE_PERIOD": "1d"})
+	if err != nil || cfg.Pulses.Period.Name != "1d" {
+		t.Fatalf("period %+v, %v", cfg.Pulses.Period, err)
+	}
+	var logs strings.Builder
+	err = Run(t.Context(), []string{"migrate"}, Options{Environ: map[string]string{"CXLINK_LINKAGE_PERIOD": "10m",
+		"CLICKHOUSE_ADDR": "127.0.0.1:1", "CLICKHOUSE_DIAL_TIMEOUT": "100ms"}, Stderr: &logs})
+	if err == nil || !strings.Contains(logs.String(), "old=CXLINK_LINKAGE_PERIOD new=CXLINK_PULSE_PERIOD") {
+		t.Errorf("no warning of the old name (err %v):\n%s", err, logs.String())
 	}
 }
 

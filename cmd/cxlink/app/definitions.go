@@ -113,7 +113,7 @@ func (r *roles) openNATS(ctx context.Context, js jetstream.JetStream) (*definiti
 
 // followUps are the follow-up settings (validated with the configuration).
 func (r *roles) followUps() *followup.Settings {
-	s, _ := r.cfg.FollowUps.Settings(r.cfg.Drift.Owners)
+	s, _ := r.cfg.FollowUps.Settings(r.cfg.Drift.Owners.String())
 	return s
 }
 

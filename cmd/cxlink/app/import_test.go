@@ -3,7 +3,6 @@ package app
 import (
 	"bytes"
 	"context"
-	"github.com/caarlos0/env/v11"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -94,9 +93,7 @@ func TestImportWithFieldFlags(t *testing.T) {
 // apiConfig is the ingest API's default configuration, with a short publish timeout.
 func apiConfig(t *testing.T) httpapi.Config {
 	t.Helper()
-	var cfg httpapi.Config
-	if err := env.ParseWithOptions(&cfg, env.Options{Environment: map[string]string{"CXLINK_PUBLISH_TIMEOUT": "5s"}}); err != nil {
-		t.Fatal(err)
-	}
+	cfg := httpapi.DefaultConfig()
+	cfg.PublishTimeout = 5 * time.Second
 	return cfg
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/cxlink/cxlink/processors/analytics"
-	"github.com/cxlink/cxlink/processors/effort"
 	"github.com/cxlink/cxlink/processors/lease"
 	"github.com/cxlink/cxlink/processors/retention"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
@@ -42,8 +41,8 @@ func (r *roles) withAnalytics(tasks []func(context.Context) error, ch *clickhous
 // validateRetention checks the retention against what the rollups and the analytics
 // stage read.
 func (c Config) validateRetention() error {
-	ws, err := effort.ParseWindows(c.Process.Windows)
-	if err != nil || c.Analytics.Validate() != nil || c.Pulses.Validate() != nil {
+	ws := c.Process.Windows
+	if len(ws) == 0 || c.Analytics.Validate() != nil || c.Pulses.Validate() != nil {
 		return nil // reported by the components
 	}
 	return c.Retention.Validate(ws[len(ws)-1].Length, c.Analytics.Lookback(c.Pulses.PeriodLength()))

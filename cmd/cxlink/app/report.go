@@ -45,17 +45,17 @@ func (r *roles) report(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	links, computed, err := c.CurrentLinkage(ctx, r.cfg.Pulses.Period, scopes)
+	links, computed, err := c.CurrentLinkage(ctx, r.cfg.Pulses.Period.Name, scopes)
 	if err != nil {
 		return err
 	}
 	sort.SliceStable(impact, func(i, j int) bool { return windowLess(impact[i].Window, impact[j].Window) })
 	if *format == "json" {
-		return writeReportJSON(r.opts.Stdout, r.cfg.Pulses.Period, computed, impact, links)
+		return writeReportJSON(r.opts.Stdout, r.cfg.Pulses.Period.Name, computed, impact, links)
 	}
 	writeImpactText(r.opts.Stdout, impact, r.cfg.Analytics.ImpactMinResponses)
 	fmt.Fprintln(r.opts.Stdout)
-	writeLinkageText(r.opts.Stdout, r.cfg.Pulses.Period, computed, links, scopes)
+	writeLinkageText(r.opts.Stdout, r.cfg.Pulses.Period.Name, computed, links, scopes)
 	return nil
 }
 

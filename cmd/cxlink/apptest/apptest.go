@@ -1,11 +1,20 @@
-// Package apptest runs a whole cxlink (`cxlink run`: ingest, embedded JetStream,
-// processors) inside a test, against a private ClickHouse from chtest. Import it from
-// tests only.
+// Package apptest is the one harness of cxlink's end-to-end tests: it starts the real
+// thing on free loopback ports, stops it when the test ends, and shows its logs when the
+// test fails.
+//
+//   - cxlink: Start (a whole `cxlink run` on a private ClickHouse), StartRole (any
+//     command in the test's process), NewChild/StartChild (a role as its own OS process,
+//     which can be killed -9; the package's TestMain calls Main).
+//   - ClickHouse: sinks/clickhouse/chtest (a private server, or one given by address).
+//   - Prometheus and Alertmanager: StartPrometheus, StartAlertmanager (Debian's binaries).
+//   - NATS: the embedded server of ingest/broker in the test's process, or a cluster of
+//     real nats-server processes from apptest/natstest.
+//   - Any other process: apptest/proc, which all of the above run on.
+//
+// Import it from tests only.
 package apptest
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -13,9 +22,9 @@ import (
 	"testing"
 	"time"
 
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cxlink/cxlink/cmd/cxlink/app"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
 	"github.com/cxlink/cxlink/sinks/clickhouse/chtest"
 )
@@ -23,26 +32,31 @@ import (
 // Instance is a running cxlink.
 type Instance struct {
 	t *testing.T
-	// URL is the base URL of its HTTP API, e.g. http://127.0.0.1:41234.
-	URL string
+	// URL is the base URL of its HTTP API, e.g. http://127.0.0.1:41234; Addr its
+	// host:port.
+	URL, Addr string
 	// Env is the environment it runs with.
 	Env map[string]string
 	// CH is the ClickHouse server, DB a client of its database.
 	CH *chtest.Server
 	DB *clickhouse.Client
+
+	datasource ch.Conn // DashboardQuery's, once used
 }
 
 // Defaults are the environment of Start, before the caller's additions: short steps and
 // waits so that tests see results quickly.
 var Defaults = map[string]string{
-	"CXLINK_HTTP_ADDR":          "127.0.0.1:0",
-	"CXLINK_PARTITIONS":         "2",
-	"CXLINK_WINDOWS":            "10m,1h",
-	"CXLINK_ROLLUP_STEP":        "1s",
-	"CXLINK_ALLOWED_LATENESS":   "10m",
-	"CXLINK_ATTRIBUTION_WAIT":   "1m",
-	"CXLINK_BATCH_MAX_DELAY":    "100ms",
-	"CXLINK_LEASE_TTL":          "3s",
+	"CXLINK_HTTP_ADDR":        "127.0.0.1:0",
+	"CXLINK_PARTITIONS":       "2",
+	"CXLINK_WINDOWS":          "10m,1h",
+	"CXLINK_ROLLUP_STEP":      "1s",
+	"CXLINK_ALLOWED_LATENESS": "10m",
+	"CXLINK_ATTRIBUTION_WAIT": "1m",
+	"CXLINK_BATCH_MAX_DELAY":  "100ms",
+	// Long enough for renewals on a loaded machine: at 3 s a busy run lost its leases
+	// over and over.
+	"CXLINK_LEASE_TTL":          "10s",
 	"CXLINK_SNAPSHOT_EVERY":     "2s",
 	"CLICKHOUSE_DIAL_TIMEOUT":   "2s",
 	"CLICKHOUSE_INSERT_TIMEOUT": "10s",
@@ -58,40 +72,12 @@ func Start(t *testing.T, ch *chtest.Server, env map[string]string) *Instance {
 	database := ch.NewDatabase(t)
 	e := maps.Clone(Defaults)
 	e["CXLINK_DATA_DIR"] = t.TempDir()
-	e["CLICKHOUSE_ADDR"] = ch.Addr()
-	e["CLICKHOUSE_DATABASE"] = database
+	maps.Copy(e, ch.Env(database))
 	maps.Copy(e, env)
 	in := &Instance{t: t, Env: e, CH: ch}
 
-	ctx, stop := context.WithCancel(context.WithoutCancel(t.Context()))
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, []string{"run"}, app.Options{
-			Environ: e, Stderr: logWriter{t}, Listening: func(a string) { addr <- a },
-		})
-	}()
-	select {
-	case a := <-addr:
-		in.URL = "http://" + a
-	case err := <-done:
-		stop()
-		t.Fatalf("cxlink run: %v", err)
-	case <-time.After(60 * time.Second):
-		stop()
-		t.Fatal("cxlink run did not start listening in 60s")
-	}
-	t.Cleanup(func() {
-		stop()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("cxlink run: %v", err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Errorf("cxlink run did not stop in 60s")
-		}
-	})
+	role := StartRole(t, e, TestLog(t, "cxlink"), "run")
+	in.URL, in.Addr = role.URL, role.Addr
 	var err error
 	if in.DB, err = clickhouse.Open(t.Context(), ch.Config(database), slog.New(slog.DiscardHandler), prometheus.NewRegistry()); err != nil {
 		t.Fatal(err)
@@ -106,7 +92,22 @@ func (in *Instance) Database() string { return in.Env["CLICKHOUSE_DATABASE"] }
 // Query runs q and returns its rows as Go values (strings, numbers, times).
 func (in *Instance) Query(q string, args ...any) [][]any {
 	in.t.Helper()
-	rows := ScanRows(in.t, in.DB, q, args...)
+	return values(ScanRows(in.t, in.DB.Conn(), q, args...))
+}
+
+// DashboardQuery is Query for a dashboard panel's query: it runs as Grafana's ClickHouse
+// datasource runs it, with the instance's database as the default one (the queries name
+// none).
+func (in *Instance) DashboardQuery(q string) [][]any {
+	in.t.Helper()
+	if in.datasource == nil {
+		in.datasource = in.CH.Conn(in.t, in.Database())
+	}
+	return values(ScanRows(in.t, in.datasource, q))
+}
+
+// values replaces each pointer of rows by the value it points to.
+func values(rows [][]any) [][]any {
 	for _, vals := range rows {
 		for i, v := range vals {
 			vals[i] = reflect.ValueOf(v).Elem().Interface()
@@ -115,11 +116,11 @@ func (in *Instance) Query(q string, args ...any) [][]any {
 	return rows
 }
 
-// ScanRows runs q on db and returns its rows, each value a pointer to the column's Go
+// ScanRows runs q on conn and returns its rows, each value a pointer to the column's Go
 // type (*string, *uint64, *time.Time, …); a failure ends the test.
-func ScanRows(t testing.TB, db *clickhouse.Client, q string, args ...any) [][]any {
+func ScanRows(t testing.TB, conn ch.Conn, q string, args ...any) [][]any {
 	t.Helper()
-	rows, err := db.Conn().Query(t.Context(), q, args...)
+	rows, err := conn.Query(t.Context(), q, args...)
 	if err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}
@@ -159,25 +160,20 @@ func (in *Instance) Count(q string, args ...any) uint64 {
 	}
 }
 
-// WaitCount waits until the query's number is at least want, for at most a minute.
+// WaitCount waits until the query's number is at least want. It gives up after five
+// minutes: a limit for a stuck run, not a speed test (a busy machine takes minutes over
+// what takes seconds).
 func (in *Instance) WaitCount(want uint64, q string, args ...any) uint64 {
 	in.t.Helper()
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		n := in.Count(q, args...)
 		if n >= want {
 			return n
 		}
 		if time.Now().After(deadline) {
-			in.t.Fatalf("after a minute %d < %d: %s", n, want, q)
+			in.t.Fatalf("after five minutes %d < %d: %s", n, want, q)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-type logWriter struct{ t *testing.T }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	w.t.Logf("cxlink: %s", bytes.TrimRight(p, "\n"))
-	return len(p), nil
 }

@@ -20,7 +20,7 @@ func TestFindBinaryMissing(t *testing.T) {
 }
 
 func TestStopStartKeepsAddressAndData(t *testing.T) {
-	srv := Start(t)
+	srv := StartPrivate(t)
 	addr := srv.Addr()
 	db := srv.NewDatabase(t)
 	if db == srv.NewDatabase(t) || !identifier(db) {
@@ -42,8 +42,10 @@ func TestStopStartKeepsAddressAndData(t *testing.T) {
 }
 
 func TestExternalServer(t *testing.T) {
-	private := Start(t)
+	private := StartPrivate(t)
 	t.Setenv(EnvAddr, private.Addr())
+	t.Setenv(EnvUser, "")
+	t.Setenv(EnvPassword, "")
 	ext := Start(t)
 	if ext.Addr() != private.Addr() {
 		t.Fatalf("external server at %s, want %s", ext.Addr(), private.Addr())

@@ -69,7 +69,7 @@ func StartCluster(t testing.TB, replicas ...int) *Cluster {
 	for i := range c.nodes {
 		n := &c.nodes[i]
 		dir := t.TempDir()
-		if err := writeNodeConfig(dir, c.nodes, i, ports[3*i:3*i+3], zk); err != nil {
+		if err := writeNodeConfig(t, dir, c.nodes, i, ports[3*i:3*i+3], zk); err != nil {
 			t.Fatalf("chtest: %v", err)
 		}
 		n.p = proc.New(t, proc.Spec{Name: fmt.Sprintf("clickhouse-s%dr%d", n.shard, n.replica), Dir: dir,
@@ -238,12 +238,11 @@ func zooKeeperOK(ctx context.Context, addr string) error {
 	return nil
 }
 
-// writeNodeConfig writes the configuration of node i of nodes under dir.
-func writeNodeConfig(dir string, nodes []node, i int, ports []int, zooKeeper string) error {
-	for _, d := range []string{"data", "tmp", "user_files", "format_schemas"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			return fmt.Errorf("create server dir: %w", err)
-		}
+// writeNodeConfig writes the configuration of node i of nodes under dir: a private
+// server's (writeConfig), and the cluster's additions in config.d and users.d.
+func writeNodeConfig(t testing.TB, dir string, nodes []node, i int, ports []int, zooKeeper string) error {
+	if err := writeConfig(t, dir, ports); err != nil {
+		return err
 	}
 	type replica struct{ Host, Port string }
 	var shards [][]replica
@@ -257,45 +256,27 @@ func writeNodeConfig(dir string, nodes []node, i int, ports []int, zooKeeper str
 	zkHost, zkPort, _ := net.SplitHostPort(zooKeeper)
 	var config strings.Builder
 	if err := nodeConfig.Execute(&config, map[string]any{
-		"Dir": dir, "TCP": ports[0], "HTTP": ports[1], "Interserver": ports[2],
 		"ZooKeeperHost": zkHost, "ZooKeeperPort": zkPort,
 		"Shard": nodes[i].shard, "Replica": nodes[i].replica,
 		"Cluster": ClusterName, "Shards": shards,
 	}); err != nil {
 		return fmt.Errorf("server config: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "config.xml"), []byte(config.String()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "config.d", "cluster.xml"), []byte(config.String()), 0o644); err != nil {
 		return fmt.Errorf("write server config: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "users.xml"), []byte(clusterUsersXML), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "users.d", "cluster.xml"), []byte(clusterUsersXML), 0o644); err != nil {
 		return fmt.Errorf("write server users: %w", err)
 	}
 	return nil
 }
 
-// nodeConfig is a cluster node's config: loopback only, every file under one directory
-// (which must need no XML escaping: a test's temp dir), logs on the console, which the
-// process runner sends to its log file.
-var nodeConfig = template.Must(template.New("config.xml").Parse(`<?xml version="1.0"?>
+// nodeConfig is what a cluster node adds to a private server's config (config.d): its
+// ZooKeeper, macros and the cluster's servers.
+var nodeConfig = template.Must(template.New("cluster.xml").Parse(`<?xml version="1.0"?>
 <yandex>
-    <logger>
-        <level>information</level>
-        <console>1</console>
-    </logger>
-    <listen_host>127.0.0.1</listen_host>
-    <tcp_port>{{.TCP}}</tcp_port>
-    <http_port>{{.HTTP}}</http_port>
-    <interserver_http_port>{{.Interserver}}</interserver_http_port>
     <!-- Replicas fetch parts from each other here. -->
     <interserver_http_host>127.0.0.1</interserver_http_host>
-    <path>{{.Dir}}/data/</path>
-    <tmp_path>{{.Dir}}/tmp/</tmp_path>
-    <user_files_path>{{.Dir}}/user_files/</user_files_path>
-    <format_schema_path>{{.Dir}}/format_schemas/</format_schema_path>
-    <users_config>{{.Dir}}/users.xml</users_config>
-    <default_profile>default</default_profile>
-    <default_database>default</default_database>
-    <mark_cache_size>268435456</mark_cache_size>
     <zookeeper>
         <node>
             <host>{{.ZooKeeperHost}}</host>
@@ -323,29 +304,15 @@ var nodeConfig = template.Must(template.New("config.xml").Parse(`<?xml version="
 </yandex>
 `))
 
-// clusterUsersXML lets the user default in from loopback without a password, with the
-// profile docs/storage.md recommends for cxlink's user on a cluster.
+// clusterUsersXML adds to the default profile (users.d) what docs/storage.md recommends
+// for cxlink's user on a cluster.
 const clusterUsersXML = `<?xml version="1.0"?>
 <yandex>
     <profiles>
         <default>
-            <poll_interval>1</poll_interval>
             <load_balancing>in_order</load_balancing>
             <prefer_localhost_replica>0</prefer_localhost_replica>
         </default>
     </profiles>
-    <users>
-        <default>
-            <password></password>
-            <networks>
-                <ip>127.0.0.1</ip>
-            </networks>
-            <profile>default</profile>
-            <quota>default</quota>
-        </default>
-    </users>
-    <quotas>
-        <default></default>
-    </quotas>
 </yandex>
 `

@@ -157,7 +157,49 @@ func (c *Cluster) start() error {
 			return err
 		}
 	}
-	return nil
+	return c.waitPeersCurrent()
+}
+
+// waitPeersCurrent waits until the meta leader counts every other node as a current,
+// online peer: each node being healthy is not enough, the leader may not have heard from
+// a peer yet, and would then refuse to place a replicated stream ("peer offline").
+func (c *Cluster) waitPeersCurrent() error {
+	if len(c.nodes) == 1 {
+		return nil
+	}
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		state := "no meta leader"
+		for i := range c.nodes {
+			var jsz struct {
+				Meta *struct {
+					Leader   string `json:"leader"`
+					Replicas []struct {
+						Name    string `json:"name"`
+						Current bool   `json:"current"`
+						Offline bool   `json:"offline"`
+					} `json:"replicas"`
+				} `json:"meta_cluster"`
+			}
+			if err := getJSON(c.MonitorURL(i)+"/jsz", &jsz); err != nil || jsz.Meta == nil || jsz.Meta.Leader != c.nodes[i].name {
+				continue
+			}
+			current := 0
+			for _, r := range jsz.Meta.Replicas {
+				if r.Current && !r.Offline {
+					current++
+				}
+			}
+			if current == len(c.nodes)-1 {
+				return nil
+			}
+			state = fmt.Sprintf("meta leader %s sees %d of %d peers current", c.nodes[i].name, current, len(c.nodes)-1)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cluster not ready within %s: %s", readyTimeout, state)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // waitHealthy polls the node's /healthz, which answers 200 once its JetStream is current

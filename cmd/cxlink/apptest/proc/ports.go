@@ -2,8 +2,11 @@ package proc
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -16,8 +19,11 @@ var handedOut = struct {
 }{ports: map[int]bool{}}
 
 // FreePorts returns n loopback ports that were free a moment ago and that no other caller
-// in this test binary got. Another process may still take one before it is bound: a
-// server that fails to bind should be started again on new ports.
+// in this test binary got. They lie below the kernel's ephemeral range, from which every
+// outgoing connection on the machine takes its local port: a server restarted on its
+// port (as the fault tests do) would otherwise find it taken by some client. Another
+// process may still bind one first: a server that fails to bind should be started again
+// on new ports.
 func FreePorts(n int) ([]int, error) {
 	handedOut.Lock()
 	defer handedOut.Unlock()
@@ -27,19 +33,39 @@ func FreePorts(n int) ([]int, error) {
 			l.Close()
 		}
 	}()
+	lo, hi := portRange()
 	var ports []int
-	for len(ports) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(ports) < n; tries++ {
+		if tries == 1000 {
+			return nil, fmt.Errorf("find a free port: none of 1000 tried in %d–%d was free", lo, hi)
+		}
+		p := lo + rand.IntN(hi-lo)
+		if handedOut.ports[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
 		if err != nil {
-			return nil, fmt.Errorf("find a free port: %w", err)
+			continue // in use
 		}
-		held = append(held, l) // keeps the kernel from offering it again meanwhile
-		if p := l.Addr().(*net.TCPAddr).Port; !handedOut.ports[p] {
-			handedOut.ports[p] = true
-			ports = append(ports, p)
-		}
+		held = append(held, l)
+		handedOut.ports[p] = true
+		ports = append(ports, p)
 	}
 	return ports, nil
+}
+
+// portRange is where FreePorts picks: from 10000 up to the start of the ephemeral range
+// (/proc/sys/net/ipv4/ip_local_port_range, 32768 by default on Linux).
+func portRange() (lo, hi int) {
+	lo, hi = 10000, 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if first, err := strconv.Atoi(f[0]); err == nil && first > lo+1000 {
+				hi = first
+			}
+		}
+	}
+	return lo, hi
 }
 
 // FreePort is one port of FreePorts; a failure ends the test.

@@ -169,6 +169,16 @@ func (p *Process) Running() bool {
 	return p.run != nil
 }
 
+// Pid is the process id of the running process, 0 when it is not running.
+func (p *Process) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.run == nil {
+		return 0
+	}
+	return p.run.cmd.Process.Pid
+}
+
 // Exited says how a process that the test did not stop ended, or nil while it runs.
 func (p *Process) Exited() error {
 	p.mu.Lock()

@@ -72,10 +72,14 @@ func TestExitedOnItsOwn(t *testing.T) {
 
 func TestFreePortsAreNotHandedOutTwice(t *testing.T) {
 	seen := map[int]bool{}
+	lo, hi := portRange()
 	for range 50 {
 		p := FreePort(t)
 		if seen[p] {
 			t.Fatalf("port %d handed out twice", p)
+		}
+		if p < lo || p >= hi {
+			t.Errorf("port %d is outside %d–%d, below the ephemeral range", p, lo, hi)
 		}
 		seen[p] = true
 	}

@@ -91,6 +91,9 @@ func runAlertsReceiver(ctx context.Context, args []string, opts Options) error {
 	fs := flag.NewFlagSet("alerts-receiver", flag.ContinueOnError)
 	fs.SetOutput(opts.Stderr)
 	listen := fs.String("listen", "127.0.0.1:19094", "host:port to receive Alertmanager webhooks on")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
 	// Follow-up deliveries are checked with the secret cxlink signs them with.
 	secret := []byte(opts.Environ["CXLINK_FOLLOWUP_WEBHOOK_SECRET"])
 	if file := opts.Environ["CXLINK_FOLLOWUP_WEBHOOK_SECRET_FILE"]; file != "" {

@@ -391,12 +391,12 @@ func (r *roles) processing(ctx context.Context, role string, embed bool) (pr *pr
 		Ticks:       r.opts.Ticks,
 	}
 	if !r.cfg.LeasesOff {
-		only, err := pipeline.ParsePartitions(r.cfg.Process.Partitions, defs.info.Partitions)
-		if err != nil {
-			return nil, fmt.Errorf("CXLINK_PROCESS_PARTITIONS: %w", err)
-		}
-		if r.cfg.Process.Partitions == "all" || r.cfg.Process.Partitions == "" {
-			only = nil
+		var only []int
+		if !r.cfg.Process.Partitions.All() {
+			var err error
+			if only, err = r.cfg.Process.Partitions.Of(defs.info.Partitions); err != nil {
+				return nil, fmt.Errorf("CXLINK_PROCESS_PARTITIONS: %w", err)
+			}
 		}
 		opts.Assign = leases.Partitions(defs.info.Partitions, only)
 	} else {

@@ -114,7 +114,7 @@ func TestZendeskNotes(t *testing.T) {
 
 	token := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(token, []byte("zd-api-token\n"), 0o600)
-	c := defaults(t)
+	c := DefaultConfig()
 	c.Rules, c.RetryMax = "ces<=2", time.Second
 	c.ZendeskURL, c.ZendeskEmail, c.ZendeskTokenFile = srv.URL+"/", "agent@example.com", token
 	s, err := c.Settings("*=support")
@@ -197,7 +197,7 @@ func TestZendeskNotes(t *testing.T) {
 }
 
 func TestZendeskConfig(t *testing.T) {
-	c := defaults(t)
+	c := DefaultConfig()
 	c.ZendeskURL, c.ZendeskEmail, c.ZendeskTokenFile = "acme.zendesk.com", "agent", filepath.Join(t.TempDir(), "missing")
 	err := c.Validate("*=support")
 	for _, want := range []string{"CXLINK_FOLLOWUP_ZENDESK_URL", "CXLINK_FOLLOWUP_ZENDESK_EMAIL", "CXLINK_FOLLOWUP_ZENDESK_TOKEN_FILE"} {
@@ -205,12 +205,12 @@ func TestZendeskConfig(t *testing.T) {
 			t.Errorf("error %v does not name %s", err, want)
 		}
 	}
-	c = defaults(t)
+	c = DefaultConfig()
 	c.ZendeskEmail = "agent@example.com"
 	if err := c.Validate("*=support"); err == nil || !strings.Contains(err.Error(), "CXLINK_FOLLOWUP_ZENDESK_URL: required") {
 		t.Errorf("an e-mail without a URL: %v", err)
 	}
-	if s, err := defaults(t).Settings("*=support"); err != nil || s.Zendesk != nil {
+	if s, err := DefaultConfig().Settings("*=support"); err != nil || s.Zendesk != nil {
 		t.Errorf("off by default: %v %+v", err, s)
 	}
 }

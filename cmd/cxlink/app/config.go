@@ -62,7 +62,7 @@ type Config struct {
 }
 
 // DefaultConfig is the configuration of an empty environment: each component's
-// DefaultConfig. (The follow-up rules keep theirs in their struct's envDefault tags.)
+// DefaultConfig.
 func DefaultConfig() Config {
 	return Config{
 		LogLevel:   slog.LevelInfo,
@@ -72,6 +72,7 @@ func DefaultConfig() Config {
 		Process:    pipeline.DefaultConfig(),
 		Sources:    DefaultSourcesConfig(),
 		Retention:  retention.DefaultConfig(),
+		FollowUps:  followup.DefaultConfig(),
 		ClickHouse: clickhouse.DefaultConfig(),
 		Pulses:     pulses.DefaultConfig(),
 		Analytics:  analytics.DefaultConfig(),

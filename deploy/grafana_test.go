@@ -283,11 +283,11 @@ var metricNameRe = regexp.MustCompile(`\bcxlink[_:][a-zA-Z0-9_:]+`)
 func TestDashboardQueries(t *testing.T) {
 	dashboards := loadDashboards(t)
 	in := apptest.Start(t, nil, map[string]string{
-		"CXLINK_WINDOWS":          "1h,24h,7d",
-		"CXLINK_ROLLUP_STEP":      "10s",
-		"CXLINK_BACKFILL":         "1m",
-		"CXLINK_ALLOWED_LATENESS": "1h",
-		"CXLINK_PARTITIONS":       "2",
+		"CXLINK_WINDOWS":           "1h,24h,7d",
+		"CXLINK_ROLLUP_STEP":       "10s",
+		"CXLINK_BACKFILL":          "1m",
+		"CXLINK_ALLOWED_LATENESS":  "1h",
+		"CXLINK_STREAM_PARTITIONS": "2",
 		// Link per 10-minute pulse period, as the simulator pulses, and often.
 		"CXLINK_PULSE_PERIOD":    "10m",
 		"CXLINK_PULSE_GRACE":     "0s",

@@ -158,7 +158,7 @@ func TestKubernetesRolesStart(t *testing.T) {
 		t.Errorf("stream %s has %d replicas, the manifests say %s", stream.Name, s.CachedInfo().Config.Replicas, want)
 	}
 	partitions, _ := strconv.Atoi(s.CachedInfo().Config.Metadata["cxlink_partitions"])
-	if want := env["CXLINK_PARTITIONS"]; want != "" && strconv.Itoa(partitions) != want {
+	if want := env["CXLINK_STREAM_PARTITIONS"]; want != "" && strconv.Itoa(partitions) != want {
 		t.Errorf("stream %s has %d partitions, the manifests say %s", stream.Name, partitions, want)
 	}
 	t.Logf("stream %s: %d partitions, %d replicas", stream.Name, partitions, s.CachedInfo().Config.Replicas)

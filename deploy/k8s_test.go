@@ -310,10 +310,10 @@ func TestKubernetesManifests(t *testing.T) {
 
 	// Identical process replicas, up to the partition count, that stay up through a
 	// rollout and a drain and spread over nodes; two drift detectors (one stands by).
-	parts, _ := strconv.Atoi(cm.Data["CXLINK_PARTITIONS"])
+	parts, _ := strconv.Atoi(cm.Data["CXLINK_STREAM_PARTITIONS"])
 	for _, d := range roles["process"] {
 		if n := replicas(d); n < 2 || n > parts {
-			t.Errorf("%s: %d replicas, want 2 to CXLINK_PARTITIONS (%d)", d.Name, n, parts)
+			t.Errorf("%s: %d replicas, want 2 to CXLINK_STREAM_PARTITIONS (%d)", d.Name, n, parts)
 		}
 		if ru := d.Spec.Strategy.RollingUpdate; d.Spec.Strategy.Type != appsv1.RollingUpdateDeploymentStrategyType ||
 			ru == nil || ru.MaxUnavailable == nil || ru.MaxUnavailable.IntValue() != 0 {

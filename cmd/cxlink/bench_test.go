@@ -23,7 +23,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caarlos0/env/v11"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -110,10 +109,7 @@ func wholePipeline(b *testing.B, policy string) float64 {
 		Process pipeline.Config
 		Stream  stream.Config
 	}
-	cfg.HTTP = httpapi.DefaultConfig()
-	if err := env.ParseWithOptions(&cfg, env.Options{Environment: map[string]string{}}); err != nil {
-		b.Fatal(err)
-	}
+	cfg.HTTP, cfg.Process, cfg.Stream = httpapi.DefaultConfig(), pipeline.DefaultConfig(), stream.DefaultConfig()
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
 		b.Fatal(err)

@@ -51,7 +51,7 @@ type cluster struct {
 // ch: short windows and waits, so that a test sees results in seconds.
 func clusterEnv(ch *chtest.Server, database string) map[string]string {
 	env := map[string]string{
-		"CXLINK_PARTITIONS":         fmt.Sprint(partitions),
+		"CXLINK_STREAM_PARTITIONS":  fmt.Sprint(partitions),
 		"CXLINK_WINDOWS":            "10m,1h",
 		"CXLINK_ROLLUP_STEP":        "1s",
 		"CXLINK_ALLOWED_LATENESS":   lateness.String(),

@@ -3,7 +3,8 @@ package main
 // End to end: a CES 1 on a billing ticket reaches billing's webhook, signed, with its
 // context and the customer's earlier answers, well within a minute; a receiver that
 // fails gets the case again with the same delivery id, also across a restart of
-// cxlink; once accepted it is not sent again. A Slack target gets a Slack message.
+// cxlink; once accepted it is not sent again. A Slack target gets a Slack message, and a
+// case of a Zendesk ticket becomes one internal note on that ticket.
 
 import (
 	"encoding/json"
@@ -11,6 +12,8 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -72,17 +75,49 @@ func TestFollowUpDelivery(t *testing.T) {
 	webSrv := httptest.NewServer(web)
 	defer webSrv.Close()
 
+	// The helpdesk: web's ticket came from Zendesk, where its case becomes an internal note.
+	var zdMu sync.Mutex
+	var zdNotes []string
+	zendesk := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Ticket struct {
+				Comment struct {
+					Body   string `json:"body"`
+					Public bool   `json:"public"`
+				} `json:"comment"`
+			} `json:"ticket"`
+		}
+		user, pass, _ := r.BasicAuth()
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || r.Method != http.MethodPut || r.URL.Path != "/api/v2/tickets/31.json" ||
+			user != "cx@example.com/token" || pass != "zd-token" || body.Ticket.Comment.Public {
+			t.Errorf("Zendesk request %s %s as %s: %v %+v", r.Method, r.URL.Path, user, err, body)
+			http.Error(w, "no", http.StatusBadRequest)
+			return
+		}
+		zdMu.Lock()
+		zdNotes = append(zdNotes, body.Ticket.Comment.Body)
+		zdMu.Unlock()
+	}))
+	defer zendesk.Close()
+	zdToken := filepath.Join(t.TempDir(), "zendesk-token")
+	if err := os.WriteFile(zdToken, []byte("zd-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
 	ch := chtest.Start(t)
 	env := maps.Clone(apptest.Defaults)
 	maps.Copy(env, map[string]string{
-		"CXLINK_DATA_DIR":                t.TempDir(),
-		"CLICKHOUSE_ADDR":                ch.Addr(),
-		"CLICKHOUSE_DATABASE":            ch.NewDatabase(t),
-		"CXLINK_OWNERS":                  "category:billing=billing, category:login_problem=web, *=support",
-		"CXLINK_FOLLOWUP_RULES":          "ces<=2",
-		"CXLINK_FOLLOWUP_WEBHOOKS":       "billing=" + billingSrv.URL + "/hooks/billing, web=slack:" + webSrv.URL + "/services/T0/B0/x",
-		"CXLINK_FOLLOWUP_WEBHOOK_SECRET": deliverySecret,
-		"CXLINK_FOLLOWUP_RETRY_MAX":      "2s",
+		"CXLINK_DATA_DIR":                    t.TempDir(),
+		"CLICKHOUSE_ADDR":                    ch.Addr(),
+		"CLICKHOUSE_DATABASE":                ch.NewDatabase(t),
+		"CXLINK_OWNERS":                      "category:billing=billing, category:login_problem=web, *=support",
+		"CXLINK_FOLLOWUP_RULES":              "ces<=2",
+		"CXLINK_FOLLOWUP_WEBHOOKS":           "billing=" + billingSrv.URL + "/hooks/billing, web=slack:" + webSrv.URL + "/services/T0/B0/x",
+		"CXLINK_FOLLOWUP_WEBHOOK_SECRET":     deliverySecret,
+		"CXLINK_FOLLOWUP_RETRY_MAX":          "2s",
+		"CXLINK_FOLLOWUP_ZENDESK_URL":        zendesk.URL,
+		"CXLINK_FOLLOWUP_ZENDESK_EMAIL":      "cx@example.com",
+		"CXLINK_FOLLOWUP_ZENDESK_TOKEN_FILE": zdToken,
 	})
 	url, stop := runCxlinkUntilStopped(t, env)
 
@@ -136,9 +171,9 @@ func TestFollowUpDelivery(t *testing.T) {
 
 	// A login problem goes to web's Slack channel.
 	more := []map[string]any{
-		{"id": "web-ticket", "type": "ticket", "ticket_id": "T-2", "status": "solved", "category": "login_problem",
+		{"id": "web-ticket", "type": "ticket", "ticket_id": "zendesk:31", "status": "solved", "category": "login_problem",
 			"channel": "chat", "team": "team-w", "agent_id": "agent-9", "occurred_at": at(-2 * time.Minute)},
-		{"id": "web-ces", "type": "survey_response", "survey": "ces", "score": 2, "ticket_id": "T-2",
+		{"id": "web-ces", "type": "survey_response", "survey": "ces", "score": 2, "ticket_id": "zendesk:31",
 			"customer_id": "C-8", "comment": "could not log in", "occurred_at": at(-time.Minute)},
 	}
 	if code, body := postTo(t, url, more); code/100 != 2 {
@@ -156,6 +191,8 @@ func TestFollowUpDelivery(t *testing.T) {
 		t.Fatalf("slack message: %s", slack.body)
 	}
 
+	followUpWait(t, time.Minute, func() bool { zdMu.Lock(); defer zdMu.Unlock(); return len(zdNotes) >= 1 })
+
 	// Accepted cases are not sent again, not even after another restart.
 	stop()
 	_, stop = runCxlinkUntilStopped(t, env)
@@ -166,5 +203,12 @@ func TestFollowUpDelivery(t *testing.T) {
 	}
 	if n, _ := web.counts(); n != 1 {
 		t.Fatalf("web got %d requests, want 1", n)
+	}
+	// Zendesk's ticket got its case once, as an internal note; billing's ticket is not
+	// Zendesk's.
+	zdMu.Lock()
+	defer zdMu.Unlock()
+	if len(zdNotes) != 1 || !strings.Contains(zdNotes[0], followup.CaseID("web-ces")) || !strings.Contains(zdNotes[0], "CES 2") {
+		t.Fatalf("Zendesk notes: %q", zdNotes)
 	}
 }

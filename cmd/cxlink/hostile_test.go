@@ -169,7 +169,7 @@ func startHostile(t *testing.T) *hostileInstance {
 		"CXLINK_DELIGHTED_API_KEY":       e2eDelightedKey,
 		"CXLINK_MAX_DIMENSION_VALUES":    "40",
 		"CXLINK_UNVERIFIED_READ_TIMEOUT": "2s",
-		"CXLINK_PARTITIONS":              "2",
+		"CXLINK_STREAM_PARTITIONS":       "2",
 		"CXLINK_WINDOWS":                 "10m,1h",
 		"CXLINK_ROLLUP_STEP":             "1s",
 		"CXLINK_BATCH_MAX_DELAY":         "100ms",

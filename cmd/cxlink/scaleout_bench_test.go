@@ -54,17 +54,17 @@ func scaleOutOnce(b *testing.B, replicas, n int) float64 {
 	natsCluster := natstest.StartCluster(b, 3)
 	ch := chtest.Start(b)
 	env := map[string]string{
-		"NATS_URL":                natsCluster.URL(),
-		"CLICKHOUSE_ADDR":         ch.Addr(),
-		"CLICKHOUSE_DATABASE":     ch.NewDatabase(b),
-		"CXLINK_PARTITIONS":       "16",
-		"CXLINK_STREAM_REPLICAS":  "3",
-		"CXLINK_LEASE_TTL":        "5s",
-		"CXLINK_WINDOWS":          "10m,1h",
-		"CXLINK_ALLOWED_LATENESS": lateness.String(),
-		"CXLINK_ATTRIBUTION_WAIT": "1m",
-		"CXLINK_EMPLOYEE_ID_KEY":  testEmployeeKey,
-		"CXLINK_ANALYTICS":        "off",
+		"NATS_URL":                 natsCluster.URL(),
+		"CLICKHOUSE_ADDR":          ch.Addr(),
+		"CLICKHOUSE_DATABASE":      ch.NewDatabase(b),
+		"CXLINK_STREAM_PARTITIONS": "16",
+		"CXLINK_STREAM_REPLICAS":   "3",
+		"CXLINK_LEASE_TTL":         "5s",
+		"CXLINK_WINDOWS":           "10m,1h",
+		"CXLINK_ALLOWED_LATENESS":  lateness.String(),
+		"CXLINK_ATTRIBUTION_WAIT":  "1m",
+		"CXLINK_EMPLOYEE_ID_KEY":   testEmployeeKey,
+		"CXLINK_ANALYTICS":         "off",
 	}
 	if err := app.Run(ctx, []string{"migrate"}, app.Options{Environ: env, Stdout: io.Discard, Stderr: io.Discard}); err != nil {
 		b.Fatal(err)

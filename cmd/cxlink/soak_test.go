@@ -214,10 +214,7 @@ func openSoakDB(b *testing.B, srv *chtest.Server, reg prometheus.Registerer) *cl
 
 // soakPipelineConfig is the processors' default configuration, with an allowed lateness.
 func soakPipelineConfig(b *testing.B, lateness time.Duration) pipeline.Config {
-	var cfg pipeline.Config
-	if err := env.ParseWithOptions(&cfg, env.Options{Environment: map[string]string{}}); err != nil {
-		b.Fatal(err)
-	}
+	cfg := pipeline.DefaultConfig()
 	cfg.AllowedLateness = lateness
 	return cfg
 }
@@ -675,10 +672,7 @@ func (st *soakStart) idle(b *testing.B, out io.Writer, d time.Duration) {
 	}
 	defer db.Close()
 	acfg, dcfg, pcfg := analytics.DefaultConfig(), drift.DefaultConfig(), pulses.DefaultConfig()
-	var rcfg retention.Config
-	if err := env.ParseWithOptions(&rcfg, env.Options{Environment: map[string]string{}}); err != nil {
-		b.Fatal(err)
-	}
+	rcfg := retention.DefaultConfig()
 	an, err := analytics.New(acfg, analytics.Options{Store: db, Pulses: pcfg, Registerer: reg})
 	if err != nil {
 		b.Fatal(err)

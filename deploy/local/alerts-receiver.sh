@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo's stand-in for on-call's pager: `cxlink alerts-receiver` on loopback, printing
-# every notification Alertmanager sends into ${CXLINK_DATA_DIR:-.cxlink}/alerts.log.
+# every notification Alertmanager sends, and every follow-up case posted to it, into
+# ${CXLINK_DATA_DIR:-.cxlink}/alerts.log.
 # demo.sh builds cxlink into ${CXLINK_DATA_DIR:-.cxlink}/bin first.
 #
 #   deploy/local/alerts-receiver.sh start|stop|status

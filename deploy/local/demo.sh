@@ -8,6 +8,7 @@
 #   deploy/local/demo.sh [cxlink run flags…]
 #   e.g. deploy/local/demo.sh --drift "category=login_problem,after=2m,for=15m,ces=-2"
 #   deploy/local/demo.sh report [--format json]   (while or after the demo runs)
+#   deploy/local/demo.sh followups [--owner billing] [--overdue]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -40,9 +41,18 @@ export CXLINK_DRIFT_BASELINE=${CXLINK_DRIFT_BASELINE:-1h}
 # The simulator posts two hours of history at start: accept it all into the windows
 # (and the drift baselines) rather than counting half of it as late.
 export CXLINK_ALLOWED_LATENESS=${CXLINK_ALLOWED_LATENESS:-3h}
-if [ "${1:-}" = report ]; then
-  shift
-  exec "$CXLINK_DATA_DIR/bin/cxlink" report "$@"
+# Follow-up cases: a bad answer becomes a case for its owner, posted to the owner's webhook
+# (here the demo's receiver, which checks the signature and prints it to alerts.log).
+# Nobody calls back in the demo, so cases become overdue after the due time, and an owner
+# with five overdue for 15 minutes gets CXLinkFollowUpsOverdue.
+export CXLINK_FOLLOWUP_RULES=${CXLINK_FOLLOWUP_RULES:-"ces<=2, csat<=1, nps<=2"}
+export CXLINK_FOLLOWUP_DUE=${CXLINK_FOLLOWUP_DUE:-"billing=10m, *=30m"}
+receiver_url=http://127.0.0.1:$ALERTS_RECEIVER_PORT/followups
+export CXLINK_FOLLOWUP_WEBHOOKS=${CXLINK_FOLLOWUP_WEBHOOKS:-"product=$receiver_url/product, web=$receiver_url/web, marketing=$receiver_url/marketing, billing=$receiver_url/billing, *=$receiver_url/support"}
+export CXLINK_FOLLOWUP_WEBHOOK_SECRET_FILE=${CXLINK_FOLLOWUP_WEBHOOK_SECRET_FILE:-$CXLINK_DATA_DIR/followup-webhook-secret}
+
+if [ "${1:-}" = report ] || [ "${1:-}" = followups ]; then
+  exec "$CXLINK_DATA_DIR/bin/cxlink" "$@"
 fi
 
 if [ "${1:-}" = stop ]; then
@@ -60,7 +70,10 @@ deploy/local/prometheus.sh start
 echo "building cxlink…" >&2
 mkdir -p "$CXLINK_DATA_DIR/bin"
 go build -o "$CXLINK_DATA_DIR/bin/cxlink" ./cmd/cxlink
-# A new build: the receiver restarts with it.
+if [ ! -s "$CXLINK_FOLLOWUP_WEBHOOK_SECRET_FILE" ]; then
+  (umask 077 && head -c 24 /dev/urandom | base64 >"$CXLINK_FOLLOWUP_WEBHOOK_SECRET_FILE")
+fi
+# A new build: the receiver restarts with it (and the follow-up secret, from the environment).
 deploy/local/alerts-receiver.sh stop
 deploy/local/alerts-receiver.sh start
 
@@ -90,6 +103,13 @@ Example queries (rollups: every window as of the current minute):
 
 Effort-impact ranking and EX–CX linkage (computed every minute; the first after ~1 min):
   deploy/local/demo.sh report
+
+Follow-up cases (rules: $CXLINK_FOLLOWUP_RULES; due: $CXLINK_FOLLOWUP_DUE), each also
+printed to alerts.log as its owner's webhook receives it:
+  deploy/local/demo.sh followups [--owner billing] [--overdue]
+  curl -s http://$CXLINK_HTTP_ADDR/metrics | grep '^cxlink_followup_\(open\|overdue\)_cases'
+  SELECT id, owner, state, due_at, survey, score, customer_id, ticket_id, category, comment
+  FROM followups FINAL WHERE state != 'closed' ORDER BY due_at LIMIT 20;
 
 Ctrl-C stops cxlink (accepted events are kept); 'deploy/local/demo.sh stop' stops the servers.
 

@@ -80,6 +80,18 @@ func (s *store) Publish(_ context.Context, events []event.Event) []stream.Result
 	return out
 }
 
+// waitBusy waits until n requests are at the API at once, or d has passed.
+func (s *store) waitBusy(n int, d time.Duration) {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		s.mu.Lock()
+		busy := s.busy
+		s.mu.Unlock()
+		if busy >= n {
+			return
+		}
+	}
+}
+
 // hooks sets before and after while requests may still be at the API.
 func (s *store) hooks(before func(arrived int), after func(calls int)) {
 	s.mu.Lock()
@@ -351,7 +363,12 @@ func TestImportResumesWithSeveralBatchesInFlight(t *testing.T) {
 	// Four in flight, the odd requests answered late: the same counts and report.
 	shuffled, url := newAPI(t)
 	shuffled.before = func(arrived int) {
-		if arrived%2 == 1 {
+		switch {
+		case arrived == 1:
+			// Held until a second request is in flight: an importer that sends one at
+			// a time never gets there, however fast or slow the machine.
+			shuffled.waitBusy(2, 10*time.Second)
+		case arrived%2 == 1:
 			time.Sleep(30 * time.Millisecond)
 		}
 	}

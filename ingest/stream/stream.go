@@ -26,7 +26,7 @@ const (
 type Config struct {
 	// Partitions is fixed when the stream is created: it caps the processor replicas that
 	// can share the work (docs/partitions.md). 0: the stream's, or DefaultPartitions.
-	Partitions int `env:"CXLINK_PARTITIONS"`
+	Partitions int `env:"CXLINK_STREAM_PARTITIONS"`
 	// Replicas of the stream and of the buckets next to it. 0: the stream's, or 1.
 	Replicas int `env:"CXLINK_STREAM_REPLICAS"`
 	// MaxAge: events older than this leave the stream (not ClickHouse). 0: the stream's,
@@ -38,8 +38,12 @@ type Config struct {
 	MaxBytes int64 `env:"CXLINK_STREAM_MAX_BYTES"`
 	// PublishBatch is the most events ingest stores as one atomic batch, with one sync
 	// (at most MaxAtomicBatch, the server's limit); 1 publishes each event on its own.
-	PublishBatch int `env:"CXLINK_PUBLISH_BATCH" envDefault:"1000"`
+	PublishBatch int `env:"CXLINK_PUBLISH_BATCH"`
 }
+
+// DefaultConfig is the configuration when nothing is set: the stream's own settings for
+// what an existing stream has, atomic batches as large as the server takes.
+func DefaultConfig() Config { return Config{PublishBatch: MaxAtomicBatch} }
 
 // Defaults of a new stream.
 const (
@@ -56,7 +60,7 @@ const (
 func (c Config) Validate() error {
 	var errs []error
 	if c.Partitions < 0 || c.Partitions > 1024 {
-		errs = append(errs, fmt.Errorf("CXLINK_PARTITIONS: %d is not between 1 and 1024", c.Partitions))
+		errs = append(errs, fmt.Errorf("CXLINK_STREAM_PARTITIONS: %d is not between 1 and 1024", c.Partitions))
 	}
 	if c.Replicas != 0 && c.Replicas != 1 && c.Replicas != 3 && c.Replicas != 5 {
 		errs = append(errs, fmt.Errorf("CXLINK_STREAM_REPLICAS: %d is not 1, 3 or 5", c.Replicas))
@@ -114,7 +118,7 @@ func Define(ctx context.Context, js jetstream.JetStream, cfg Config, duplicates 
 		cur := s.CachedInfo().Config
 		stored, _ := strconv.Atoi(cur.Metadata[partitionsKey])
 		if cfg.Partitions != 0 && stored != 0 && stored != cfg.Partitions {
-			return nil, Info{}, fmt.Errorf("stream %s has %d partitions but CXLINK_PARTITIONS is %d: partitions cannot change once events are stored", Name, stored, cfg.Partitions)
+			return nil, Info{}, fmt.Errorf("stream %s has %d partitions but CXLINK_STREAM_PARTITIONS is %d: partitions cannot change once events are stored", Name, stored, cfg.Partitions)
 		}
 		if cfg.Partitions == 0 {
 			cfg.Partitions = stored
@@ -189,7 +193,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config, needs Needs) 
 		errs = append(errs, fmt.Errorf("stream %s does not say how many partitions it has (metadata %s): was it created by cxlink?", Name, partitionsKey))
 	}
 	if cfg.Partitions != 0 && cfg.Partitions != info.Partitions {
-		errs = append(errs, fmt.Errorf("CXLINK_PARTITIONS is %d but stream %s has %d partitions (unset it: roles read it from the stream)", cfg.Partitions, Name, info.Partitions))
+		errs = append(errs, fmt.Errorf("CXLINK_STREAM_PARTITIONS is %d but stream %s has %d partitions (unset it: roles read it from the stream)", cfg.Partitions, Name, info.Partitions))
 	}
 	if cfg.Replicas != 0 && cfg.Replicas != cur.Replicas {
 		errs = append(errs, fmt.Errorf("CXLINK_STREAM_REPLICAS is %d but stream %s has %d replicas (change it with `cxlink migrate`, or unset it)", cfg.Replicas, Name, cur.Replicas))

@@ -33,13 +33,13 @@ type Config struct {
 	Owners string `env:"CXLINK_FOLLOWUP_OWNERS"`
 	// Window: a ticket opens at most one case per window, counted from its last case's
 	// opening. A week covers a ticket's usual life and the surveys sent after it.
-	Window time.Duration `env:"CXLINK_FOLLOWUP_WINDOW" envDefault:"168h"`
+	Window time.Duration `env:"CXLINK_FOLLOWUP_WINDOW"`
 	// Due is how long an owner has to close a case before it is overdue: one duration,
 	// or per owner (ParsePerOwner). A day is the usual call-back promise.
-	Due string `env:"CXLINK_FOLLOWUP_DUE" envDefault:"24h"`
+	Due string `env:"CXLINK_FOLLOWUP_DUE"`
 	// MaxAge: cases leave the follow-up stream this long after their last change (the
 	// followups table keeps them). 90 days outlast any reasonable due time.
-	MaxAge time.Duration `env:"CXLINK_FOLLOWUP_MAX_AGE" envDefault:"2160h"`
+	MaxAge time.Duration `env:"CXLINK_FOLLOWUP_MAX_AGE"`
 
 	// Webhooks are where each owner's new cases are posted: owner=URL, separated by
 	// commas, `*` for every other owner; `slack:` before a URL posts a Slack message
@@ -52,14 +52,35 @@ type Config struct {
 	// RateLimit bounds the deliveries to each owner: N per period, one value or per
 	// owner. Cases beyond it wait their turn; none is dropped. 30 a minute keeps a chat
 	// channel readable during an incident.
-	RateLimit string `env:"CXLINK_FOLLOWUP_RATE_LIMIT" envDefault:"30/1m"`
+	RateLimit string `env:"CXLINK_FOLLOWUP_RATE_LIMIT"`
 	// RetryMax caps the wait between two attempts of a failing delivery (1s, 2s, 4s, …).
-	RetryMax time.Duration `env:"CXLINK_FOLLOWUP_RETRY_MAX" envDefault:"10m"`
+	RetryMax time.Duration `env:"CXLINK_FOLLOWUP_RETRY_MAX"`
 	// History is how far back a delivery lists the customer's earlier answers (0: none).
-	History time.Duration `env:"CXLINK_FOLLOWUP_HISTORY" envDefault:"2160h"`
+	History time.Duration `env:"CXLINK_FOLLOWUP_HISTORY"`
 	// CloseReasons are the reasons a case may be closed with: bounded, so that they can
 	// be counted and charted; a free-text note goes with them.
-	CloseReasons string `env:"CXLINK_FOLLOWUP_CLOSE_REASONS" envDefault:"resolved,contacted,unreachable,not_actionable,duplicate"`
+	CloseReasons string `env:"CXLINK_FOLLOWUP_CLOSE_REASONS"`
+
+	// ZendeskURL (https://acme.zendesk.com), with an agent's e-mail and API token, adds
+	// each new case of a ticket that came through the Zendesk webhook to that ticket as
+	// an internal note; empty: off.
+	ZendeskURL       string `env:"CXLINK_FOLLOWUP_ZENDESK_URL"`
+	ZendeskEmail     string `env:"CXLINK_FOLLOWUP_ZENDESK_EMAIL"`
+	ZendeskTokenFile string `env:"CXLINK_FOLLOWUP_ZENDESK_TOKEN_FILE"`
+}
+
+// DefaultConfig is the configuration when nothing is set: no rules, so no cases.
+func DefaultConfig() Config {
+	const day = 24 * time.Hour
+	return Config{
+		Window:       7 * day,
+		Due:          "24h",
+		MaxAge:       90 * day,
+		RateLimit:    "30/1m",
+		RetryMax:     10 * time.Minute,
+		History:      90 * day,
+		CloseReasons: "resolved,contacted,unreachable,not_actionable,duplicate",
+	}
 }
 
 // Settings are a Config read into values.
@@ -77,6 +98,8 @@ type Settings struct {
 	History   time.Duration
 	// CloseReasons in the configured order.
 	CloseReasons []string
+	// Zendesk receives the cases of its tickets as internal notes; nil: none.
+	Zendesk *Zendesk
 	// Fingerprint names what shapes the partitions' decisions (rules, owners, window,
 	// due): a partition snapshot taken under others is not used.
 	Fingerprint string
@@ -153,6 +176,25 @@ func (c Config) Settings(owners string) (*Settings, error) {
 	}
 	if len(s.CloseReasons) == 0 {
 		add("CXLINK_FOLLOWUP_CLOSE_REASONS: no reason: a case could never be closed")
+	}
+	if c.ZendeskURL != "" {
+		z := &Zendesk{URL: strings.TrimRight(c.ZendeskURL, "/"), Email: c.ZendeskEmail}
+		if u, err := url.Parse(z.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add("CXLINK_FOLLOWUP_ZENDESK_URL: %q is not an http(s) URL like https://acme.zendesk.com", c.ZendeskURL)
+		}
+		if !strings.Contains(c.ZendeskEmail, "@") {
+			add("CXLINK_FOLLOWUP_ZENDESK_EMAIL: %q: want the e-mail of the agent whose API token it is", c.ZendeskEmail)
+		}
+		if c.ZendeskTokenFile == "" {
+			add("CXLINK_FOLLOWUP_ZENDESK_TOKEN_FILE: required with CXLINK_FOLLOWUP_ZENDESK_URL")
+		} else if b, err := os.ReadFile(c.ZendeskTokenFile); err != nil {
+			add("CXLINK_FOLLOWUP_ZENDESK_TOKEN_FILE: %v", err)
+		} else if z.Token = strings.TrimSpace(string(b)); z.Token == "" {
+			add("CXLINK_FOLLOWUP_ZENDESK_TOKEN_FILE: %s is empty", c.ZendeskTokenFile)
+		}
+		s.Zendesk = z
+	} else if c.ZendeskEmail != "" || c.ZendeskTokenFile != "" {
+		add("CXLINK_FOLLOWUP_ZENDESK_URL: required with CXLINK_FOLLOWUP_ZENDESK_EMAIL and _TOKEN_FILE")
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

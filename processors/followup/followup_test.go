@@ -7,22 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caarlos0/env/v11"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cxlink/cxlink/ingest/broker"
 	"github.com/cxlink/cxlink/processors/records"
 )
-
-// defaults is the configuration with every default, as read from an empty environment.
-func defaults(t *testing.T) Config {
-	t.Helper()
-	var c Config
-	if err := env.ParseWithOptions(&c, env.Options{Environment: map[string]string{}}); err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
 
 func TestParseRules(t *testing.T) {
 	r, err := ParseRules("ces<=2, csat < 2\n# detractors\nnps<=6\ncsat<=3&comment~cancel|Lawyer, comment~refund")
@@ -71,7 +60,7 @@ func TestParseRulesErrors(t *testing.T) {
 }
 
 func TestConfigErrorsNameTheVariable(t *testing.T) {
-	c := defaults(t)
+	c := DefaultConfig()
 	c.Rules, c.Owners, c.Window, c.Due, c.MaxAge = "ces<=2", "billing", 0, "billing=4h", time.Hour
 	err := c.Validate("*=support")
 	if err == nil {
@@ -82,7 +71,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
 	}
-	ok := defaults(t)
+	ok := DefaultConfig()
 	ok.Rules, ok.Due = "ces<=2", "billing=4h, *=2d"
 	s, err := ok.Settings("category:billing=billing, *=support")
 	if err != nil {
@@ -91,14 +80,14 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 	if s.Due.For("billing") != 4*time.Hour || s.Due.For("web") != 48*time.Hour {
 		t.Fatalf("due: %s %s", s.Due.For("billing"), s.Due.For("web"))
 	}
-	if defaults(t).Validate("*=x") != nil {
+	if DefaultConfig().Validate("*=x") != nil {
 		t.Fatal("no rules must be valid: follow-ups are off")
 	}
 }
 
 func settings(t *testing.T, rules string) *Settings {
 	t.Helper()
-	c := defaults(t)
+	c := DefaultConfig()
 	c.Rules, c.Window, c.Due = rules, 24*time.Hour, "billing=4h, *=24h"
 	s, err := c.Settings("category:billing=billing, channel:chat=chat, team:*=support, *=cx")
 	if err != nil {
@@ -230,7 +219,7 @@ type nopSink struct{}
 func (nopSink) WriteBatch(context.Context, *records.Batch) error { return nil }
 
 func TestRateLimitAndBackoff(t *testing.T) {
-	c := defaults(t)
+	c := DefaultConfig()
 	c.Rules, c.RateLimit, c.RetryMax = "ces<=2", "billing=2/1m, *=1/10s", time.Minute
 	s, err := c.Settings("*=support")
 	if err != nil {
@@ -258,7 +247,7 @@ func TestRateLimitAndBackoff(t *testing.T) {
 }
 
 func TestWebhookConfig(t *testing.T) {
-	base := defaults(t)
+	base := DefaultConfig()
 	base.Rules = "ces<=2"
 	c := base
 	c.Webhooks = "billing=https://hooks.example.com/b?token=abc, web=slack:https://hooks.slack.com/services/T/B/x"

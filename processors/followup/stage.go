@@ -61,6 +61,7 @@ type Stage struct {
 	stored   prometheus.Counter
 	errors   prometheus.Counter
 	delivery *deliveryMetrics
+	notes    *prometheus.CounterVec // Zendesk notes; nil: off
 	loop     *loopMetrics
 	maxRows  int
 }
@@ -154,6 +155,9 @@ func NewStage(opts StageOptions) *Stage {
 	if len(opts.Settings.Webhooks) > 0 {
 		s.delivery = newDeliveryMetrics(opts.Registerer)
 	}
+	if opts.Settings.Zendesk != nil {
+		s.notes = newNoteMetrics(opts.Registerer)
+	}
 	s.loop = newLoopMetrics(opts.Registerer)
 	return s
 }
@@ -198,6 +202,11 @@ func (s *Stage) Run(ctx context.Context) error {
 		d := &deliverer{s: s.opts.Settings, stream: s.opts.Stream, history: s.opts.History, client: s.opts.Client,
 			logger: s.logger, now: time.Now, limits: map[string][]time.Time{}, metrics: s.delivery}
 		tasks = append(tasks, d.run)
+	}
+	if s.notes != nil {
+		n := &noter{z: s.opts.Settings.Zendesk, retryMax: s.opts.Settings.RetryMax, stream: s.opts.Stream, client: s.opts.Client,
+			logger: s.logger, outcomes: s.notes}
+		tasks = append(tasks, n.run)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

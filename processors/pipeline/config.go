@@ -16,30 +16,45 @@ import (
 	"github.com/cxlink/cxlink/processors/partition"
 )
 
-// Config of the processors.
+// Config of the processors. DefaultConfig holds the defaults.
 type Config struct {
-	Windows         effort.Windows `env:"CXLINK_WINDOWS" envDefault:"1h,24h,7d"`
-	Step            time.Duration  `env:"CXLINK_ROLLUP_STEP" envDefault:"1m"`
-	AllowedLateness time.Duration  `env:"CXLINK_ALLOWED_LATENESS" envDefault:"1h"`
-	AttributionWait time.Duration  `env:"CXLINK_ATTRIBUTION_WAIT" envDefault:"10m"`
-	// Partitions this process may run: "all" (shared with the other replicas through
+	Windows         effort.Windows `env:"CXLINK_WINDOWS"`
+	Step            time.Duration  `env:"CXLINK_ROLLUP_STEP"`
+	AllowedLateness time.Duration  `env:"CXLINK_ALLOWED_LATENESS"`
+	AttributionWait time.Duration  `env:"CXLINK_ATTRIBUTION_WAIT"`
+	// Partitions this process may run: all (shared with the other replicas through
 	// leases), or a list such as "0-3,6" (only those, still under leases).
-	Partitions string `env:"CXLINK_PROCESS_PARTITIONS" envDefault:"all"`
+	Partitions PartitionSet `env:"CXLINK_PROCESS_PARTITIONS"`
 	// ReadAhead bounds the messages read from the stream but not yet applied, per
 	// partition: with BatchMaxRows it bounds the memory used while ClickHouse is slow
 	// or down.
-	ReadAhead     int           `env:"CXLINK_READ_AHEAD" envDefault:"1000"`
-	BatchMaxRows  int           `env:"CXLINK_BATCH_MAX_ROWS" envDefault:"10000"`
-	BatchMaxDelay time.Duration `env:"CXLINK_BATCH_MAX_DELAY" envDefault:"500ms"`
+	ReadAhead     int           `env:"CXLINK_READ_AHEAD"`
+	BatchMaxRows  int           `env:"CXLINK_BATCH_MAX_ROWS"`
+	BatchMaxDelay time.Duration `env:"CXLINK_BATCH_MAX_DELAY"`
 	// SnapshotEvery: how often each partition saves its state, which bounds how many
 	// messages a start must read after the snapshot.
-	SnapshotEvery time.Duration `env:"CXLINK_SNAPSHOT_EVERY" envDefault:"5m"`
+	SnapshotEvery time.Duration `env:"CXLINK_SNAPSHOT_EVERY"`
 	// MetricsMaxKeys caps the distinct keys per dimension exported as metric labels;
 	// further keys are summed under key="_other".
-	MetricsMaxKeys int `env:"CXLINK_METRICS_MAX_KEYS" envDefault:"50"`
+	MetricsMaxKeys int `env:"CXLINK_METRICS_MAX_KEYS"`
 	// FollowUps decide which answers open a follow-up case (CXLINK_FOLLOWUP_*, read by
 	// processors/followup); nil: none.
 	FollowUps *followup.Settings `env:"-"`
+}
+
+// DefaultConfig is the configuration when nothing is set.
+func DefaultConfig() Config {
+	return Config{
+		Windows:         effort.MustParseWindows("1h,24h,7d"),
+		Step:            time.Minute,
+		AllowedLateness: time.Hour,
+		AttributionWait: 10 * time.Minute,
+		ReadAhead:       1000,
+		BatchMaxRows:    10000,
+		BatchMaxDelay:   500 * time.Millisecond,
+		SnapshotEvery:   5 * time.Minute,
+		MetricsMaxKeys:  50,
+	}
 }
 
 // Validate reports every problem of the configuration. maxFuture is ingest's tolerance
@@ -64,9 +79,6 @@ func (c Config) Validate() error {
 	}
 	if c.AttributionWait < 0 {
 		add("CXLINK_ATTRIBUTION_WAIT: %s is negative", c.AttributionWait)
-	}
-	if _, err := ParsePartitions(c.Partitions, 1024); err != nil {
-		add("CXLINK_PROCESS_PARTITIONS: %v", err)
 	}
 	if c.ReadAhead < 1 {
 		add("CXLINK_READ_AHEAD: %d is not positive", c.ReadAhead)
@@ -114,10 +126,56 @@ func (c Config) DuplicateWindow(maxFuture time.Duration) time.Duration {
 	return c.AllowedLateness + maxFuture + 5*time.Minute
 }
 
-// ParsePartitions reads "all" or a list of partitions and ranges ("0-3,6") below n.
-func ParsePartitions(s string, n int) ([]int, error) {
-	s = strings.TrimSpace(s)
-	if s == "all" || s == "" {
+// PartitionSet is a set of partitions: all of them, or a list of partitions and ranges
+// such as "0-3,6".
+type PartitionSet struct {
+	ranges [][2]int // nil: all
+}
+
+// UnmarshalText reads "all" (or nothing) or a list of partitions and ranges.
+func (s *PartitionSet) UnmarshalText(b []byte) error {
+	text := strings.TrimSpace(string(b))
+	s.ranges = nil
+	if text == "all" || text == "" {
+		return nil
+	}
+	for _, part := range strings.Split(text, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		a, err := strconv.Atoi(lo)
+		b := a
+		if err == nil && isRange {
+			b, err = strconv.Atoi(hi)
+		}
+		if err != nil || a < 0 || b < a {
+			return fmt.Errorf("%q is not a partition or a range of partitions (such as 0-3)", part)
+		}
+		s.ranges = append(s.ranges, [2]int{a, b})
+	}
+	return nil
+}
+
+// String is the set as UnmarshalText reads it.
+func (s PartitionSet) String() string {
+	if s.All() {
+		return "all"
+	}
+	parts := make([]string, len(s.ranges))
+	for i, r := range s.ranges {
+		parts[i] = strconv.Itoa(r[0])
+		if r[1] != r[0] {
+			parts[i] += "-" + strconv.Itoa(r[1])
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// All reports whether the set is every partition.
+func (s PartitionSet) All() bool { return s.ranges == nil }
+
+// Of lists the set's partitions, in the order given and each once, among the n of the
+// stream; a partition n or above is an error.
+func (s PartitionSet) Of(n int) ([]int, error) {
+	if s.All() {
 		out := make([]int, n)
 		for i := range out {
 			out[i] = i
@@ -126,17 +184,11 @@ func ParsePartitions(s string, n int) ([]int, error) {
 	}
 	seen := map[int]bool{}
 	var out []int
-	for _, part := range strings.Split(s, ",") {
-		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
-		a, err := strconv.Atoi(lo)
-		b := a
-		if err == nil && isRange {
-			b, err = strconv.Atoi(hi)
+	for _, r := range s.ranges {
+		if r[1] >= n {
+			return nil, fmt.Errorf("%s names partition %d, but the stream has %d (0-%d)", s, r[1], n, n-1)
 		}
-		if err != nil || a < 0 || b < a || b >= n {
-			return nil, fmt.Errorf("%q is not a partition or range below %d", part, n)
-		}
-		for p := a; p <= b; p++ {
+		for p := r[0]; p <= r[1]; p++ {
 			if !seen[p] {
 				seen[p] = true
 				out = append(out, p)

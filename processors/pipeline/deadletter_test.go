@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caarlos0/env/v11"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -106,11 +105,8 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cfg pipeline.Config
-	if err := env.ParseWithOptions(&cfg, env.Options{Environment: map[string]string{
-		"CXLINK_BATCH_MAX_DELAY": "20ms"}}); err != nil {
-		t.Fatal(err)
-	}
+	cfg := pipeline.DefaultConfig()
+	cfg.BatchMaxDelay = 20 * time.Millisecond
 	if _, err := js.CreateKeyValue(ctx, checkpoint.ProgressBucketConfig(1)); err != nil {
 		t.Fatal(err)
 	}

@@ -73,7 +73,7 @@ func New(cfg Config, opts Options) (*Pipeline, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	static, err := ParsePartitions(cfg.Partitions, opts.Partitions)
+	static, err := cfg.Partitions.Of(opts.Partitions)
 	if err != nil {
 		return nil, fmt.Errorf("CXLINK_PROCESS_PARTITIONS: %w", err)
 	}

@@ -35,9 +35,17 @@ const (
 // Config says how long each kind of table keeps its rows; 0 keeps them forever.
 // Durations take the units of Prometheus (d, w, y, h, m, s; "400d").
 type Config struct {
-	Raw     model.Duration `env:"CXLINK_RETENTION_RAW" envDefault:"400d"`
-	Rollups model.Duration `env:"CXLINK_RETENTION_ROLLUPS" envDefault:"180d"`
-	Results model.Duration `env:"CXLINK_RETENTION_RESULTS" envDefault:"400d"`
+	Raw     model.Duration `env:"CXLINK_RETENTION_RAW"`
+	Rollups model.Duration `env:"CXLINK_RETENTION_ROLLUPS"`
+	Results model.Duration `env:"CXLINK_RETENTION_RESULTS"`
+}
+
+// DefaultConfig is the configuration when nothing is set: more than a year of events
+// and results (a month can be compared with the same month a year before), half a
+// year of rollups (docs/storage.md).
+func DefaultConfig() Config {
+	const day = model.Duration(24 * time.Hour)
+	return Config{Raw: 400 * day, Rollups: 180 * day, Results: 400 * day}
 }
 
 // Keep is the retention of a class; 0: forever.

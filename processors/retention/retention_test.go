@@ -19,7 +19,7 @@ const day = 24 * time.Hour
 
 func parse(t *testing.T, environ map[string]string) (retention.Config, error) {
 	t.Helper()
-	var c retention.Config
+	c := retention.DefaultConfig()
 	err := env.ParseWithOptions(&c, env.Options{Environment: environ})
 	return c, err
 }

@@ -1,7 +1,9 @@
 package app
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -10,12 +12,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/cxlink/cxlink/ingest/httpapi"
+	"github.com/cxlink/cxlink/processors/followup"
 )
 
 // AlertNotification is the body Alertmanager posts to a webhook receiver (version 4).
@@ -90,6 +94,15 @@ func runAlertsReceiver(ctx context.Context, args []string, opts Options) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	// Follow-up deliveries are checked with the secret cxlink signs them with.
+	secret := []byte(opts.Environ["CXLINK_FOLLOWUP_WEBHOOK_SECRET"])
+	if file := opts.Environ["CXLINK_FOLLOWUP_WEBHOOK_SECRET_FILE"]; file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return fmt.Errorf("CXLINK_FOLLOWUP_WEBHOOK_SECRET_FILE: %w", err)
+		}
+		secret = bytes.TrimRight(b, "\r\n")
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
@@ -101,13 +114,74 @@ func runAlertsReceiver(ctx context.Context, args []string, opts Options) error {
 	}
 	var mu sync.Mutex
 	mux := http.NewServeMux()
-	mux.Handle("/", AlertReceiver{Notify: func(path string, n AlertNotification) {
+	alerts := AlertReceiver{Notify: func(path string, n AlertNotification) {
 		mu.Lock()
 		defer mu.Unlock()
 		formatNotification(opts.Stdout, path, n)
-	}})
+	}}
+	cases := FollowUpReceiver{Secret: secret, Notify: func(path string, p followup.Payload) {
+		mu.Lock()
+		defer mu.Unlock()
+		formatFollowUp(opts.Stdout, path, p)
+	}}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(followup.HeaderEvent) != "" {
+			cases.ServeHTTP(w, r)
+			return
+		}
+		alerts.ServeHTTP(w, r)
+	})
 	if err := httpapi.Serve(ctx, ln, mux, logger); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil
+}
+
+// FollowUpReceiver is an owner's follow-up webhook: it checks a delivery's signature
+// with Secret, as docs/followups.md tells receivers to, and hands on the case.
+type FollowUpReceiver struct {
+	Secret []byte
+	Notify func(path string, p followup.Payload)
+}
+
+func (f FollowUpReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if len(f.Secret) == 0 {
+		http.Error(w, "follow-up deliveries need the webhook secret: set CXLINK_FOLLOWUP_WEBHOOK_SECRET or _FILE", http.StatusUnauthorized)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(req.Body, 1<<20))
+	if err != nil || req.Method != http.MethodPost {
+		http.Error(w, "POST a follow-up delivery", http.StatusBadRequest)
+		return
+	}
+	want := followup.Sign(f.Secret, req.Header.Get(followup.HeaderTimestamp), body)
+	if !hmac.Equal([]byte(want), []byte(req.Header.Get(followup.HeaderSignature))) {
+		http.Error(w, "bad "+followup.HeaderSignature, http.StatusUnauthorized)
+		return
+	}
+	var p followup.Payload
+	if err := json.Unmarshal(body, &p); err != nil {
+		http.Error(w, "not a follow-up delivery: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	f.Notify(req.URL.Path, p)
+}
+
+// formatFollowUp writes what the owner reads of a new case.
+func formatFollowUp(w io.Writer, path string, p followup.Payload) {
+	c := p.Case
+	fmt.Fprintf(w, "── %s  %s → follow-up case %s for %s, due %s\n", time.Now().UTC().Format(time.RFC3339), path,
+		c.ID, c.Owner, c.DueAt.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "  %s %g (rule %s)  customer %s  ticket %s  category %s  team %s  agent %s  channel %s\n",
+		strings.ToUpper(c.Survey), c.Score, c.Rule, c.CustomerID, c.TicketID, c.Category, c.Team, c.AgentID, c.Channel)
+	if c.Comment != "" {
+		fmt.Fprintf(w, "  %q\n", c.Comment)
+	}
+	if len(p.History) > 0 {
+		fmt.Fprintf(w, "  %d earlier answers of the customer:", len(p.History))
+		for _, a := range p.History {
+			fmt.Fprintf(w, " %s %g (%s)", strings.ToUpper(a.Survey), a.StandardScore, a.OccurredAt.UTC().Format(time.DateOnly))
+		}
+		fmt.Fprintln(w)
+	}
 }

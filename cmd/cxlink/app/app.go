@@ -60,7 +60,8 @@ Commands:
   followups  list the follow-up cases not closed yet, overdue first (--owner, --overdue, --format json)
   token      make an API token for a source (its line goes into CXLINK_AUTH_FILE)
   alerts-receiver
-             print the notifications Alertmanager sends to its webhooks
+             print the notifications Alertmanager sends to its webhooks, and the
+             follow-up cases posted to it (checked with CXLINK_FOLLOWUP_WEBHOOK_SECRET)
 
 Configuration comes from the environment; see README.md for every variable.
 `
@@ -390,12 +391,12 @@ func (r *roles) processing(ctx context.Context, role string, embed bool) (pr *pr
 		Ticks:       r.opts.Ticks,
 	}
 	if !r.cfg.LeasesOff {
-		only, err := pipeline.ParsePartitions(r.cfg.Process.Partitions, defs.info.Partitions)
-		if err != nil {
-			return nil, fmt.Errorf("CXLINK_PROCESS_PARTITIONS: %w", err)
-		}
-		if r.cfg.Process.Partitions == "all" || r.cfg.Process.Partitions == "" {
-			only = nil
+		var only []int
+		if !r.cfg.Process.Partitions.All() {
+			var err error
+			if only, err = r.cfg.Process.Partitions.Of(defs.info.Partitions); err != nil {
+				return nil, fmt.Errorf("CXLINK_PROCESS_PARTITIONS: %w", err)
+			}
 		}
 		opts.Assign = leases.Partitions(defs.info.Partitions, only)
 	} else {

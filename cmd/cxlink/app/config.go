@@ -62,13 +62,17 @@ type Config struct {
 }
 
 // DefaultConfig is the configuration of an empty environment: each component's
-// DefaultConfig. (The processors', the stream's, the leases' and the webhook sources'
-// defaults are still in their structs' envDefault tags.)
+// DefaultConfig.
 func DefaultConfig() Config {
 	return Config{
 		LogLevel:   slog.LevelInfo,
 		Broker:     broker.DefaultConfig(),
+		Stream:     stream.DefaultConfig(),
 		HTTP:       httpapi.DefaultConfig(),
+		Process:    pipeline.DefaultConfig(),
+		Sources:    DefaultSourcesConfig(),
+		Retention:  retention.DefaultConfig(),
+		FollowUps:  followup.DefaultConfig(),
 		ClickHouse: clickhouse.DefaultConfig(),
 		Pulses:     pulses.DefaultConfig(),
 		Analytics:  analytics.DefaultConfig(),
@@ -89,6 +93,10 @@ var renames = []Rename{
 	// It caps the values of event dimensions that ingest accepts, not metric labels
 	// (CXLINK_METRICS_MAX_KEYS caps those).
 	{Old: "CXLINK_MAX_LABEL_VALUES", New: "CXLINK_MAX_DIMENSION_VALUES"},
+	// It is the stream's partition count, next to CXLINK_STREAM_REPLICAS and
+	// CXLINK_STREAM_MAX_AGE, not the partitions a process runs
+	// (CXLINK_PROCESS_PARTITIONS says those).
+	{Old: "CXLINK_PARTITIONS", New: "CXLINK_STREAM_PARTITIONS"},
 }
 
 // LoadConfig reads and validates the configuration from environ (KEY=value pairs). A

@@ -4,8 +4,10 @@ import (
 	"encoding"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -61,6 +63,14 @@ func defaultText(t *testing.T, v reflect.Value) string {
 		}
 		return s
 	}
+	if m, ok := v.Interface().(map[string]string); ok {
+		// As the variable is written (envKeyValSeparator "="), keys in order.
+		var pairs []string
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			pairs = append(pairs, k+"="+m[k])
+		}
+		return strings.Join(pairs, ",")
+	}
 	return fmt.Sprint(v.Interface())
 }
 
@@ -105,19 +115,19 @@ func TestDefaultTextLooksLikeTheReadme(t *testing.T) {
 
 func TestLoadConfigReportsEveryProblem(t *testing.T) {
 	_, err := LoadConfig(map[string]string{
-		"CXLINK_PARTITIONS":       "2000",
-		"CXLINK_WINDOWS":          "1h,90s",
-		"CLICKHOUSE_ADDR":         "nohost",
-		"NATS_URL":                "::",
-		"CXLINK_LOG_LEVEL":        "loud",
-		"CXLINK_READ_AHEAD":       "0",
-		"CXLINK_ROLLUP_STEP":      "1m",
-		"CXLINK_ALLOWED_LATENESS": "-1m",
+		"CXLINK_STREAM_PARTITIONS": "2000",
+		"CXLINK_WINDOWS":           "1h,90s",
+		"CLICKHOUSE_ADDR":          "nohost",
+		"NATS_URL":                 "::",
+		"CXLINK_LOG_LEVEL":         "loud",
+		"CXLINK_READ_AHEAD":        "0",
+		"CXLINK_ROLLUP_STEP":       "1m",
+		"CXLINK_ALLOWED_LATENESS":  "-1m",
 	})
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, want := range []string{"CXLINK_PARTITIONS", "CXLINK_WINDOWS", "CLICKHOUSE_ADDR", "NATS_URL", "CXLINK_LOG_LEVEL", "CXLINK_READ_AHEAD", "CXLINK_ALLOWED_LATENESS"} {
+	for _, want := range []string{"CXLINK_STREAM_PARTITIONS", "CXLINK_WINDOWS", "CLICKHOUSE_ADDR", "NATS_URL", "CXLINK_LOG_LEVEL", "CXLINK_READ_AHEAD", "CXLINK_ALLOWED_LATENESS"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}

@@ -42,6 +42,17 @@ func (r *roles) followUpsCommand(ctx context.Context, args []string) error {
 		return err
 	}
 	now := time.Now()
+	// The header counts every case, not only those listed.
+	counts, err := c.FollowUpCounts(ctx, now)
+	if err != nil {
+		return err
+	}
+	var open, late uint64
+	for _, oc := range counts {
+		if *owner == "" || oc.Owner == *owner {
+			open, late = open+oc.Open, late+oc.Overdue
+		}
+	}
 	if *overdue {
 		kept := cases[:0]
 		for _, f := range cases {
@@ -59,18 +70,16 @@ func (r *roles) followUpsCommand(ctx context.Context, args []string) error {
 		}
 		return enc.Encode(cases)
 	}
-	writeFollowUpsText(r.opts.Stdout, cases, now)
+	writeFollowUpsText(r.opts.Stdout, cases, open, late, now)
 	return nil
 }
 
-func writeFollowUpsText(out io.Writer, cases []records.FollowUp, now time.Time) {
-	overdue := 0
-	for _, f := range cases {
-		if f.Overdue(now) {
-			overdue++
-		}
+func writeFollowUpsText(out io.Writer, cases []records.FollowUp, open, overdue uint64, now time.Time) {
+	fmt.Fprintf(out, "Follow-up cases not closed: %d, overdue: %d", open, overdue)
+	if uint64(len(cases)) < open {
+		fmt.Fprintf(out, " (%d listed, due first)", len(cases))
 	}
-	fmt.Fprintf(out, "Follow-up cases not closed: %d, overdue: %d\n", len(cases), overdue)
+	fmt.Fprintln(out)
 	if len(cases) == 0 {
 		return
 	}

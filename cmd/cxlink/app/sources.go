@@ -30,6 +30,11 @@ type SourcesConfig struct {
 	Teams adapters.Teams `env:"CXLINK_SOURCE_TEAMS" envKeyValSeparator:"="`
 }
 
+// DefaultSourcesConfig is the sources' configuration when nothing is set.
+func DefaultSourcesConfig() SourcesConfig {
+	return SourcesConfig{Zendesk: zendesk.DefaultConfig(), Delighted: delighted.DefaultConfig()}
+}
+
 // Validate reports every problem of the configuration.
 func (c SourcesConfig) Validate() error {
 	errs := []error{c.Zendesk.Validate(), c.Freshdesk.Validate(), c.Intercom.Validate(), c.Delighted.Validate()}

@@ -47,13 +47,13 @@ type Instance struct {
 // Defaults are the environment of Start, before the caller's additions: short steps and
 // waits so that tests see results quickly.
 var Defaults = map[string]string{
-	"CXLINK_HTTP_ADDR":        "127.0.0.1:0",
-	"CXLINK_PARTITIONS":       "2",
-	"CXLINK_WINDOWS":          "10m,1h",
-	"CXLINK_ROLLUP_STEP":      "1s",
-	"CXLINK_ALLOWED_LATENESS": "10m",
-	"CXLINK_ATTRIBUTION_WAIT": "1m",
-	"CXLINK_BATCH_MAX_DELAY":  "100ms",
+	"CXLINK_HTTP_ADDR":         "127.0.0.1:0",
+	"CXLINK_STREAM_PARTITIONS": "2",
+	"CXLINK_WINDOWS":           "10m,1h",
+	"CXLINK_ROLLUP_STEP":       "1s",
+	"CXLINK_ALLOWED_LATENESS":  "10m",
+	"CXLINK_ATTRIBUTION_WAIT":  "1m",
+	"CXLINK_BATCH_MAX_DELAY":   "100ms",
 	// Long enough for renewals on a loaded machine: at 3 s a busy run lost its leases
 	// over and over.
 	"CXLINK_LEASE_TTL":          "10s",

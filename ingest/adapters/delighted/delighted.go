@@ -52,11 +52,20 @@ type Config struct {
 	// empty disables the source.
 	APIKey adapters.Secret `env:"CXLINK_DELIGHTED_API_KEY"`
 	// CESScale is the top of the scale CES questions are asked on: 7 or 5.
-	CESScale int `env:"CXLINK_DELIGHTED_CES_SCALE" envDefault:"7"`
+	CESScale int `env:"CXLINK_DELIGHTED_CES_SCALE"`
 	// Properties name the person properties that carry contract fields.
-	Properties map[string]string `env:"CXLINK_DELIGHTED_PROPERTIES" envKeyValSeparator:"=" envDefault:"ticket_id=Ticket ID,team=Team,agent_id=Agent,channel=Channel,category=Category"`
+	Properties map[string]string `env:"CXLINK_DELIGHTED_PROPERTIES" envKeyValSeparator:"="`
 	// TicketPrefix is put before the ticket property's value (unless it is there).
 	TicketPrefix string `env:"CXLINK_DELIGHTED_TICKET_PREFIX"`
+}
+
+// DefaultConfig is the configuration when nothing is set.
+func DefaultConfig() Config {
+	return Config{
+		CESScale: 7,
+		Properties: map[string]string{"ticket_id": "Ticket ID", "team": "Team", "agent_id": "Agent",
+			"channel": "Channel", "category": "Category"},
+	}
 }
 
 // propertyFields are the contract fields that properties may fill.

@@ -56,11 +56,14 @@ type Config struct {
 	SigningSecret adapters.Secret `env:"CXLINK_ZENDESK_SIGNING_SECRET"`
 	// MaxSignatureAge refuses a signature timestamp older (or further ahead) than this:
 	// a captured request cannot be replayed later. 0 turns the check off.
-	MaxSignatureAge time.Duration `env:"CXLINK_ZENDESK_MAX_SIGNATURE_AGE" envDefault:"15m"`
+	MaxSignatureAge time.Duration `env:"CXLINK_ZENDESK_MAX_SIGNATURE_AGE"`
 	// CategoryTagPrefix, when set, takes the category from the first ticket tag with
 	// this prefix (e.g. "cat_" and the tag "cat_billing" give "billing").
 	CategoryTagPrefix string `env:"CXLINK_ZENDESK_CATEGORY_TAG_PREFIX"`
 }
+
+// DefaultConfig is the configuration when nothing is set.
+func DefaultConfig() Config { return Config{MaxSignatureAge: 15 * time.Minute} }
 
 // Validate reports every problem of the configuration.
 func (c Config) Validate() error {

@@ -119,12 +119,12 @@ func wholePipeline(b *testing.B, policy string) float64 {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, _, err := stream.Define(ctx, js, cfg.Stream, cfg.Process.DuplicateWindow(cfg.HTTP.MaxFuture))
+	s, info, err := stream.Define(ctx, js, cfg.Stream, cfg.Process.DuplicateWindow(cfg.HTTP.MaxFuture))
 	if err != nil {
 		b.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	pub := stream.NewPublisher(js, cfg.Stream.Partitions, reg, stream.AtomicBatches(cfg.Stream.PublishBatch))
+	pub := stream.NewPublisher(js, info.Partitions, reg, stream.AtomicBatches(cfg.Stream.PublishBatch))
 	h, err := httpapi.New(cfg.HTTP, httpapi.Options{Publisher: pub, Registerer: reg})
 	if err != nil {
 		b.Fatal(err)
@@ -142,7 +142,7 @@ func wholePipeline(b *testing.B, policy string) float64 {
 	sink := &stampingSink{Client: db, stored: make(map[string]time.Time, b.N)}
 	startPipeline := func(sink pipeline.Sink, reg prometheus.Registerer) (*pipeline.Pipeline, func()) {
 		p, err := pipeline.New(cfg.Process, pipeline.Options{
-			Stream: s, Partitions: cfg.Stream.Partitions, Sink: sink, MaxFuture: cfg.HTTP.MaxFuture,
+			Stream: s, Partitions: info.Partitions, Sink: sink, MaxFuture: cfg.HTTP.MaxFuture,
 			Logger: logger, Registerer: reg,
 		})
 		if err != nil {

@@ -116,9 +116,17 @@ func newDeliveryMetrics(reg prometheus.Registerer) *deliveryMetrics {
 
 // run delivers until ctx ends.
 func (d *deliverer) run(ctx context.Context) error {
-	cons, err := d.stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       DeliveryConsumer,
-		Description:   "delivers new follow-up cases to their owners' webhooks",
+	return consumeCases(ctx, d.stream, DeliveryConsumer, "delivers new follow-up cases to their owners' webhooks",
+		d.logger, d.handle)
+}
+
+// consumeCases reads the case stream through the durable consumer name, one message
+// after the other, until ctx ends; handle acknowledges each (or asks for it again).
+func consumeCases(ctx context.Context, s jetstream.Stream, name, description string, logger *slog.Logger,
+	handle func(context.Context, jetstream.Msg)) error {
+	cons, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       name,
+		Description:   description,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		// Longer than one attempt (the client's timeout) and the history query; the
@@ -129,12 +137,12 @@ func (d *deliverer) run(ctx context.Context) error {
 		FilterSubject: SubjectPrefix + "*",
 	})
 	if err != nil {
-		return fmt.Errorf("consumer %s: %w", DeliveryConsumer, err)
+		return fmt.Errorf("consumer %s: %w", name, err)
 	}
 	// A few at a time: they are handled one after the other.
 	it, err := cons.Messages(jetstream.PullMaxMessages(4))
 	if err != nil {
-		return fmt.Errorf("consumer %s: %w", DeliveryConsumer, err)
+		return fmt.Errorf("consumer %s: %w", name, err)
 	}
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
@@ -145,12 +153,12 @@ func (d *deliverer) run(ctx context.Context) error {
 			return nil
 		}
 		if err != nil {
-			d.logger.Warn("read follow-ups to deliver", "err", err)
+			logger.Warn("read the follow-up stream", "consumer", name, "err", err)
 			pause(ctx, time.Second)
 			continue
 		}
 		_ = msg.InProgress()
-		d.handle(ctx, msg)
+		handle(ctx, msg)
 	}
 }
 

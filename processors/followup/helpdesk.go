@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -69,39 +68,8 @@ func newNoteMetrics(reg prometheus.Registerer) *prometheus.CounterVec {
 
 // run adds notes until ctx ends.
 func (n *noter) run(ctx context.Context) error {
-	cons, err := n.stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       HelpdeskConsumer,
-		Description:   "adds new follow-up cases of Zendesk tickets to the ticket as an internal note",
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       2 * time.Minute, // longer than the two requests of an attempt
-		MaxDeliver:    -1,
-		MaxAckPending: 1000,
-		FilterSubject: SubjectPrefix + "*",
-	})
-	if err != nil {
-		return fmt.Errorf("consumer %s: %w", HelpdeskConsumer, err)
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(4))
-	if err != nil {
-		return fmt.Errorf("consumer %s: %w", HelpdeskConsumer, err)
-	}
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	defer it.Stop()
-	for {
-		msg, err := it.Next()
-		if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			n.logger.Warn("read follow-ups to note in Zendesk", "err", err)
-			pause(ctx, time.Second)
-			continue
-		}
-		_ = msg.InProgress()
-		n.handle(ctx, msg)
-	}
+	return consumeCases(ctx, n.stream, HelpdeskConsumer, "adds new follow-up cases of Zendesk tickets to the ticket as an internal note",
+		n.logger, n.handle)
 }
 
 // handle notes one message's case in its Zendesk ticket, or leaves it for a later attempt.

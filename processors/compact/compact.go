@@ -2,7 +2,9 @@
 // (rollup_hours), so that charts over weeks read hours instead of minutes
 // (docs/storage.md, "Hourly compaction"). An hour is final once every partition's
 // watermark passed its end by the change horizon: no message received later can change
-// one of its buckets. One process runs it: the holder of the analytics stage's lease.
+// one of its buckets. It also adds the raw tables up per day (survey_days, ticket_days)
+// for every day the sink marked as changed ("Daily totals of the raw tables"). One
+// process runs it: the holder of the analytics stage's lease.
 package compact
 
 import (
@@ -23,7 +25,24 @@ type Store interface {
 	// CompactHours writes the hours of [from, to) and then records to as compacted.
 	// Writing an hour again writes the same row.
 	CompactHours(ctx context.Context, from, to time.Time) error
+
+	// ServerTime is the clock the sink's day markers are stamped with.
+	ServerTime(ctx context.Context) (time.Time, error)
+	// DaysDone is the server time before which every marker is added up (zero: none).
+	DaysDone(ctx context.Context) (time.Time, error)
+	// ChangedDays lists the days of the markers stamped at or after since; with a zero
+	// since, every day the raw tables hold.
+	ChangedDays(ctx context.Context, since time.Time) ([]time.Time, error)
+	// CompactDays adds up the raw rows of the whole days [from, to), stamped version.
+	CompactDays(ctx context.Context, from, to time.Time, version uint64) error
+	// SetDaysDone records that every marker stamped before until is added up.
+	SetDaysDone(ctx context.Context, until time.Time) error
 }
+
+// MarkerSlack is how far before the last run's start the compaction reads the day
+// markers again: a marker stamped before that start whose insert ended after that run
+// read the markers is still seen.
+const MarkerSlack = 2 * time.Minute
 
 // Every is how often the compactor runs: an hour becomes final once its last bucket
 // passed the change horizon, so a minute keeps the hourly reads at most a minute behind.
@@ -49,6 +68,7 @@ type Compactor struct {
 	runs   *prometheus.CounterVec
 	writes prometheus.Counter
 	until  prometheus.Gauge
+	days   prometheus.Counter
 }
 
 // New returns the compactor; Run runs it.
@@ -75,6 +95,10 @@ func New(opts Options) *Compactor {
 			Name: "cxlink_compact_until_seconds",
 			Help: "Unix time before which every hour of the rollup buckets is compacted into rollup_hours, as of the last run that found work.",
 		}),
+		days: f.NewCounter(prometheus.CounterOpts{
+			Name: "cxlink_compact_day_writes_total",
+			Help: "Days of the raw tables added up into survey_days and ticket_days (a day each time it changed).",
+		}),
 	}
 	c.runs.WithLabelValues("ok")
 	c.runs.WithLabelValues("error")
@@ -88,7 +112,7 @@ func (c *Compactor) Run(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		if _, err := c.RunOnce(ctx); err != nil && ctx.Err() == nil {
-			c.opts.Logger.Warn("compaction: hours not compacted; retrying at the next run", "retry_in", Every, "err", err)
+			c.opts.Logger.Warn("compaction: not done; retrying at the next run", "retry_in", Every, "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -117,8 +141,9 @@ func Final(watermarks []time.Time, horizon time.Duration) time.Time {
 	return low.Add(-horizon).UTC().Truncate(time.Hour)
 }
 
-// RunOnce compacts the final hours not compacted yet, a day (at most) per write, and
-// returns the instant compacted until (zero when it wrote nothing).
+// RunOnce compacts the final hours not compacted yet, a day (at most) per write, then
+// adds up the days of the raw tables changed since the last run, and returns the instant
+// the hours are compacted until (zero when it wrote no hour).
 func (c *Compactor) RunOnce(ctx context.Context) (until time.Time, err error) {
 	defer func() {
 		if err != nil {
@@ -127,6 +152,13 @@ func (c *Compactor) RunOnce(ctx context.Context) (until time.Time, err error) {
 			c.runs.WithLabelValues("ok").Inc()
 		}
 	}()
+	if until, err = c.compactHours(ctx); err != nil {
+		return until, err
+	}
+	return until, c.addUpDays(ctx)
+}
+
+func (c *Compactor) compactHours(ctx context.Context) (until time.Time, err error) {
 	marks, err := c.opts.Watermarks(ctx)
 	if err != nil {
 		return time.Time{}, err
@@ -159,4 +191,53 @@ func (c *Compactor) RunOnce(ctx context.Context) (until time.Time, err error) {
 	}
 	c.opts.Logger.Debug("compaction: hours compacted", "from", first.Truncate(time.Hour), "until", until)
 	return until, nil
+}
+
+// addUpDays adds up again every day of the raw tables a marker named since the last run
+// (every day they hold, at the first run), a month at most per write, and then records
+// the run's start. A run that finds no marker writes nothing.
+func (c *Compactor) addUpDays(ctx context.Context) error {
+	store := c.opts.Store
+	start, err := store.ServerTime(ctx)
+	if err != nil {
+		return err
+	}
+	done, err := store.DaysDone(ctx)
+	if err != nil {
+		return err
+	}
+	since := time.Time{}
+	if done.Unix() > 0 {
+		since = done.Add(-MarkerSlack)
+	}
+	days, err := store.ChangedDays(ctx, since)
+	if err != nil || len(days) == 0 {
+		return err
+	}
+	version := uint64(start.UnixMilli())
+	for _, r := range dayRuns(days) {
+		if err := store.CompactDays(ctx, r.from, r.to, version); err != nil {
+			return err
+		}
+		c.days.Add(float64(r.to.Sub(r.from) / (24 * time.Hour)))
+	}
+	c.opts.Logger.Debug("compaction: days added up", "days", len(days), "first", days[0], "last", days[len(days)-1])
+	return store.SetDaysDone(ctx, start)
+}
+
+// dayRun is the whole UTC days [from, to).
+type dayRun struct{ from, to time.Time }
+
+// dayRuns groups sorted days into runs of consecutive days within one month, so that a
+// write reads one month's partition of the raw tables at most.
+func dayRuns(days []time.Time) []dayRun {
+	var runs []dayRun
+	for _, d := range days {
+		if n := len(runs); n > 0 && runs[n-1].to.Equal(d) && d.Month() == runs[n-1].from.Month() {
+			runs[n-1].to = d.Add(24 * time.Hour)
+			continue
+		}
+		runs = append(runs, dayRun{d, d.Add(24 * time.Hour)})
+	}
+	return runs
 }

@@ -133,7 +133,7 @@ func TestMigrate(t *testing.T) {
 	}
 	rows.Close()
 	// No table of individual employee answers in the dashboards' database.
-	wantTables := []string{"drift_events", "effort_impact", "followups", "linkage", "rollup_buckets", "rollup_hours", "rollup_hours_done", "rollup_partials", "rollup_windows", "rollups", "schema_migrations", "survey_responses", "team_periods", "tickets"}
+	wantTables := []string{"drift_events", "effort_impact", "followups", "linkage", "raw_days_changed", "raw_days_done", "rollup_buckets", "rollup_hours", "rollup_hours_done", "rollup_partials", "rollup_windows", "rollups", "schema_migrations", "survey_days", "survey_responses", "team_periods", "ticket_days", "tickets"}
 	if !reflect.DeepEqual(tables, wantTables) {
 		t.Errorf("tables = %v, want %v", tables, wantTables)
 	}

@@ -46,6 +46,11 @@ var shardingKeys = map[string]string{
 	TableHours: "cityHash64(survey, dimension, key)",
 	// Readers take the max over every shard.
 	TableHoursDone: "version",
+	// Daily totals by their whole sorting key: a day added up again lands on its rows.
+	TableSurveyDays:  "cityHash64(survey, day_start, category)",
+	TableTicketDays:  "cityHash64(day_start, category)",
+	TableDaysChanged: "cityHash64(day_start)",
+	TableDaysDone:    "version",
 	// Results by their whole sorting key.
 	TableTeamPeriods:  "cityHash64(period, period_start, team)",
 	TableLinkage:      "cityHash64(period, scope, employee_metric, customer_metric, lag, period_start)",

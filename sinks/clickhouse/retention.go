@@ -20,11 +20,16 @@ const TablePartials = "rollup_partials"
 // private database, are deleted by the analytics stage once older than
 // CXLINK_PULSE_LOOKBACK (docs/privacy.md).
 var retained = map[string]retention.Class{
-	TableSurveys:      retention.Raw,
-	TableTickets:      retention.Raw,
-	TableBuckets:      retention.Rollups,
-	TablePartials:     retention.Rollups,
-	TableHours:        retention.Rollups,
+	TableSurveys:  retention.Raw,
+	TableTickets:  retention.Raw,
+	TableBuckets:  retention.Rollups,
+	TablePartials: retention.Rollups,
+	TableHours:    retention.Rollups,
+	// The raw tables' daily totals: as long as the raw rows they add up.
+	TableSurveyDays: retention.Raw,
+	TableTicketDays: retention.Raw,
+	// Markers are read within a minute or two of being written.
+	TableDaysChanged:  retention.Rollups,
 	TableTeamPeriods:  retention.Results,
 	TableLinkage:      retention.Results,
 	TableEffortImpact: retention.Results,

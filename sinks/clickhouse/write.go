@@ -54,7 +54,8 @@ func (e *RowError) RejectedRow() records.RowRef {
 }
 
 // WriteBatch inserts the batch: one insert per table that has rows, each bounded by the
-// insert timeout. When it fails, some tables may hold their rows and others not; write
+// insert timeout, and after the survey and ticket rows the days they occurred on
+// (raw_days_changed), whose daily totals the compaction then adds up again. When it fails, some tables may hold their rows and others not; write
 // the whole batch again. That is safe because every table is a ReplacingMergeTree whose
 // rows carry their version, so a row written twice is read once with FINAL. A *RowError
 // means the batch can never be written.
@@ -83,6 +84,9 @@ func (c *Client) WriteBatch(ctx context.Context, b *records.Batch) error {
 		}); err != nil {
 			return err
 		}
+	}
+	if err := c.markDaysChanged(ctx, b); err != nil {
+		return err
 	}
 	if len(b.Pulses) > 0 {
 		if err := c.insert(ctx, TablePulses, pulseColumns, len(b.Pulses), func(batch driver.Batch, i int) error {

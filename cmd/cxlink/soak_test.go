@@ -26,6 +26,7 @@ import (
 	"github.com/cxlink/cxlink/ingest/stream"
 	"github.com/cxlink/cxlink/processors/analytics"
 	"github.com/cxlink/cxlink/processors/checkpoint"
+	"github.com/cxlink/cxlink/processors/compact"
 	"github.com/cxlink/cxlink/processors/drift"
 	"github.com/cxlink/cxlink/processors/partition"
 	"github.com/cxlink/cxlink/processors/pipeline"
@@ -106,6 +107,8 @@ func BenchmarkSoak(b *testing.B) {
 	short := openSoakDB(b, srv, nil)
 	soakFeed(b, short, end, 1, nil)
 	fed.print(out)
+	soakCompact(b, out, long, end, fmt.Sprintf("%d days", set.Days))
+	soakCompact(b, out, short, end, "1 day")
 	printTables(b, out, long, set.Days)
 
 	fmt.Fprintf(out, "\nReads (history ending %s)\n", end.Format(time.RFC3339))
@@ -683,32 +686,38 @@ func (st *soakStart) idle(b *testing.B, out io.Writer, d time.Duration) {
 		b.Fatal(err)
 	}
 	ret := retention.New(rcfg, retention.Options{Store: db, Registerer: reg})
+	cp := compact.New(compact.Options{Store: db, Horizon: soakPartitionConfig(b).ChangeHorizon(), Registerer: reg,
+		Watermarks: func(ctx context.Context) ([]time.Time, error) { return st.cps.Watermarks(ctx, soakPartitions) }})
 	_, stop := st.run(db, reg)
 	defer stop()
-	done := make(chan struct{}, 3)
+	done := make(chan struct{}, 4)
 	for _, run := range []func(context.Context) error{
 		func(ctx context.Context) error { return an.Run(ctx, 1) },
 		func(ctx context.Context) error { return dr.Run(ctx, 1) },
 		ret.Run,
+		cp.Run,
 	} {
 		go func() { run(ctx); done <- struct{}{} }()
 	}
 	defer func() {
 		cancel()
-		for range 3 {
+		for range 4 {
 			<-done
 		}
 	}()
 	// The stages' first runs, then the idle stretch.
-	for counterValue(b, reg, "cxlink_analytics_runs_total", "outcome", "ok") < 1 || counterValue(b, reg, "cxlink_retention_runs_total", "outcome", "ok") < 1 {
+	for counterValue(b, reg, "cxlink_analytics_runs_total", "outcome", "ok") < 1 || counterValue(b, reg, "cxlink_retention_runs_total", "outcome", "ok") < 1 ||
+		counterValue(b, reg, "cxlink_compact_runs_total", "outcome", "ok") < 1 {
 		time.Sleep(100 * time.Millisecond)
 	}
 	analyticsRun := rowsWritten(b, reg)
 	time.Sleep(2 * time.Second)
 	before := rowsWritten(b, reg)
+	compactBefore := counterTotal(b, reg, "cxlink_compact_writes_total") + counterTotal(b, reg, "cxlink_compact_day_writes_total")
 	time.Sleep(d)
 	after := rowsWritten(b, reg)
-	fmt.Fprintf(out, "\nIdle for %s after 5 days of history (processors ticking every %s, drift detector, retention; no new events)\n| table | rows written while idle | rows of one analytics run (every %s) |\n|---|---|---|\n",
+	compactWrites := counterTotal(b, reg, "cxlink_compact_writes_total") + counterTotal(b, reg, "cxlink_compact_day_writes_total") - compactBefore
+	fmt.Fprintf(out, "\nIdle for %s after 5 days of history (processors ticking every %s, drift detector, retention, compaction; no new events)\n| table | rows written while idle | rows of one analytics run (every %s) |\n|---|---|---|\n",
 		d, st.cfg.Step, acfg.Every)
 	total := 0.0
 	for _, t := range slices.Sorted(maps.Keys(after)) {
@@ -718,7 +727,8 @@ func (st *soakStart) idle(b *testing.B, out io.Writer, d time.Duration) {
 		}
 	}
 	last := time.Unix(int64(gaugeValue(b, reg, "cxlink_drift_last_evaluated_tick_timestamp_seconds")), 0).UTC()
-	fmt.Fprintf(out, "rows written while idle, all tables: %.0f; the drift detector's last evaluated tick: %s\n", total, last.Format(time.RFC3339))
+	fmt.Fprintf(out, "rows written while idle, all tables: %.0f; compaction inserts (hours and days) while idle: %.0f; the drift detector's last evaluated tick: %s\n",
+		total, compactWrites, last.Format(time.RFC3339))
 }
 
 // rowsWritten reads cxlink_clickhouse_rows_written_total per table.
@@ -804,4 +814,36 @@ func mib(n int) string {
 		return fmt.Sprintf("%.0f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
+
+// soakCompact runs the compaction of the hours and of the raw tables' daily totals as
+// the analytics stage's holder does, here at once over the whole history (as its first
+// run after an upgrade), with every partition caught up at end, and prints its cost.
+func soakCompact(b *testing.B, out io.Writer, db *clickhouse.Client, end time.Time, history string) {
+	c := compact.New(compact.Options{Store: db, Horizon: soakPartitionConfig(b).ChangeHorizon(),
+		Watermarks: func(context.Context) ([]time.Time, error) {
+			return slices.Repeat([]time.Time{end}, soakPartitions), nil
+		}})
+	t0, cpu0 := time.Now(), serverCPU()
+	if _, err := c.RunOnce(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	fmt.Fprintf(out, "compaction of %s of history at once (hours and daily totals): %s (ClickHouse CPU %s)\n", history, ms(time.Since(t0)), ms(serverCPU()-cpu0))
+}
+
+// counterTotal is the sum of a counter's series in reg.
+func counterTotal(b *testing.B, reg *prometheus.Registry, name string) float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	total := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				total += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return total
 }

@@ -114,6 +114,12 @@ func TestClusterMatchesOneNode(t *testing.T) {
 			return c.CompactHours(ctx, now.Add(-30*time.Hour).Truncate(time.Hour), now.Add(-5*time.Hour).Truncate(time.Hour))
 		}})
 	}
+	// The daily totals of the raw tables, and the same days again through another node.
+	for node := 1; node <= 2; node++ {
+		steps = append(steps, step{node, func(c *clickhouse.Client) error {
+			return c.CompactDays(ctx, now.Add(-10*24*time.Hour).Truncate(24*time.Hour), now.Add(2*24*time.Hour).Truncate(24*time.Hour), uint64(node))
+		}})
+	}
 	for v := uint64(1); v <= 2; v++ { // a rerun of the analytics stage rewrites its rows
 		teams, links, impact := clusterAnalytics(now, v)
 		steps = append(steps, step{int(v), func(c *clickhouse.Client) error { return c.WriteAnalytics(ctx, teams, links, impact, now, v) }})
@@ -378,7 +384,7 @@ func readEverything(ctx context.Context, t *testing.T, c *clickhouse.Client, now
 	t.Helper()
 	out := map[string][]string{}
 	for _, table := range []string{"survey_responses", "tickets", privateTable, "rollup_buckets", "rollup_hours", "rollup_hours_done", "rollup_windows",
-		"team_periods", "linkage", "effort_impact", "drift_events"} {
+		"survey_days", "ticket_days", "team_periods", "linkage", "effort_impact", "drift_events"} {
 		var leaveOut []string
 		switch table {
 		case "rollup_windows":
@@ -388,6 +394,9 @@ func readEverything(ctx context.Context, t *testing.T, c *clickhouse.Client, now
 		}
 		out[table] = dump(ctx, t, c, table+" FINAL", leaveOut...)
 	}
+	// The days the sink marked as changed (the markers' changed_at is the server's clock).
+	days, err := c.ChangedDays(ctx, time.Unix(1, 0))
+	out["ChangedDays"] = []string{fmt.Sprint(days, err)}
 	week := 7 * 24 * time.Hour
 	off := pulses.EpochOffset(week)
 	from, to := now.Add(-2*week), now.Add(week)

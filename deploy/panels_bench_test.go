@@ -3,7 +3,8 @@ package deploy
 // BenchmarkPanelQueries measures every ClickHouse panel of the dashboards on a realistic
 // contact centre: 30 days of 20,000 surveys and 40,000 ticket events a day over 30
 // categories, 4 channels, 50 teams and 1,000 agents, weekly pulses, the per-minute
-// rollup buckets of 16 partitions and the hours compacted from them, and the analytics
+// rollup buckets of 16 partitions, the hours compacted from them, the daily totals of the
+// raw tables, and the analytics
 // stages' tables as they grow in a month. It prints p50 and p99 of each query's wall time
 // and of the server's CPU time for it (from system.query_log, which load on the machine
 // distorts less), over a 1-day and a 30-day dashboard range, and for a 1-day range on a
@@ -252,9 +253,10 @@ func fillCentre(b *testing.B, srv *chtest.Server) *clickhouse.Client {
 	return db
 }
 
-// compactHours runs the hourly compaction as the analytics stage's holder does, every
+// compactHours runs the compaction as the analytics stage's holder does, every
 // partition caught up now: the hours up to an hour and 12 minutes ago (the default
-// allowed lateness and attribution wait, a step and a minute) go into rollup_hours.
+// allowed lateness and attribution wait, a step and a minute) go into rollup_hours, and
+// every day of the raw tables into survey_days and ticket_days (a first run).
 func compactHours(b *testing.B, db *clickhouse.Client) {
 	b.Helper()
 	now := time.Now()
@@ -264,7 +266,7 @@ func compactHours(b *testing.B, db *clickhouse.Client) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	fmt.Printf("compacted the hours until %s in %s\n", until.Format(time.RFC3339), time.Since(now).Round(time.Millisecond))
+	fmt.Printf("compacted the hours until %s and added up the days in %s\n", until.Format(time.RFC3339), time.Since(now).Round(time.Millisecond))
 }
 
 // lastDay copies the last 24 hours of every table of month into a new database.

@@ -14,6 +14,7 @@ import (
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/cxlink/cxlink/deploy/grafana/dashboards"
 	"github.com/cxlink/cxlink/processors/records"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
 	"github.com/cxlink/cxlink/sinks/clickhouse/chtest"
@@ -110,7 +111,7 @@ func TestClickHouseUsers(t *testing.T) {
 					continue
 				}
 				for _, vars := range combinations(d) {
-					sql := expandClickHouseMacros(expandVars(q.RawSQL, vars), from, to, time.Minute)
+					sql := dashboards.ExpandClickHouseMacros(dashboards.ExpandVars(q.RawSQL, vars), from, to, time.Minute)
 					rows, err := g.Query(ctx, sql)
 					if err != nil {
 						t.Errorf("%s %q as grafana: %v\n%s", name, p.Title, err, sql)

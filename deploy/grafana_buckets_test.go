@@ -15,6 +15,7 @@ import (
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/cxlink/cxlink/deploy/grafana/dashboards"
 	"github.com/cxlink/cxlink/processors/effort"
 	"github.com/cxlink/cxlink/processors/records"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
@@ -42,7 +43,7 @@ func (p panelRunner) run(file, title string, vars map[string]string, from, to ti
 		if panel.Title != title {
 			continue
 		}
-		sql := expandClickHouseMacros(expandVars(panel.Targets[0].RawSQL, vars), from, to, interval)
+		sql := dashboards.ExpandClickHouseMacros(dashboards.ExpandVars(panel.Targets[0].RawSQL, vars), from, to, interval)
 		return p.query(sql)
 	}
 	p.t.Fatalf("%s: no panel %q", file, title)

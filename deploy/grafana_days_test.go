@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cxlink/cxlink/deploy/grafana/dashboards"
 	"github.com/cxlink/cxlink/processors/compact"
 	"github.com/cxlink/cxlink/processors/records"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
@@ -90,7 +91,7 @@ func TestRawPanelsReadDailyTotalsOverLongRanges(t *testing.T) {
 		for _, panel := range p.dashboards[file].Panels {
 			if panel.Title == title {
 				sql := strings.ReplaceAll(panel.Targets[0].RawSQL, longRange, "1000000000")
-				return p.query(expandClickHouseMacros(sql, from, to, time.Minute))
+				return p.query(dashboards.ExpandClickHouseMacros(sql, from, to, time.Minute))
 			}
 		}
 		t.Fatalf("%s: no panel %q", file, title)

@@ -17,13 +17,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cxlink/cxlink/cmd/cxlink/apptest"
 	"github.com/cxlink/cxlink/cmd/cxlink/apptest/proc"
+	"github.com/cxlink/cxlink/deploy/grafana/dashboards"
 	"github.com/cxlink/cxlink/ingest/simulator"
 )
 
@@ -225,32 +225,6 @@ func fixtureSQL(rows, database string, now time.Time) string {
 		"{hour}", at(now.Truncate(time.Hour))).Replace(fmt.Sprintf(rows, database))
 }
 
-// expandVars substitutes Grafana variables ($name, ${name} and ${name:percentencode})
-// with values.
-func expandVars(s string, values map[string]string) string {
-	for name, v := range values {
-		s = strings.ReplaceAll(s, "${"+name+":percentencode}", percentEncode(v))
-		s = strings.ReplaceAll(s, "${"+name+"}", v)
-		s = regexp.MustCompile(`\$`+regexp.QuoteMeta(name)+`\b`).ReplaceAllString(s, v)
-	}
-	return s
-}
-
-var timeFilterRe = regexp.MustCompile(`\$__timeFilter\(([^)]+)\)`)
-
-// expandClickHouseMacros expands the macros of grafana-clickhouse-datasource as its
-// pkg/macros documents them: $__timeFilter(col) → col >= toDateTime(from) AND col <=
-// toDateTime(to), $__fromTime and $__toTime → toDateTime(unix), $__interval_s → seconds.
-func expandClickHouseMacros(sql string, from, to time.Time, interval time.Duration) string {
-	sql = timeFilterRe.ReplaceAllStringFunc(sql, func(m string) string {
-		col := strings.TrimSpace(timeFilterRe.FindStringSubmatch(m)[1])
-		return fmt.Sprintf("%s >= toDateTime(%d) AND %s <= toDateTime(%d)", col, from.Unix(), col, to.Unix())
-	})
-	sql = strings.ReplaceAll(sql, "$__fromTime", fmt.Sprintf("toDateTime(%d)", from.Unix()))
-	sql = strings.ReplaceAll(sql, "$__toTime", fmt.Sprintf("toDateTime(%d)", to.Unix()))
-	return strings.ReplaceAll(sql, "$__interval_s", strconv.Itoa(int(max(interval.Seconds(), 1))))
-}
-
 // combinations lists every assignment of the dashboard's variables to their options.
 func combinations(d dashboard) []map[string]string {
 	out := []map[string]string{{}}
@@ -281,7 +255,7 @@ func defaults(d dashboard) map[string]string {
 var metricNameRe = regexp.MustCompile(`\bcxlink[_:][a-zA-Z0-9_:]+`)
 
 func TestDashboardQueries(t *testing.T) {
-	dashboards := loadDashboards(t)
+	boards := loadDashboards(t)
 	in := apptest.Start(t, nil, map[string]string{
 		"CXLINK_WINDOWS":           "1h,24h,7d",
 		"CXLINK_ROLLUP_STEP":       "10s",
@@ -381,7 +355,7 @@ func TestDashboardQueries(t *testing.T) {
 	to := time.Now().Add(time.Minute)
 	from := to.Add(-24 * time.Hour)
 	names := slices.Sorted(func(yield func(string) bool) {
-		for k := range dashboards {
+		for k := range boards {
 			if !yield(k) {
 				return
 			}
@@ -389,7 +363,7 @@ func TestDashboardQueries(t *testing.T) {
 	})
 	ran, empty := 0, 0
 	for _, name := range names {
-		d := dashboards[name]
+		d := boards[name]
 		for _, p := range d.Panels {
 			for _, q := range p.Targets {
 				what := fmt.Sprintf("%s %q", name, p.Title)
@@ -397,7 +371,7 @@ func TestDashboardQueries(t *testing.T) {
 				case "clickhouse":
 					seen := map[string]bool{}
 					for _, vars := range combinations(d) {
-						sql := expandClickHouseMacros(expandVars(q.RawSQL, vars), from, to, time.Minute)
+						sql := dashboards.ExpandClickHouseMacros(dashboards.ExpandVars(q.RawSQL, vars), from, to, time.Minute)
 						if seen[sql] {
 							continue
 						}
@@ -434,7 +408,7 @@ func TestDashboardQueries(t *testing.T) {
 						}
 					}
 				case "prometheus":
-					expr := strings.ReplaceAll(expandVars(q.Expr, defaults(d)), "$__rate_interval", "15s")
+					expr := strings.ReplaceAll(dashboards.ExpandVars(q.Expr, defaults(d)), "$__rate_interval", "15s")
 					for _, m := range metricNameRe.FindAllString(expr, -1) {
 						base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(m, "_bucket"), "_sum"), "_count")
 						if !strings.Contains(string(exported), "\n"+base) && !strings.Contains(ruleText, "record: "+m) && !strings.Contains(sources.String(), `"`+base+`"`) {

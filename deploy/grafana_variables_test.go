@@ -19,25 +19,12 @@ import (
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/cxlink/cxlink/deploy/grafana/dashboards"
 	"github.com/cxlink/cxlink/processors/effort"
 	"github.com/cxlink/cxlink/processors/records"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
 	"github.com/cxlink/cxlink/sinks/clickhouse/chtest"
 )
-
-// percentEncode is Grafana's percentencode format (encodeURIComponentStrict): every
-// byte but the unreserved letters, digits and -_.~ as %XX.
-func percentEncode(s string) string {
-	var b strings.Builder
-	for _, c := range []byte(s) {
-		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-_.~", c) >= 0 {
-			b.WriteByte(c)
-		} else {
-			fmt.Fprintf(&b, "%%%02X", c)
-		}
-	}
-	return b.String()
-}
 
 // sqlString is Grafana's sqlstring format: quotes doubled, the value quoted.
 func sqlString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
@@ -196,7 +183,7 @@ func TestHostileVariableValues(t *testing.T) {
 						if format != nil { // as if the dashboard used another format
 							sql = strings.ReplaceAll(sql, "decodeURLComponent('${"+v.Name+":percentencode}')", format(value))
 						}
-						return expandClickHouseMacros(expandVars(sql, vars), from, to, time.Minute)
+						return dashboards.ExpandClickHouseMacros(dashboards.ExpandVars(sql, vars), from, to, time.Minute)
 					}
 					what := fmt.Sprintf("%s %q, %s", name, p.Title, v.Name)
 					want, err := count(expand("matches-nothing", nil))

@@ -23,6 +23,7 @@ import (
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/cxlink/cxlink/deploy/grafana/dashboards"
 	"github.com/cxlink/cxlink/processors/compact"
 	"github.com/cxlink/cxlink/processors/effort"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
@@ -318,16 +319,16 @@ type panelQuery struct {
 // for each value of a window variable (the windows cost differently), plus the README's
 // query of the rollups view, for comparison.
 func panelQueries(b *testing.B) []panelQuery {
-	dashboards := loadDashboards(b)
+	boards := loadDashboards(b)
 	var out []panelQuery
 	for _, file := range slices.Sorted(func(yield func(string) bool) {
-		for k := range dashboards {
+		for k := range boards {
 			if !yield(k) {
 				return
 			}
 		}
 	}) {
-		d := dashboards[file]
+		d := boards[file]
 		variants := []map[string]string{defaults(d)}
 		for _, v := range d.Templating.List {
 			if v.Name != "window" {
@@ -347,7 +348,7 @@ func panelQueries(b *testing.B) []panelQuery {
 			}
 			seen := map[string]bool{}
 			for _, vars := range variants {
-				sql := expandVars(q.RawSQL, vars)
+				sql := dashboards.ExpandVars(q.RawSQL, vars)
 				if seen[sql] {
 					continue
 				}
@@ -477,7 +478,7 @@ func BenchmarkPanelQueries(b *testing.B) {
 				)
 				for i := 0; b.Loop(); i++ {
 					to := time.Now()
-					sql := expandClickHouseMacros(q.sql, to.Add(-c.span), to, c.interval)
+					sql := dashboards.ExpandClickHouseMacros(q.sql, to.Add(-c.span), to, c.interval)
 					id := fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), i)
 					d, err := runQuery(context.Background(), conns[c.db], id, sql)
 					if err != nil {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/cxlink/cxlink/deploy/grafana/dashboards"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
 )
 
@@ -76,7 +76,7 @@ func soakPanels(b *testing.B) []soakQuery {
 			for _, t := range p.Targets {
 				if t.Datasource.UID == "clickhouse" && t.RawSQL != "" {
 					out = append(out, soakQuery{name: fmt.Sprintf("%s #%d %s", strings.TrimSuffix(filepath.Base(f), ".json"), p.ID, p.Title),
-						sql: soakExpandVars(t.RawSQL, vars)})
+						sql: dashboards.ExpandVars(t.RawSQL, vars)})
 				}
 			}
 		}
@@ -122,33 +122,13 @@ GROUP BY key`},
 	}
 }
 
-// soakExpandVars substitutes Grafana variables ($name, ${name}), as deploy/grafana_test.go does.
-func soakExpandVars(s string, values map[string]string) string {
-	for name, v := range values {
-		s = strings.ReplaceAll(s, "${"+name+"}", v)
-		s = regexp.MustCompile(`\$`+regexp.QuoteMeta(name)+`\b`).ReplaceAllString(s, v)
-	}
-	return s
-}
-
-var soakTimeFilter = regexp.MustCompile(`\$__timeFilter\(([^)]+)\)`)
-
-// soakExpandMacros expands the grafana-clickhouse-datasource macros as deploy/grafana_test.go
-// does, and the database name; {r} is the documented reads' resolution: the interval,
-// at least the step, and a divisor of an hour.
+// soakExpandMacros expands the grafana-clickhouse-datasource macros, and the database
+// name; {r} is the documented reads' resolution: the interval, at least the step, and a
+// divisor of an hour.
 func soakExpandMacros(sql, database string, from, to time.Time, interval time.Duration) string {
-	sql = soakTimeFilter.ReplaceAllStringFunc(sql, func(m string) string {
-		col := strings.TrimSpace(soakTimeFilter.FindStringSubmatch(m)[1])
-		return fmt.Sprintf("%s >= toDateTime(%d) AND %s <= toDateTime(%d)", col, from.Unix(), col, to.Unix())
-	})
 	r := strconv.Itoa(int(min(max(interval, time.Minute), time.Hour).Seconds()))
-	return strings.NewReplacer(
-		"$__fromTime", fmt.Sprintf("toDateTime(%d)", from.Unix()),
-		"$__toTime", fmt.Sprintf("toDateTime(%d)", to.Unix()),
-		"$__interval_s", strconv.Itoa(int(max(interval.Seconds(), 1))),
-		"{r}", r,
-		"cxlink.", database+".",
-	).Replace(sql)
+	sql = strings.NewReplacer("{r}", r, "cxlink.", database+".").Replace(sql)
+	return dashboards.ExpandClickHouseMacros(sql, from, to, interval)
 }
 
 // timeReads runs every query of every scenario until it ran PanelRuns times or for

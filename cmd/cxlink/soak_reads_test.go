@@ -22,6 +22,7 @@ import (
 type readScenario struct {
 	name     string
 	db       *clickhouse.Client
+	conn     ch.Conn // the datasource's: its default database is db's, as the panels name none
 	from     time.Time
 	interval time.Duration // Grafana's $__interval for the range (about range / 1,000 points)
 }
@@ -164,7 +165,7 @@ func timeReads(b *testing.B, out io.Writer, scenarios []readScenario, end time.T
 			for len(took) < set.PanelRuns && (len(took) < 5 || time.Since(started) < set.PanelTime) {
 				read = 0
 				t0 := time.Now()
-				rows, err := s.db.Conn().Query(qctx, sql)
+				rows, err := s.conn.Query(qctx, sql)
 				if err != nil {
 					b.Errorf("%s (%s): %v\n%s", q.name, s.name, err, sql)
 					break

@@ -112,10 +112,11 @@ func BenchmarkSoak(b *testing.B) {
 	printTables(b, out, long, set.Days)
 
 	fmt.Fprintf(out, "\nReads (history ending %s)\n", end.Format(time.RFC3339))
+	shortConn, longConn := srv.Conn(b, short.Database()), srv.Conn(b, long.Database())
 	reads := []readScenario{
-		{name: "1 day of history, last 24 h", db: short, from: end.Add(-24 * time.Hour), interval: time.Minute},
-		{name: fmt.Sprintf("%d days of history, last 24 h", set.Days), db: long, from: end.Add(-24 * time.Hour), interval: time.Minute},
-		{name: fmt.Sprintf("%d days of history, last %d days", set.Days, set.Days), db: long, from: end.Add(-time.Duration(set.Days) * 24 * time.Hour), interval: time.Hour},
+		{name: "1 day of history, last 24 h", db: short, conn: shortConn, from: end.Add(-24 * time.Hour), interval: time.Minute},
+		{name: fmt.Sprintf("%d days of history, last 24 h", set.Days), db: long, conn: longConn, from: end.Add(-24 * time.Hour), interval: time.Minute},
+		{name: fmt.Sprintf("%d days of history, last %d days", set.Days, set.Days), db: long, conn: longConn, from: end.Add(-time.Duration(set.Days) * 24 * time.Hour), interval: time.Hour},
 	}
 	timeReads(b, out, reads, end, set)
 	timeStages(b, out, map[string]*clickhouse.Client{"1 day": short, fmt.Sprintf("%d days", set.Days): long}, end)

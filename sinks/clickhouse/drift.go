@@ -66,6 +66,9 @@ func (c *Client) WindowTotals(ctx context.Context, w effort.Window, ends []time.
 		"SELECT survey, dimension, key, b, n, s, sq, pos, neg, arrayJoin([" + strings.Join(in, ", ") + "]) AS e FROM (" +
 		slots + ")) WHERE b >= e - " + ln + " AND b < e " +
 		"GROUP BY survey, dimension, key, window_end HAVING sum(n) > 0"
+	if n := (to - from) / slot; len(ends) > 1 && n <= maxRunningSlots {
+		q = runningWindows(slots, in, from, slot, length, n)
+	}
 	rows, err := c.conn.Query(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("read %s windows: %w", w.Name, err)
@@ -85,6 +88,36 @@ func (c *Client) WindowTotals(ctx context.Context, w effort.Window, ends []time.
 		return nil, fmt.Errorf("read %s windows: %w", w.Name, err)
 	}
 	return out, nil
+}
+
+// maxRunningSlots bounds the slots per series of runningWindows' arrays (a month of
+// minutes), beyond which copying each slot into its windows costs less memory.
+const maxRunningSlots = 43200
+
+// runningWindows reads the windows ending at ends from the slots as running totals:
+// per series, the slots in [from, from + n·slot) are laid out in arrays and added up
+// cumulatively, and each window is the running total at its end less the one at its
+// start. So many ends (the drift detector's first evaluation folds a baseline's worth
+// of hourly blocks, each against a week-long baseline) cost slots + ends per series,
+// where copying each slot into every window holding it costs slots × ends.
+func runningWindows(slots string, ends []string, from, slot, length, n int64) string {
+	f, sl, ln, size := strconv.FormatInt(from, 10), strconv.FormatInt(slot, 10), strconv.FormatInt(length, 10), strconv.FormatInt(n, 10)
+	// at is the running total of arr before instant t: the sum of its first (t − from) / slot slots.
+	at := func(arr, t string) string {
+		return "arrayElement(" + arr + ", intDiv(" + t + " - " + f + ", " + sl + "))"
+	}
+	window := func(arr string) string { return at(arr, "e") + " - " + at(arr, "e - "+ln) }
+	running := func(col, zero string) string {
+		return "arrayCumSum(groupArrayInsertAt(" + zero + ", " + size + ")(" + col + ", i)) AS " + col + "_run"
+	}
+	return "SELECT survey, dimension, key, toDateTime(e, 'UTC') AS window_end, toUInt64(" + window("n_run") + ") AS wn, " +
+		window("s_run") + ", " + window("sq_run") + ", toUInt64(" + window("pos_run") + "), toUInt64(" + window("neg_run") + ") FROM (" +
+		"SELECT survey, dimension, key, " + running("n", "0") + ", " + running("s", "0.") + ", " + running("sq", "0.") + ", " +
+		running("pos", "0") + ", " + running("neg", "0") + " FROM (" +
+		"SELECT survey, dimension, key, toUInt32(intDiv(b - " + f + ", " + sl + ")) AS i, sum(n) AS n, sum(s) AS s, sum(sq) AS sq, " +
+		"sum(pos) AS pos, sum(neg) AS neg FROM (" + slots + ") GROUP BY survey, dimension, key, i" +
+		") GROUP BY survey, dimension, key" +
+		") ARRAY JOIN [" + strings.Join(ends, ", ") + "] AS e WHERE wn > 0"
 }
 
 // slots adds up the rows of table (rollup_buckets, or rollup_hours) with from ≤ col < to

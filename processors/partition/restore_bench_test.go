@@ -106,4 +106,3 @@ func BenchmarkRestore(b *testing.B) {
 		})
 	}
 }
-

@@ -172,6 +172,7 @@ func BenchmarkStartFromSnapshots(b *testing.B) {
 	fed := soakFeed(b, nil, end, days, marks)
 	fmt.Fprintf(out, "\nStart-up from the soak's own snapshots (%d days fed in %s; empty tail) %s\n| history | snapshots | series | tickets | decode, all partitions (one core) | to ready (median of 3) |\n|---|---|---|---|---|---|\n",
 		days, fed.took.Round(time.Second), loadAverage())
+	fmt.Fprintf(out, "| none (empty stream, no snapshot) | | | | | %s |\n", ms(soakStartFromSnapshots(b, nil)))
 	var took []time.Duration
 	for _, f := range fed.snapshots {
 		d := soakStartFromSnapshots(b, f.snaps)

@@ -118,7 +118,7 @@ func BenchmarkSoak(b *testing.B) {
 	timeStages(b, out, map[string]*clickhouse.Client{"1 day": short, fmt.Sprintf("%d days", set.Days): long}, end)
 
 	fmt.Fprintf(out, "\nStart-up of the processors (real in-process JetStream, %d partitions in parallel, no leases) %s\n", soakPartitions, loadAverage())
-	fmt.Fprintf(out, "| history | events | snapshots (gzip) | first start, nothing stored | from snapshots (median of 3) | without snapshots (median of 3) |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(out, "| history | events | snapshots (s2) | first start, nothing stored | from snapshots (median of 3) | without snapshots (median of 3) |\n|---|---|---|---|---|---|\n")
 	var withSnap, without []time.Duration
 	for _, days := range []int{1, 5} {
 		st := soakStartup(b, srv, end, days)
@@ -132,7 +132,7 @@ func BenchmarkSoak(b *testing.B) {
 	fmt.Fprintf(out, "5 days / 1 day: from snapshots %.2f×, without snapshots %.2f× (the issue asks ≤ 1.5× for 5× the history)\n",
 		ratio(withSnap[1], withSnap[0]), ratio(without[1], without[0]))
 
-	fmt.Fprintf(out, "\nStart-up from the soak's own snapshots (default configuration, stored in JetStream's object store; empty tail)\n| history | snapshots (gzip) | to ready (median of 3) |\n|---|---|---|\n")
+	fmt.Fprintf(out, "\nStart-up from the soak's own snapshots (default configuration, stored in JetStream's object store; empty tail)\n| history | snapshots (s2) | to ready (median of 3) |\n|---|---|---|\n")
 	var fromFeed []time.Duration
 	for _, f := range fed.snapshots {
 		d := soakStartFromSnapshots(b, f.snaps)
@@ -443,7 +443,7 @@ func (f fedFigures) print(out io.Writer) {
 		last := row(fmt.Sprintf("%d–%d (mean)", f.days-6, f.days), f.days-7, f.days-1)
 		fmt.Fprintf(out, "rows a day, last 7 days / first 7: %.3f\n", last/first)
 	}
-	fmt.Fprintf(out, "\nPartition state (all %d partitions)\n| after | series | tickets indexed | surveys waiting | snapshot bytes (gzip) | encode | decode |\n|---|---|---|---|---|---|---|\n", soakPartitions)
+	fmt.Fprintf(out, "\nPartition state (all %d partitions)\n| after | series | tickets indexed | surveys waiting | snapshot bytes (s2) | encode | decode |\n|---|---|---|---|---|---|---|\n", soakPartitions)
 	for _, s := range f.snapshots {
 		fmt.Fprintf(out, "| day %d | %d | %d | %d | %s | %s | %s |\n", s.day, s.series, s.tickets, s.waiting, mib(s.bytes), ms(s.encode), ms(s.decode))
 	}

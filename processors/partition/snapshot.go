@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/klauspost/compress/s2"
@@ -172,7 +173,7 @@ func restore(id uint16, cfg Config, data []byte) (*State, error) {
 	at := 0
 	for i, l := range snap.SeriesLens {
 		k := snap.SeriesKeys[3*i:]
-		w.Keys[i] = effort.SeriesKey{Survey: st.str(k[0]), Dimension: st.str(k[1]), Key: st.str(k[2])}
+		w.Keys[i] = effort.SeriesKey{Survey: st.own(k[0]), Dimension: st.own(k[1]), Key: st.own(k[2])}
 		w.Lens[i] = int(l)
 		if int(l) > len(w.Index)-at {
 			return nil, fmt.Errorf("SeriesLens: series %d has %d buckets, %d are left", i, l, len(w.Index)-at)
@@ -255,14 +256,15 @@ func (t *stringTable) ids(ss []string) []uint32 {
 }
 
 // decodedStrings are the strings of a snapshot being decoded: substrings of its one
-// text. The first string number out of range is kept as err.
+// text, which they keep in memory. The first string number out of range is kept as err.
 type decodedStrings struct {
 	strings []string
+	owned   []bool
 	err     error
 }
 
 func readStrings(text string, ends []uint32) (*decodedStrings, error) {
-	out := &decodedStrings{strings: make([]string, len(ends))}
+	out := &decodedStrings{strings: make([]string, len(ends)), owned: make([]bool, len(ends))}
 	start := uint32(0)
 	for i, end := range ends {
 		if end < start || int(end) > len(text) {
@@ -281,6 +283,18 @@ func (d *decodedStrings) str(n uint32) string {
 		return ""
 	}
 	return d.strings[n]
+}
+
+// own is str for strings that may be held for as long as the process runs (series keys:
+// a series lives while it gets responses), copied out of the text, each once. Tickets and
+// queue entries expire, and the text with them.
+func (d *decodedStrings) own(n uint32) string {
+	s := d.str(n)
+	if int(n) < len(d.strings) && !d.owned[n] {
+		s = strings.Clone(s)
+		d.strings[n], d.owned[n] = s, true
+	}
+	return s
 }
 
 func (d *decodedStrings) strs(ns []uint32) []string {

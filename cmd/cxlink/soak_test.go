@@ -122,7 +122,7 @@ func BenchmarkSoak(b *testing.B) {
 	timeStages(b, out, map[string]*clickhouse.Client{"1 day": short, fmt.Sprintf("%d days", set.Days): long}, end)
 
 	fmt.Fprintf(out, "\nStart-up of the processors (real in-process JetStream, %d partitions in parallel, no leases) %s\n", soakPartitions, loadAverage())
-	fmt.Fprintf(out, "| history | events | snapshots (gzip) | first start, nothing stored | from snapshots (median of 3) | without snapshots (median of 3) |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(out, "| history | events | snapshots (s2) | first start, nothing stored | from snapshots (median of 3) | without snapshots (median of 3) |\n|---|---|---|---|---|---|\n")
 	var withSnap, without []time.Duration
 	for _, days := range []int{1, 5} {
 		st := soakStartup(b, srv, end, days)
@@ -136,7 +136,7 @@ func BenchmarkSoak(b *testing.B) {
 	fmt.Fprintf(out, "5 days / 1 day: from snapshots %.2f×, without snapshots %.2f× (the issue asks ≤ 1.5× for 5× the history)\n",
 		ratio(withSnap[1], withSnap[0]), ratio(without[1], without[0]))
 
-	fmt.Fprintf(out, "\nStart-up from the soak's own snapshots (default configuration, stored in JetStream's object store; empty tail)\n| history | snapshots (gzip) | to ready (median of 3) |\n|---|---|---|\n")
+	fmt.Fprintf(out, "\nStart-up from the soak's own snapshots (default configuration, stored in JetStream's object store; empty tail)\n| history | snapshots (s2) | to ready (median of 3) |\n|---|---|---|\n")
 	var fromFeed []time.Duration
 	for _, f := range fed.snapshots {
 		d := soakStartFromSnapshots(b, f.snaps)
@@ -146,6 +146,44 @@ func BenchmarkSoak(b *testing.B) {
 	if len(fromFeed) == 4 {
 		fmt.Fprintf(out, "%d days / 7 days: %.2f×; 5 days / 1 day: %.2f×\n", set.Days, ratio(fromFeed[3], fromFeed[2]), ratio(fromFeed[1], fromFeed[0]))
 	}
+}
+
+// BenchmarkStartFromSnapshots is the start-up part of BenchmarkSoak alone, without
+// ClickHouse: the partitions' state machines are fed 1 and 5 simulated days of the soak's
+// contact centre (rows discarded), and the real pipeline is started from their snapshots
+// with an empty tail, as in BenchmarkSoak's "Start-up from the soak's own snapshots".
+// CXLINK_SOAK_DAYS (default 5, at least 5) adds marks at 7 days and at the end.
+//
+//	go test -run '^$' -bench StartFromSnapshots -benchtime 1x ./cmd/cxlink/
+func BenchmarkStartFromSnapshots(b *testing.B) {
+	days := 5
+	if v := os.Getenv("CXLINK_SOAK_DAYS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 5 {
+			b.Fatalf("CXLINK_SOAK_DAYS=%q: want a whole number of days, at least 5", v)
+		}
+		days = n
+	}
+	marks := []int{1, 5}
+	if days >= 7 {
+		marks = append(marks, 7)
+	}
+	if days > 7 {
+		marks = append(marks, days)
+	}
+	out := os.Stdout
+	end := time.Now().UTC().Truncate(time.Minute)
+	fed := soakFeed(b, nil, end, days, marks)
+	fmt.Fprintf(out, "\nStart-up from the soak's own snapshots (%d days fed in %s; empty tail) %s\n| history | snapshots | series | tickets | decode, all partitions (one core) | to ready (median of 3) |\n|---|---|---|---|---|---|\n",
+		days, fed.took.Round(time.Second), loadAverage())
+	fmt.Fprintf(out, "| none (empty stream, no snapshot) | | | | | %s |\n", ms(soakStartFromSnapshots(b, nil)))
+	var took []time.Duration
+	for _, f := range fed.snapshots {
+		d := soakStartFromSnapshots(b, f.snaps)
+		took = append(took, d)
+		fmt.Fprintf(out, "| %d day(s) | %s | %d | %d | %s | %s |\n", f.day, mib(f.bytes), f.series, f.tickets, ms(f.decode), ms(d))
+	}
+	fmt.Fprintf(out, "5 days / 1 day: %.2f× (the issue asks ≤ 1.5× for 5× the history) %s\n", ratio(took[1], took[0]), loadAverage())
 }
 
 // soakStartFromSnapshots stores snaps, one per partition, and the progress they need in a
@@ -253,13 +291,16 @@ type snapshotFigure struct {
 
 // soakFeed runs the processors' state machines over days of simulated events ending at
 // end, with the default configuration, and writes their rows into db as live workers
-// would. At the ends of the days in marks it measures the partitions' snapshots.
+// would (a nil db stores nothing). At the ends of the days in marks it measures the
+// partitions' snapshots.
 func soakFeed(b *testing.B, db *clickhouse.Client, end time.Time, days int, marks []int) fedFigures {
 	ctx := b.Context()
 	cfg := soakPartitionConfig(b)
 	// What the processors record at start, and the view rollups reads.
-	if err := db.WriteWindows(ctx, cfg.Step, cfg.Windows); err != nil {
-		b.Fatal(err)
+	if db != nil {
+		if err := db.WriteWindows(ctx, cfg.Step, cfg.Windows); err != nil {
+			b.Fatal(err)
+		}
 	}
 	states := make([]*partition.State, soakPartitions)
 	lastSeq := make([]uint64, soakPartitions)
@@ -276,7 +317,8 @@ func soakFeed(b *testing.B, db *clickhouse.Client, end time.Time, days int, mark
 		batch records.Batch
 	)
 	flush := func() {
-		if batch.Len() == 0 {
+		if batch.Len() == 0 || db == nil {
+			batch.Reset()
 			return
 		}
 		t0 := time.Now()
@@ -405,7 +447,7 @@ func (f fedFigures) print(out io.Writer) {
 		last := row(fmt.Sprintf("%d–%d (mean)", f.days-6, f.days), f.days-7, f.days-1)
 		fmt.Fprintf(out, "rows a day, last 7 days / first 7: %.3f\n", last/first)
 	}
-	fmt.Fprintf(out, "\nPartition state (all %d partitions)\n| after | series | tickets indexed | surveys waiting | snapshot bytes (gzip) | encode | decode |\n|---|---|---|---|---|---|---|\n", soakPartitions)
+	fmt.Fprintf(out, "\nPartition state (all %d partitions)\n| after | series | tickets indexed | surveys waiting | snapshot bytes (s2) | encode | decode |\n|---|---|---|---|---|---|---|\n", soakPartitions)
 	for _, s := range f.snapshots {
 		fmt.Fprintf(out, "| day %d | %d | %d | %d | %s | %s | %s |\n", s.day, s.series, s.tickets, s.waiting, mib(s.bytes), ms(s.encode), ms(s.decode))
 	}

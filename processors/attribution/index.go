@@ -3,7 +3,12 @@
 // before the ticket's own events: such surveys wait, for a bounded time, for the ticket.
 package attribution
 
-import "time"
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+)
 
 // Dims are the dimensions a ticket lends to the surveys about it.
 type Dims struct {
@@ -35,7 +40,7 @@ func (d Dims) Complete() bool {
 // replaying the same messages rebuilds the same index. Not safe for concurrent use.
 type Index[S any] struct {
 	wait, retention time.Duration
-	tickets         map[string]*ticket
+	tickets         map[string]ticket
 	pending         map[string][]waiting[S]
 	waitingCount    int
 	// FIFO queues in received_at order, to expire entries without scanning the maps.
@@ -64,7 +69,7 @@ func NewIndex[S any](wait, retention time.Duration) *Index[S] {
 	return &Index[S]{
 		wait:      wait,
 		retention: retention,
-		tickets:   make(map[string]*ticket),
+		tickets:   make(map[string]ticket),
 		pending:   make(map[string][]waiting[S]),
 	}
 }
@@ -89,13 +94,10 @@ func (x *Index[S]) Wait(ticketID string, receivedAt time.Time, survey S) {
 // returns the ticket's dimensions and the surveys that were waiting for it in time.
 func (x *Index[S]) Ticket(ticketID string, d Dims, receivedAt time.Time) (Dims, []S) {
 	t := x.tickets[ticketID]
-	if t == nil {
-		t = &ticket{}
-		x.tickets[ticketID] = t
-	}
 	merged := d
 	merged.Merge(t.dims)
 	t.dims, t.lastSeen = merged, receivedAt
+	x.tickets[ticketID] = t
 	x.ticketQueue = append(x.ticketQueue, queued{ticketID, receivedAt})
 
 	var released []S
@@ -135,7 +137,7 @@ func (x *Index[S]) Expire(now time.Time) (unattributed int) {
 	for len(x.ticketQueue) > 0 && now.Sub(x.ticketQueue[0].at) > x.retention {
 		q := x.ticketQueue[0]
 		x.ticketQueue = x.ticketQueue[1:]
-		if t := x.tickets[q.ticketID]; t != nil && now.Sub(t.lastSeen) > x.retention {
+		if t, ok := x.tickets[q.ticketID]; ok && now.Sub(t.lastSeen) > x.retention {
 			delete(x.tickets, q.ticketID)
 		}
 	}
@@ -145,19 +147,19 @@ func (x *Index[S]) Expire(now time.Time) (unattributed int) {
 // Len reports the tickets known and the surveys waiting, for metrics.
 func (x *Index[S]) Len() (tickets, waitingSurveys int) { return len(x.tickets), x.waitingCount }
 
-// Snapshot is the content of an Index, for saving it.
+// Snapshot is the content of an Index, for saving it: columns of flat slices, so that
+// encoding and decoding run in tight loops and a restore allocates per column, not per
+// ticket. Instants are Unix nanoseconds: the index only compares them.
 type Snapshot[S any] struct {
-	Tickets      []TicketSnapshot
-	Pending      []PendingSnapshot[S]
-	TicketQueue  []QueueEntry
-	PendingQueue []QueueEntry
-}
-
-// TicketSnapshot is one known ticket.
-type TicketSnapshot struct {
-	ID       string
-	Dims     Dims
-	LastSeen time.Time
+	// The known tickets, sorted by id.
+	TicketIDs []string
+	Dims      []Dims
+	LastSeen  []int64
+	// The surveys waiting for their ticket; those of one ticket in their order.
+	Pending []PendingSnapshot[S]
+	// The expiry queues, kept as they are so that a restored index expires exactly what
+	// the saved one would have.
+	TicketQueue, PendingQueue Queue
 }
 
 // PendingSnapshot is one survey waiting for its ticket.
@@ -167,51 +169,72 @@ type PendingSnapshot[S any] struct {
 	ReceivedAt time.Time
 }
 
-// QueueEntry is one entry of the expiry queues, kept as it is so that a restored index
-// expires exactly what the saved one would have.
-type QueueEntry struct {
-	TicketID string
-	At       time.Time
+// Queue is an expiry queue in order: ticket ids and instants.
+type Queue struct {
+	IDs []string
+	At  []int64
 }
 
-// Snapshot returns the index's content.
+// Snapshot returns the index's content, tickets and waiting surveys in ticket order
+// (equal indexes give equal snapshots).
 func (x *Index[S]) Snapshot() Snapshot[S] {
-	out := Snapshot[S]{Tickets: make([]TicketSnapshot, 0, len(x.tickets))}
-	for id, t := range x.tickets {
-		out.Tickets = append(out.Tickets, TicketSnapshot{id, t.dims, t.lastSeen})
+	ids := slices.Sorted(maps.Keys(x.tickets))
+	out := Snapshot[S]{TicketIDs: ids, Dims: make([]Dims, len(ids)), LastSeen: make([]int64, len(ids)),
+		TicketQueue: queueSnapshot(x.ticketQueue), PendingQueue: queueSnapshot(x.pendingQueue)}
+	for i, id := range ids {
+		t := x.tickets[id]
+		out.Dims[i], out.LastSeen[i] = t.dims, t.lastSeen.UnixNano()
 	}
-	for id, ws := range x.pending {
-		for _, w := range ws {
+	for _, id := range slices.Sorted(maps.Keys(x.pending)) {
+		for _, w := range x.pending[id] {
 			out.Pending = append(out.Pending, PendingSnapshot[S]{id, w.survey, w.receivedAt})
 		}
 	}
-	for _, q := range x.ticketQueue {
-		out.TicketQueue = append(out.TicketQueue, QueueEntry{q.ticketID, q.at})
-	}
-	for _, q := range x.pendingQueue {
-		out.PendingQueue = append(out.PendingQueue, QueueEntry{q.ticketID, q.at})
+	return out
+}
+
+func queueSnapshot(q []queued) Queue {
+	out := Queue{IDs: make([]string, len(q)), At: make([]int64, len(q))}
+	for i, e := range q {
+		out.IDs[i], out.At[i] = e.ticketID, e.at.UnixNano()
 	}
 	return out
 }
 
 // Restore replaces the index's content with a snapshot's. Surveys waiting for one ticket
 // keep their order.
-func (x *Index[S]) Restore(snap Snapshot[S]) {
-	x.tickets = make(map[string]*ticket, len(snap.Tickets))
-	for _, t := range snap.Tickets {
-		x.tickets[t.ID] = &ticket{dims: t.Dims, lastSeen: t.LastSeen}
+func (x *Index[S]) Restore(snap Snapshot[S]) error {
+	if len(snap.Dims) != len(snap.TicketIDs) || len(snap.LastSeen) != len(snap.TicketIDs) {
+		return fmt.Errorf("attribution index: %d tickets with %d dimensions and %d instants", len(snap.TicketIDs), len(snap.Dims), len(snap.LastSeen))
+	}
+	x.tickets = make(map[string]ticket, len(snap.TicketIDs))
+	for i, id := range snap.TicketIDs {
+		x.tickets[id] = ticket{dims: snap.Dims[i], lastSeen: instant(snap.LastSeen[i])}
 	}
 	x.pending = make(map[string][]waiting[S])
 	x.waitingCount = len(snap.Pending)
 	for _, p := range snap.Pending {
 		x.pending[p.TicketID] = append(x.pending[p.TicketID], waiting[S]{p.Survey, p.ReceivedAt})
 	}
-	x.ticketQueue = make([]queued, len(snap.TicketQueue))
-	for i, q := range snap.TicketQueue {
-		x.ticketQueue[i] = queued{q.TicketID, q.At}
+	var err error
+	if x.ticketQueue, err = restoreQueue(snap.TicketQueue); err != nil {
+		return fmt.Errorf("attribution index: ticket queue: %w", err)
 	}
-	x.pendingQueue = make([]queued, len(snap.PendingQueue))
-	for i, q := range snap.PendingQueue {
-		x.pendingQueue[i] = queued{q.TicketID, q.At}
+	if x.pendingQueue, err = restoreQueue(snap.PendingQueue); err != nil {
+		return fmt.Errorf("attribution index: waiting queue: %w", err)
 	}
+	return nil
 }
+
+func restoreQueue(q Queue) ([]queued, error) {
+	if len(q.IDs) != len(q.At) {
+		return nil, fmt.Errorf("%d ids with %d instants", len(q.IDs), len(q.At))
+	}
+	out := make([]queued, len(q.IDs))
+	for i, id := range q.IDs {
+		out[i] = queued{id, instant(q.At[i])}
+	}
+	return out, nil
+}
+
+func instant(unixNano int64) time.Time { return time.Unix(0, unixNano).UTC() }

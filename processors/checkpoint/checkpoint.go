@@ -55,7 +55,7 @@ func SnapshotStoreConfig(replicas int) jetstream.ObjectStoreConfig {
 		Description: "cxlink partition state snapshots",
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
-		Compression: false, // snapshots are gzipped already
+		Compression: false, // snapshots are compressed already (s2)
 	}
 }
 

@@ -2,6 +2,7 @@ package effort
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"time"
 
@@ -141,51 +142,94 @@ func (s *State) Evict(t time.Time) {
 // Series is the number of series held, for metrics.
 func (s *State) Series() int { return len(s.series) }
 
-// Snapshot is the content of a State, for saving it (processors/partition encodes it).
-// Buckets changed but not yet taken are not part of it: a snapshot is only used once the
-// rows of every message it holds are stored.
+// Snapshot is the content of a State, for saving it (processors/partition encodes it):
+// columns of flat slices, so that encoding and decoding run in tight loops and a restore
+// allocates per column, not per bucket. Buckets changed but not yet taken are not part of
+// it: a snapshot is only used once the rows of every message it holds are stored.
 type Snapshot struct {
 	LastTick int64
-	Series   []SeriesSnapshot
+	// Keys are the series, sorted; Lens[i] is the number of buckets of Keys[i].
+	Keys []SeriesKey
+	Lens []int
+	// The buckets, series after series, each series by ascending index: the index (steps
+	// since the epoch) and the sums.
+	Index      []int64
+	Responses  []uint64
+	ScoreMicro []int64
+	Positive   []uint64
+	Negative   []uint64
+	SqMicro    []int64
 }
 
-// SeriesSnapshot is one series' buckets.
-type SeriesSnapshot struct {
-	Key     SeriesKey
-	Buckets []BucketSnapshot
-}
-
-// BucketSnapshot is one bucket: its index (steps since the epoch) and sums.
-type BucketSnapshot struct {
-	Index int64
-	Agg   Aggregate
-}
-
-// Snapshot returns the state's content.
+// Snapshot returns the state's content, the series in key order (equal states give
+// equal snapshots).
 func (s *State) Snapshot() Snapshot {
-	out := Snapshot{LastTick: s.lastTick, Series: make([]SeriesSnapshot, 0, len(s.series))}
+	keys := make([]SeriesKey, 0, len(s.series))
+	n := 0
 	for k, sr := range s.series {
-		ss := SeriesSnapshot{Key: k, Buckets: make([]BucketSnapshot, len(sr.buckets))}
-		for i, b := range sr.buckets {
-			ss.Buckets[i] = BucketSnapshot{Index: b.index, Agg: b.agg}
+		keys = append(keys, k)
+		n += len(sr.buckets)
+	}
+	slices.SortFunc(keys, func(a, b SeriesKey) int {
+		return cmp.Or(cmp.Compare(a.Survey, b.Survey), cmp.Compare(a.Dimension, b.Dimension), cmp.Compare(a.Key, b.Key))
+	})
+	out := Snapshot{LastTick: s.lastTick, Keys: keys, Lens: make([]int, len(keys)),
+		Index: make([]int64, 0, n), Responses: make([]uint64, 0, n), ScoreMicro: make([]int64, 0, n),
+		Positive: make([]uint64, 0, n), Negative: make([]uint64, 0, n), SqMicro: make([]int64, 0, n)}
+	for i, k := range keys {
+		bs := s.series[k].buckets
+		out.Lens[i] = len(bs)
+		for _, b := range bs {
+			out.Index = append(out.Index, b.index)
+			out.Responses = append(out.Responses, b.agg.Responses)
+			out.ScoreMicro = append(out.ScoreMicro, b.agg.ScoreMicro)
+			out.Positive = append(out.Positive, b.agg.Positive)
+			out.Negative = append(out.Negative, b.agg.Negative)
+			out.SqMicro = append(out.SqMicro, b.agg.SqMicro)
 		}
-		out.Series = append(out.Series, ss)
 	}
 	return out
 }
 
-// Restore replaces the state's content with a snapshot's.
-func (s *State) Restore(snap Snapshot) {
-	s.lastTick = snap.LastTick
-	clear(s.series)
-	clear(s.changed)
-	for _, ss := range snap.Series {
-		sr := &series{buckets: make([]bucket, len(ss.Buckets))}
-		for i, b := range ss.Buckets {
-			sr.buckets[i] = bucket{index: b.Index, agg: b.Agg}
-		}
-		s.series[ss.Key] = sr
+// Restore replaces the state's content with a snapshot's. Every bucket goes into one
+// array, each series a slice of it capped at its length, so a series that grows moves to
+// its own array and never writes into its neighbour's.
+func (s *State) Restore(snap Snapshot) error {
+	n := len(snap.Index)
+	if len(snap.Lens) != len(snap.Keys) || len(snap.Responses) != n || len(snap.ScoreMicro) != n ||
+		len(snap.Positive) != n || len(snap.Negative) != n || len(snap.SqMicro) != n {
+		return fmt.Errorf("windows: %d series with %d lengths; %d bucket indexes with %d, %d, %d, %d, %d sums",
+			len(snap.Keys), len(snap.Lens), n, len(snap.Responses), len(snap.ScoreMicro), len(snap.Positive), len(snap.Negative), len(snap.SqMicro))
 	}
+	all := make([]bucket, n)
+	for i := range all {
+		all[i] = bucket{index: snap.Index[i], agg: Aggregate{Responses: snap.Responses[i], ScoreMicro: snap.ScoreMicro[i],
+			Positive: snap.Positive[i], Negative: snap.Negative[i], SqMicro: snap.SqMicro[i]}}
+	}
+	slab := make([]series, len(snap.Keys))
+	s.series = make(map[SeriesKey]*series, len(snap.Keys))
+	clear(s.changed)
+	s.lastTick = snap.LastTick
+	at := 0
+	for i, k := range snap.Keys {
+		l := snap.Lens[i]
+		if l < 0 || l > n-at {
+			return fmt.Errorf("windows: series %v has %d buckets, %d are left", k, l, n-at)
+		}
+		bs := all[at : at+l : at+l]
+		at += l
+		for j := 1; j < len(bs); j++ {
+			if bs[j].index <= bs[j-1].index {
+				return fmt.Errorf("windows: series %v: bucket %d after %d", k, bs[j].index, bs[j-1].index)
+			}
+		}
+		slab[i].buckets = bs
+		s.series[k] = &slab[i]
+	}
+	if at != n {
+		return fmt.Errorf("windows: %d buckets, the series hold %d", n, at)
+	}
+	return nil
 }
 
 // DiscardChanged forgets which buckets changed, without rows: their rows are stored

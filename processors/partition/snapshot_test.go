@@ -1,15 +1,21 @@
 package partition
 
 import (
+	"bytes"
+	"encoding/gob"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/s2"
+
 	"github.com/cxlink/cxlink/ingest/event"
 	"github.com/cxlink/cxlink/processors/effort"
+	"github.com/cxlink/cxlink/processors/followup"
 	"github.com/cxlink/cxlink/processors/records"
 )
 
@@ -64,6 +70,9 @@ func (o *output) add(b records.Batch) {
 		o.raw = append(o.raw, fmt.Sprintf("%+v", r))
 	}
 	for _, r := range b.Pulses {
+		o.raw = append(o.raw, fmt.Sprintf("%+v", r))
+	}
+	for _, r := range b.FollowUps {
 		o.raw = append(o.raw, fmt.Sprintf("%+v", r))
 	}
 	o.addBuckets(b.Buckets)
@@ -128,23 +137,47 @@ func TestRowsDependOnTheStreamAlone(t *testing.T) {
 	}
 }
 
+// withFollowUps is cfg with follow-up rules: bad answers open cases, and the state
+// remembers their tickets.
+func withFollowUps(t *testing.T) Config {
+	fu, err := followup.Config{Rules: "ces<=2", Window: 24 * time.Hour, Due: "24h", MaxAge: 90 * 24 * time.Hour,
+		RateLimit: "30/1m", RetryMax: time.Minute, CloseReasons: "resolved"}.Settings("*=support")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg()
+	c.FollowUps = fu
+	return c
+}
+
 // A state restored from a snapshot carries on exactly as the state it was taken of, and
-// as a state rebuilt from the start of the stream.
+// as a state rebuilt from the start of the stream; with and without follow-ups.
 func TestSnapshotGivesWhatAFullReplayGives(t *testing.T) {
+	for name, c := range map[string]Config{"without follow-ups": cfg(), "with follow-ups": withFollowUps(t)} {
+		t.Run(name, func(t *testing.T) { testSnapshotGivesWhatAFullReplayGives(t, c) })
+	}
+}
+
+func testSnapshotGivesWhatAFullReplayGives(t *testing.T, c Config) {
 	msgs := randomStream(2, 4000)
 	for _, cut := range []int{1, 700, 2500, 3999} {
-		full := New(0, cfg())
+		full := New(0, c)
 		whole := run(full, msgs, 3, 17, 0)
 
-		saved := New(0, cfg())
+		saved := New(0, c)
 		first := run(saved, msgs[:cut], 3, 17, 0)
 		data, err := saved.Snapshot()
 		if err != nil {
 			t.Fatal(err)
 		}
-		restored, err := Restore(0, cfg(), data)
+		restored, err := Restore(0, c, data)
 		if err != nil {
 			t.Fatal(err)
+		}
+		// Nothing is lost or changed by the encoding: the restored state encodes to the
+		// same bytes (snapshots of equal states are equal).
+		if again, err := restored.Snapshot(); err != nil || !bytes.Equal(again, data) {
+			t.Fatalf("cut %d: the restored state encodes to other bytes (%v)", cut, err)
 		}
 		if restored.ConfigFingerprint() != full.ConfigFingerprint() {
 			t.Fatal("fingerprint changed by a restore")
@@ -166,7 +199,7 @@ func TestSnapshotGivesWhatAFullReplayGives(t *testing.T) {
 		if got, want := current(restored, at), current(full, at); !reflect.DeepEqual(got, want) {
 			t.Fatalf("cut %d: windows differ:\n%v\n%v", cut, got, want)
 		}
-		if a, b := fmt.Sprint(restored.Size()), fmt.Sprint(full.Size()); a != b {
+		if a, b := sizes(restored), sizes(full); a != b {
 			t.Fatalf("cut %d: sizes %s, want %s", cut, a, b)
 		}
 	}
@@ -184,6 +217,89 @@ func TestSnapshotOfAnotherPartitionIsRefused(t *testing.T) {
 	if _, err := Restore(3, cfg(), []byte("not a snapshot")); err == nil {
 		t.Fatal("garbage restored")
 	}
+}
+
+// An empty state, and one whose buckets and instants lie before the Unix epoch (negative
+// indexes and gaps), come back as they were.
+func TestSnapshotOfEmptyAndEarlyStates(t *testing.T) {
+	early := time.Date(1969, 12, 31, 23, 0, 0, 0, time.UTC)
+	for name, msgs := range map[string][]Message{
+		"empty": nil,
+		"before the epoch": {
+			{Seq: 1, ReceivedAt: early, Event: ticket("t1", "T-1", "billing", "red", early)},
+			{Seq: 2, ReceivedAt: early.Add(time.Minute), Event: survey("s1", "T-1", 2, early)},
+			{Seq: 3, ReceivedAt: early.Add(2 * time.Minute), Event: survey("s2", "T-2", 6, early.Add(time.Minute))},
+			{Seq: 4, ReceivedAt: early.Add(3 * time.Minute), Event: survey("s3", "", 4, early.Add(-3*time.Minute))},
+		},
+	} {
+		c := withFollowUps(t)
+		s := New(2, c)
+		run(s, msgs, 0, 1, 0)
+		data, err := s.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		restored, err := Restore(2, c, data)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if again, _ := restored.Snapshot(); !bytes.Equal(again, data) {
+			t.Fatalf("%s: the restored state encodes to other bytes", name)
+		}
+		at := early.Add(10 * time.Minute)
+		if got, want := current(restored, at), current(s, at); !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s: windows differ:\n%v\n%v", name, got, want)
+		}
+		if a, b := sizes(restored), sizes(s); a != b {
+			t.Fatalf("%s: sizes %s, want %s", name, a, b)
+		}
+	}
+}
+
+// A snapshot whose columns do not fit together is refused with the column named, not
+// restored into a state that would fail later.
+func TestSnapshotWithInconsistentColumnsIsRefused(t *testing.T) {
+	s := New(0, cfg())
+	run(s, randomStream(4, 300), 0, 1, 0)
+	for _, c := range []struct {
+		field string
+		spoil func(*snapshot)
+	}{
+		{"SeriesLens", func(x *snapshot) { x.SeriesLens[0] += uint32(len(x.BucketGaps)) }},
+		{"SeriesKeys", func(x *snapshot) { x.SeriesKeys = x.SeriesKeys[1:] }},
+		{"TicketDims", func(x *snapshot) { x.TicketDims = x.TicketDims[4:] }},
+		{"Ends", func(x *snapshot) { x.Ends[0] = uint32(len(x.Strings) + 1) }},
+		{"string 1000000", func(x *snapshot) { x.TicketIDs[0] = 1000000 }},
+		{"sums", func(x *snapshot) { x.SqMicro = x.SqMicro[1:] }},
+	} {
+		data, err := s.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := s2.Decode(nil, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var x snapshot
+		if err := gob.NewDecoder(bytes.NewReader(raw)).Decode(&x); err != nil {
+			t.Fatal(err)
+		}
+		c.spoil(&x)
+		var buf bytes.Buffer
+		if err := gob.NewEncoder(&buf).Encode(&x); err != nil {
+			t.Fatal(err)
+		}
+		_, err = Restore(0, cfg(), s2.Encode(nil, buf.Bytes()))
+		if err == nil || !strings.Contains(err.Error(), c.field) {
+			t.Errorf("%s spoilt: %v", c.field, err)
+		}
+	}
+}
+
+// sizes are what a state holds: series, tickets, waiting surveys, follow-up tickets.
+func sizes(s *State) string {
+	series, tickets, waiting := s.Size()
+	return fmt.Sprint(series, tickets, waiting, s.FollowUpTickets())
 }
 
 func values(m map[string]records.Bucket) []records.Bucket {

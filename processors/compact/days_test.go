@@ -1,7 +1,6 @@
 package compact_test
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"testing"
@@ -207,5 +206,19 @@ func TestDaysMarkerSlack(t *testing.T) {
 	if n := count(t, c, "SELECT count() FROM {db}.survey_days FINAL"); n != 1 {
 		t.Errorf("%d survey totals, want 1", n)
 	}
-	var _ context.Context = ctx
+
+	// Many batches of one day within a minute leave one marker once merged.
+	for i := range 5 {
+		s := survey(fmt.Sprint("m", i), "ces", "billing", at, 4, uint64(10+i), false)
+		if err := c.WriteBatch(ctx, &records.Batch{Surveys: []records.Survey{s}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Conn().Exec(ctx, "OPTIMIZE TABLE "+c.Database()+".raw_days_changed FINAL"); err != nil {
+		t.Fatal(err)
+	}
+	if n, minutes := count(t, c, "SELECT count() FROM {db}.raw_days_changed"),
+		count(t, c, "SELECT uniqExact(toStartOfMinute(changed_at)) FROM {db}.raw_days_changed"); n != minutes {
+		t.Errorf("raw_days_changed holds %d markers of one day over %d minutes, want one a minute", n, minutes)
+	}
 }

@@ -70,12 +70,14 @@ func (c *Client) DaysDone(ctx context.Context) (time.Time, error) {
 	return time.Unix(int64(sec), 0).UTC(), nil
 }
 
-// ChangedDays lists, sorted, the days of the markers written at or after since; with a
-// zero since, every day the raw tables hold rows of.
+// ChangedDays lists, sorted, the days of the markers written at or after since (from the
+// start of its minute); with a zero since, every day the raw tables hold rows of.
 func (c *Client) ChangedDays(ctx context.Context, since time.Time) ([]time.Time, error) {
 	db := c.cfg.Database
+	// Whole minutes: the rows of one day and minute merge into one, which keeps one of
+	// their instants.
 	q := "SELECT DISTINCT toUInt32(day_start) AS d FROM " + db + "." + TableDaysChanged +
-		" WHERE changed_at >= toDateTime(" + unix(since) + ", 'UTC') ORDER BY d"
+		" WHERE changed_at >= toStartOfMinute(toDateTime(" + unix(since) + ", 'UTC')) ORDER BY d"
 	if since.Unix() <= 0 {
 		q = "SELECT DISTINCT toUInt32(d) AS d FROM (SELECT intDiv(toUInt32(occurred_at), 86400) * 86400 AS d FROM " + db + "." + TableSurveys +
 			" UNION ALL SELECT intDiv(toUInt32(occurred_at), 86400) * 86400 AS d FROM " + db + "." + TableTickets + ") ORDER BY d"

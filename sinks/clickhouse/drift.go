@@ -67,7 +67,7 @@ func (c *Client) WindowTotals(ctx context.Context, w effort.Window, ends []time.
 		slots + ")) WHERE b >= e - " + ln + " AND b < e " +
 		"GROUP BY survey, dimension, key, window_end HAVING sum(n) > 0"
 	if n := (to - from) / slot; len(ends) > 1 && n <= maxRunningSlots {
-		q = runningWindows(slots, in, from, slot, length, n)
+		q = runningWindows(slots, ends, from, slot, length, n)
 	}
 	rows, err := c.conn.Query(ctx, q)
 	if err != nil {
@@ -90,34 +90,45 @@ func (c *Client) WindowTotals(ctx context.Context, w effort.Window, ends []time.
 	return out, nil
 }
 
-// maxRunningSlots bounds the slots per series of runningWindows' arrays (a month of
-// minutes), beyond which copying each slot into its windows costs less memory.
-const maxRunningSlots = 43200
+// maxRunningSlots bounds the slots per series that runningWindows lays out in arrays (two
+// weeks of hours, the drift detector's fold, is 336); beyond it, copying each slot into
+// its windows costs less.
+const maxRunningSlots = 2000
 
-// runningWindows reads the windows ending at ends from the slots as running totals:
-// per series, the slots in [from, from + n·slot) are laid out in arrays and added up
+// runningWindows reads the windows ending at ends from the slots as running totals: per
+// series, the slots in [from, from + n·slot) are laid out in arrays and added up
 // cumulatively, and each window is the running total at its end less the one at its
-// start. So many ends (the drift detector's first evaluation folds a baseline's worth
-// of hourly blocks, each against a week-long baseline) cost slots + ends per series,
-// where copying each slot into every window holding it costs slots × ends.
-func runningWindows(slots string, ends []string, from, slot, length, n int64) string {
-	f, sl, ln, size := strconv.FormatInt(from, 10), strconv.FormatInt(slot, 10), strconv.FormatInt(length, 10), strconv.FormatInt(n, 10)
-	// at is the running total of arr before instant t: the sum of its first (t − from) / slot slots.
-	at := func(arr, t string) string {
-		return "arrayElement(" + arr + ", intDiv(" + t + " - " + f + ", " + sl + "))"
+// start. So many ends (the drift detector's first evaluation folds a week of hourly
+// blocks, each against the week before it) cost slots + ends per series, where copying
+// each slot into every window holding it costs slots × ends. The running totals are
+// unnested before they are picked (a slot's total counts for the window ending there,
+// and against the one starting there), since ClickHouse would copy whole arrays into
+// every row of an ARRAY JOIN over the ends.
+func runningWindows(slots string, ends []time.Time, from, slot, length, n int64) string {
+	f, sl, size := strconv.FormatInt(from, 10), strconv.FormatInt(slot, 10), strconv.FormatInt(n, 10)
+	his, los, at := make([]string, len(ends)), make([]string, len(ends)), make([]string, len(ends))
+	for i, e := range ends {
+		hi := (e.Unix() - from) / slot // slots before e
+		his[i], los[i], at[i] = strconv.FormatInt(hi, 10), strconv.FormatInt(hi-length/slot, 10), strconv.FormatInt(e.Unix(), 10)
 	}
-	window := func(arr string) string { return at(arr, "e") + " - " + at(arr, "e - "+ln) }
+	end := func(idx []string) string {
+		return "transform(toUInt64(k), [" + strings.Join(idx, ", ") + "], [" + strings.Join(at, ", ") + "], 0)"
+	}
 	running := func(col, zero string) string {
 		return "arrayCumSum(groupArrayInsertAt(" + zero + ", " + size + ")(" + col + ", i)) AS " + col + "_run"
 	}
-	return "SELECT survey, dimension, key, toDateTime(e, 'UTC') AS window_end, toUInt64(" + window("n_run") + ") AS wn, " +
-		window("s_run") + ", " + window("sq_run") + ", toUInt64(" + window("pos_run") + "), toUInt64(" + window("neg_run") + ") FROM (" +
+	return "SELECT survey, dimension, key, toDateTime(e, 'UTC') AS window_end, toUInt64(sum(sg * rn)) AS wn, sum(sg * rs), sum(sg * rsq), " +
+		"toUInt64(sum(sg * rpos)), toUInt64(sum(sg * rneg)) FROM (" +
+		"SELECT survey, dimension, key, rn, rs, rsq, rpos, rneg, tupleElement(p, 1) AS e, tupleElement(p, 2) AS sg FROM (" +
+		"SELECT survey, dimension, key, rn, rs, rsq, rpos, rneg, k FROM (" +
 		"SELECT survey, dimension, key, " + running("n", "0") + ", " + running("s", "0.") + ", " + running("sq", "0.") + ", " +
 		running("pos", "0") + ", " + running("neg", "0") + " FROM (" +
 		"SELECT survey, dimension, key, toUInt32(intDiv(b - " + f + ", " + sl + ")) AS i, sum(n) AS n, sum(s) AS s, sum(sq) AS sq, " +
 		"sum(pos) AS pos, sum(neg) AS neg FROM (" + slots + ") GROUP BY survey, dimension, key, i" +
 		") GROUP BY survey, dimension, key" +
-		") ARRAY JOIN [" + strings.Join(ends, ", ") + "] AS e WHERE wn > 0"
+		") ARRAY JOIN n_run AS rn, s_run AS rs, sq_run AS rsq, pos_run AS rpos, neg_run AS rneg, arrayEnumerate(n_run) AS k" +
+		") ARRAY JOIN [(" + end(his) + ", 1), (" + end(los) + ", -1)] AS p" +
+		") WHERE e != 0 GROUP BY survey, dimension, key, window_end HAVING wn > 0"
 }
 
 // slots adds up the rows of table (rollup_buckets, or rollup_hours) with from ≤ col < to

@@ -37,15 +37,17 @@ ORDER BY (day_start, category){{distributed "ticket_days"}};
 
 -- The days whose raw rows changed: the sink inserts one row per UTC day a stored batch's
 -- survey and ticket rows occurred on, after storing them; changed_at is the server's
--- clock at the insert. The compaction reads the rows written since its last run.
+-- clock at the insert. The compaction reads the rows of the whole minutes since its last
+-- run, so the rows of one day and minute merge into one: a day changed all day long
+-- keeps 1,440 rows, however many batches wrote it.
 CREATE TABLE IF NOT EXISTS {{table "raw_days_changed"}}
 (
     day_start DateTime('UTC'),
     changed_at DateTime('UTC') DEFAULT now()
 )
-ENGINE = {{engine "raw_days_changed" "MergeTree"}}
+ENGINE = {{engine "raw_days_changed" "ReplacingMergeTree"}}
 PARTITION BY toYYYYMM(changed_at)
-ORDER BY (changed_at, day_start){{distributed "raw_days_changed"}};
+ORDER BY (toStartOfMinute(changed_at), day_start){{distributed "raw_days_changed"}};
 
 -- How far the compaction has read raw_days_changed: max(done_until), the server's clock
 -- at the start of the last complete run. version is done_until in seconds.

@@ -5,11 +5,11 @@
 # pipeline over 1 and 5 days of history in an in-process JetStream, three idle minutes,
 # and the run times of the analytics stage, the drift detector and every Grafana panel
 # query. Prints Markdown tables (docs/storage.md, "Measured", holds one run's). About
-# 15 minutes on 2 cores; not part of deploy/local/test.sh.
+# 10 minutes on 2 cores; not part of deploy/local/test.sh.
 #
 #   deploy/local/soak.sh
 #
-# CXLINK_SOAK_DAYS (30), CXLINK_SOAK_IDLE (3m), CXLINK_SOAK_PANEL_RUNS (50) and
+# CXLINK_SOAK_DAYS (30), CXLINK_SOAK_IDLE (4m), CXLINK_SOAK_PANEL_RUNS (50) and
 # CXLINK_SOAK_PANEL_TIME (10s, the most time spent on one query in one scenario) change it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -2,7 +2,8 @@
 # The compressed-time soak (issue 11): 30 simulated days of a contact centre of 1,000
 # agents, 50 teams and 30 categories (~60,000 customer events a day) through the
 # processors' state machines into a private ClickHouse, then the start-up of the real
-# pipeline over 1 and 5 days of history in an in-process JetStream, three idle minutes,
+# pipeline (and of a whole cxlink process) over 1 and 5 days of history in an in-process
+# JetStream, four idle minutes,
 # and the run times of the analytics stage, the drift detector and every Grafana panel
 # query. Prints Markdown tables (docs/storage.md, "Measured", holds one run's). About
 # 10 minutes on 2 cores; not part of deploy/local/test.sh.

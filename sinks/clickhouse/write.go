@@ -55,10 +55,11 @@ func (e *RowError) RejectedRow() records.RowRef {
 
 // WriteBatch inserts the batch: one insert per table that has rows, each bounded by the
 // insert timeout, and after the survey and ticket rows the days they occurred on
-// (raw_days_changed), whose daily totals the compaction then adds up again. When it fails, some tables may hold their rows and others not; write
-// the whole batch again. That is safe because every table is a ReplacingMergeTree whose
-// rows carry their version, so a row written twice is read once with FINAL. A *RowError
-// means the batch can never be written.
+// (raw_days_changed), whose daily totals the compaction then adds up again. When it
+// fails, some tables may hold their rows and others not; write the whole batch again.
+// That is safe because every table is a ReplacingMergeTree whose rows carry their
+// version, so a row written twice is read once with FINAL (and markers only make the
+// compaction add a day up again). A *RowError means the batch can never be written.
 func (c *Client) WriteBatch(ctx context.Context, b *records.Batch) error {
 	if len(b.Surveys) > 0 {
 		if err := c.insert(ctx, TableSurveys, surveyColumns, len(b.Surveys), func(batch driver.Batch, i int) error {

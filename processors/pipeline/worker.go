@@ -89,8 +89,22 @@ func (w *worker) leaseLost() <-chan struct{} {
 func (w *worker) run(ctx context.Context) error {
 	start := time.Now()
 	cons, from, err := w.begin(ctx)
-	if err != nil {
-		return err
+	// JetStream may answer nothing for some seconds after a node of its cluster restarts:
+	// the partition tries again, as long as it may run it, rather than failing the
+	// process (seen: every replica's pipeline stopped on "no responders" while taking
+	// partitions back after the stream leader's node restarted).
+	for wait := 250 * time.Millisecond; err != nil; wait = min(2*wait, 5*time.Second) {
+		w.logger.Warn("partition not started; trying again", "retry_in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-w.leaseLost():
+			w.logger.Warn("lease lost: dropping the partition")
+			return nil
+		case <-time.After(wait):
+		}
+		w.state, w.applied, w.readyAt = partition.New(uint16(w.id), w.cfg.partitionConfig()), 0, 0
+		cons, from, err = w.begin(ctx)
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(w.cfg.ReadAhead))
 	if err != nil {

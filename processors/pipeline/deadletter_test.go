@@ -15,10 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cxlink/cxlink/ingest/broker"
 	"github.com/cxlink/cxlink/ingest/event"
 	"github.com/cxlink/cxlink/ingest/stream"
-	"github.com/cxlink/cxlink/processors/checkpoint"
 	"github.com/cxlink/cxlink/processors/deadletter"
 	"github.com/cxlink/cxlink/processors/pipeline"
 	"github.com/cxlink/cxlink/processors/records"
@@ -80,43 +78,17 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 	ctx := t.Context()
 	logger := slog.New(slog.DiscardHandler)
-	ns, err := broker.Start(broker.Config{DataDir: t.TempDir()}, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Shutdown()
-	nc, err := ns.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const partitions = 2
 	// A short duplicate window, so that the test can replay after it.
 	const dupWindow = 5 * time.Second
-	s, _, err := stream.Define(ctx, js, stream.Config{Partitions: partitions, Replicas: 1, MaxAge: time.Hour, MaxBytes: -1}, dupWindow)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tj := startJetStream(t, partitions, dupWindow)
+	js, s, checkpoints := tj.js, tj.stream, tj.checkpoints
 	dlq, err := deadletter.Open(ctx, js, deadletter.Config{MaxAge: time.Hour}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := pipeline.DefaultConfig()
 	cfg.BatchMaxDelay = 20 * time.Millisecond
-	if _, err := js.CreateKeyValue(ctx, checkpoint.ProgressBucketConfig(1)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.CreateObjectStore(ctx, checkpoint.SnapshotStoreConfig(1)); err != nil {
-		t.Fatal(err)
-	}
-	checkpoints, err := checkpoint.Open(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
 	sink := &pickySink{reject: true, rows: map[string]int{}}
 	reg := prometheus.NewRegistry()
 	p, err := pipeline.New(cfg, pipeline.Options{Stream: s, Partitions: partitions, Sink: sink, DeadLetters: dlq,

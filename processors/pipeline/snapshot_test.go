@@ -7,13 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cxlink/cxlink/ingest/broker"
 	"github.com/cxlink/cxlink/ingest/event"
 	"github.com/cxlink/cxlink/ingest/stream"
-	"github.com/cxlink/cxlink/processors/checkpoint"
 	"github.com/cxlink/cxlink/processors/partition"
 	"github.com/cxlink/cxlink/processors/pipeline"
 )
@@ -23,35 +20,9 @@ import (
 func TestSnapshotOfAnEarlierFormatIsReplayed(t *testing.T) {
 	ctx := t.Context()
 	logger := slog.New(slog.DiscardHandler)
-	ns, err := broker.Start(broker.Config{DataDir: t.TempDir()}, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Shutdown()
-	nc, err := ns.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const partitions = 1
-	s, _, err := stream.Define(ctx, js, stream.Config{Partitions: partitions, Replicas: 1, MaxAge: time.Hour, MaxBytes: -1}, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.CreateKeyValue(ctx, checkpoint.ProgressBucketConfig(1)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.CreateObjectStore(ctx, checkpoint.SnapshotStoreConfig(1)); err != nil {
-		t.Fatal(err)
-	}
-	checkpoints, err := checkpoint.Open(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tj := startJetStream(t, partitions, time.Minute)
+	js, s, checkpoints := tj.js, tj.stream, tj.checkpoints
 	cfg := pipeline.DefaultConfig()
 	cfg.BatchMaxDelay = 20 * time.Millisecond
 

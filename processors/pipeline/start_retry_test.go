@@ -7,10 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cxlink/cxlink/ingest/broker"
 	"github.com/cxlink/cxlink/ingest/event"
 	"github.com/cxlink/cxlink/ingest/stream"
 	"github.com/cxlink/cxlink/processors/checkpoint"
@@ -23,34 +21,8 @@ import (
 func TestPartitionStartRetriesUntilItsProgressCanBeRead(t *testing.T) {
 	ctx := t.Context()
 	logger := slog.New(slog.DiscardHandler)
-	ns, err := broker.Start(broker.Config{DataDir: t.TempDir()}, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Shutdown()
-	nc, err := ns.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _, err := stream.Define(ctx, js, stream.Config{Partitions: 1, Replicas: 1, MaxAge: time.Hour, MaxBytes: -1}, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.CreateKeyValue(ctx, checkpoint.ProgressBucketConfig(1)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.CreateObjectStore(ctx, checkpoint.SnapshotStoreConfig(1)); err != nil {
-		t.Fatal(err)
-	}
-	checkpoints, err := checkpoint.Open(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tj := startJetStream(t, 1, time.Minute)
+	js, s, checkpoints := tj.js, tj.stream, tj.checkpoints
 	score, lo, hi := 5.0, 1.0, 7.0
 	var events []event.Event
 	for i := range 10 {

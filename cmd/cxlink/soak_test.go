@@ -201,19 +201,11 @@ func BenchmarkStartFromSnapshots(b *testing.B) {
 func soakStartFromSnapshots(b *testing.B, snaps []checkpoint.Snapshot) time.Duration {
 	st := soakJetStream(b, soakPipelineConfig(b, time.Hour))
 	defer st.close()
-	for p, snap := range snaps {
-		if err := st.cps.Advance(b.Context(), p, checkpoint.Progress{Seq: snap.Seq}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	st.advanceTo(snaps)
 	var took []time.Duration
 	for range 3 {
 		// A clean stop saves a snapshot of its own: put the measured ones back first.
-		for p, snap := range snaps {
-			if err := st.cps.PutSnapshot(b.Context(), p, snap); err != nil {
-				b.Fatal(err)
-			}
-		}
+		st.putSnapshots(snaps)
 		d, stop := st.run(discardSink{}, nil)
 		stop()
 		took = append(took, d)
@@ -231,11 +223,7 @@ func soakStartFromSnapshots(b *testing.B, snaps []checkpoint.Snapshot) time.Dura
 func soakProcessStart(b *testing.B, srv *chtest.Server, snaps []checkpoint.Snapshot) time.Duration {
 	st := soakJetStream(b, soakPipelineConfig(b, time.Hour))
 	defer st.close()
-	for p, snap := range snaps {
-		if err := st.cps.Advance(b.Context(), p, checkpoint.Progress{Seq: snap.Seq}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	st.advanceTo(snaps)
 	env := map[string]string{"NATS_URL": st.ns.ClientURL(), "CXLINK_HTTP_ADDR": "127.0.0.1:0", "CXLINK_DATA_DIR": b.TempDir(),
 		"CXLINK_STREAM_PARTITIONS": strconv.Itoa(soakPartitions)}
 	maps.Copy(env, srv.Env(srv.NewDatabase(b)))
@@ -246,11 +234,7 @@ func soakProcessStart(b *testing.B, srv *chtest.Server, snaps []checkpoint.Snaps
 	}
 	var took []time.Duration
 	for range 3 {
-		for p, snap := range snaps {
-			if err := st.cps.PutSnapshot(b.Context(), p, snap); err != nil {
-				b.Fatal(err)
-			}
-		}
+		st.putSnapshots(snaps)
 		t0 := time.Now()
 		r := apptest.StartRole(b, env, io.Discard, "process")
 		for {
@@ -742,6 +726,25 @@ func soakJetStream(b *testing.B, cfg pipeline.Config) *soakStart {
 		b.Fatal(err)
 	}
 	return &soakStart{b: b, ns: ns, js: js, s: s, cps: cps, cfg: cfg, close: func() { nc.Close(); ns.Shutdown() }}
+}
+
+// advanceTo stores the progress that snaps, one per partition, need: each is stored up
+// to its sequence.
+func (st *soakStart) advanceTo(snaps []checkpoint.Snapshot) {
+	for p, snap := range snaps {
+		if err := st.cps.Advance(st.b.Context(), p, checkpoint.Progress{Seq: snap.Seq}); err != nil {
+			st.b.Fatal(err)
+		}
+	}
+}
+
+// putSnapshots stores snaps, one per partition, as the partitions' snapshots.
+func (st *soakStart) putSnapshots(snaps []checkpoint.Snapshot) {
+	for p, snap := range snaps {
+		if err := st.cps.PutSnapshot(st.b.Context(), p, snap); err != nil {
+			st.b.Fatal(err)
+		}
+	}
 }
 
 // run starts the pipeline over every partition and returns the time until it was

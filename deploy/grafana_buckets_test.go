@@ -116,23 +116,37 @@ func near(got any, want float64) bool {
 	return ok && math.Abs(f-want) < 1e-9
 }
 
-func TestWindowedPanelsAddUpTheirBuckets(t *testing.T) {
-	srv := chtest.Start(t)
-	db, err := clickhouse.Open(t.Context(), srv.Config(srv.NewDatabase(t)), nil, nil)
+// migratedDB is a new database on srv with cxlink's schema, closed when the test ends.
+func migratedDB(tb testing.TB, srv *chtest.Server) *clickhouse.Client {
+	tb.Helper()
+	db, err := clickhouse.Open(tb.Context(), srv.Config(srv.NewDatabase(tb)), nil, nil)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(t.Context()); err != nil {
-		t.Fatal(err)
+	tb.Cleanup(func() { db.Close() })
+	if err := db.Migrate(tb.Context()); err != nil {
+		tb.Fatal(err)
 	}
+	return db
+}
+
+// writeWindows records the default windows (1 h, 24 h, 7 d) at a one-minute step, as the
+// processors do at start: the panels read them from rollup_windows.
+func writeWindows(tb testing.TB, db *clickhouse.Client) {
+	tb.Helper()
 	windows, err := effort.ParseWindows("1h,24h,7d")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	if err := db.WriteWindows(t.Context(), time.Minute, windows); err != nil {
-		t.Fatal(err)
+	if err := db.WriteWindows(tb.Context(), time.Minute, windows); err != nil {
+		tb.Fatal(err)
 	}
+}
+
+func TestWindowedPanelsAddUpTheirBuckets(t *testing.T) {
+	srv := chtest.Start(t)
+	db := migratedDB(t, srv)
+	writeWindows(t, db)
 
 	// Around T, a fixed hour: the same buckets for key "k" of every dimension (overall: "").
 	// The 1 h window ending at T holds T−60m, T−30m (its latest version) and T−1m, not
@@ -269,21 +283,8 @@ func TestWindowedPanelsAddUpTheirBuckets(t *testing.T) {
 // draw the points the minute read draws, also when a point's slot straddles C.
 func TestHourlyPanelsMatchTheMinuteRead(t *testing.T) {
 	srv := chtest.Start(t)
-	db, err := clickhouse.Open(t.Context(), srv.Config(srv.NewDatabase(t)), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	windows, err := effort.ParseWindows("1h,24h,7d")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.WriteWindows(t.Context(), time.Minute, windows); err != nil {
-		t.Fatal(err)
-	}
+	db := migratedDB(t, srv)
+	writeWindows(t, db)
 	// 8 days shown, 7 more read by the 7 d window: a bucket every 7 minutes per series
 	// and partition, some written again with a higher version.
 	from := time.Date(2025, 6, 2, 0, 0, 0, 0, time.UTC)

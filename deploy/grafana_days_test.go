@@ -17,7 +17,6 @@ import (
 	"github.com/cxlink/cxlink/deploy/grafana/dashboards"
 	"github.com/cxlink/cxlink/processors/compact"
 	"github.com/cxlink/cxlink/processors/records"
-	"github.com/cxlink/cxlink/sinks/clickhouse"
 	"github.com/cxlink/cxlink/sinks/clickhouse/chtest"
 )
 
@@ -34,14 +33,7 @@ const longRange = "259200"
 
 func TestRawPanelsReadDailyTotalsOverLongRanges(t *testing.T) {
 	srv := chtest.Start(t)
-	db, err := clickhouse.Open(t.Context(), srv.Config(srv.NewDatabase(t)), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if err := db.Migrate(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	db := migratedDB(t, srv)
 	// Seven days of answers and solves in three categories (and none), some late, some
 	// written again in another category, some solves without a handle time.
 	first := time.Date(2025, 6, 28, 0, 0, 0, 0, time.UTC) // across a month boundary

@@ -25,7 +25,6 @@ import (
 
 	"github.com/cxlink/cxlink/deploy/grafana/dashboards"
 	"github.com/cxlink/cxlink/processors/compact"
-	"github.com/cxlink/cxlink/processors/effort"
 	"github.com/cxlink/cxlink/sinks/clickhouse"
 	"github.com/cxlink/cxlink/sinks/clickhouse/chtest"
 )
@@ -195,21 +194,8 @@ var centreTables = map[string]string{
 
 func openCentre(b *testing.B, srv *chtest.Server) *clickhouse.Client {
 	b.Helper()
-	db, err := clickhouse.Open(context.Background(), srv.Config(srv.NewDatabase(b)), nil, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
-	if err := db.Migrate(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	windows, err := effort.ParseWindows("1h,24h,7d")
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := db.WriteWindows(context.Background(), time.Minute, windows); err != nil {
-		b.Fatal(err)
-	}
+	db := migratedDB(b, srv)
+	writeWindows(b, db)
 	return db
 }
 

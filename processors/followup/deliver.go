@@ -121,9 +121,11 @@ func (d *deliverer) run(ctx context.Context) error {
 }
 
 // consumeCases reads the case stream through the durable consumer name, one message
-// after the other, until ctx ends; handle acknowledges each (or asks for it again).
+// after the other, until ctx ends. Any change but an opening is acknowledged at once, an
+// unreadable message terminated; handle gets each opened case and acknowledges its
+// message (or asks for it again).
 func consumeCases(ctx context.Context, s jetstream.Stream, name, description string, logger *slog.Logger,
-	handle func(context.Context, jetstream.Msg)) error {
+	handle func(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, c records.FollowUp)) error {
 	cons, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       name,
 		Description:   description,
@@ -158,27 +160,28 @@ func consumeCases(ctx context.Context, s jetstream.Stream, name, description str
 			continue
 		}
 		_ = msg.InProgress()
-		handle(ctx, msg)
+		// Only openings are delivered or noted; any other change is done with at once.
+		if msg.Headers().Get(HeaderChange) != "opened" {
+			_ = msg.Ack()
+			continue
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			_ = msg.Nak()
+			continue
+		}
+		c, err := Decode(msg.Data())
+		if err != nil {
+			logger.Error("skipping an unreadable follow-up message", "consumer", name, "seq", meta.Sequence.Stream, "err", err)
+			_ = msg.Term()
+			continue
+		}
+		handle(ctx, msg, meta, c)
 	}
 }
 
-// handle delivers one message's case, or leaves it for a later attempt.
-func (d *deliverer) handle(ctx context.Context, msg jetstream.Msg) {
-	if msg.Headers().Get(HeaderChange) != "opened" {
-		_ = msg.Ack() // only openings are delivered
-		return
-	}
-	meta, err := msg.Metadata()
-	if err != nil {
-		_ = msg.Nak()
-		return
-	}
-	c, err := Decode(msg.Data())
-	if err != nil {
-		d.logger.Error("skipping an unreadable follow-up message", "seq", meta.Sequence.Stream, "err", err)
-		_ = msg.Term()
-		return
-	}
+// handle delivers the case a message opened, or leaves it for a later attempt.
+func (d *deliverer) handle(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, c records.FollowUp) {
 	target, ok := d.s.Target(c.Owner)
 	if !ok {
 		d.metrics.outcomes.WithLabelValues(c.Owner, "no_webhook").Inc()

@@ -72,23 +72,9 @@ func (n *noter) run(ctx context.Context) error {
 		n.logger, n.handle)
 }
 
-// handle notes one message's case in its Zendesk ticket, or leaves it for a later attempt.
-func (n *noter) handle(ctx context.Context, msg jetstream.Msg) {
-	if msg.Headers().Get(HeaderChange) != "opened" {
-		_ = msg.Ack()
-		return
-	}
-	meta, err := msg.Metadata()
-	if err != nil {
-		_ = msg.Nak()
-		return
-	}
-	c, err := Decode(msg.Data())
-	if err != nil {
-		n.logger.Error("skipping an unreadable follow-up message", "seq", meta.Sequence.Stream, "err", err)
-		_ = msg.Term()
-		return
-	}
+// handle notes the case a message opened in its Zendesk ticket, or leaves it for a later
+// attempt.
+func (n *noter) handle(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, c records.FollowUp) {
 	ticket, ok := zendeskTicket(c.TicketID)
 	if !ok {
 		_ = msg.Ack() // not a Zendesk ticket
